@@ -35,7 +35,9 @@ class DataConfig(_Section):
 
 class EncoderConfig(_Section):
     patch: int = Field(1, ge=1, le=8, description="Pixel patching (space-to-depth) before the first conv.")
-    channels: list[int] = Field([32, 64, 96], min_length=1, description="Channels per stage; each later stage halves the resolution.")
+    channels: list[int] = Field(
+        [32, 64, 96], min_length=1, description="Channels per stage; each later stage halves the resolution."
+    )
     blocks: int = Field(1, ge=1, le=8, description="Residual blocks per stage.")
     final_blocks: int = Field(2, ge=1, le=8, description="Residual blocks in the last stage.")
 
@@ -48,7 +50,11 @@ class PriorConfig(_Section):
 
 class DecoderConfig(_Section):
     patch: int = Field(1, ge=1, le=8, description="Pixel patching before the decoder's conv stages.")
-    channels: list[int] = Field([32, 64], min_length=1, description="Conv channels per level; each level halves the resolution, the transformer runs below the last.")
+    channels: list[int] = Field(
+        [32, 64],
+        min_length=1,
+        description="Conv channels per level; each level halves the resolution, the transformer runs below the last.",
+    )
     blocks: int = Field(1, ge=1, le=8, description="Residual blocks per conv level (down and up).")
     width: int = Field(128, ge=16, le=8192, description="Width of the transformer at the latent's resolution.")
     depth: int = Field(2, ge=1, le=64, description="Transformer blocks at the latent's resolution.")
@@ -57,11 +63,15 @@ class DecoderConfig(_Section):
 
 
 class BaseConfig(_Section):
-    widths: list[int] = Field([192, 256], min_length=1, max_length=2, description="Widths of the two transformer levels.")
+    widths: list[int] = Field(
+        [192, 256], min_length=1, max_length=2, description="Widths of the two transformer levels."
+    )
     depths: list[int] = Field([2, 4], min_length=1, max_length=2, description="Blocks per transformer level.")
     heads: int = Field(4, ge=1, le=64, description="Attention heads of the base model.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout in the base model (the paper uses 0.1).")
-    label_dropout: float = Field(0.1, ge=0.0, le=1.0, description="Probability of dropping the class label (for guidance).")
+    label_dropout: float = Field(
+        0.1, ge=0.0, le=1.0, description="Probability of dropping the class label (for guidance)."
+    )
 
     @model_validator(mode="after")
     def _same_levels(self) -> BaseConfig:
@@ -83,14 +93,33 @@ class ModelConfig(_Section):
 
 
 class LossConfig(_Section):
-    latent_logsnr_max: float = Field(5.0, ge=0.0, le=20.0, description="λ_z(0): log-SNR of the fixed latent noise (the paper: 5).")
-    latent_logsnr_min: float = Field(-10.0, ge=-30.0, le=-5.0, description="λ_z(1): noisiest latent log-SNR of the prior and base model.")
-    image_logsnr_min: float = Field(-10.0, ge=-30.0, le=0.0, description="λ_x(1): noisiest log-SNR of the pixel decoder.")
-    image_logsnr_max: float = Field(10.0, ge=0.0, le=30.0, description="λ_x(0): least noisy log-SNR of the pixel decoder.")
-    image_shift_ref: int = Field(0, ge=0, le=4096, description="Reference side d_ref for the shifted cosine (0: no shift).")
-    loss_factor: float = Field(1.5, gt=0.0, le=10.0, description="c_lf: up-weights the decoder term; higher means more latent bits.")
-    sigmoid_bias: float = Field(0.0, ge=-10.0, le=10.0, description="b in the decoder weight c_lf·sigmoid(b − λ); higher means more latent bits.")
-    base_sigmoid_bias: float = Field(0.0, ge=-10.0, le=10.0, description="b_base in the stage-2 weight sigmoid(b_base − λ).")
+    latent_logsnr_max: float = Field(
+        5.0, ge=0.0, le=20.0, description="λ_z(0): log-SNR of the fixed latent noise (the paper: 5)."
+    )
+    latent_logsnr_min: float = Field(
+        -10.0, ge=-30.0, le=-5.0, description="λ_z(1): noisiest latent log-SNR of the prior and base model."
+    )
+    image_logsnr_min: float = Field(
+        -10.0, ge=-30.0, le=0.0, description="λ_x(1): noisiest log-SNR of the pixel decoder."
+    )
+    image_logsnr_max: float = Field(
+        10.0, ge=0.0, le=30.0, description="λ_x(0): least noisy log-SNR of the pixel decoder."
+    )
+    image_shift_ref: int = Field(
+        0, ge=0, le=4096, description="Reference side d_ref for the shifted cosine (0: no shift)."
+    )
+    loss_factor: float = Field(
+        1.5, gt=0.0, le=10.0, description="c_lf: up-weights the decoder term; higher means more latent bits."
+    )
+    sigmoid_bias: float = Field(
+        0.0,
+        ge=-10.0,
+        le=10.0,
+        description="b in the decoder weight c_lf·sigmoid(b − λ); higher means more latent bits.",
+    )
+    base_sigmoid_bias: float = Field(
+        0.0, ge=-10.0, le=10.0, description="b_base in the stage-2 weight sigmoid(b_base − λ)."
+    )
 
 
 class OptimConfig(_Section):
@@ -122,7 +151,9 @@ class TrainConfig(_Section):
 
 
 class SamplingConfig(_Section):
-    sampler: Literal["ancestral", "ddim", "dpmpp2m"] = Field("ancestral", description="Sampler for the base model and decoder.")
+    sampler: Literal["ancestral", "ddim", "dpmpp2m"] = Field(
+        "ancestral", description="Sampler for the base model and decoder."
+    )
     base_steps: int = Field(64, ge=1, le=4096, description="Sampling steps of the base model (noise → z0).")
     decoder_steps: int = Field(64, ge=1, le=4096, description="Sampling steps of the decoder (noise → image).")
     guidance: float = Field(1.0, ge=0.0, le=50.0, description="Classifier-free guidance scale (1: none).")
@@ -133,7 +164,9 @@ class RunConfig(_Section):
 
     preset: str = Field("custom", description="Name of the preset this config started from.")
     description: str = Field("", description="One line about the preset.")
-    stage: Literal[1, 2] = Field(1, description="1: encoder, prior and decoder jointly; 2: the base model on frozen latents.")
+    stage: Literal[1, 2] = Field(
+        1, description="1: encoder, prior and decoder jointly; 2: the base model on frozen latents."
+    )
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
@@ -151,9 +184,7 @@ class RunConfig(_Section):
             )
         dec_down = self.model.decoder.patch * 2 ** len(self.model.decoder.channels)
         if dec_down != down:
-            raise ValueError(
-                f"model.decoder downsamples by {dec_down} but model.encoder by {down}; they must match"
-            )
+            raise ValueError(f"model.decoder downsamples by {dec_down} but model.encoder by {down}; they must match")
         if self.optim.batch_size % self.optim.grad_accum:
             raise ValueError("optim.batch_size must be divisible by optim.grad_accum")
         if self.data.kind == "image-folder" and not self.data.path:
@@ -282,7 +313,12 @@ def _range_text(loc: tuple[Any, ...]) -> str:
     lo = hi = None
     lo_open = hi_open = False
     for m in info.metadata if info else []:
-        for attr, is_lo, is_open in (("ge", True, False), ("gt", True, True), ("le", False, False), ("lt", False, True)):
+        for attr, is_lo, is_open in (
+            ("ge", True, False),
+            ("gt", True, True),
+            ("le", False, False),
+            ("lt", False, True),
+        ):
             v = getattr(m, attr, None)
             if v is not None:
                 if is_lo:

@@ -8,6 +8,7 @@ alone, not on the batch it was drawn in.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -69,7 +70,7 @@ def sample(
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler '{sampler}'; choose from {', '.join(SAMPLERS)}")
     grid = [float(v) for v in logsnrs.tolist()]
-    if any(b <= a for a, b in zip(grid, grid[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(grid)):
         raise ValueError("the log-SNR grid must increase (noisy → clean)")
     z = z_init if z_init is not None else noise.randn(shape_per_sample)
     batch = z.shape[0]

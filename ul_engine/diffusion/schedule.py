@@ -59,7 +59,9 @@ class CosineSchedule:
         return self.logsnr(t)
 
 
-def stratified_uniform(batch: int, *, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> Tensor:
+def stratified_uniform(
+    batch: int, *, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+) -> Tensor:
     """Low-discrepancy t within a batch (VDM): one uniform offset, then evenly spaced mod 1."""
     u0 = torch.rand((), device=device, generator=generator)
     return torch.remainder(u0 + torch.arange(batch, device=device) / batch, 1.0)
