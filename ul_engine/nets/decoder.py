@@ -1,0 +1,116 @@
+"""Diffusion decoder D: a residual U-ViT (SiD2 style) in pixel space, conditioned on the noisy latent z₀.
+
+Spec §3.4 / §5.1 [D]: z₀ enters twice — nearest-upsampled and concatenated to x_t at the input, and through a
+learned linear projection added to the middle transformer's tokens, which sit at the latent's resolution.
+λ_x conditions every ResBlock (FiLM) and transformer block (adaLN). One skip per resolution, no blockwise skips.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ul_engine.config import DecoderConfig
+from ul_engine.nets.blocks import (
+    AdaLNTransformerBlock,
+    FourierLogSNREmbedding,
+    ResBlock,
+    from_tokens,
+    group_norm,
+    patchify,
+    sincos_pos_embed_2d,
+    to_tokens,
+    unpatchify,
+    zero_,
+)
+
+
+class Upsample(nn.Module):
+    """Nearest ×2 then conv3 (no checkerboard artefacts, unlike a transposed conv)."""
+
+    def __init__(self, channels_in: int, channels_out: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels_in, channels_out, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Decoder(nn.Module):
+    """forward(x_t (B,3,H,W), z0 (B,C,h,w), logsnr (B,)) → v̂ (B,3,H,W), with H = h·d, d = patch · 2^len(channels).
+
+    Layout: concat[x_t, up(z0)] → patchify → conv3 → per level: ResBlocks, save skip, stride-2 conv → after the
+    last level Linear to `width` tokens + Linear(z0) + sincos positions → adaLN transformer → LayerNorm, Linear back
+    to channels → per level (reversed): nearest+conv up, add that level's skip, ResBlocks → GroupNorm, SiLU,
+    zero-init conv3 → unpatchify. Fully convolutional around the transformer.
+    """
+
+    def __init__(self, cfg: DecoderConfig, latent_channels: int, out_channels: int = 3):
+        super().__init__()
+        chans = list(cfg.channels)
+        self.patch = cfg.patch
+        self.width = cfg.width
+        self.downsample = cfg.patch * 2 ** len(chans)
+        cond_dim = cfg.width
+        self.logsnr_embed = FourierLogSNREmbedding(cond_dim)
+        self.conv_in = nn.Conv2d((out_channels + latent_channels) * cfg.patch**2, chans[0], 3, padding=1)
+
+        self.down_blocks = nn.ModuleList()
+        self.down_samplers = nn.ModuleList()
+        for i, c in enumerate(chans):
+            self.down_blocks.append(nn.ModuleList(ResBlock(c, c, cond_dim, cfg.dropout) for _ in range(cfg.blocks)))
+            c_next = chans[i + 1] if i + 1 < len(chans) else c
+            self.down_samplers.append(nn.Conv2d(c, c_next, 3, stride=2, padding=1))
+
+        self.mid_in = nn.Linear(chans[-1], cfg.width)
+        self.z_proj = nn.Linear(latent_channels, cfg.width)
+        self.mid_blocks = nn.ModuleList(
+            AdaLNTransformerBlock(cfg.width, cfg.heads, cond_dim, cfg.dropout) for _ in range(cfg.depth)
+        )
+        self.mid_norm = nn.LayerNorm(cfg.width, eps=1e-6)
+        self.mid_out = nn.Linear(cfg.width, chans[-1])
+
+        self.up_samplers = nn.ModuleList()
+        self.up_blocks = nn.ModuleList()
+        for i in reversed(range(len(chans))):
+            c_prev = chans[i + 1] if i + 1 < len(chans) else chans[-1]
+            self.up_samplers.append(Upsample(c_prev, chans[i]))
+            self.up_blocks.append(
+                nn.ModuleList(ResBlock(chans[i], chans[i], cond_dim, cfg.dropout) for _ in range(cfg.blocks))
+            )
+        self.head = nn.Sequential(
+            group_norm(chans[0]),
+            nn.SiLU(),
+            zero_(nn.Conv2d(chans[0], out_channels * cfg.patch**2, 3, padding=1)),
+        )
+
+    def forward(self, x_t: Tensor, z0: Tensor, logsnr: Tensor) -> Tensor:
+        _, _, height, width = x_t.shape
+        if height % self.downsample or width % self.downsample:
+            raise ValueError(f"decoder input {height}×{width} is not a multiple of its downsampling {self.downsample}")
+        h, w = height // self.downsample, width // self.downsample
+        if z0.shape[-2:] != (h, w):
+            raise ValueError(f"latent {tuple(z0.shape[-2:])} does not match image {height}×{width} / {self.downsample}")
+        cond = self.logsnr_embed(logsnr)
+
+        z_up = F.interpolate(z0, scale_factor=float(self.downsample), mode="nearest")
+        x = self.conv_in(patchify(torch.cat([x_t, z_up], dim=1), self.patch))
+        skips: list[Tensor] = []
+        for blocks, down in zip(self.down_blocks, self.down_samplers, strict=True):
+            for block in blocks:
+                x = block(x, cond)
+            skips.append(x)
+            x = down(x)
+
+        tokens = self.mid_in(to_tokens(x)) + self.z_proj(to_tokens(z0))
+        tokens = tokens + sincos_pos_embed_2d(h, w, self.width, x.device, tokens.dtype)
+        for block in self.mid_blocks:
+            tokens = block(tokens, cond)
+        x = from_tokens(self.mid_out(self.mid_norm(tokens)), h, w)
+
+        for up, blocks in zip(self.up_samplers, self.up_blocks, strict=True):
+            x = up(x) + skips.pop()
+            for block in blocks:
+                x = block(x, cond)
+        return unpatchify(self.head(x), self.patch)
