@@ -147,6 +147,9 @@ class TrainConfig(_Section):
     log_every: int = Field(1, ge=1, description="Optimizer steps between logged metrics.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; auto picks CUDA when present.")
     threads: int = Field(0, ge=0, le=256, description="CPU threads for torch (0: torch's default).")
+    latent_cache_size: int = Field(
+        4096, ge=1, le=10_000_000, description="Stage 2: how many images are encoded once into the latent cache."
+    )
     compile: bool = Field(False, description="torch.compile the transformers (pays off on long runs).")
 
 

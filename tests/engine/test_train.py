@@ -1,0 +1,152 @@
+"""The training loop without the store: exact resume, non-finite guard, atomic checkpoints, exports."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ul_engine import bundle, io
+from ul_engine.config import resolve
+from ul_engine.data import BatchStream, make_source
+from ul_engine.errors import CheckpointError, DiskFullError, TrainingDiverged
+from ul_engine.model import UnifiedLatents
+from ul_engine.pipeline import ema_copy, stage1_from_checkpoint
+from ul_engine.train.loop import Trainer, make_accelerator
+from ul_engine.train.stages import Stage1Objective
+
+
+def make_trainer(tmp: Path, **overrides: object) -> Trainer:
+    sets = {"optim.batch_size": 8, "train.checkpoint_every": 1000, **overrides}
+    cfg = resolve("smoke", [f"{k}={v}" for k, v in sets.items()])
+    torch.manual_seed(cfg.train.seed)
+    model = UnifiedLatents(cfg)
+    stream = BatchStream(make_source(cfg.data), cfg.optim.batch_size, cfg.data.seed)
+    acc = make_accelerator("cpu")
+    return Trainer(cfg, Stage1Objective(model, stream, acc.device), tmp, accelerator=acc)
+
+
+def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.unwrapped.state_dict().items()}
+
+
+def test_twenty_steps_equal_ten_plus_resume_plus_ten(tmp_path: Path):
+    straight = make_trainer(tmp_path / "a")
+    straight.train(20)
+    first = make_trainer(tmp_path / "b")
+    first.train(10)
+    resumed = make_trainer(tmp_path / "b")
+    resumed.load_checkpoint(resumed.latest_checkpoint())
+    assert resumed.state.step == 10
+    resumed.train(20)
+    a, b = weights(straight), weights(resumed)
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6, rtol=0), name
+    for name, t in straight.ema.shadow.items():
+        assert torch.allclose(t, resumed.ema.shadow[name], atol=1e-6, rtol=0), name
+
+
+def test_grad_accumulation_runs_and_counts_examples(tmp_path: Path):
+    trainer = make_trainer(tmp_path, **{"optim.grad_accum": 2})
+    trainer.train(2)
+    assert trainer.state.examples_seen == 16
+
+
+def test_nonfinite_steps_are_skipped_and_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("UL_FAULT_NAN_STEPS", "3-4")
+    trainer = make_trainer(tmp_path)
+    before = None
+    for _ in range(3):
+        trainer.train_step()
+    before = weights(trainer)
+    assert trainer.train_step() is None and trainer.train_step() is None
+    after = weights(trainer)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    values = trainer.train_step()
+    assert values is not None and values["train/bad_steps"] == 2.0
+
+
+def test_too_many_bad_steps_stop_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("UL_FAULT_NAN_STEPS", "2-100")
+    trainer = make_trainer(tmp_path, **{"optim.max_bad_steps": 3})
+    trainer.train(2)
+    good = trainer.latest_checkpoint()
+    with pytest.raises(TrainingDiverged, match="3 consecutive non-finite"):
+        trainer.train(50)
+    assert trainer.latest_checkpoint() == good
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    trainer = make_trainer(tmp_path)
+    trainer.train(2)
+    good = trainer.latest_checkpoint()
+    sha = io.sha256_file(good)
+    trainer.train_step()
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(io.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint()
+    monkeypatch.undo()
+    assert trainer.latest_checkpoint() == good and io.sha256_file(good) == sha
+    assert not list(tmp_path.glob(".*.tmp"))
+    stage1_from_checkpoint(good)
+
+
+def test_disk_full_while_saving_raises_clearly_and_keeps_earlier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    trainer = make_trainer(tmp_path)
+    trainer.train(1)
+    good = trainer.latest_checkpoint()
+    trainer.train_step()
+    real_fsync = io.os.fsync
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    with pytest.raises(DiskFullError, match="disk full"):
+        trainer.save_checkpoint()
+    monkeypatch.setattr(io.os, "fsync", real_fsync)
+    assert trainer.latest_checkpoint() == good
+
+
+def test_pickled_checkpoint_is_refused(tmp_path: Path):
+    bad = tmp_path / "step-00000001.safetensors"
+    torch.save({"weights": torch.zeros(2)}, bad)
+    with pytest.raises(CheckpointError, match="pickle"):
+        io.load_tensors(bad)
+    with pytest.raises(CheckpointError):
+        stage1_from_checkpoint(bad)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a model at all")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        io.load_tensors(garbage)
+
+
+def test_exported_model_loads_in_a_fresh_process(tmp_path: Path):
+    trainer = make_trainer(tmp_path / "run")
+    trainer.train(2)
+    inference = ema_copy(trainer.unwrapped, trainer.ema)
+    bundle.export_module(inference, tmp_path / "model", config=trainer.cfg, info={"step": 2})
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    expected = inference.encode(x)
+    torch.save(x, tmp_path / "x.pt")  # test-side only, to hand the input over
+    script = (
+        "import sys, torch\n"
+        "from ul_engine.bundle import load_stage1\n"
+        f"m = load_stage1(r'{tmp_path / 'model'}')\n"
+        f"x = torch.load(r'{tmp_path / 'x.pt'}', weights_only=True)\n"
+        "z = m.encode(x)\n"
+        "assert 'ul_engine.train' not in sys.modules, 'training code was imported'\n"
+        "print(z.flatten()[:4].tolist())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = torch.tensor(eval(out.stdout.strip()))
+    assert torch.allclose(got, expected.flatten()[:4], atol=1e-5)

@@ -1,0 +1,297 @@
+"""Unified Latents: the stage-1 model (encoder, prior, decoder) and the stage-2 base model.
+
+Every loss term is a per-example sum over its own dimensions, in nats (reference §3.7), returned
+separately; the trainer adds them and nothing else re-derives them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ul_engine.config import RunConfig
+from ul_engine.diffusion import gaussian, samplers, schedule, weighting
+from ul_engine.nets import build_base, build_decoder, build_encoder, build_prior
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class Stage1Losses:
+    """Per-example terms (B,), nats. rate = prior_diffusion + prior_kl1 bounds the latent's information."""
+
+    prior_diffusion: Tensor
+    prior_kl1: Tensor
+    decoder: Tensor
+    decoder_elbo: Tensor
+    latent_dims: int
+    pixels: int
+    channels: int
+    z_clean_std: Tensor
+
+    @property
+    def rate(self) -> Tensor:
+        return self.prior_diffusion + self.prior_kl1
+
+    @property
+    def total(self) -> Tensor:
+        return self.rate + self.decoder
+
+    def loss(self) -> Tensor:
+        """L = L_z + L_x, averaged over the batch; no other coefficients, no stop-gradient."""
+        return self.total.mean()
+
+    def metrics(self) -> dict[str, float]:
+        rate = self.rate.detach().mean().item()
+        return {
+            "loss/total": self.total.detach().mean().item(),
+            "loss/prior_diffusion": self.prior_diffusion.detach().mean().item(),
+            "loss/prior_kl1": self.prior_kl1.detach().mean().item(),
+            "loss/decoder": self.decoder.detach().mean().item(),
+            "loss/decoder_elbo": self.decoder_elbo.detach().mean().item(),
+            "rate/nats": rate,
+            "rate/bits_per_latent_dim": rate / LN2 / self.latent_dims,
+            "rate/bits_per_pixel": rate / LN2 / self.pixels,
+            "rate/bits_per_subpixel": rate / LN2 / (self.pixels * self.channels),
+            "latent/z_clean_std": self.z_clean_std.item(),
+        }
+
+
+@dataclass
+class Stage2Losses:
+    """weighted: the sigmoid-weighted training loss; elbo: the unweighted ELBO (a second rate bound)."""
+
+    weighted: Tensor
+    elbo: Tensor
+    latent_dims: int
+    pixels: int
+
+    def loss(self) -> Tensor:
+        return self.weighted.mean()
+
+    def metrics(self) -> dict[str, float]:
+        elbo = self.elbo.detach().mean().item()
+        return {
+            "loss/total": self.weighted.detach().mean().item(),
+            "loss/base_weighted": self.weighted.detach().mean().item(),
+            "loss/base_elbo": elbo,
+            "rate/base_bits_per_latent_dim": elbo / LN2 / self.latent_dims,
+            "rate/base_bits_per_pixel": elbo / LN2 / self.pixels,
+        }
+
+
+def _stratified_logsnr(sched: schedule.CosineSchedule, batch: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    t = schedule.stratified_uniform(batch, device=device)
+    return sched.logsnr(t).to(device), sched.neg_dlogsnr_dt(t).to(device)
+
+
+class UnifiedLatents(nn.Module):
+    """Encoder E, prior P and decoder D trained jointly on L = L_z + L_x (Algorithm 1)."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        m, loss = cfg.model, cfg.loss
+        self.encoder = build_encoder(m)
+        self.prior = build_prior(m)
+        self.decoder = build_decoder(m)
+        self.latent_schedule = schedule.latent_schedule(loss.latent_logsnr_min, loss.latent_logsnr_max)
+        self.image_schedule = schedule.image_schedule(
+            loss.image_logsnr_min, loss.image_logsnr_max, resolution=cfg.data.resolution, shift_ref=loss.image_shift_ref
+        )
+        self.latent_logsnr_max = loss.latent_logsnr_max
+        self.alpha0, self.sigma0 = gaussian.alpha_sigma_scalar(loss.latent_logsnr_max)
+
+    def forward(self, x: Tensor) -> Stage1Losses:
+        """The training forward (what accelerate/DDP wraps): the stage-1 loss terms of a batch."""
+        return self.stage1_losses(x)
+
+    # -- the pieces ------------------------------------------------------------------------------
+
+    def encode(self, x: Tensor) -> Tensor:
+        """x (B,3,H,W) in [-1,1] → z_clean (B,C,h,w); deterministic."""
+        return self.encoder(x)
+
+    def noisy_latent(self, z_clean: Tensor, noise: Tensor | None = None) -> Tensor:
+        """z0 = α0·z_clean + σ0·ε at λ_z(0): the latent the decoder reads and the prior models."""
+        if noise is None:
+            noise = torch.randn_like(z_clean)
+        return self.alpha0 * z_clean + self.sigma0 * noise
+
+    def prior_x_hat(self, z_t: Tensor, logsnr: Tensor) -> Tensor:
+        return gaussian.x_from_v(z_t, self.prior(z_t, logsnr), logsnr)
+
+    def decoder_x_hat(self, x_t: Tensor, z0: Tensor, logsnr: Tensor) -> Tensor:
+        return gaussian.x_from_v(x_t, self.decoder(x_t, z0, logsnr), logsnr)
+
+    # -- losses ----------------------------------------------------------------------------------
+
+    def prior_terms(self, z_clean: Tensor) -> tuple[Tensor, Tensor]:
+        """L_z: unweighted ELBO over λ ∈ [λ_min, λ_z(0)], regressing onto z_clean, + KL at t = 1."""
+        logsnr, neg_d = _stratified_logsnr(self.latent_schedule, z_clean.shape[0], z_clean.device)
+        noise = torch.randn_like(z_clean)
+        z_t = gaussian.q_sample(z_clean, logsnr, noise)
+        v_hat = self.prior(z_t, logsnr)
+        v = gaussian.v_target(z_clean, noise, logsnr)
+        diffusion = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, weighting.unweighted(logsnr))
+        kl1 = gaussian.kl_to_standard_normal(z_clean, self.latent_schedule.logsnr_min)
+        return diffusion, kl1
+
+    def decoder_terms(self, x: Tensor, z0: Tensor) -> tuple[Tensor, Tensor]:
+        """L_x = ½·(−dλ/dt)·c_lf·sigmoid(b − λ)·‖ε − ε̂‖², conditioned on z0; and its unweighted ELBO."""
+        loss = self.cfg.loss
+        logsnr, neg_d = _stratified_logsnr(self.image_schedule, x.shape[0], x.device)
+        noise = torch.randn_like(x)
+        x_t = gaussian.q_sample(x, logsnr, noise)
+        v_hat = self.decoder(x_t, z0, logsnr)
+        v = gaussian.v_target(x, noise, logsnr)
+        eps_w = weighting.sigmoid_weight(logsnr, loss.sigmoid_bias, loss.loss_factor)
+        weighted = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, eps_w)
+        with torch.no_grad():
+            elbo = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, weighting.unweighted(logsnr))
+        return weighted, elbo
+
+    def stage1_losses(self, x: Tensor) -> Stage1Losses:
+        z_clean = self.encode(x)
+        prior_diffusion, prior_kl1 = self.prior_terms(z_clean)
+        z0 = self.noisy_latent(z_clean)
+        decoder, decoder_elbo = self.decoder_terms(x, z0)
+        return Stage1Losses(
+            prior_diffusion=prior_diffusion,
+            prior_kl1=prior_kl1,
+            decoder=decoder,
+            decoder_elbo=decoder_elbo,
+            latent_dims=z_clean[0].numel(),
+            pixels=x.shape[-2] * x.shape[-1],
+            channels=x.shape[1],
+            z_clean_std=z_clean.detach().float().std(),
+        )
+
+    @torch.no_grad()
+    def estimate_rate(self, z_clean: Tensor, draws: int = 16) -> Tensor:
+        """Monte-Carlo rate (nats per example) averaged over `draws` stratified t's: the evaluation number."""
+        total = torch.zeros(z_clean.shape[0], device=z_clean.device)
+        for _ in range(draws):
+            diffusion, kl1 = self.prior_terms(z_clean)
+            total += diffusion + kl1
+        return total / draws
+
+    # -- sampling --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def decode(
+        self,
+        z0: Tensor,
+        *,
+        steps: int,
+        seeds: Sequence[int],
+        sampler: str = "ancestral",
+        image_size: tuple[int, int] | None = None,
+        callback: samplers.Callback | None = None,
+    ) -> Tensor:
+        """Sample x ~ p(x | z0) with the diffusion decoder; returns x̂ in [-1, 1] scale (unclipped)."""
+        d = self.cfg.model.downsample()
+        h, w = image_size or (z0.shape[-2] * d, z0.shape[-1] * d)
+        noise = samplers.PerSampleNoise(seeds, z0.device)
+
+        def denoise(x_t: Tensor, logsnr: Tensor) -> Tensor:
+            return self.decoder_x_hat(x_t, z0, logsnr)
+
+        grid = self.image_schedule.grid(steps).to(z0.device)
+        return samplers.sample(denoise, grid, noise, (3, h, w), sampler=sampler, final="prediction", callback=callback)
+
+    @torch.no_grad()
+    def sample_prior(
+        self,
+        n: int,
+        *,
+        steps: int,
+        seeds: Sequence[int],
+        sampler: str = "ancestral",
+        device: str | torch.device = "cpu",
+    ) -> Tensor:
+        """z0 samples from the stage-1 prior (the unweighted-ELBO model; stage 2 exists to beat it)."""
+        c, h, w = self.cfg.latent_shape()
+        noise = samplers.PerSampleNoise(seeds[:n], device)
+        grid = self.latent_schedule.grid(steps).to(device)
+        return samplers.sample(self.prior_x_hat, grid, noise, (c, h, w), sampler=sampler, final="state")
+
+
+class LatentBase(nn.Module):
+    """Stage 2: a larger base model on frozen latents, sigmoid-weighted, same max log-SNR λ_z(0)."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = cfg.data.num_classes
+        self.net = build_base(cfg.model, self.num_classes)
+        self.schedule = schedule.latent_schedule(cfg.loss.latent_logsnr_min, cfg.loss.latent_logsnr_max)
+
+    def _labels(self, labels: Tensor | None, batch: int, device: torch.device) -> Tensor | None:
+        if self.num_classes == 0:
+            return None
+        if labels is None:
+            return torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
+        return labels
+
+    def forward(self, z_clean: Tensor, labels: Tensor | None = None) -> Stage2Losses:
+        return self.losses(z_clean, labels)
+
+    def losses(self, z_clean: Tensor, labels: Tensor | None = None) -> Stage2Losses:
+        """z_t from z_clean with fresh noise at λ ∈ [λ_min, λ_z(0)]; target z_clean; sigmoid(b_base − λ)."""
+        batch = z_clean.shape[0]
+        logsnr, neg_d = _stratified_logsnr(self.schedule, batch, z_clean.device)
+        noise = torch.randn_like(z_clean)
+        z_t = gaussian.q_sample(z_clean, logsnr, noise)
+        labels = self._labels(labels, batch, z_clean.device)
+        if labels is not None and self.training and self.cfg.model.base.label_dropout > 0:
+            drop = torch.rand(batch, device=z_clean.device) < self.cfg.model.base.label_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+        v_hat = self.net(z_t, logsnr, labels)
+        v = gaussian.v_target(z_clean, noise, logsnr)
+        eps_w = weighting.sigmoid_weight(logsnr, self.cfg.loss.base_sigmoid_bias)
+        weighted = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, eps_w)
+        with torch.no_grad():
+            kl1 = gaussian.kl_to_standard_normal(z_clean, self.schedule.logsnr_min)
+            elbo = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, weighting.unweighted(logsnr)) + kl1
+        d = self.cfg.model.downsample()
+        pixels = z_clean.shape[-2] * d * z_clean.shape[-1] * d
+        return Stage2Losses(weighted=weighted, elbo=elbo, latent_dims=z_clean[0].numel(), pixels=pixels)
+
+    def x_hat(self, z_t: Tensor, logsnr: Tensor, labels: Tensor | None = None, guidance: float = 1.0) -> Tensor:
+        """Clean-latent prediction, with classifier-free guidance on x̂ when labels and guidance ≠ 1."""
+        batch = z_t.shape[0]
+        labels = self._labels(labels, batch, z_t.device)
+        cond = gaussian.x_from_v(z_t, self.net(z_t, logsnr, labels), logsnr)
+        if labels is None or guidance == 1.0:
+            return cond
+        null = torch.full_like(labels, self.num_classes)
+        uncond = gaussian.x_from_v(z_t, self.net(z_t, logsnr, null), logsnr)
+        return uncond + guidance * (cond - uncond)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        steps: int,
+        seeds: Sequence[int],
+        sampler: str = "ancestral",
+        labels: Tensor | None = None,
+        guidance: float = 1.0,
+        device: str | torch.device = "cpu",
+        callback: samplers.Callback | None = None,
+    ) -> Tensor:
+        """Run the base model from λ_min down to λ_z(0); returns the noisy z0 it models (Algorithm 2)."""
+        c, h, w = self.cfg.latent_shape()
+        noise = samplers.PerSampleNoise(seeds[:n], device)
+        grid = self.schedule.grid(steps).to(device)
+
+        def denoise(z_t: Tensor, logsnr: Tensor) -> Tensor:
+            return self.x_hat(z_t, logsnr, labels, guidance)
+
+        return samplers.sample(denoise, grid, noise, (c, h, w), sampler=sampler, final="state", callback=callback)

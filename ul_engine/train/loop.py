@@ -1,0 +1,378 @@
+"""One training loop for both stages, on accelerate.
+
+What makes a resume exact: every step reseeds torch from (seed, rank, step), the data stream is a pure
+function of the step, the LR is a pure function of the step, and a checkpoint holds the weights, the
+EMA and the optimizer state bit for bit. So 20 steps straight equal 10 + resume + 10.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ul_engine import io
+from ul_engine.config import RunConfig
+from ul_engine.errors import CheckpointError, TrainingDiverged
+from ul_engine.train.ema import EMA
+
+CHECKPOINT_FORMAT = "ul-studio-checkpoint/1"
+
+
+class Objective(Protocol):
+    """A stage: the trainable module and the loss of one micro-batch of a given step."""
+
+    module: nn.Module
+
+    def micro_losses(
+        self, model: nn.Module, step: int, micro: int, micro_count: int
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Mean loss over the micro-batch and its logged values."""
+        ...
+
+
+class Hooks(Protocol):
+    """How a loop talks to the outside: metrics out, control in. All optional to act on."""
+
+    def on_metrics(self, step: int, wall_time: float, values: dict[str, float]) -> None: ...
+
+    def on_checkpoint(self, step: int, path: Path, sha256: str, metrics: dict[str, float]) -> None: ...
+
+    def on_progress(self, step: int, total: int, it_per_s: float, eta_s: float | None) -> None: ...
+
+    def poll(self, step: int) -> str | None:
+        """Return 'stop', 'pause', 'save_now', 'sample_now' or None."""
+        ...
+
+    def on_paused(self, step: int) -> str | None:
+        """Called while paused; return 'resume' or 'stop' to leave the pause."""
+        ...
+
+    def on_sample_now(self, step: int) -> None: ...
+
+
+class NullHooks:
+    def on_metrics(self, step: int, wall_time: float, values: dict[str, float]) -> None:
+        pass
+
+    def on_checkpoint(self, step: int, path: Path, sha256: str, metrics: dict[str, float]) -> None:
+        pass
+
+    def on_progress(self, step: int, total: int, it_per_s: float, eta_s: float | None) -> None:
+        pass
+
+    def poll(self, step: int) -> str | None:
+        return None
+
+    def on_paused(self, step: int) -> str | None:
+        return "resume"
+
+    def on_sample_now(self, step: int) -> None:
+        pass
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from (seed, rank, step, …) that does not collide for neighbouring inputs."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
+def lr_at(cfg: RunConfig, step: int) -> float:
+    """Linear warm-up to the peak LR, then constant (the paper gives no decay)."""
+    warm = cfg.optim.warmup_steps
+    return cfg.optim.lr * min(1.0, (step + 1) / warm) if warm else cfg.optim.lr
+
+
+@dataclass
+class StopReason:
+    kind: str  # "steps" | "time" | "stop" | "signal"
+    step: int
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    bad_steps: int = 0
+    consecutive_bad: int = 0
+    examples_seen: int = 0
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer:
+    """Owns the accelerator, optimizer, EMA and checkpoints for one run directory."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        objective: Objective,
+        checkpoint_dir: Path,
+        *,
+        accelerator: Any,
+        hooks: Hooks | None = None,
+        extra_meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.objective = objective
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.acc = accelerator
+        self.hooks = hooks or NullHooks()
+        self.extra_meta = extra_meta or {}
+        self.state = LoopState()
+        self.signal_stop = False
+        module = objective.module
+        self.ema = EMA(module, cfg.ema.decay)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in module.parameters() if p.requires_grad],
+            lr=cfg.optim.lr,
+            betas=(cfg.optim.beta1, cfg.optim.beta2),
+            weight_decay=cfg.optim.weight_decay,
+        )
+        self.model, self.optimizer = self.acc.prepare(module, self.optimizer)
+        self.ema.shadow = {k: v.to(self.acc.device) for k, v in self.ema.shadow.items()}
+        self._inject_nan = _parse_fault_steps(os.environ.get("UL_FAULT_NAN_STEPS", ""))
+
+    # -- properties --------------------------------------------------------------------------------
+
+    @property
+    def is_main(self) -> bool:
+        return bool(self.acc.is_main_process)
+
+    @property
+    def unwrapped(self) -> nn.Module:
+        return self.acc.unwrap_model(self.model)
+
+    # -- one optimizer step --------------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float] | None:
+        """One optimizer step over grad_accum micro-batches; None when the step was skipped (non-finite)."""
+        cfg, step = self.cfg, self.state.step
+        torch.manual_seed(derive_seed(cfg.train.seed, self.acc.process_index, step))
+        lr = lr_at(cfg, step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        micro_count = cfg.optim.grad_accum
+        logged: dict[str, float] = {}
+        finite = True
+        for micro in range(micro_count):
+            sync = micro == micro_count - 1
+            ctx = self.acc.no_sync(self.model) if not sync else _nullcontext()
+            with ctx, self.acc.autocast():
+                loss, values = self.objective.micro_losses(self.model, step, micro, micro_count)
+                if step in self._inject_nan:
+                    loss = loss * float("nan")
+            if not torch.isfinite(loss.detach()).all():
+                finite = False
+            self.acc.backward(loss / micro_count)
+            for k, v in values.items():
+                logged[k] = logged.get(k, 0.0) + v / micro_count
+        grad_norm = self._grad_norm()
+        if not finite or not math.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.bad_steps += 1
+            self.state.consecutive_bad += 1
+            self.state.step += 1
+            if self.state.consecutive_bad >= cfg.optim.max_bad_steps:
+                raise TrainingDiverged(
+                    f"{self.state.consecutive_bad} consecutive non-finite steps (last at step {step}); "
+                    "the last good checkpoint is kept — lower optim.lr or check the data"
+                )
+            return None
+        self.optimizer.step()
+        self.ema.update(self.unwrapped)
+        self.state.consecutive_bad = 0
+        self.state.step += 1
+        self.state.examples_seen += cfg.optim.batch_size
+        logged.update({"optim/lr": lr, "optim/grad_norm": grad_norm, "train/bad_steps": float(self.state.bad_steps)})
+        return logged
+
+    def _grad_norm(self) -> float:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if not params:
+            return 0.0
+        clip = self.cfg.optim.grad_clip
+        if clip > 0:
+            norm = self.acc.clip_grad_norm_(params, clip)
+        else:
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in params]))
+        return float(norm)
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    def train(self, until_step: int, deadline: float | None = None) -> StopReason:
+        """Train until `until_step` (absolute) or the wall-clock `deadline`; checkpoint on the way out."""
+        cfg = self.cfg
+        start_step, t0 = self.state.step, time.perf_counter()
+        last_report = t0
+        rate_window: list[tuple[float, int]] = [(t0, start_step)]
+        reason: StopReason | None = None
+        while reason is None:
+            if self.state.step >= until_step:
+                reason = StopReason("steps", self.state.step)
+                break
+            if deadline is not None and time.time() >= deadline:
+                reason = StopReason("time", self.state.step)
+                break
+            if self.signal_stop:
+                reason = StopReason("signal", self.state.step)
+                break
+            action = self.hooks.poll(self.state.step)
+            if action == "pause":
+                action = self._wait_paused()
+            if action == "stop":
+                reason = StopReason("stop", self.state.step)
+                break
+            if action == "save_now":
+                self.save_checkpoint()
+            if action == "sample_now":
+                self.hooks.on_sample_now(self.state.step)
+            step_start = time.perf_counter()
+            values = self.train_step()
+            now = time.perf_counter()
+            if values is not None:
+                values["perf/examples_per_s"] = cfg.optim.batch_size / max(now - step_start, 1e-9)
+                self.state.last_metrics = values
+                if self.state.step % cfg.train.log_every == 0 or self.state.step == until_step:
+                    self.hooks.on_metrics(self.state.step, time.time(), values)
+            if self.state.step % cfg.train.checkpoint_every == 0:
+                self.save_checkpoint()
+            rate_window.append((now, self.state.step))
+            rate_window = rate_window[-50:]
+            if now - last_report >= 0.5 or self.state.step >= until_step:
+                last_report = now
+                (t_a, s_a), (t_b, s_b) = rate_window[0], rate_window[-1]
+                it_s = (s_b - s_a) / max(t_b - t_a, 1e-9)
+                eta = (until_step - self.state.step) / it_s if it_s > 0 else None
+                self.hooks.on_progress(self.state.step, until_step, it_s, eta)
+        if not self._has_checkpoint_at(self.state.step):
+            self.save_checkpoint()
+        return reason
+
+    def _wait_paused(self) -> str | None:
+        while True:
+            if self.signal_stop:
+                return "stop"
+            answer = self.hooks.on_paused(self.state.step)
+            if answer in ("resume", "stop"):
+                return "stop" if answer == "stop" else None
+            time.sleep(0.1)
+
+    # -- checkpoints --------------------------------------------------------------------------------
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoint_dir / f"step-{step:08d}.safetensors"
+
+    def _has_checkpoint_at(self, step: int) -> bool:
+        return self.checkpoint_path(step).is_file()
+
+    def save_checkpoint(self) -> Path | None:
+        """Full training state (weights, EMA, optimizer, counters) in one atomic safetensors file."""
+        self.acc.wait_for_everyone()
+        if not self.is_main:
+            return None
+        step = self.state.step
+        tensors: dict[str, Tensor] = {}
+        for k, v in self.unwrapped.state_dict().items():
+            tensors[f"model.{k}"] = v
+        for k, v in self.ema.state_dict().items():
+            tensors[f"ema.{k}"] = v
+        opt_state = self.optimizer.state_dict()
+        for idx, st in opt_state["state"].items():
+            for name, value in st.items():
+                tensors[f"optim.{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "step": str(step),
+            "stage": str(self.cfg.stage),
+            "config": self.cfg.to_dict(),
+            "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in opt_state["param_groups"]],
+            "loop": {
+                "bad_steps": self.state.bad_steps,
+                "consecutive_bad": self.state.consecutive_bad,
+                "examples_seen": self.state.examples_seen,
+            },
+            "metrics": self.state.last_metrics,
+            **self.extra_meta,
+        }
+        path = self.checkpoint_path(step)
+        sha = io.save_tensors(path, tensors, meta)
+        self._apply_retention()
+        self.hooks.on_checkpoint(step, path, sha, dict(self.state.last_metrics))
+        return path
+
+    def _apply_retention(self) -> None:
+        files = sorted(self.checkpoint_dir.glob("step-*.safetensors"))
+        for old in files[: -self.cfg.train.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+
+    def latest_checkpoint(self) -> Path | None:
+        files = sorted(self.checkpoint_dir.glob("step-*.safetensors"))
+        return files[-1] if files else None
+
+    def load_checkpoint(self, path: Path) -> None:
+        tensors, meta = io.load_tensors(path)
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path.name} is not a UL Studio training checkpoint")
+        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.unwrapped.load_state_dict(model_state)
+        self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        self.ema.shadow = {k: v.to(self.acc.device) for k, v in self.ema.shadow.items()}
+        opt_state: dict[str, Any] = {"state": {}, "param_groups": json.loads(meta["param_groups"])}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, idx, name = key.split(".", 2)
+                opt_state["state"].setdefault(int(idx), {})[name] = value
+        ids = [g["params"] for g in self.optimizer.state_dict()["param_groups"]]
+        for group, params in zip(opt_state["param_groups"], ids, strict=True):
+            group["params"] = params
+        self.optimizer.load_state_dict(opt_state)
+        loop = json.loads(meta.get("loop", "{}"))
+        self.state.step = int(meta["step"])
+        self.state.bad_steps = int(loop.get("bad_steps", 0))
+        self.state.consecutive_bad = int(loop.get("consecutive_bad", 0))
+        self.state.examples_seen = int(loop.get("examples_seen", 0))
+        self.state.last_metrics = json.loads(meta.get("metrics", "{}"))
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _parse_fault_steps(text: str) -> set[int]:
+    """UL_FAULT_NAN_STEPS="5" or "5-9": steps whose loss is made NaN (fault-injection for tests)."""
+    steps: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, _, hi = part.partition("-")
+        steps.update(range(int(lo), int(hi or lo) + 1))
+    return steps
+
+
+def make_accelerator(device: str) -> Any:
+    """accelerate's Accelerator on the resolved device: bf16 on CUDA, fp32 on the CPU (bf16 is slow there)."""
+    from accelerate import Accelerator
+
+    if device == "cuda":
+        return Accelerator(mixed_precision="bf16")
+    return Accelerator(cpu=True, mixed_precision="no")
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        from ul_engine.errors import ConfigError
+
+        raise ConfigError("train.device: 'cuda' was asked for but no CUDA device is available; use cpu or auto")
+    return requested

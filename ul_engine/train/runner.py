@@ -1,0 +1,387 @@
+"""Train one stored run: build it from its resolved config, resume from its latest checkpoint, train,
+record metrics/checkpoints/previews in the store, and honour control requests and signals.
+
+The CLI calls this in the foreground; the worker process calls the same function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ul_engine import bundle
+from ul_engine.config import RunConfig, validate
+from ul_engine.data import BatchStream, fixed_validation_batch, make_source
+from ul_engine.errors import DiskFullError, TrainingDiverged, ULError
+from ul_engine.imaging import grid, save_png, tensor_to_uint8
+from ul_engine.model import LatentBase, UnifiedLatents
+from ul_engine.pipeline import ema_copy, stage1_from_checkpoint
+from ul_engine.train.loop import Trainer, make_accelerator, resolve_device
+from ul_engine.train.stages import Stage1Objective, Stage2Objective, build_latent_cache, cache_path, source_length
+
+Emit = Callable[[dict[str, Any]], None]
+PREVIEW_COUNT = 8
+PREVIEW_SEED = 1234
+
+
+@dataclass
+class TrainResult:
+    run_id: int
+    stage: int
+    status: str
+    step: int
+    losses: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run": self.run_id,
+            "stage": self.stage,
+            "status": self.status,
+            "step": self.step,
+            "losses": self.losses,
+        }
+
+
+class StoreHooks:
+    """Connects the loop to the store: batched metrics (≥ 1 flush/s), heartbeats, control, checkpoints."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.buffer: list[tuple[int, float, dict[str, float]]] = []
+        self.last_flush = time.monotonic()
+        self.trainer: Trainer | None = None
+
+    def flush(self, step: int | None = None) -> None:
+        store, run_id = self.ctx.store, self.ctx.run_id
+        if self.buffer:
+            rows, self.buffer = self.buffer, []
+            store.log_metrics(run_id, rows)
+            self.ctx.emit({"event": "metrics", "step": rows[-1][0], "count": len(rows), "values": rows[-1][2]})
+        if step is not None:
+            store.heartbeat(run_id, step)
+        self.last_flush = time.monotonic()
+
+    def on_metrics(self, step: int, wall_time: float, values: dict[str, float]) -> None:
+        if not self.ctx.is_main:
+            return
+        self.buffer.append((step, wall_time, values))
+        if time.monotonic() - self.last_flush >= 1.0:
+            self.flush(step)
+
+    def on_checkpoint(self, step: int, path: Path, sha256: str, metrics: dict[str, float]) -> None:
+        self.flush(step)
+        store = self.ctx.store
+        store.add_checkpoint(
+            self.ctx.run_id,
+            step=step,
+            path=path,
+            sha256=sha256,
+            kind="full",
+            metrics=metrics,
+            size_bytes=path.stat().st_size,
+        )
+        known = {c.path for c in store.list_checkpoints(self.ctx.run_id)}
+        for stale in known:
+            if not Path(stale).exists():
+                store.delete_checkpoint_row(self.ctx.run_id, path=Path(stale))
+        self.ctx.emit({"event": "checkpoint", "step": step, "path": str(path), "sha256": sha256})
+        if self.trainer is not None:
+            self.ctx.export_and_preview(self.trainer, step)
+
+    def on_progress(self, step: int, total: int, it_per_s: float, eta_s: float | None) -> None:
+        self.ctx.emit({"event": "progress", "step": step, "total": total, "it_per_s": it_per_s, "eta_s": eta_s})
+        if self.ctx.progress_bar is not None:
+            self.ctx.progress_bar.n = step
+            self.ctx.progress_bar.refresh()
+
+    def poll(self, step: int) -> str | None:
+        if time.monotonic() - self.last_flush >= 1.0:
+            self.flush(step)
+        action = self.ctx.store.pending_request(self.ctx.run_id)
+        if action is None:
+            return None
+        if action in ("save_now", "sample_now", "resume"):
+            self.ctx.store.request(self.ctx.run_id, None)
+        if action == "pause":
+            self.ctx.store.request(self.ctx.run_id, None)
+            self.ctx.store.update_run(self.ctx.run_id, status="paused")
+            self.ctx.emit({"event": "status", "status": "paused", "step": step})
+        if action == "stop":
+            self.ctx.store.update_run(self.ctx.run_id, status="stopping")
+            self.ctx.emit({"event": "status", "status": "stopping", "step": step})
+        return None if action == "resume" else action
+
+    def on_paused(self, step: int) -> str | None:
+        self.flush(step)
+        action = self.ctx.store.pending_request(self.ctx.run_id)
+        if action in ("resume", "stop"):
+            if action == "resume":
+                self.ctx.store.request(self.ctx.run_id, None)
+            self.ctx.store.update_run(self.ctx.run_id, status="running" if action == "resume" else "stopping")
+            self.ctx.emit({"event": "status", "status": "running" if action == "resume" else "stopping", "step": step})
+            return action
+        time.sleep(0.2)
+        return None
+
+    def on_sample_now(self, step: int) -> None:
+        if self.trainer is not None:
+            self.ctx.write_preview(self.trainer, step)
+
+
+class RunContext:
+    """Everything one training invocation needs, built from the stored run."""
+
+    def __init__(self, store: Any, run_ref: int | str, *, emit: Emit | None = None, progress: bool = False) -> None:
+        self.store = store
+        self.run = store.get_run(run_ref)
+        self.run_id = self.run.id
+        self.cfg: RunConfig = validate(self.run.config)
+        self.run_dir = store.run_dir(self.run_id)
+        self.emit_fn = emit
+        self.want_progress = progress
+        self.progress_bar: Any = None
+        self.device = resolve_device(self.cfg.train.device)
+        self.acc = make_accelerator(self.device)
+        self.is_main = bool(self.acc.is_main_process)
+        self.stage1: UnifiedLatents | None = None  # frozen stage-1 model (stage 2 only)
+
+    def emit(self, event: dict[str, Any]) -> None:
+        if self.emit_fn is not None and self.is_main:
+            self.emit_fn({"run": self.run_id, **event})
+
+    # -- building ------------------------------------------------------------------------------------
+
+    def build(self) -> Trainer:
+        cfg = self.cfg
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.train.seed)
+        rank, world = self.acc.process_index, self.acc.num_processes
+        if cfg.optim.batch_size % (world * cfg.optim.grad_accum):
+            raise ULError(
+                f"optim.batch_size ({cfg.optim.batch_size}) must divide evenly over {world} processes × "
+                f"{cfg.optim.grad_accum} accumulation steps"
+            )
+        if cfg.stage == 1:
+            source = make_source(cfg.data)
+            stream = BatchStream(source, cfg.optim.batch_size // world, cfg.data.seed, rank=rank, world_size=world)
+            objective: Any = Stage1Objective(UnifiedLatents(cfg), stream, self.acc.device)
+            self.source = source
+        else:
+            objective = self._build_stage2(rank, world)
+        extra = {"run_id": str(self.run_id)}
+        trainer = Trainer(cfg, objective, self.run_dir / "checkpoints", accelerator=self.acc, extra_meta=extra)
+        return trainer
+
+    def _build_stage2(self, rank: int, world: int) -> Stage2Objective:
+        cfg, run = self.cfg, self.run
+        if run.parent_checkpoint_id is None:
+            raise ULError(f"run {run.name} is stage 2 but names no stage-1 checkpoint")
+        parent = self.store.get_checkpoint(run.parent_checkpoint_id)
+        stage1_dir = self.run_dir / "stage1"
+        if not (stage1_dir / "decoder.json").is_file():
+            if not parent.path.is_file():
+                raise ULError(f"the stage-1 checkpoint {parent.path} is gone; train stage 2 from another checkpoint")
+            model = stage1_from_checkpoint(parent.path)
+            bundle.export_module(
+                model,
+                stage1_dir,
+                config=model.cfg,
+                info={"source_checkpoint_sha256": parent.sha256, "step": parent.step, "run_id": parent.run_id},
+            )
+        self.stage1 = bundle.load_stage1(stage1_dir, self.acc.device)
+        for p in self.stage1.parameters():
+            p.requires_grad_(False)
+        source = make_source(cfg.data)
+        self.source = source
+        count = source_length(source, cfg.train.latent_cache_size)
+        path = cache_path(self.run_dir, parent.sha256)
+        self.emit({"event": "status", "status": "caching_latents", "count": count})
+
+        def progress(done: int, total: int) -> bool:
+            self.emit({"event": "progress", "phase": "latent_cache", "step": done, "total": total})
+            return self.store.pending_request(self.run_id) == "stop"
+
+        if self.is_main:
+            build_latent_cache(self.stage1, source, count, path, device=self.acc.device, progress=progress)
+        self.acc.wait_for_everyone()
+        latents, labels = build_latent_cache(self.stage1, source, count, path, device=self.acc.device)
+        self.emit({"event": "status", "status": "latents_cached", "count": count, "path": str(path)})
+        return Stage2Objective(LatentBase(cfg), latents, labels, cfg, self.acc.device, rank=rank, world_size=world)
+
+    # -- outputs -------------------------------------------------------------------------------------
+
+    def export_and_preview(self, trainer: Trainer, step: int) -> None:
+        inference = ema_copy(trainer.unwrapped, trainer.ema)
+        bundle.export_module(
+            inference, self.run_dir / "model", config=self.cfg, info={"step": step, "run_id": self.run_id}
+        )
+        self.write_preview(trainer, step, inference)
+
+    @torch.no_grad()
+    def write_preview(self, trainer: Trainer, step: int, inference: Any = None) -> None:
+        """Fixed validation batch (fixed seeds, fixed λ grid) so previews are comparable across steps."""
+        if not self.is_main:
+            return
+        inference = inference or ema_copy(trainer.unwrapped, trainer.ema)
+        steps = min(self.cfg.sampling.decoder_steps, 16)
+        seeds = list(range(PREVIEW_SEED, PREVIEW_SEED + PREVIEW_COUNT))
+        if self.cfg.stage == 1:
+            x, _ = fixed_validation_batch(self.source, PREVIEW_COUNT, PREVIEW_SEED)
+            x = x.to(self.acc.device)
+            z_clean = inference.encode(x)
+            g = torch.Generator().manual_seed(PREVIEW_SEED)
+            z0 = inference.noisy_latent(z_clean, torch.randn(z_clean.shape, generator=g).to(x.device))
+            recon = inference.decode(z0, steps=steps, seeds=seeds)
+            tiles = grid(tensor_to_uint8(torch.cat([x, recon])), cols=PREVIEW_COUNT)
+        else:
+            assert self.stage1 is not None
+            z0 = inference.sample(
+                PREVIEW_COUNT, steps=min(self.cfg.sampling.base_steps, 32), seeds=seeds, device=self.acc.device
+            )
+            images = self.stage1.decode(z0, steps=steps, seeds=seeds)
+            tiles = grid(tensor_to_uint8(images), cols=PREVIEW_COUNT)
+        path = self.run_dir / "previews" / f"step-{step:08d}.png"
+        scale = max(1, 128 // tiles.shape[0])
+        save_png(path, tiles, {"run": str(self.run_id), "step": str(step)}, scale=scale)
+        self.store.add_artifact(
+            self.run_id,
+            kind="preview",
+            path=path,
+            step=step,
+            seed=PREVIEW_SEED,
+            params={"decoder_steps": steps, "count": PREVIEW_COUNT},
+        )
+        self.emit({"event": "preview", "step": step, "path": str(path)})
+
+
+def train_run(
+    store: Any,
+    run_ref: int | str,
+    *,
+    steps: int | None = None,
+    minutes: float | None = None,
+    emit: Emit | None = None,
+    progress: bool = False,
+    install_signal_handlers: bool = True,
+) -> TrainResult:
+    """Train (or continue) a stored run. `steps`: this many more steps; default: up to the config's total."""
+    ctx = RunContext(store, run_ref, emit=emit, progress=progress)
+    run_id = ctx.run_id
+    store.update_run(run_id, status="running", device=ctx.device, pid=os.getpid(), error=None, started_at=_now())
+    ctx.emit({"event": "status", "status": "starting", "device": ctx.device})
+    trainer: Trainer | None = None
+    hooks: StoreHooks | None = None
+    try:
+        trainer = ctx.build()
+        hooks = StoreHooks(ctx)
+        hooks.trainer = trainer
+        trainer.hooks = hooks
+        latest = trainer.latest_checkpoint()
+        if latest is not None:
+            trainer.load_checkpoint(latest)
+            ctx.emit({"event": "status", "status": "resumed", "step": trainer.state.step, "from": str(latest)})
+        start = trainer.state.step
+        total = start + steps if steps is not None else max(ctx.cfg.train.steps, start)
+        if steps is None and minutes is None and ctx.cfg.train.steps == 0 and ctx.cfg.train.minutes == 0:
+            raise ULError("the run has neither train.steps nor train.minutes; give --steps or --minutes")
+        budget_minutes = minutes if minutes is not None else (ctx.cfg.train.minutes or None)
+        if budget_minutes and steps is None and ctx.cfg.train.steps == 0:
+            total = 2**62
+        deadline = time.time() + budget_minutes * 60 if budget_minutes else None
+        store.update_run(run_id, total_steps=total if total < 2**62 else None, step=start)
+        if progress and ctx.is_main and sys.stdout.isatty():
+            from tqdm import tqdm
+
+            ctx.progress_bar = tqdm(total=total if total < 2**62 else None, initial=start, unit="step")
+        old_handlers = _install_stop_signals(trainer) if install_signal_handlers else {}
+        ctx.emit({"event": "status", "status": "running", "step": start, "total": total})
+        try:
+            reason = trainer.train(total, deadline)
+        finally:
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+            if ctx.progress_bar is not None:
+                ctx.progress_bar.close()
+        hooks.flush(trainer.state.step)
+        status = "completed" if reason.kind in ("steps", "time") else "stopped"
+        store.update_run(run_id, status=status, step=trainer.state.step, finished_at=_now(), pid=None)
+        ctx.emit({"event": "status", "status": status, "step": trainer.state.step, "reason": reason.kind})
+        return TrainResult(run_id, ctx.cfg.stage, status, trainer.state.step, _losses(trainer.state.last_metrics))
+    except BaseException as exc:
+        if hooks is not None:
+            with contextlib.suppress(Exception):
+                hooks.flush(trainer.state.step if trainer else None)
+        message = _failure_message(exc)
+        status = "stopped" if isinstance(exc, KeyboardInterrupt | InterruptedError) else "failed"
+        store.update_run(run_id, status=status, error=message, finished_at=_now(), pid=None)
+        ctx.emit({"event": "error" if status == "failed" else "status", "status": status, "message": message})
+        raise
+
+
+def _failure_message(exc: BaseException) -> str:
+    if isinstance(exc, DiskFullError):
+        return f"disk full: {exc}"
+    if isinstance(exc, OSError) and exc.errno == 28:
+        return f"disk full: {exc}"
+    if isinstance(exc, TrainingDiverged | ULError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _losses(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if k.startswith(("loss/", "rate/"))}
+
+
+def _install_stop_signals(trainer: Trainer) -> dict[int, Any]:
+    """SIGINT/SIGTERM: finish the current step, checkpoint, stop (a second SIGINT interrupts at once)."""
+    old: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.signal_stop and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.signal_stop = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread
+            old[sig] = signal.signal(sig, handler)
+    return old
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def export_run(store: Any, run_ref: int | str, out: Path) -> list[Path]:
+    """Copy a run's inference bundle (and, for stage 2, its stage-1 bundle) to `out`."""
+    run = store.get_run(run_ref)
+    run_dir = store.run_dir(run.id)
+    src = run_dir / "model"
+    if not src.is_dir():
+        raise ULError(f"run {run.name} has no exported model yet; train it to its first checkpoint")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for item in src.iterdir():
+        shutil.copy2(item, out / item.name)
+        copied.append(out / item.name)
+    if run.stage == 2:
+        for item in (run_dir / "stage1").iterdir():
+            if item.suffix in (".json", ".safetensors"):
+                shutil.copy2(item, out / item.name)
+                copied.append(out / item.name)
+    (out / "run.json").write_text(json.dumps({"run": run.id, "name": run.name, "stage": run.stage}, indent=2))
+    return copied
