@@ -1,0 +1,211 @@
+"""What users ask of a trained run: load it, encode, reconstruct, sample — one place for the CLI, workers and app.
+
+Models load from safetensors only: a training checkpoint's EMA tensors, or an exported bundle folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ul_engine import bundle, io
+from ul_engine.config import RunConfig
+from ul_engine.errors import CheckpointError, ULError
+from ul_engine.model import LN2, LatentBase, UnifiedLatents
+
+
+def _config_from_meta(meta: dict[str, str], path: Path) -> RunConfig:
+    if "config" not in meta:
+        raise CheckpointError(f"{path.name} carries no run config; not a UL Studio checkpoint")
+    return RunConfig.model_validate(json.loads(meta["config"]))
+
+
+def _ema_into(module: torch.nn.Module, path: Path) -> None:
+    tensors, _ = io.load_tensors(path, prefix="ema")
+    state = module.state_dict()
+    missing = [k for k, v in state.items() if v.is_floating_point() and k not in tensors]
+    if missing:
+        raise CheckpointError(f"{path.name} lacks EMA tensors for {missing[0]} (and {len(missing) - 1} more)")
+    module.load_state_dict({**state, **{k: v.to(state[k].dtype) for k, v in tensors.items() if k in state}})
+
+
+def stage1_from_checkpoint(path: Path, device: str | torch.device = "cpu") -> UnifiedLatents:
+    """The stage-1 model with the EMA weights of a full training checkpoint, in eval mode."""
+    meta = io.read_metadata(path)
+    cfg = _config_from_meta(meta, path)
+    if cfg.stage != 1:
+        raise CheckpointError(f"{path.name} is a stage-{cfg.stage} checkpoint; a stage-1 checkpoint is needed")
+    model = UnifiedLatents(cfg)
+    _ema_into(model, path)
+    return model.to(device).eval()
+
+
+def base_from_checkpoint(path: Path, device: str | torch.device = "cpu") -> LatentBase:
+    meta = io.read_metadata(path)
+    cfg = _config_from_meta(meta, path)
+    if cfg.stage != 2:
+        raise CheckpointError(f"{path.name} is not a stage-2 checkpoint")
+    model = LatentBase(cfg)
+    _ema_into(model, path)
+    return model.to(device).eval()
+
+
+def ema_copy(module: torch.nn.Module, ema: object) -> torch.nn.Module:
+    """An eval-mode copy of `module` carrying the EMA weights (for previews and exports)."""
+    clone = copy.deepcopy(module)
+    ema.copy_to(clone)  # type: ignore[attr-defined]
+    return clone.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Reconstruction
+
+
+@dataclass
+class Reconstruction:
+    """One image's round trip through the latent, with its cost and fidelity."""
+
+    reconstruction: np.ndarray  # (H,W,3) uint8
+    psnr: float
+    ssim: float
+    rate_nats: float
+    bits_per_pixel: float
+    bits_per_dim: float
+    decode_seconds: float
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+def psnr_ssim(reference: torch.Tensor, estimate: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-image PSNR and SSIM on [0,1] images (torchmetrics' functional metrics)."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    ref = ((reference.float() + 1) / 2).clamp(0, 1)
+    est = ((estimate.float() + 1) / 2).clamp(0, 1)
+    psnrs, ssims = [], []
+    for r, e in zip(ref, est, strict=True):
+        psnrs.append(float(peak_signal_noise_ratio(e[None], r[None], data_range=1.0)))
+        if min(r.shape[-2:]) >= 7:
+            ssims.append(float(structural_similarity_index_measure(e[None], r[None], data_range=1.0)))
+        else:
+            ssims.append(float("nan"))
+    return psnrs, ssims
+
+
+@torch.no_grad()
+def reconstruct_batch(
+    model: UnifiedLatents,
+    x: torch.Tensor,
+    *,
+    decoder_steps: int,
+    seeds: Sequence[int],
+    sampler: str = "ancestral",
+    rate_draws: int = 16,
+) -> list[Reconstruction]:
+    """x (B,3,H,W) in [-1,1] → reconstructions with PSNR/SSIM and the prior's bits for each latent."""
+    device = next(model.parameters()).device
+    x = x.to(device)
+    z_clean = model.encode(x)
+    noise = torch.stack([torch.randn(z_clean.shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds])
+    z0 = model.noisy_latent(z_clean, noise.to(device))
+    start = time.perf_counter()
+    x_hat = model.decode(z0, steps=decoder_steps, seeds=[s + 1 for s in seeds], sampler=sampler)
+    seconds = (time.perf_counter() - start) / x.shape[0]
+    rate = model.estimate_rate(z_clean, draws=rate_draws).cpu()
+    psnrs, ssims = psnr_ssim(x.cpu(), x_hat.cpu())
+    from ul_engine.imaging import tensor_to_uint8
+
+    images = tensor_to_uint8(x_hat)
+    pixels = x.shape[-2] * x.shape[-1]
+    dims = z_clean[0].numel()
+    return [
+        Reconstruction(
+            reconstruction=images[i],
+            psnr=psnrs[i],
+            ssim=ssims[i],
+            rate_nats=float(rate[i]),
+            bits_per_pixel=float(rate[i]) / LN2 / pixels,
+            bits_per_dim=float(rate[i]) / LN2 / dims,
+            decode_seconds=seconds,
+        )
+        for i in range(x.shape[0])
+    ]
+
+
+def image_to_model_input(image: np.ndarray, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(H,W,3) uint8 → (1,3,H',W') in [-1,1], padded by edge replication to a multiple of the downsampling.
+
+    The nets are convolutional with position embeddings made on the fly, so any size that is a multiple
+    of the downsampling reconstructs at its own resolution; returns the original (H, W) for cropping back.
+    """
+    h, w = image.shape[:2]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
+    x = torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    return x[None], (h, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling
+
+
+@torch.no_grad()
+def sample_images(
+    base: LatentBase,
+    stage1: UnifiedLatents,
+    n: int,
+    *,
+    seed: int,
+    base_steps: int,
+    decoder_steps: int,
+    sampler: str = "ancestral",
+    guidance: float = 1.0,
+    class_label: int | None = None,
+    batch_size: int = 16,
+    progress: object = None,
+) -> list[np.ndarray]:
+    """Base model from λ_min to λ_z(0) gives z0; the decoder turns it into an image (Algorithm 2)."""
+    from ul_engine.imaging import tensor_to_uint8
+
+    device = next(base.parameters()).device
+    if class_label is not None and not (0 <= class_label < max(base.num_classes, 1)):
+        raise ULError(f"--class {class_label} is out of range: this run has {base.num_classes} classes")
+    out: list[np.ndarray] = []
+    for start in range(0, n, batch_size):
+        seeds = list(range(seed + start, seed + min(n, start + batch_size)))
+        labels = None
+        if class_label is not None and base.num_classes:
+            labels = torch.full((len(seeds),), class_label, dtype=torch.long, device=device)
+        z0 = base.sample(
+            len(seeds), steps=base_steps, seeds=seeds, sampler=sampler, labels=labels, guidance=guidance, device=device
+        )
+        x = stage1.decode(z0, steps=decoder_steps, seeds=[s + 10_000_019 for s in seeds], sampler=sampler)
+        out.extend(tensor_to_uint8(x))
+        if callable(progress):
+            progress(len(out), n)
+    return out
+
+
+def load_stage1_bundle_or_checkpoint(path: Path, device: str | torch.device = "cpu") -> UnifiedLatents:
+    path = Path(path)
+    if path.is_dir():
+        return bundle.load_stage1(path, device)
+    return stage1_from_checkpoint(path, device)
+
+
+def bits_summary(rate_nats: float, pixels: int, dims: int) -> dict[str, float]:
+    return {
+        "bits": rate_nats / LN2,
+        "bits_per_pixel": rate_nats / LN2 / pixels,
+        "bits_per_dim": rate_nats / LN2 / dims,
+        "nats": rate_nats,
+        "log2e": 1 / math.log(2),
+    }
