@@ -1,0 +1,28 @@
+"""Paths in the database are relative to the store's home, so a data folder can be moved or synced.
+
+The API takes and returns absolute paths. A path outside the home (an export the user saved elsewhere)
+is kept absolute; a relative path given to the store is taken as relative to the home.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+
+def to_stored(home: Path, path: Path | str) -> str:
+    """The text stored for `path`: POSIX-style relative to `home` when inside it, else absolute."""
+    p = Path(path)
+    if not p.is_absolute():
+        return PurePosixPath(*p.parts).as_posix()
+    for base, candidate in ((home, p), (home.resolve(), p.resolve())):
+        try:
+            return PurePosixPath(*candidate.relative_to(base).parts).as_posix()
+        except ValueError:
+            continue
+    return str(p)
+
+
+def from_stored(home: Path, stored: str) -> Path:
+    """The absolute path for stored text."""
+    p = Path(stored)
+    return p if p.is_absolute() else home / p
