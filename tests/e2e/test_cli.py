@@ -1,0 +1,140 @@
+"""The `ul` command end to end on the `smoke` preset, as a user runs it (real processes, real files)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def ul(home: Path, *args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "ul_engine.cli", "--home", str(home), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
+    return proc
+
+
+def last_json(proc: subprocess.CompletedProcess[str]) -> dict:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One smoke stage-1 run and a stage-2 run on it, shared by the tests of this module."""
+    home = tmp_path_factory.mktemp("ul-home")
+    s1 = last_json(ul(home, "train", "--preset", "smoke", "--name", "s1", "--json"))
+    assert s1["status"] == "completed" and s1["stage"] == 1 and s1["step"] == 60
+    for key in ("loss/prior_diffusion", "loss/prior_kl1", "loss/decoder", "rate/bits_per_pixel"):
+        assert key in s1["losses"]
+    s2 = last_json(ul(home, "train", "--preset", "smoke", "--stage", "2", "--from-run", "s1", "--name", "s2", "--json"))
+    assert s2["status"] == "completed" and s2["stage"] == 2
+    return home
+
+
+def test_runs_lists_both_stages(trained_home: Path):
+    runs = last_json(ul(trained_home, "runs", "--json"))["runs"]
+    assert [(r["name"], r["stage"], r["status"]) for r in runs] == [("s1", 1, "completed"), ("s2", 2, "completed")]
+
+
+def test_reconstruct_good_and_bad_inputs(trained_home: Path, tmp_path: Path):
+    good = tmp_path / "odd-size.png"
+    Image.fromarray((np.random.default_rng(0).random((21, 30, 3)) * 255).astype(np.uint8)).save(good)
+    bad = tmp_path / "text.png"
+    bad.write_text("not an image")
+    proc = ul(
+        trained_home,
+        "reconstruct",
+        "--run",
+        "s1",
+        str(good),
+        str(bad),
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+        check=False,
+    )
+    assert proc.returncode == 2
+    results = last_json(proc)["results"]
+    assert results[0]["error"] is None and results[0]["psnr"] > 0 and results[0]["bits_per_pixel"] > 0
+    out = Image.open(results[0]["output"])
+    assert out.size == (30, 21)
+    assert "text.png" in results[1]["error"] and results[1]["output"] is None
+
+
+def test_sample_writes_pngs_with_metadata(trained_home: Path, tmp_path: Path):
+    outputs = last_json(
+        ul(trained_home, "sample", "--run", "s2", "--n", "3", "--seed", "5", "--out", str(tmp_path), "--json")
+    )["outputs"]
+    assert len(outputs) == 3
+    img = Image.open(outputs[0])
+    assert img.size == (16, 16)
+    assert img.text["ul-seed"] == "5" and len(img.text["ul-checkpoint-sha256"]) == 64
+    again = last_json(
+        ul(trained_home, "sample", "--run", "s2", "--n", "1", "--seed", "5", "--out", str(tmp_path / "again"), "--json")
+    )["outputs"]
+    assert np.array_equal(np.asarray(Image.open(again[0])), np.asarray(img)), "same seed, same sample"
+
+
+def test_eval_reports_psnr_ssim_and_bits(trained_home: Path):
+    result = last_json(ul(trained_home, "eval", "--run", "s1", "--n", "8", "--json"))
+    assert set(result) >= {"n", "psnr", "ssim", "bits_per_pixel", "bits_per_dim"}
+    assert result["n"] == 8 and result["bits_per_pixel"] > 0
+
+
+def test_resume_continues_the_step_counter(trained_home: Path):
+    result = last_json(ul(trained_home, "resume", "s1", "--steps", "5", "--json"))
+    assert result["step"] == 65 and result["status"] == "completed"
+
+
+def test_export_bundle_loads(trained_home: Path, tmp_path: Path):
+    out = tmp_path / "bundle"
+    ul(trained_home, "export", "s2", "--out", str(out), "--json")
+    names = {p.name for p in out.iterdir()}
+    assert {"encoder.safetensors", "decoder.json", "prior.safetensors", "base.safetensors", "base.json"} <= names
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--preset", "nope"], "unknown preset 'nope'"),
+        (["train", "--preset", "smoke", "--set", "loss.loss_factor=-2"], "loss.loss_factor"),
+        (["train", "--preset", "smoke", "--set", "optim.lrr=1"], "optim.lrr: unknown field"),
+        (["train", "--preset", "smoke", "--set", "novalue"], "key=value"),
+        (["resume", "no-such-run"], "no-such-run"),
+        (["sample", "--run", "s1"], "stage-1 run"),
+        (["train", "--preset", "smoke", "--stage", "2"], "--from-run"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(
+    trained_home: Path, args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+):
+    """In-process (the same `main` the console script calls) to keep the suite fast."""
+    from ul_engine.cli import main
+
+    code = main(["--home", str(trained_home), *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert needle in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_mistake_in_a_real_process_has_no_traceback(trained_home: Path):
+    proc = ul(trained_home, "train", "--preset", "nope", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.strip() == "ul: error: unknown preset 'nope'; available: folder-64, imagenet-512, shapes-32, smoke"
+    )
+
+
+def test_presets_and_doctor(trained_home: Path):
+    names = {p["name"] for p in last_json(ul(trained_home, "presets", "--json"))["presets"]}
+    assert {"smoke", "shapes-32", "imagenet-512", "folder-64"} <= names
+    doctor = ul(trained_home, "doctor")
+    assert "torch" in doctor.stdout and str(trained_home) in doctor.stdout

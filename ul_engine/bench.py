@@ -1,0 +1,144 @@
+"""`ul bench`: speed of training and sampling, against this machine's measured matmul peak.
+
+FLOPs are counted by torch's FlopCounterMode on one forward (every matmul, conv and attention);
+training costs 3× the forward, as in the paper's accounting. No store or files are touched.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any
+
+import torch
+
+from ul_engine.config import RunConfig, resolve
+from ul_engine.data import BatchStream, make_source
+from ul_engine.model import LatentBase, UnifiedLatents
+from ul_engine.train.loop import Trainer, make_accelerator, resolve_device
+from ul_engine.train.stages import Stage1Objective, Stage2Objective
+
+
+def matmul_gflops(device: str = "cpu", n: int = 1024, seconds: float = 1.0) -> float:
+    """Sustained fp32 (CPU) / bf16 (CUDA) matmul rate: the practical ceiling for these models."""
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    _sync(device)
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def forward_gflop(module: torch.nn.Module, *inputs: Any) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(*inputs)
+    return counter.get_total_flops() / 1e9
+
+
+def _timed_steps(trainer: Trainer, steps: int, device: str) -> float:
+    trainer.train_step()  # warm-up (allocations, oneDNN primitive caches)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def run_bench(preset: str, *, steps: int = 5, sample_n: int = 8) -> dict[str, Any]:
+    overrides = ['data.path="."'] if preset in ("folder-64", "imagenet-512") else []
+    cfg: RunConfig = resolve(preset, overrides)
+    if cfg.data.kind != "shapes":
+        cfg = RunConfig.model_validate({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "kind": "shapes"}})
+    device = resolve_device("auto")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(0)
+    acc = make_accelerator(device)
+    batch = cfg.optim.batch_size
+    source = make_source(cfg.data)
+    stream = BatchStream(source, batch, 0)
+
+    stage1 = UnifiedLatents(cfg)
+    x, _ = stream.batch(0)
+    gflop1 = forward_gflop(stage1.to(acc.device), x.to(acc.device)) / batch
+    t1 = Trainer(cfg, Stage1Objective(stage1, stream, acc.device), _tmp(), accelerator=acc)
+    sec1 = _timed_steps(t1, steps, device)
+
+    cfg2 = RunConfig.model_validate({**cfg.to_dict(), "stage": 2})
+    base = LatentBase(cfg2)
+    c, h, w = cfg.latent_shape()
+    latents = torch.randn(max(batch * 4, 256), c, h, w)
+    labels = torch.randint(0, max(cfg.data.num_classes, 1), (latents.shape[0],))
+    gflop2 = forward_gflop(base.to(acc.device), latents[:batch].to(acc.device), labels[:batch].to(acc.device)) / batch
+    t2 = Trainer(cfg2, Stage2Objective(base, latents, labels, cfg2, acc.device), _tmp(), accelerator=acc)
+    sec2 = _timed_steps(t2, steps, device)
+
+    stage1.eval()
+    base.eval()
+    start = time.perf_counter()
+    z0 = base.sample(sample_n, steps=cfg.sampling.base_steps, seeds=range(sample_n), device=acc.device)
+    _sync(device)
+    base_s = time.perf_counter() - start
+    start = time.perf_counter()
+    stage1.decode(z0, steps=cfg.sampling.decoder_steps, seeds=range(sample_n))
+    _sync(device)
+    dec_s = time.perf_counter() - start
+
+    peak = matmul_gflops(device)
+    train1_ips, train2_ips = batch / sec1, batch / sec2
+    achieved1 = 3 * gflop1 * train1_ips
+    achieved2 = 3 * gflop2 * train2_ips
+    return {
+        "preset": preset,
+        "device": device,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "threads": torch.get_num_threads(),
+        "batch_size": batch,
+        "stage1": {
+            "train_images_per_s": train1_ips,
+            "seconds_per_step": sec1,
+            "forward_gflop_per_image": gflop1,
+            "train_gflop_per_image": 3 * gflop1,
+            "achieved_gflops": achieved1,
+            "fraction_of_matmul_peak": achieved1 / peak,
+        },
+        "stage2": {
+            "train_images_per_s": train2_ips,
+            "seconds_per_step": sec2,
+            "forward_gflop_per_image": gflop2,
+            "train_gflop_per_image": 3 * gflop2,
+            "achieved_gflops": achieved2,
+            "fraction_of_matmul_peak": achieved2 / peak,
+        },
+        "sampling": {
+            "n": sample_n,
+            "base_steps": cfg.sampling.base_steps,
+            "decoder_steps": cfg.sampling.decoder_steps,
+            "base_images_per_s": sample_n / base_s,
+            "decoder_images_per_s": sample_n / dec_s,
+            "images_per_s": sample_n / (base_s + dec_s),
+        },
+        "matmul_peak_gflops": peak,
+    }
+
+
+def _tmp() -> Any:
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp(prefix="ul-bench-"))

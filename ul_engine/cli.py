@@ -1,0 +1,380 @@
+"""The `ul` command: a stable contract for the app, the docs and outside scripts.
+
+`--json` prints exactly one JSON object as the last line of stdout. A mistake a user can make prints
+one line naming the problem and exits 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ul_engine import __version__
+from ul_engine.errors import ULError
+
+EXIT_USER_ERROR = 2
+EXIT_KEY = "_exit_code"  # a command's result may carry a non-zero exit (e.g. some inputs failed)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's default exits 2 too; keep one line
+        self.exit(EXIT_USER_ERROR, f"ul: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ul", description="Train and use Unified Latents models.")
+    p.add_argument("--version", action="version", version=f"ul-studio {__version__}")
+    p.add_argument("--home", type=Path, help="data folder (default: $UL_HOME or the user data folder)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="create a run and train it")
+    t.add_argument("--preset", default="shapes-32")
+    t.add_argument("--stage", type=int, choices=(1, 2), default=1)
+    t.add_argument("--from-run", help="stage 2: the stage-1 run (id or name)")
+    t.add_argument("--checkpoint", type=int, help="stage 2: a checkpoint step of --from-run (default: latest)")
+    _budget(t)
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--name")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--json", action="store_true")
+
+    r = sub.add_parser("resume", help="continue a run from its latest checkpoint")
+    r.add_argument("run")
+    _budget(r)
+    r.add_argument("--json", action="store_true")
+
+    ls = sub.add_parser("runs", help="list runs")
+    ls.add_argument("--json", action="store_true")
+
+    rc = sub.add_parser("reconstruct", help="encode and decode images through a run's latent")
+    rc.add_argument("--run", required=True)
+    rc.add_argument("inputs", nargs="+", metavar="INPUT")
+    rc.add_argument("--out", type=Path, default=Path("reconstructions"))
+    rc.add_argument("--decoder-steps", type=int)
+    rc.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
+    rc.add_argument("--seed", type=int, default=0)
+    rc.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("sample", help="generate images with a stage-2 run")
+    s.add_argument("--run", required=True)
+    s.add_argument("--n", type=int, default=8)
+    s.add_argument("--out", type=Path, default=Path("samples"))
+    s.add_argument("--steps", type=int, help="base-model steps")
+    s.add_argument("--decoder-steps", type=int)
+    s.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--guidance", type=float, default=None)
+    s.add_argument("--class", dest="class_label", type=int)
+    s.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("eval", help="PSNR, SSIM and bits on a fixed validation set")
+    e.add_argument("--run", required=True)
+    e.add_argument("--n", type=int, default=64)
+    e.add_argument("--decoder-steps", type=int)
+    e.add_argument("--json", action="store_true")
+
+    pr = sub.add_parser("presets", help="list presets")
+    pr.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("bench", help="measure training and sampling speed on this machine")
+    b.add_argument("--preset", default="shapes-32")
+    b.add_argument("--steps", type=int, default=5)
+    b.add_argument("--json", action="store_true")
+
+    ex = sub.add_parser("export", help="write a run's inference bundle (safetensors + JSON)")
+    ex.add_argument("run")
+    ex.add_argument("--out", type=Path, required=True)
+    ex.add_argument("--json", action="store_true")
+
+    sub.add_parser("doctor", help="check the installation")
+    return p
+
+
+def _budget(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int)
+    g.add_argument("--minutes", type=float)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from ul_engine.store import Store
+
+    home = args.home or (Path(os.environ["UL_HOME"]) if os.environ.get("UL_HOME") else None)
+    return Store.open(home)
+
+
+def _emit_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.config import resolve, validate
+
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f'train.device="{args.device}"')
+    if (args.steps is not None and args.steps < 0) or (args.minutes is not None and args.minutes <= 0):
+        raise ULError("--steps must be ≥ 0 and --minutes > 0")
+    if args.stage == 1:
+        cfg = resolve(args.preset, overrides, stage=1)
+        if args.steps is not None:
+            cfg = validate({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "steps": args.steps}})
+        if args.minutes is not None and args.steps is None:
+            cfg = validate({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "minutes": args.minutes, "steps": 0}})
+        if args.dry_run:
+            return {"config": cfg.to_dict()}
+        store = _store(args)
+        run = store.create_run(
+            name=args.name, stage=1, preset=args.preset, config=cfg.to_dict(), total_steps=cfg.train.steps or None
+        )
+    else:
+        run = _create_stage2(args, overrides)
+        if isinstance(run, dict):
+            return run
+        store = _store(args)
+    return _train(store, run.id, args)
+
+
+def _create_stage2(args: argparse.Namespace, overrides: list[str]) -> Any:
+    from ul_engine.config import apply_overrides, load_preset, validate
+
+    if not args.from_run:
+        raise ULError("--stage 2 needs --from-run RUN (the stage-1 run whose latents it models)")
+    store = _store(args)
+    parent = store.get_run(args.from_run)
+    if parent.stage != 1:
+        raise ULError(f"--from-run {parent.name} is a stage-{parent.stage} run; stage 2 needs a stage-1 run")
+    checkpoints = [c for c in store.list_checkpoints(parent.id) if c.path.is_file()]
+    if args.checkpoint is not None:
+        checkpoints = [c for c in checkpoints if c.step == args.checkpoint]
+    if not checkpoints:
+        which = f" at step {args.checkpoint}" if args.checkpoint is not None else ""
+        raise ULError(f"run {parent.name} has no checkpoint{which} on disk; train it first")
+    ckpt = max(checkpoints, key=lambda c: c.step)
+    # Stage 2 keeps the stage-1 data and model shapes; the preset supplies the base model and optimiser.
+    preset = load_preset(args.preset)
+    raw = dict(parent.config)
+    for section in ("optim", "ema", "train", "sampling"):
+        if section in preset:
+            raw[section] = {**raw.get(section, {}), **preset[section]}
+    raw["model"] = {**raw["model"], "base": {**raw["model"].get("base", {}), **preset.get("model", {}).get("base", {})}}
+    raw["stage"] = 2
+    raw = apply_overrides(raw, overrides)
+    if args.steps is not None:
+        raw["train"] = {**raw["train"], "steps": args.steps}
+    if args.minutes is not None and args.steps is None:
+        raw["train"] = {**raw["train"], "minutes": args.minutes, "steps": 0}
+    cfg = validate(raw)
+    if args.dry_run:
+        return {"config": cfg.to_dict()}
+    return store.create_run(
+        name=args.name,
+        stage=2,
+        preset=args.preset,
+        config=cfg.to_dict(),
+        total_steps=cfg.train.steps or None,
+        parent_run_id=parent.id,
+        parent_checkpoint_id=ckpt.id,
+        parent_checkpoint_sha256=ckpt.sha256,
+    )
+
+
+def _train(store: Any, run_id: int, args: argparse.Namespace, *, steps: int | None = None) -> dict[str, Any]:
+    from ul_engine.train.runner import train_run
+
+    quiet = args.json or not sys.stdout.isatty()
+
+    def emit(event: dict[str, Any]) -> None:
+        if not quiet and event.get("event") in ("status", "checkpoint", "error"):
+            print(f"[run {event['run']}] " + ", ".join(f"{k}={v}" for k, v in event.items() if k != "run"))
+
+    result = train_run(store, run_id, steps=steps, minutes=None, emit=emit, progress=not args.json)
+    return result.to_json()
+
+
+def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.train.runner import train_run
+
+    store = _store(args)
+    run = store.get_run(args.run)
+    if run.status in ("running", "paused", "stopping"):
+        stale = store.mark_stale_runs()
+        if run.id not in stale:
+            raise ULError(f"run {run.name} is {run.status} in another process; stop it first")
+    result = train_run(store, run.id, steps=args.steps, minutes=args.minutes, progress=not args.json)
+    return result.to_json()
+
+
+def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
+    store = _store(args)
+    store.mark_stale_runs()
+    rows = []
+    for r in store.list_runs():
+        summary = store.summary(r.id)
+        rows.append(
+            {
+                "id": r.id,
+                "name": r.name,
+                "stage": r.stage,
+                "status": r.status,
+                "step": r.step,
+                "total_steps": r.total_steps,
+                "preset": r.preset,
+                "created": r.created_at.isoformat() if r.created_at else None,
+                "loss": (summary.get("loss/total") or {}).get("last"),
+                "bits_per_pixel": (summary.get("rate/bits_per_pixel") or {}).get("last"),
+                "parent_run": r.parent_run_id,
+                "error": r.error,
+            }
+        )
+    if not args.json:
+        print(f"{'id':>4}  {'name':<24} {'stage':>5} {'status':<12} {'step':>8}  {'loss':>10}  {'bits/px':>8}")
+        for row in rows:
+            loss = f"{row['loss']:.4g}" if row["loss"] is not None else "-"
+            bpp = f"{row['bits_per_pixel']:.4f}" if row["bits_per_pixel"] is not None else "-"
+            print(
+                f"{row['id']:>4}  {row['name']:<24} {row['stage']:>5} {row['status']:<12} {row['step']:>8}  "
+                f"{loss:>10}  {bpp:>8}"
+            )
+    return {"runs": rows}
+
+
+def cmd_presets(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.config import list_presets, load_preset
+
+    items = [{"name": n, "description": load_preset(n).get("description", "")} for n in list_presets()]
+    if not args.json:
+        for it in items:
+            print(f"{it['name']:<14} {it['description']}")
+    return {"presets": items}
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.commands import reconstruct_files
+
+    store = _store(args)
+    results = reconstruct_files(
+        store, args.run, args.inputs, args.out, decoder_steps=args.decoder_steps, seed=args.seed, sampler=args.sampler
+    )
+    if not args.json:
+        for r in results:
+            if r.get("error"):
+                print(f"{r['input']}: error: {r['error']}")
+            else:
+                print(
+                    f"{r['input']} -> {r['output']}  PSNR {r['psnr']:.2f} dB  "
+                    f"{r['bits_per_pixel']:.4f} bits/px  {r['bits_per_dim']:.3f} bits/dim"
+                )
+    failed = sum(1 for r in results if r.get("error"))
+    if failed:
+        sys.stderr.write(f"ul: error: {failed} of {len(results)} inputs could not be reconstructed\n")
+    return {"results": results, EXIT_KEY: EXIT_USER_ERROR if failed else 0}
+
+
+def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.commands import sample_files
+
+    store = _store(args)
+    outputs = sample_files(
+        store,
+        args.run,
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        base_steps=args.steps,
+        decoder_steps=args.decoder_steps,
+        sampler=args.sampler,
+        guidance=args.guidance,
+        class_label=args.class_label,
+        progress=not args.json,
+    )
+    if not args.json:
+        for o in outputs:
+            print(o)
+    return {"outputs": outputs}
+
+
+def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.commands import evaluate_run
+
+    store = _store(args)
+    result = evaluate_run(store, args.run, n=args.n, decoder_steps=args.decoder_steps)
+    if not args.json:
+        for k, v in result.items():
+            print(f"{k:>16}: {v}")
+    return result
+
+
+def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.bench import run_bench
+
+    result = run_bench(args.preset, steps=args.steps)
+    if not args.json:
+        print(json.dumps(result, indent=2))
+    return result
+
+
+def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.train.runner import export_run
+
+    store = _store(args)
+    files = export_run(store, args.run, args.out)
+    if not args.json:
+        for f in files:
+            print(f)
+    return {"out": str(args.out), "files": [str(f) for f in files]}
+
+
+def cmd_doctor(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.doctor import diagnose
+
+    report = diagnose(args.home)
+    for k, v in report.items():
+        print(f"{k:>18}: {v}")
+    return report
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "resume": cmd_resume,
+    "runs": cmd_runs,
+    "reconstruct": cmd_reconstruct,
+    "sample": cmd_sample,
+    "eval": cmd_eval,
+    "presets": cmd_presets,
+    "bench": cmd_bench,
+    "export": cmd_export,
+    "doctor": cmd_doctor,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = COMMANDS[args.command](args)
+    except ULError as exc:
+        sys.stderr.write(f"ul: error: {exc}\n")
+        if getattr(args, "json", False):
+            _emit_json({"error": str(exc)})
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("ul: interrupted\n")
+        return 130
+    code = int(result.pop(EXIT_KEY, 0) or 0)
+    if getattr(args, "json", False):
+        _emit_json(result)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
