@@ -42,12 +42,34 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"))
     t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--queue", action="store_true", help="add the run to the queue instead of training now")
+    _launch_flags(t)
     t.add_argument("--json", action="store_true")
 
-    r = sub.add_parser("resume", help="continue a run from its latest checkpoint")
+    r = sub.add_parser("resume", help="continue a run from its latest checkpoint (or un-pause a live one)")
     r.add_argument("run")
     _budget(r)
+    _launch_flags(r)
     r.add_argument("--json", action="store_true")
+
+    for name, text in (("pause", "pause a training run (the model stays loaded)"), ("stop", "stop a run cleanly")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("run")
+        c.add_argument("--json", action="store_true")
+        if name == "stop":
+            c.add_argument("--grace", type=float, default=10.0, help="seconds before SIGTERM")
+
+    d = sub.add_parser("delete", help="delete a run, its files and its metrics")
+    d.add_argument("run")
+    d.add_argument("--yes", action="store_true", help="do not ask")
+    d.add_argument("--json", action="store_true")
+
+    q = sub.add_parser("queue", help="the persistent training queue")
+    q.add_argument("action", choices=("list", "add", "move", "cancel", "run"), nargs="?", default="list")
+    q.add_argument("target", nargs="?", help="add: a run; move/cancel: a job id")
+    q.add_argument("position", nargs="?", type=int, help="move: the new position (0 = first)")
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--json", action="store_true")
 
     ls = sub.add_parser("runs", help="list runs")
     ls.add_argument("--json", action="store_true")
@@ -96,6 +118,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _launch_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("several GPUs or machines (passed to accelerate launch)")
+    g.add_argument("--processes", type=int, help="processes (one per GPU) on this machine")
+    g.add_argument("--num-machines", type=int)
+    g.add_argument("--machine-rank", type=int)
+    g.add_argument("--main-process-ip")
+    g.add_argument("--main-process-port", type=int)
+
+
+def _launch_options(args: argparse.Namespace, cfg_processes: int, device: str) -> Any:
+    from ul_engine.worker.supervisor import LaunchOptions, gpu_count_hint
+
+    processes = args.processes if args.processes is not None else cfg_processes
+    if processes == 0:
+        processes = max(1, gpu_count_hint())
+    return LaunchOptions(
+        num_processes=processes,
+        num_machines=args.num_machines or 1,
+        machine_rank=args.machine_rank or 0,
+        main_process_ip=args.main_process_ip,
+        main_process_port=args.main_process_port,
+        mixed_precision="bf16" if device == "cuda" else "no",
+    )
+
+
 def _budget(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int)
@@ -142,7 +189,34 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         if isinstance(run, dict):
             return run
         store = _store(args)
+    if args.queue:
+        job = store.enqueue(
+            run.id, device=run.config["train"]["device"] if run.config["train"]["device"] != "auto" else "cpu"
+        )
+        return {"run": run.id, "stage": run.stage, "status": "queued", "step": 0, "losses": {}, "job": job.id}
+    launch = _launch_options(args, run.config["train"].get("num_processes", 1), run.config["train"]["device"])
+    if launch.distributed:
+        return _train_in_worker(store, run.id, args, launch)
     return _train(store, run.id, args)
+
+
+def _train_in_worker(store: Any, run_id: int, args: argparse.Namespace, launch: Any, **budget: Any) -> dict[str, Any]:
+    """Several processes: the worker runs under `accelerate launch`; this process waits and reports."""
+    from ul_engine.worker.supervisor import start_worker, stop_run, worker_command
+
+    worker = start_worker(worker_command(store.home, run_id, launch=launch, **budget), run_id)
+    try:
+        code = worker.wait()
+    except KeyboardInterrupt:
+        stop_run(store, run_id, worker=worker)
+        code = worker.wait()
+    run = store.get_run(run_id)
+    if code != 0 and run.status not in ("completed", "stopped"):
+        tail = "\n".join(list(worker.stderr_tail)[-5:])
+        raise ULError(f"the training worker exited with code {code}: {run.error or tail}")
+    summary = store.summary(run_id)
+    losses = {k: v["last"] for k, v in summary.items() if k.startswith(("loss/", "rate/"))}
+    return {"run": run.id, "stage": run.stage, "status": run.status, "step": run.step, "losses": losses}
 
 
 def _create_stage2(args: argparse.Namespace, overrides: list[str]) -> Any:
@@ -210,9 +284,90 @@ def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
     if run.status in ("running", "paused", "stopping"):
         stale = store.mark_stale_runs()
         if run.id not in stale:
+            if run.status == "paused":
+                store.request(run.id, "resume")
+                return {"run": run.id, "stage": run.stage, "status": "resuming", "step": run.step, "losses": {}}
             raise ULError(f"run {run.name} is {run.status} in another process; stop it first")
+    launch = _launch_options(args, run.config["train"].get("num_processes", 1), run.config["train"]["device"])
+    if launch.distributed:
+        return _train_in_worker(store, run.id, args, launch, steps=args.steps, minutes=args.minutes)
     result = train_run(store, run.id, steps=args.steps, minutes=args.minutes, progress=not args.json)
     return result.to_json()
+
+
+def cmd_pause(args: argparse.Namespace) -> dict[str, Any]:
+    store = _store(args)
+    run = store.get_run(args.run)
+    if run.status != "running":
+        raise ULError(f"run {run.name} is {run.status}; only a running run can be paused")
+    store.request(run.id, "pause")
+    return {"run": run.id, "status": "pausing"}
+
+
+def cmd_stop(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.worker.supervisor import stop_run
+
+    store = _store(args)
+    run = store.get_run(args.run)
+    if run.status == "queued":
+        for job in store.list_jobs("queued", run_id=run.id):
+            store.cancel_job(job.id)
+        store.update_run(run.id, status="stopped")
+        return {"run": run.id, "status": "stopped", "how": "dequeued"}
+    if run.status not in ("running", "paused", "stopping"):
+        raise ULError(f"run {run.name} is {run.status}; nothing to stop")
+    how = stop_run(store, run.id, grace_s=args.grace)
+    return {"run": run.id, "status": store.get_run(run.id).status, "how": how}
+
+
+def cmd_delete(args: argparse.Namespace) -> dict[str, Any]:
+    store = _store(args)
+    run = store.get_run(args.run)
+    if run.status in ("running", "paused", "stopping"):
+        raise ULError(f"run {run.name} is {run.status}; stop it before deleting")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ULError("delete asks for confirmation; pass --yes when not at a terminal")
+        answer = input(f"Delete run {run.name} (id {run.id}) with its checkpoints and metrics? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            return {"run": run.id, "deleted": False}
+    store.delete_run(run.id, remove_files=True)
+    return {"run": run.id, "deleted": True}
+
+
+def cmd_queue(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.worker.supervisor import run_queue
+
+    store = _store(args)
+    if args.action == "add":
+        if not args.target:
+            raise ULError("queue add needs a run")
+        job = store.enqueue(store.get_run(args.target).id, device=args.device)
+        return {"job": job.id, "run": job.run_id, "position": job.position}
+    if args.action in ("move", "cancel"):
+        if args.target is None or not args.target.isdigit():
+            raise ULError(f"queue {args.action} needs a job id")
+        if args.action == "move":
+            if args.position is None:
+                raise ULError("queue move needs the new position")
+            store.move_job(int(args.target), args.position)
+        elif not store.cancel_job(int(args.target)):
+            raise ULError(f"job {args.target} is not queued")
+    if args.action == "run":
+        done = run_queue(store, args.device)
+        return {"ran": done, "jobs": [_job_json(j) for j in store.list_jobs()]}
+    jobs = [_job_json(j) for j in store.list_jobs()]
+    if not args.json:
+        for j in jobs:
+            print(f"{j['id']:>4}  run {j['run']:<5} {j['status']:<10} pos {j['position']:<4} {j['device']}")
+    return {"jobs": jobs}
+
+
+def _job_json(job: Any) -> dict[str, Any]:
+    return {
+        "id": job.id, "run": job.run_id, "kind": job.kind, "status": job.status, "position": job.position,
+        "device": job.device, "attempts": job.attempts, "exit_code": job.exit_code, "error": job.error,
+    }  # fmt: skip
 
 
 def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
@@ -354,6 +509,10 @@ COMMANDS = {
     "presets": cmd_presets,
     "bench": cmd_bench,
     "export": cmd_export,
+    "pause": cmd_pause,
+    "stop": cmd_stop,
+    "delete": cmd_delete,
+    "queue": cmd_queue,
     "doctor": cmd_doctor,
 }
 

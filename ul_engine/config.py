@@ -146,6 +146,9 @@ class TrainConfig(_Section):
     keep_checkpoints: int = Field(3, ge=1, le=1000, description="How many full checkpoints to keep on disk.")
     log_every: int = Field(1, ge=1, description="Optimizer steps between logged metrics.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; auto picks CUDA when present.")
+    num_processes: int = Field(
+        1, ge=0, le=1024, description="Processes (one per GPU) for data-parallel training; 0: every GPU."
+    )
     threads: int = Field(0, ge=0, le=256, description="CPU threads for torch (0: torch's default).")
     latent_cache_size: int = Field(
         4096, ge=1, le=10_000_000, description="Stage 2: how many images are encoded once into the latent cache."

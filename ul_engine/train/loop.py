@@ -90,6 +90,9 @@ def lr_at(cfg: RunConfig, step: int) -> float:
     return cfg.optim.lr * min(1.0, (step + 1) / warm) if warm else cfg.optim.lr
 
 
+STOP_KINDS = ("steps", "time", "signal", "stop")
+
+
 @dataclass
 class StopReason:
     kind: str  # "steps" | "time" | "stop" | "signal"
@@ -210,29 +213,17 @@ class Trainer:
     def train(self, until_step: int, deadline: float | None = None) -> StopReason:
         """Train until `until_step` (absolute) or the wall-clock `deadline`; checkpoint on the way out."""
         cfg = self.cfg
-        start_step, t0 = self.state.step, time.perf_counter()
+        t0 = time.perf_counter()
         last_report = t0
-        rate_window: list[tuple[float, int]] = [(t0, start_step)]
-        reason: StopReason | None = None
-        while reason is None:
-            if self.state.step >= until_step:
-                reason = StopReason("steps", self.state.step)
+        rate_window: list[tuple[float, int]] = [(t0, self.state.step)]
+        while True:
+            decision = self._decide(until_step, deadline)
+            if decision in STOP_KINDS:
+                reason = StopReason(decision, self.state.step)
                 break
-            if deadline is not None and time.time() >= deadline:
-                reason = StopReason("time", self.state.step)
-                break
-            if self.signal_stop:
-                reason = StopReason("signal", self.state.step)
-                break
-            action = self.hooks.poll(self.state.step)
-            if action == "pause":
-                action = self._wait_paused()
-            if action == "stop":
-                reason = StopReason("stop", self.state.step)
-                break
-            if action == "save_now":
+            if decision == "save_now":
                 self.save_checkpoint()
-            if action == "sample_now":
+            elif decision == "sample_now" and self.is_main:
                 self.hooks.on_sample_now(self.state.step)
             step_start = time.perf_counter()
             values = self.train_step()
@@ -255,6 +246,32 @@ class Trainer:
         if not self._has_checkpoint_at(self.state.step):
             self.save_checkpoint()
         return reason
+
+    def _decide(self, until_step: int, deadline: float | None) -> str | None:
+        """Rank 0 decides what happens before the next step (stop, pause, save…); every rank obeys it.
+
+        One decision broadcast per step keeps the processes of a distributed run in lock step, so a stop
+        or a pause never leaves a rank waiting in a collective.
+        """
+        decision: str | None = None
+        if self.is_main:
+            if self.state.step >= until_step:
+                decision = "steps"
+            elif deadline is not None and time.time() >= deadline:
+                decision = "time"
+            elif self.signal_stop:
+                decision = "signal"
+            else:
+                decision = self.hooks.poll(self.state.step)
+                if decision == "pause":
+                    decision = self._wait_paused()
+        if self.acc.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            box = [decision]
+            broadcast_object_list(box, from_process=0)
+            decision = box[0]
+        return decision
 
     def _wait_paused(self) -> str | None:
         while True:

@@ -154,6 +154,8 @@ class RunContext:
         self.device = resolve_device(self.cfg.train.device)
         self.acc = make_accelerator(self.device)
         self.is_main = bool(self.acc.is_main_process)
+        if not self.is_main:
+            self.store = ReadOnlyStore(store)  # rank 0 alone writes to the database and files
         self.stage1: UnifiedLatents | None = None  # frozen stage-1 model (stage 2 only)
 
     def emit(self, event: dict[str, Any]) -> None:
@@ -266,6 +268,32 @@ class RunContext:
         self.emit({"event": "preview", "step": step, "path": str(path)})
 
 
+class ReadOnlyStore:
+    """What ranks other than 0 see: reads pass through, writes do nothing."""
+
+    _WRITES = frozenset(
+        {
+            "update_run",
+            "heartbeat",
+            "request",
+            "log_metrics",
+            "add_checkpoint",
+            "delete_checkpoint_row",
+            "add_artifact",
+            "truncate_metrics",
+            "take_request",
+        }
+    )
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._WRITES:
+            return lambda *args, **kwargs: None
+        return getattr(self._store, name)
+
+
 def train_run(
     store: Any,
     run_ref: int | str,
@@ -278,6 +306,7 @@ def train_run(
 ) -> TrainResult:
     """Train (or continue) a stored run. `steps`: this many more steps; default: up to the config's total."""
     ctx = RunContext(store, run_ref, emit=emit, progress=progress)
+    store = ctx.store
     run_id = ctx.run_id
     store.update_run(run_id, status="running", device=ctx.device, pid=os.getpid(), error=None, started_at=_now())
     ctx.emit({"event": "status", "status": "starting", "device": ctx.device})
@@ -291,6 +320,8 @@ def train_run(
         latest = trainer.latest_checkpoint()
         if latest is not None:
             trainer.load_checkpoint(latest)
+            # Steps logged after that checkpoint belong to an abandoned future; the curve continues from here.
+            store.truncate_metrics(run_id, after_step=trainer.state.step)
             ctx.emit({"event": "status", "status": "resumed", "step": trainer.state.step, "from": str(latest)})
         start = trainer.state.step
         total = start + steps if steps is not None else max(ctx.cfg.train.steps, start)

@@ -1,0 +1,232 @@
+"""Starting, stopping and queueing training workers. Torch-free: the CLI and the GUI both use it.
+
+Stop ladder: a cooperative stop request on the run row (the worker checkpoints and exits at the next
+step) → SIGTERM to the process group after a grace period (the worker still checkpoints) → SIGKILL.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STDERR_TAIL_LINES = 200
+
+
+@dataclass
+class LaunchOptions:
+    """How many processes, and accelerate's multi-machine flags (passed through unchanged)."""
+
+    num_processes: int = 1
+    num_machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str | None = None
+    main_process_port: int | None = None
+    mixed_precision: str = "no"
+
+    @property
+    def distributed(self) -> bool:
+        return self.num_processes > 1 or self.num_machines > 1
+
+
+def worker_command(
+    home: Path,
+    run_id: int,
+    *,
+    steps: int | None = None,
+    minutes: float | None = None,
+    launch: LaunchOptions | None = None,
+) -> list[str]:
+    """The argv of a training worker: plain Python, or `accelerate launch` for several processes."""
+    tail = ["-m", "ul_engine.worker", "--home", str(home), "train", "--run", str(run_id)]
+    if steps is not None:
+        tail += ["--steps", str(steps)]
+    if minutes is not None:
+        tail += ["--minutes", str(minutes)]
+    launch = launch or LaunchOptions()
+    if not launch.distributed:
+        return [sys.executable, *tail]
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+        "--num_processes", str(launch.num_processes * launch.num_machines),
+        "--num_machines", str(launch.num_machines), "--machine_rank", str(launch.machine_rank),
+        "--mixed_precision", launch.mixed_precision, "--dynamo_backend", "no",
+    ]  # fmt: skip
+    if launch.main_process_ip:
+        cmd += ["--main_process_ip", launch.main_process_ip]
+    if launch.main_process_port:
+        cmd += ["--main_process_port", str(launch.main_process_port)]
+    return [*cmd, *tail]
+
+
+def gpu_count_hint() -> int:
+    """GPUs visible to a worker, without importing torch (nvidia-smi when present)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+@dataclass
+class WorkerProcess:
+    """A running worker: its process, the last stderr lines, and the JSON events it printed."""
+
+    run_id: int
+    popen: subprocess.Popen[str]
+    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=STDERR_TAIL_LINES))
+    events: list[dict[str, Any]] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self.popen.wait(timeout)
+        for t in self._threads:
+            t.join(timeout=2)
+        return code
+
+
+def start_worker(command: list[str], run_id: int, *, env: dict[str, str] | None = None) -> WorkerProcess:
+    """Start a worker in its own process group (so the whole tree can be signalled) and drain its pipes."""
+    from ul_engine.worker import protocol
+
+    popen = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
+    worker = WorkerProcess(run_id, popen)
+
+    def drain_out() -> None:
+        assert popen.stdout is not None
+        for line in popen.stdout:
+            message = protocol.decode(line)
+            if message is not None:
+                worker.events.append(message)
+
+    def drain_err() -> None:
+        assert popen.stderr is not None
+        for line in popen.stderr:
+            worker.stderr_tail.append(line.rstrip("\n"))
+
+    for target in (drain_out, drain_err):
+        t = threading.Thread(target=target, daemon=True)
+        t.start()
+        worker._threads.append(t)
+    return worker
+
+
+def signal_tree(pid: int, sig: int) -> bool:
+    """Signal a worker's whole process group (accelerate's children included)."""
+    try:
+        os.killpg(os.getpgid(pid), sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_run(
+    store: Any, run_id: int, *, worker: WorkerProcess | None = None, grace_s: float = 10.0, term_s: float = 5.0
+) -> str:
+    """Walk the stop ladder; returns how it ended: 'cooperative', 'terminated', 'killed' or 'not running'."""
+    run = store.get_run(run_id)
+    pid = worker.pid if worker is not None else run.pid
+    store.request(run_id, "stop")
+    if run.status in ("running", "paused"):
+        store.update_run(run_id, status="stopping")
+    if pid is None or not _alive(pid):
+        return "not running"
+
+    def exited(deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if worker is not None:
+                if worker.poll() is not None:
+                    return True
+            elif not _alive(pid):
+                return True
+            time.sleep(0.05)
+        return False
+
+    if exited(time.monotonic() + grace_s):
+        return "cooperative"
+    signal_tree(pid, signal.SIGTERM)
+    if exited(time.monotonic() + term_s):
+        return "terminated"
+    signal_tree(pid, signal.SIGKILL)
+    exited(time.monotonic() + 5)
+    store.update_run(run_id, status="stopped", error="killed after it did not stop in time", pid=None)
+    return "killed"
+
+
+def run_job(store: Any, job: Any, *, launch: LaunchOptions | None = None, env: dict[str, str] | None = None) -> int:
+    """Run one queued training job to its end and record the outcome on the job row."""
+    from datetime import UTC, datetime
+
+    command = worker_command(store.home, job.run_id, launch=launch)
+    store.update_job(job.id, status="running", started_at=datetime.now(UTC))
+    store.update_run(job.run_id, status="running")
+    worker = start_worker(command, job.run_id, env=env)
+    code = worker.wait()
+    tail = "\n".join(worker.stderr_tail)
+    run = store.get_run(job.run_id)
+    failed = code != 0 or run.status == "failed"
+    error = None
+    if failed:
+        error = run.error or next(
+            (e.get("message") for e in reversed(worker.events) if e.get("event") == "error"), None
+        )
+        last_line = tail.strip().splitlines()[-1] if tail.strip() else f"worker exited with code {code}"
+        error = error or last_line
+        if run.status in ("running", "paused", "stopping", "queued"):
+            store.update_run(job.run_id, status="failed", error=error)
+    store.update_job(
+        job.id,
+        status="failed" if failed else "done",
+        exit_code=code,
+        stderr_tail=tail,
+        error=error,
+        finished_at=datetime.now(UTC),
+    )
+    store.update_run(job.run_id, exit_code=code, stderr_tail=tail)
+    return code
+
+
+def run_queue(store: Any, device: str = "cpu", *, launch: LaunchOptions | None = None, once: bool = False) -> list[int]:
+    """Process queued jobs for `device` one at a time; a failed job does not stop the queue."""
+    done: list[int] = []
+    while True:
+        job = store.next_job(device)
+        if job is None:
+            return done
+        run_job(store, job, launch=launch)
+        done.append(job.id)
+        if once:
+            return done
