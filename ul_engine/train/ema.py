@@ -15,11 +15,17 @@ class EMA:
             name: t.detach().float().clone() for name, t in module.state_dict().items() if t.is_floating_point()
         }
 
+    def decay_at(self, updates: int) -> float:
+        """Warm-up: min(decay, (1 + n)/(10 + n)), so a short run's EMA is not mostly its initial weights."""
+        return min(self.decay, (1.0 + updates) / (10.0 + updates))
+
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
+    def update(self, module: nn.Module, updates: int) -> None:
+        """`updates`: optimizer steps taken before this one (part of the checkpoint, so resume is exact)."""
+        decay = self.decay_at(updates)
         for name, t in module.state_dict().items():
             if name in self.shadow:
-                self.shadow[name].lerp_(t.detach().float(), 1.0 - self.decay)
+                self.shadow[name].lerp_(t.detach().float(), 1.0 - decay)
 
     def state_dict(self) -> dict[str, Tensor]:
         return self.shadow

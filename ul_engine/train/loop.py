@@ -190,7 +190,7 @@ class Trainer:
                 )
             return None
         self.optimizer.step()
-        self.ema.update(self.unwrapped)
+        self.ema.update(self.unwrapped, self.state.step - self.state.bad_steps)
         self.state.consecutive_bad = 0
         self.state.step += 1
         self.state.examples_seen += cfg.optim.batch_size
