@@ -1,0 +1,99 @@
+"""`ul-studio` / `python -m app`: open UL Studio's main window.
+
+    ul-studio [--home DIR] [--page runs|monitor|...] [--version]
+
+`--version` prints the version and exits without needing a display. With UL_STUDIO_BENCH_LAUNCH=1 the app
+prints {"launch_to_shown_s": ...} (measured from interpreter start) when the window is first exposed, and
+quits: `python -m app.bench` uses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+_T0 = time.perf_counter()
+
+
+def _process_start_offset() -> float:
+    """Seconds between this process's start and now (falls back to the time since this module loaded)."""
+    try:
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
+    except Exception:
+        return time.perf_counter() - _T0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from app import __version__
+
+    p = argparse.ArgumentParser(prog="ul-studio", description="UL Studio: train and explore Unified Latents.")
+    p.add_argument("--version", action="version", version=f"ul-studio {__version__}")
+    p.add_argument("--home", type=Path, help="data folder (default: $UL_HOME or the user data folder)")
+    p.add_argument("--page", choices=("runs", "monitor", "reconstruct", "latents", "generate"))
+    p.add_argument("--no-devices", action="store_true", help="do not start the worker that reports the devices")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    bench = os.environ.get("UL_STUDIO_BENCH_LAUNCH") == "1"
+
+    from PySide6.QtCore import QCoreApplication, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app import APP_NAME, ORGANIZATION, __version__, theme
+    from app.resources import app_icon
+
+    QCoreApplication.setOrganizationName(ORGANIZATION)
+    QCoreApplication.setApplicationName(ORGANIZATION)
+    QCoreApplication.setApplicationVersion(__version__)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationDisplayName(APP_NAME)
+    app.setDesktopFileName("ul-studio")
+    app.setWindowIcon(app_icon())
+    theme.apply(app)
+    app._ul_theme_watcher = theme.ThemeWatcher(app)
+
+    from app.context import AppContext
+    from app.main_window import make_window
+    from ul_engine.errors import ULError
+    from ul_engine.store import default_home
+
+    home = args.home or default_home()
+    try:
+        ctx = AppContext(home, start_session=not (args.no_devices or bench))
+    except ULError as exc:
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(None, APP_NAME, f"Cannot open the data folder {home}:\n{exc}")
+        return 2
+    window = make_window(ctx, restore=not bench)
+    if args.page:
+        window.show_page(args.page)
+
+    if bench:
+
+        def report() -> None:
+            print(json.dumps({"launch_to_shown_s": _process_start_offset()}), flush=True)
+            QTimer.singleShot(0, window.close)
+
+        window.first_shown.connect(report)
+    window.show()
+    QTimer.singleShot(0, ctx.start)
+    code = app.exec()
+    if window.detached:
+        # Training goes on in the background: skip Qt's teardown, whose QProcess destructors would kill it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,362 @@
+"""The main window: a page list (Runs, Monitor, Reconstruct, Latents, Generate), the status bar with the
+devices and the data folder, menus and shortcuts, remembered geometry and page, and the question on close
+while a run trains (keep training in the background, or stop)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QWidget,
+)
+
+from app import APP_NAME, __version__
+from app.context import AppContext
+from app.pages.placeholder import PlaceholderPage
+from app.pages.runs import RunsPage
+from app.resources import app_icon
+from app.workers.training import GRACE_S, TERM_GRACE_S
+
+PAGES = (
+    ("runs", "Runs", "Every run, the queue, and the run actions"),
+    ("monitor", "Monitor", "Live curves, previews, progress and controls of a run"),
+    ("reconstruct", "Reconstruct", "Encode and decode your images (coming)"),
+    ("latents", "Latents", "Explore a run's latent space (coming)"),
+    ("generate", "Generate", "Sample images and videos with a stage-2 run (coming)"),
+)
+KEEP, STOP, CANCEL = "keep", "stop", "cancel"
+
+
+class MainWindow(QMainWindow):
+    first_shown = Signal()
+
+    def __init__(self, ctx: AppContext, *, restore: bool = True, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self._shown_once = False
+        self._close_ready = False
+        self._detach = False
+        self._stopping = False
+        self.setWindowTitle(APP_NAME)
+        self.setWindowIcon(app_icon())
+        self.setMinimumSize(QSize(960, 620))
+
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self.nav = QListWidget()
+        self.nav.setObjectName("nav")
+        self.nav.setFixedWidth(160)
+        self.nav.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.stack = QStackedWidget()
+        layout.addWidget(self.nav)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+        self.pages: dict[str, QWidget | None] = {}
+        for i, (page_id, title, tip) in enumerate(PAGES):
+            item = QListWidgetItem(title)
+            item.setToolTip(f"{tip} (Ctrl+{i + 1})")
+            item.setData(Qt.ItemDataRole.UserRole, page_id)
+            item.setSizeHint(QSize(140, 38))
+            self.nav.addItem(item)
+            self.stack.addWidget(QWidget())  # filled on first use (the Monitor pulls in pyqtgraph)
+            self.pages[page_id] = None
+        self.runs = self._build("runs")
+        self.nav.currentRowChanged.connect(self._on_nav)
+
+        self._build_status_bar()
+        self._build_menus()
+        ctx.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        ctx.repo.error.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        ctx.devices_changed.connect(self._update_devices)
+        ctx.repo.changed.connect(self.runs.update_actions)
+
+        if restore:
+            geometry = self.settings.geometry()
+            if geometry is not None:
+                self.restoreGeometry(geometry)
+            else:
+                self.resize(1280, 800)
+        else:
+            self.resize(1280, 800)
+        last = self.settings.last_page() if restore else "runs"
+        self.show_page(last if last in self.pages else "runs")
+
+    # ---- pages ---------------------------------------------------------------------------------------
+
+    def _build(self, page_id: str) -> Any:
+        existing = self.pages.get(page_id)
+        if existing is not None:
+            return existing
+        if page_id == "runs":
+            page: QWidget = RunsPage(self.ctx)
+            page.open_in_monitor.connect(lambda run_id: self.open_monitor(run_id))
+            page.compare.connect(lambda ids: self.open_monitor(ids[0], ids[1:]))
+            page.target_provider = self._action_targets
+            for act in page.window_actions:
+                self.addAction(act)
+        elif page_id == "monitor":
+            from app.pages.monitor import MonitorPage
+
+            page = MonitorPage(self.ctx)
+            active = self.ctx.repo.active_ids()
+            rows = self.ctx.repo.ordered()
+            if active:
+                page.show_runs(active[0])
+            elif rows:
+                page.show_runs(rows[-1].id)
+        else:
+            page = PlaceholderPage(page_id)
+        page.setObjectName(f"page:{page_id}")
+        index = [p[0] for p in PAGES].index(page_id)
+        old = self.stack.widget(index)
+        self.stack.insertWidget(index, page)
+        self.stack.removeWidget(old)
+        old.deleteLater()
+        self.pages[page_id] = page
+        return page
+
+    def page(self, page_id: str) -> Any:
+        return self._build(page_id)
+
+    def current_page_id(self) -> str:
+        return PAGES[max(0, self.nav.currentRow())][0]
+
+    def show_page(self, page_id: str) -> None:
+        index = [p[0] for p in PAGES].index(page_id)
+        if self.nav.currentRow() != index:
+            self.nav.setCurrentRow(index)
+        else:
+            self._on_nav(index)
+
+    def _on_nav(self, row: int) -> None:
+        if row < 0:
+            return
+        page_id = PAGES[row][0]
+        self._build(page_id)
+        self.stack.setCurrentIndex(row)
+        self.settings.set_last_page(page_id)
+        self.runs.update_actions()
+
+    def open_monitor(self, run_id: int, overlays: list[int] | None = None) -> Any:
+        monitor = self._build("monitor")
+        monitor.show_runs(int(run_id), list(overlays or []))
+        self.show_page("monitor")
+        return monitor
+
+    def _action_targets(self) -> list[int]:
+        """The runs the toolbar and shortcuts act on: the Monitor's run there, else the table selection."""
+        monitor = self.pages.get("monitor")
+        if self.current_page_id() == "monitor" and monitor is not None and monitor.run_id is not None:
+            return [monitor.run_id]
+        return self.runs.selected_ids()
+
+    # ---- chrome --------------------------------------------------------------------------------------
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.devices_label = QLabel("Devices: asking a worker…")
+        self.devices_label.setToolTip("What this machine can train on, as reported by a worker process.")
+        self.home_label = QLabel(f"Data: {self.ctx.home}")
+        self.home_label.setToolTip(f"The data folder: the database and every run's files live here.\n{self.ctx.home}")
+        bar.addPermanentWidget(self.devices_label)
+        bar.addPermanentWidget(self.home_label)
+        if self.ctx.session is None and not self.ctx._start_session:
+            self.devices_label.setText("Devices: not asked")
+
+    def _update_devices(self) -> None:
+        ctx = self.ctx
+        if ctx.cpu is None:
+            self.devices_label.setText("Devices: unknown")
+            if ctx.device_error:
+                self.devices_label.setToolTip(ctx.device_error)
+            return
+        cores = ctx.cpu.get("cores") or "?"
+        threads = ctx.cpu.get("threads") or "?"
+        gpus = ", ".join(ctx.gpus) if ctx.gpus else "none"
+        self.devices_label.setText(f"CPU: {cores} cores · GPU: {gpus}")
+        self.devices_label.setToolTip(f"CPU cores {cores}, torch threads {threads}\nGPUs: {gpus}")
+
+    def _build_menus(self) -> None:
+        runs = self.runs
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(runs.act_new)
+        open_home = QAction("Open data folder", self)
+        open_home.setToolTip("Open the folder holding the database and the runs.")
+        open_home.triggered.connect(self._open_home)
+        file_menu.addAction(open_home)
+        file_menu.addSeparator()
+        quit_action = QAction("Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+        self.addAction(quit_action)
+
+        view = self.menuBar().addMenu("&View")
+        for i, (page_id, title, tip) in enumerate(PAGES):
+            act = QAction(title, self)
+            act.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
+            act.setStatusTip(tip)
+            act.triggered.connect(lambda _=False, p=page_id: self.show_page(p))
+            view.addAction(act)
+            self.addAction(act)
+        refresh = QAction("Refresh", self)
+        refresh.setShortcut(QKeySequence.StandardKey.Refresh)
+        refresh.triggered.connect(self.ctx.repo.refresh)
+        view.addSeparator()
+        view.addAction(refresh)
+        self.addAction(refresh)
+
+        run_menu = self.menuBar().addMenu("&Run")
+        for act in (
+            runs.act_start,
+            runs.act_pause,
+            runs.act_resume,
+            runs.act_stop,
+            None,
+            runs.act_duplicate,
+            runs.act_stage2,
+            runs.act_compare,
+            None,
+            runs.act_folder,
+            runs.act_export,
+            runs.act_delete,
+        ):
+            run_menu.addSeparator() if act is None else run_menu.addAction(act)  # fmt: skip
+
+        help_menu = self.menuBar().addMenu("&Help")
+        keys = QAction("Keyboard shortcuts", self)
+        keys.setShortcut(QKeySequence.StandardKey.HelpContents)
+        keys.triggered.connect(self.show_shortcuts)
+        help_menu.addAction(keys)
+        self.addAction(keys)
+        about = QAction(f"About {APP_NAME}", self)
+        about.triggered.connect(self._about)
+        help_menu.addAction(about)
+
+    def shortcut_table(self) -> list[tuple[str, str]]:
+        rows = []
+        for act in self.actions() + self.runs.table.actions():
+            seq = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            if seq:
+                rows.append((seq, act.text().replace("&", "")))
+        return rows
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{t}</td></tr>" for k, t in self.shortcut_table())
+        QMessageBox.information(self, "Keyboard shortcuts", f"<table>{rows}</table>")
+
+    def _about(self) -> None:
+        QMessageBox.about(
+            self,
+            f"About {APP_NAME}",
+            f"<b>{APP_NAME}</b> {__version__}<br>Train and explore Unified Latents (Heek et al. 2026).<br>"
+            f"Data folder: {self.ctx.home}",
+        )
+
+    def _open_home(self) -> None:
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.ctx.home)))
+
+    def apply_theme(self, _scheme: str = "") -> None:
+        monitor = self.pages.get("monitor")
+        if monitor is not None:
+            monitor.apply_theme()
+
+    # ---- show / close --------------------------------------------------------------------------------
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            QTimer.singleShot(0, self.first_shown.emit)
+
+    @staticmethod
+    def ask_close_action(parent: QWidget, names: list[str]) -> str:
+        """Keep training in the background, stop, or cancel closing (tests patch this)."""
+        box = QMessageBox(parent)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Training is running")
+        listed = ", ".join(names[:5]) + ("…" if len(names) > 5 else "")
+        box.setText(f"{listed} {'is' if len(names) == 1 else 'are'} training.")
+        box.setInformativeText(
+            "Keep training in the background: the run goes on and UL Studio re-attaches to it when you open it "
+            "again (queued runs wait until then).\nStop: save a checkpoint and stop; you can resume later."
+        )
+        keep = box.addButton("Keep training", QMessageBox.ButtonRole.AcceptRole)
+        stop = box.addButton("Stop and quit", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        box.exec()
+        clicked = box.clickedButton()
+        return KEEP if clicked is keep else STOP if clicked is stop else CANCEL
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._close_ready:
+            self._save_and_shutdown()
+            event.accept()
+            return
+        active = [p for p in self.ctx.runner.processes.values() if not p.done]
+        if self._stopping:
+            event.ignore()
+            return
+        if active:
+            names = []
+            for p in active:
+                row = self.ctx.repo.run(p.run_id)
+                names.append(row.info.name if row else f"run {p.run_id}")
+            choice = self.ask_close_action(self, names)
+            if choice == CANCEL:
+                event.ignore()
+                return
+            if choice == STOP:
+                self._stopping = True
+                self.statusBar().showMessage("Stopping the running training before quitting…")
+                self.ctx.runner.idle.connect(self._finish_close)
+                self.ctx.runner.stop_all()
+                QTimer.singleShot(int((GRACE_S + TERM_GRACE_S + 5) * 1000), self._finish_close)
+                event.ignore()
+                return
+            self._detach = True
+        self._save_and_shutdown()
+        event.accept()
+
+    def _finish_close(self) -> None:
+        if self._close_ready:
+            return
+        self._close_ready = True
+        self.close()
+
+    @property
+    def detached(self) -> bool:
+        return self._detach
+
+    def _save_and_shutdown(self) -> None:
+        self.settings.set_geometry(self.saveGeometry())
+        self.settings.set_last_page(self.current_page_id())
+        self.settings.sync()
+        self.ctx.shutdown(detach=self._detach)
+
+
+def make_window(ctx: AppContext, **kwargs: Any) -> MainWindow:
+    window = MainWindow(ctx, **kwargs)
+    app = QApplication.instance()
+    watcher = getattr(app, "_ul_theme_watcher", None)
+    if watcher is not None:
+        watcher.changed.connect(window.apply_theme)
+    return window

@@ -1,0 +1,251 @@
+"""Metric series for the plots: raw values read from the store on a background thread, incrementally.
+
+The fetcher thread compares each run's metric summary (count, first and last step) with what it already
+delivered and reads only the new steps (`read_metric(..., step_range=...)`, raw: smoothing must see every
+value); a series that was rewritten (a resumed run re-logging old steps) is read again in full. The GUI
+side keeps the arrays in doubling buffers, so appending is O(new points) and plots get float64 views.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+
+from app.smoothing import EmaCache
+
+
+class SeriesBuffer:
+    """One metric of one run: float64 steps / values / wall times in buffers that double when full."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self._steps = np.zeros(0, np.float64)
+        self._values = np.zeros(0, np.float64)
+        self._walls = np.zeros(0, np.float64)
+        self.n = 0
+        self.version = 0
+        self.nonfinite = 0
+        self.smooth = EmaCache()
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self._steps[: self.n]
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._values[: self.n]
+
+    @property
+    def walls(self) -> np.ndarray:
+        return self._walls[: self.n]
+
+    def replace(self, steps: np.ndarray, values: np.ndarray, walls: np.ndarray) -> None:
+        self._steps = np.ascontiguousarray(steps, np.float64).copy()
+        self._values = np.ascontiguousarray(values, np.float64).copy()
+        self._walls = np.ascontiguousarray(walls, np.float64).copy()
+        self.n = len(self._steps)
+        self.nonfinite = int(self.n - np.count_nonzero(np.isfinite(self._values)))
+        self.smooth.reset()
+        self.version += 1
+
+    def append(self, steps: np.ndarray, values: np.ndarray, walls: np.ndarray) -> None:
+        m = len(steps)
+        if m == 0:
+            return
+        need = self.n + m
+        if need > len(self._steps):
+            cap = max(need, 2 * len(self._steps), 1024)
+            for name in ("_steps", "_values", "_walls"):
+                old = getattr(self, name)
+                new = np.empty(cap, np.float64)
+                new[: self.n] = old[: self.n]
+                setattr(self, name, new)
+        self._steps[self.n : need] = steps
+        self._values[self.n : need] = values
+        self._walls[self.n : need] = walls
+        self.nonfinite += int(m - np.count_nonzero(np.isfinite(values)))
+        self.n = need
+        self.version += 1
+
+    def smoothed(self, weight: float) -> tuple[np.ndarray, np.ndarray]:
+        """(x steps, EMA-with-debias values) over the finite samples, updated incrementally."""
+        return self.smooth.update(self.steps, self.values, weight, has_nonfinite=self.nonfinite > 0)
+
+
+class MetricsFetcher(QObject):
+    """Lives on a worker thread with its own Store; answers `fetch(run_ids)` with series updates."""
+
+    series = Signal(int, str, str, object)  # run id, key, "replace" | "append", (steps, values, walls)
+    keys = Signal(int, list)  # run id, metric keys
+    cycle_done = Signal()
+    error = Signal(str)
+
+    def __init__(self, home: Path) -> None:
+        super().__init__()
+        self.home = Path(home)
+        self._store: Any = None
+        self._known: dict[tuple[int, str], tuple[int, int, int, float]] = {}  # count, first, last, wall at last
+
+    def _open(self) -> Any:
+        if self._store is None:
+            from ul_engine.store import Store
+
+            self._store = Store.open(self.home)
+            with contextlib.suppress(ImportError):  # warm the smoothing filter here, not at the first redraw
+                import scipy.signal  # noqa: F401
+        return self._store
+
+    @Slot(list)
+    def fetch(self, run_ids: list) -> None:
+        try:
+            store = self._open()
+            for run_id in run_ids:
+                self._fetch_run(store, int(run_id))
+        except Exception as exc:  # the GUI keeps what it has and tries again next time
+            self.error.emit(f"{type(exc).__name__}: {exc}")
+        self.cycle_done.emit()
+
+    @Slot(int)
+    def forget(self, run_id: int) -> None:
+        for key in [k for k in self._known if k[0] == run_id]:
+            del self._known[key]
+
+    def _fetch_run(self, store: Any, run_id: int) -> None:
+        summary = store.summary(run_id)
+        self.keys.emit(run_id, sorted(summary))
+        for key, info in summary.items():
+            count, first, last = int(info["count"]), int(info["first_step"]), int(info["last_step"])
+            known = self._known.get((run_id, key))
+            if known is not None and known[:3] == (count, first, last):
+                continue
+            if known is not None and first == known[1] and last > known[2] and count > known[0]:
+                # re-read the last step we have: a different wall time means the run went back and re-logged
+                new = store.read_metric(run_id, key, step_range=(known[2], last))
+                unchanged = len(new) and new.steps[0] == known[2] and new.wall_times[0] == known[3]
+                if unchanged and len(new) - 1 == count - known[0]:
+                    self._known[(run_id, key)] = (count, first, last, float(new.wall_times[-1]))
+                    tail = (new.steps[1:], new.values[1:], new.wall_times[1:])
+                    self.series.emit(run_id, key, "append", tail)
+                    continue
+            full = store.read_metric(run_id, key, step_range=(first, last))  # not the rows written since
+            if len(full) == count and len(full):
+                self._known[(run_id, key)] = (count, first, last, float(full.wall_times[-1]))
+            else:  # written to meanwhile: read it again next time
+                self._known[(run_id, key)] = (len(full), -1, -1, float("nan"))
+            self.series.emit(run_id, key, "replace", (full.steps, full.values, full.wall_times))
+
+
+class MetricsModel(QObject):
+    """The series of the runs being watched, kept fresh by polling the fetcher thread."""
+
+    series_changed = Signal(int, str)  # run id, key
+    keys_changed = Signal(int)
+    fetched = Signal()  # one polling cycle finished
+    error = Signal(str)
+    _request = Signal(list)
+    _forget = Signal(int)
+
+    def __init__(self, home: Path, interval_ms: int = 1000, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.series: dict[tuple[int, str], SeriesBuffer] = {}
+        self.run_keys: dict[int, list[str]] = {}
+        self.watched: list[int] = []
+        self._busy = False
+        self._again = False
+        self._thread = QThread(self)
+        self._thread.setObjectName("ul-metrics-fetcher")
+        self._fetcher = MetricsFetcher(home)
+        self._fetcher.moveToThread(self._thread)
+        self._request.connect(self._fetcher.fetch)
+        self._forget.connect(self._fetcher.forget)
+        self._fetcher.series.connect(self._on_series)
+        self._fetcher.keys.connect(self._on_keys)
+        self._fetcher.cycle_done.connect(self._on_cycle_done)
+        self._fetcher.error.connect(self.error)
+        self._thread.finished.connect(self._fetcher.deleteLater)
+        self._thread.start()
+        self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self.poll)
+
+    def shutdown(self) -> None:
+        self._timer.stop()
+        if self._thread.isRunning():
+            self._thread.quit()
+            self._thread.wait(5000)
+
+    def set_live(self, live: bool) -> None:
+        """Poll once a second while something watched is training."""
+        if live and not self._timer.isActive():
+            self._timer.start()
+        elif not live and self._timer.isActive():
+            self._timer.stop()
+
+    def watch(self, run_ids: list[int]) -> None:
+        new = [int(r) for r in dict.fromkeys(run_ids)]
+        for gone in set(self.watched) - set(new):
+            self.drop(gone)
+        self.watched = new
+        self.poll()
+
+    def drop(self, run_id: int) -> None:
+        for key in [k for k in self.series if k[0] == run_id]:
+            del self.series[key]
+        self.run_keys.pop(run_id, None)
+        self._forget.emit(run_id)
+
+    def poll(self) -> None:
+        if not self.watched:
+            return
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        self._request.emit(list(self.watched))
+
+    def get(self, run_id: int, key: str) -> SeriesBuffer | None:
+        return self.series.get((int(run_id), key))
+
+    def keys(self, run_id: int) -> list[str]:
+        return self.run_keys.get(int(run_id), [])
+
+    def put(self, run_id: int, key: str, steps: Any, values: Any, walls: Any | None = None) -> None:
+        """Set a series directly (benchmarks and tests)."""
+        steps = np.asarray(steps, np.float64)
+        buf = self.series.setdefault((run_id, key), SeriesBuffer(key))
+        buf.replace(steps, np.asarray(values, np.float64), np.asarray(walls if walls is not None else steps))
+        if key not in self.run_keys.setdefault(run_id, []):
+            self.run_keys[run_id] = sorted([*self.run_keys[run_id], key])
+            self.keys_changed.emit(run_id)
+        self.series_changed.emit(run_id, key)
+
+    # ---- from the fetcher thread (queued into the GUI thread) ----------------------------------------
+
+    def _on_series(self, run_id: int, key: str, mode: str, arrays: tuple) -> None:
+        if run_id not in self.watched:
+            return
+        buf = self.series.setdefault((run_id, key), SeriesBuffer(key))
+        if mode == "append":
+            buf.append(*arrays)
+        else:
+            buf.replace(*arrays)
+        self.series_changed.emit(run_id, key)
+
+    def _on_keys(self, run_id: int, keys: list) -> None:
+        if run_id in self.watched and keys != self.run_keys.get(run_id):
+            self.run_keys[run_id] = list(keys)
+            self.keys_changed.emit(run_id)
+
+    def _on_cycle_done(self) -> None:
+        self._busy = False
+        self.fetched.emit()
+        if self._again:
+            self._again = False
+            self.poll()

@@ -1,0 +1,1 @@
+"""The window's pages: Runs, Monitor, and placeholders for Reconstruct, Latents and Generate."""

@@ -1,0 +1,240 @@
+"""The dataset chooser: built-in shapes, or a folder of images with a live count of the readable ones and
+a few thumbnails. The folder is scanned on a thread-pool thread with the engine's own torch-free readers
+(header probes for the count, full decodes for the thumbnails); the GUI only receives the results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+THUMBS = 6
+THUMB_SIZE = 56
+
+
+class _ScanSignals(QObject):
+    progress = Signal(int, int, int)  # token, files checked, readable
+    done = Signal(int, dict)  # token, result
+
+
+class FolderScan(QRunnable):
+    """Counts the readable images under a folder and decodes the first few as thumbnails."""
+
+    def __init__(self, token: int, path: str, resolution: int, cancelled: Any) -> None:
+        super().__init__()
+        self.token, self.path, self.resolution = token, path, resolution
+        self.cancelled = cancelled
+        self.signals = _ScanSignals()
+
+    def run(self) -> None:
+        from ul_engine.data.image_folder import ImageFolderSource
+        from ul_engine.data.readers import fit_square, load_image_rgb, probe_image
+        from ul_engine.errors import DataError
+
+        result: dict[str, Any] = {"path": self.path, "readable": 0, "skipped": {}, "files": 0, "thumbs": []}
+        try:
+            source = ImageFolderSource(self.path, max(8, self.resolution))
+        except DataError as exc:
+            result["error"] = str(exc)
+            self.signals.done.emit(self.token, result)
+            return
+        files = source.files
+        result["files"] = len(files)
+        readable = 0
+        for i, f in enumerate(files):
+            if self.cancelled(self.token):
+                return
+            try:
+                probe_image(f)
+                readable += 1
+                if len(result["thumbs"]) < THUMBS:
+                    arr = load_image_rgb(f, min_size=THUMB_SIZE).array
+                    result["thumbs"].append((f.name, fit_square(arr, THUMB_SIZE, "center", None)))
+            except DataError as exc:
+                if len(result["skipped"]) < 50:
+                    result["skipped"][f.name] = str(exc).split(": ", 1)[-1]
+            if i % 250 == 249:
+                self.signals.progress.emit(self.token, i + 1, readable)
+        result["readable"] = readable
+        self.signals.done.emit(self.token, result)
+
+
+def _to_pixmap(arr: np.ndarray) -> QPixmap:
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    h, w, _ = arr.shape
+    image = QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(image)
+
+
+class DatasetChooser(QWidget):
+    """Emits `changed(kind, path)`; `kind` is "shapes" or "image-folder"."""
+
+    changed = Signal(str, str)
+    scanned = Signal(dict)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.resolution = 32
+        self._token = 0
+        self._pool = QThreadPool.globalInstance()
+        self.last_result: dict[str, Any] | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.shapes = QRadioButton("Built-in shapes")
+        self.shapes.setToolTip("Procedural coloured shapes generated on the fly: no download, any resolution.")
+        self.folder = QRadioButton("Image folder")
+        self.folder.setToolTip("Your own images: a folder searched recursively for PNG, JPEG, WebP, TIFF and BMP.")
+        group = QButtonGroup(self)
+        group.addButton(self.shapes)
+        group.addButton(self.folder)
+        self.shapes.setChecked(True)
+        row.addWidget(self.shapes)
+        row.addWidget(self.folder)
+        row.addStretch(1)
+        layout.addLayout(row)
+        path_row = QHBoxLayout()
+        self.path = QLineEdit()
+        self.path.setPlaceholderText("folder of training images")
+        self.path.setToolTip("The folder of training images (data.path); subfolders are included.")
+        self.path.setObjectName("field:data.path")
+        self.browse = QPushButton("Browse…")
+        self.browse.setToolTip("Choose the folder of training images.")
+        path_row.addWidget(self.path, 1)
+        path_row.addWidget(self.browse)
+        layout.addLayout(path_row)
+        self.count = QLabel("")
+        self.count.setObjectName("hint")
+        self.count.setWordWrap(True)
+        layout.addWidget(self.count)
+        self.thumb_row = QHBoxLayout()
+        self.thumb_row.setSpacing(4)
+        self.thumbs: list[QLabel] = []
+        for _ in range(THUMBS):
+            label = QLabel()
+            label.setFixedSize(THUMB_SIZE, THUMB_SIZE)
+            label.hide()
+            self.thumbs.append(label)
+            self.thumb_row.addWidget(label)
+        self.thumb_row.addStretch(1)
+        layout.addLayout(self.thumb_row)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(350)
+        self._debounce.timeout.connect(self.rescan)
+        self.shapes.toggled.connect(self._on_kind)
+        self.path.textEdited.connect(self._on_path)
+        self.browse.clicked.connect(self._browse)
+        self._on_kind()
+
+    # ---- state ---------------------------------------------------------------------------------------
+
+    def kind(self) -> str:
+        return "shapes" if self.shapes.isChecked() else "image-folder"
+
+    def set_state(self, kind: str, path: str) -> None:
+        if kind == self.kind() and (path or "") == self.path.text():
+            return
+        self.path.setText(path or "")
+        (self.shapes if kind == "shapes" else self.folder).setChecked(True)
+        self._on_kind(emit=False)
+        if kind != "shapes" and path:
+            self.rescan()
+
+    def set_resolution(self, resolution: int) -> None:
+        self.resolution = int(resolution) if isinstance(resolution, int) else 32
+
+    def _on_kind(self, *_args: Any, emit: bool = True) -> None:
+        folder = not self.shapes.isChecked()
+        for w in (self.path, self.browse):
+            w.setEnabled(folder)
+        if not folder:
+            self._token += 1
+            self.count.setText("Shapes are generated on the fly; every step sees new images.")
+            self._show_thumbs([])
+        elif self.path.text().strip():
+            self._debounce.start()
+        else:
+            self.count.setText("Choose a folder of images.")
+        if emit:
+            self.changed.emit(self.kind(), self.path.text())
+
+    def _on_path(self, _text: str) -> None:
+        self._token += 1  # a scan of the previous text is stale now
+        self.count.setText("Counting readable images…")
+        self.changed.emit(self.kind(), self.path.text())
+        self._debounce.start()
+
+    def _browse(self) -> None:
+        start = self.path.text() or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Folder of training images", start)
+        if folder:
+            self.path.setText(folder)
+            self._on_path(folder)
+
+    # ---- scanning ------------------------------------------------------------------------------------
+
+    def rescan(self) -> None:
+        text = self.path.text().strip()
+        if self.shapes.isChecked() or not text:
+            return
+        self._token += 1
+        self.count.setText("Counting readable images…")
+        scan = FolderScan(self._token, text, self.resolution, lambda t: t != self._token)
+        scan.signals.progress.connect(self._on_progress)
+        scan.signals.done.connect(self._on_done)
+        self._scans = [*getattr(self, "_scans", [])[-3:], scan]  # keep the signal objects alive
+        self._pool.start(scan)
+
+    def _on_progress(self, token: int, checked: int, readable: int) -> None:
+        if token == self._token:
+            self.count.setText(f"Counting… {readable:,} readable of {checked:,} files checked")
+
+    def _on_done(self, token: int, result: dict) -> None:
+        if token != self._token:
+            return
+        self.last_result = result
+        if "error" in result:
+            self.count.setText(result["error"])
+            self._show_thumbs([])
+        else:
+            n, files, skipped = result["readable"], result["files"], result["skipped"]
+            text = f"{n:,} readable image{'s' if n != 1 else ''}"
+            if skipped:
+                name, reason = next(iter(skipped.items()))
+                text += f" · {files - n:,} skipped (e.g. {name}: {reason})"
+            self.count.setText(text)
+            self._show_thumbs(result["thumbs"])
+        self.scanned.emit(result)
+
+    def _show_thumbs(self, thumbs: list) -> None:
+        for i, label in enumerate(self.thumbs):
+            if i < len(thumbs):
+                name, arr = thumbs[i]
+                label.setPixmap(_to_pixmap(arr))
+                label.setToolTip(name)
+                label.show()
+            else:
+                label.clear()
+                label.hide()
+
+    def wait_idle(self, ms: int = 5000) -> bool:
+        return self._pool.waitForDone(ms)
+
+    def cancel(self) -> None:
+        self._token += 1
+        self._debounce.stop()

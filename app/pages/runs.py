@@ -1,0 +1,474 @@
+"""The Runs page: every run in a sortable, filterable table, the training queue (drag to reorder), and the
+run actions (New, Duplicate, Start, Pause, Resume, Stop, Train stage 2, Delete, Open folder, Export,
+Compare in Monitor)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence, QPainter
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMenu,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QStyleOptionViewItem,
+    QTableView,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.models.queue_model import JOB_ID_ROLE, MIME, QueueModel
+from app.models.runs_model import PROGRESS_ROLE, RUN_ID_ROLE, STATUS_FILTERS, RunsFilterProxy, RunsTableModel
+from ul_engine.errors import ULError
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws the Progress column as a bar with the step count on it."""
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex):
+        fraction = index.data(PROGRESS_ROLE)
+        if fraction is None:
+            super().paint(painter, option, index)
+            return
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(option.rect, option.palette.highlight())
+        bar = QStyleOptionProgressBar()
+        bar.rect = QRect(option.rect.adjusted(3, 3, -3, -3))
+        bar.minimum, bar.maximum = 0, 1000
+        bar.progress = round(1000 * float(fraction))
+        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole))
+        bar.textVisible = True
+        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
+        bar.state = option.state | QStyle.StateFlag.State_Horizontal
+        style = option.widget.style() if option.widget else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)
+
+
+class QueueView(QListView):
+    """The queue list: a drop of queued jobs moves them in the store (the model reloads; no row removal)."""
+
+    def _accepts(self, event: Any) -> bool:
+        return event.mimeData().hasFormat(MIME)
+
+    def dragEnterEvent(self, event: Any) -> None:
+        if self._accepts(event):
+            event.setDropAction(Qt.DropAction.MoveAction)
+            event.accept()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: Any) -> None:
+        if self._accepts(event):
+            super().dragMoveEvent(event)
+            event.setDropAction(Qt.DropAction.MoveAction)
+            event.accept()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: Any) -> None:
+        model = self.model()
+        if not self._accepts(event) or not isinstance(model, QueueModel):
+            event.ignore()
+            return
+        pos = event.position().toPoint()
+        index = self.indexAt(pos)
+        if index.isValid():
+            rect = self.visualRect(index)
+            row = index.row() + (1 if pos.y() > rect.center().y() else 0)
+        else:
+            row = model.rowCount()
+        ids = [int(x) for x in bytes(event.mimeData().data(MIME).data()).decode().split(",") if x.strip()]
+        model.move_jobs(ids, row)
+        event.setDropAction(Qt.DropAction.CopyAction)  # the drag source must not remove the rows itself
+        event.accept()
+
+
+class RunsPage(QWidget):
+    open_in_monitor = Signal(int)
+    compare = Signal(list)
+
+    def __init__(self, ctx: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.controller = ctx.controller
+        self.last_dialog: Any = None
+        self.target_provider: Callable[[], list[int]] = self.selected_ids
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 8, 10, 8)
+
+        header = QHBoxLayout()
+        title = QLabel("Runs")
+        title.setObjectName("pageTitle")
+        header.addWidget(title)
+        header.addSpacing(12)
+        self.toolbar = QToolBar()
+        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        header.addWidget(self.toolbar, 1)
+        layout.addLayout(header)
+
+        filters = QHBoxLayout()
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Filter runs by name, preset, status… (Ctrl+F)")
+        self.search.setClearButtonEnabled(True)
+        self.search.setToolTip("Show only runs whose name, preset, status or id contain all the typed words.")
+        self.status_filter = QComboBox()
+        self.status_filter.addItems(list(STATUS_FILTERS))
+        self.status_filter.setToolTip("Show only runs in a group of statuses.")
+        filters.addWidget(self.search, 1)
+        filters.addWidget(self.status_filter)
+        layout.addLayout(filters)
+
+        self.model = RunsTableModel(ctx.repo, self)
+        self.proxy = RunsFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = QTableView()
+        self.table.setObjectName("runsTable")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(7, Qt.SortOrder.DescendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        self.table.setItemDelegateForColumn(3, ProgressDelegate(self.table))
+        head = self.table.horizontalHeader()
+        head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        head.setStretchLastSection(False)
+        for col, width in enumerate((190, 50, 95, 150, 85, 80, 85, 120, 95)):
+            self.table.setColumnWidth(col, width)
+        head.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.table.doubleClicked.connect(self._on_double_click)
+
+        self.details = QPlainTextEdit()
+        self.details.setObjectName("logTail")
+        self.details.setReadOnly(True)
+        self.details.setMaximumHeight(110)
+        self.details.setPlaceholderText("Select a run to see its details; a failed run shows its error here.")
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.table, 1)
+        left_layout.addWidget(self.details)
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        queue_title = QLabel("<b>Queue</b>")
+        right_layout.addWidget(queue_title)
+        hint = QLabel("One run trains per device at a time; the next starts when it finishes. Drag to reorder.")
+        hint.setObjectName("hint")
+        hint.setWordWrap(True)
+        right_layout.addWidget(hint)
+        self.queue_model = QueueModel(ctx.repo, self)
+        self.queue = QueueView()
+        self.queue.setObjectName("queueList")
+        self.queue.setModel(self.queue_model)
+        self.queue.setDragEnabled(True)
+        self.queue.setAcceptDrops(True)
+        self.queue.setDropIndicatorShown(True)
+        self.queue.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
+        self.queue.setDefaultDropAction(Qt.DropAction.MoveAction)
+        self.queue.setToolTip("Runs waiting to train, in order; drag one to change when it starts.")
+        right_layout.addWidget(self.queue, 1)
+        self.queue_empty = QLabel("Nothing queued. Start a run (Ctrl+R) to queue it.")
+        self.queue_empty.setObjectName("hint")
+        self.queue_empty.setWordWrap(True)
+        right_layout.addWidget(self.queue_empty)
+        buttons = QHBoxLayout()
+        self.queue_up = QPushButton("Up")
+        self.queue_up.setToolTip("Start the selected queued run earlier.")
+        self.queue_down = QPushButton("Down")
+        self.queue_down.setToolTip("Start the selected queued run later.")
+        self.queue_remove = QPushButton("Remove")
+        self.queue_remove.setToolTip("Take the selected run out of the queue (it is not deleted).")
+        for b in (self.queue_up, self.queue_down, self.queue_remove):
+            buttons.addWidget(b)
+        right_layout.addLayout(buttons)
+        self.queue_up.clicked.connect(lambda: self._move_selected_job(-1))
+        self.queue_down.clicked.connect(lambda: self._move_selected_job(+1))
+        self.queue_remove.clicked.connect(self._remove_selected_job)
+
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 4)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([900, 260])
+        layout.addWidget(splitter, 1)
+
+        self._make_actions()
+        self.search.textChanged.connect(self.proxy.set_text)
+        self.status_filter.currentTextChanged.connect(self.proxy.set_status_group)
+        self.table.selectionModel().selectionChanged.connect(self.update_actions)
+        ctx.repo.changed.connect(self.update_actions)
+        self.update_actions()
+
+    # ---- actions -------------------------------------------------------------------------------------
+
+    def _action(self, text: str, tip: str, slot: Callable, shortcut: str | QKeySequence | None = None) -> QAction:
+        action = QAction(text, self)
+        action.setToolTip(tip + (f" ({QKeySequence(shortcut).toString()})" if shortcut else ""))
+        action.setStatusTip(tip)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        return action
+
+    def _make_actions(self) -> None:
+        a = self._action
+        self.act_new = a("New run", "Create a run from a preset", self.new_run, "Ctrl+N")
+        self.act_duplicate = a("Duplicate", "Create a run with a copy of the selected run's config", self.duplicate,
+                               "Ctrl+D")  # fmt: skip
+        self.act_start = a("Start", "Queue the selected runs for training", self.start, "Ctrl+R")
+        self.act_pause = a("Pause", "Pause training after the current step (the model stays loaded)", self.pause,
+                           "Ctrl+P")  # fmt: skip
+        self.act_resume = a("Resume", "Continue a paused run, or a stopped one from its last checkpoint",
+                            self.resume, "Ctrl+Shift+R")  # fmt: skip
+        self.act_stop = a("Stop", "Stop after a checkpoint (or take the run out of the queue)", self.stop,
+                          "Ctrl+.")  # fmt: skip
+        self.act_stage2 = a("Train stage 2", "Train a base model on the latents of the selected stage-1 run",
+                            self.stage2, "Ctrl+T")  # fmt: skip
+        self.act_delete = a("Delete", "Delete the selected runs with their checkpoints and files", self.delete,
+                            QKeySequence.StandardKey.Delete)  # fmt: skip
+        self.act_delete.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.table.addAction(self.act_delete)
+        self.act_folder = a("Open folder", "Open the run's folder (checkpoints, previews, logs)", self.open_folder,
+                            "Ctrl+O")  # fmt: skip
+        self.act_export = a("Export", "Write the run's inference bundle (safetensors + JSON) to a folder",
+                            self.export, "Ctrl+E")  # fmt: skip
+        self.act_compare = a("Compare in Monitor", "Overlay the selected runs' curves in the Monitor",
+                             self.compare_selected, "Ctrl+M")  # fmt: skip
+        self.act_find = a("Find", "Filter the runs", self.focus_search, QKeySequence.StandardKey.Find)
+        for act in (self.act_new, self.act_duplicate, self.act_start, self.act_pause, self.act_resume, self.act_stop,
+                    self.act_stage2, self.act_delete, self.act_folder, self.act_export, self.act_compare):  # fmt: skip
+            self.toolbar.addAction(act)
+        self.window_actions = [
+            self.act_new, self.act_duplicate, self.act_start, self.act_pause, self.act_resume, self.act_stop,
+            self.act_stage2, self.act_folder, self.act_export, self.act_compare, self.act_find,
+        ]  # fmt: skip
+
+    def selected_ids(self) -> list[int]:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        ids = [self.proxy.data(r, RUN_ID_ROLE) for r in rows]
+        return [int(i) for i in ids if i is not None]
+
+    def targets(self) -> list[int]:
+        return [i for i in self.target_provider() if self.ctx.repo.run(i) is not None]
+
+    def select_run(self, run_id: int) -> None:
+        row = self.model.row_for(run_id)
+        if row is None:
+            return
+        index = self.proxy.mapFromSource(self.model.index(row, 0))
+        if index.isValid():
+            self.table.selectRow(index.row())
+            self.table.scrollTo(index)
+
+    def update_actions(self) -> None:
+        ids = self.targets()
+        one = len(ids) == 1
+        can = self.controller.can
+        row = self.ctx.repo.run(ids[0]) if one else None
+        self.act_duplicate.setEnabled(one)
+        self.act_start.setEnabled(bool(ids) and all(can("start", i) for i in ids))
+        self.act_pause.setEnabled(bool(ids) and all(can("pause", i) for i in ids))
+        self.act_resume.setEnabled(bool(ids) and all(can("resume", i) for i in ids))
+        self.act_stop.setEnabled(bool(ids) and all(can("stop", i) for i in ids))
+        self.act_stage2.setEnabled(bool(row and row.info.stage == 1 and row.has_checkpoint))
+        self.act_delete.setEnabled(bool(ids) and all(can("delete", i) for i in ids))
+        self.act_folder.setEnabled(one)
+        self.act_export.setEnabled(bool(row and row.info.step > 0))
+        self.act_compare.setEnabled(len(ids) >= 2)
+        self._show_details(row)
+        self.queue_empty.setVisible(self.queue_model.rowCount() == 0)
+        job_selected = bool(self.queue.selectionModel() and self.queue.selectionModel().selectedRows())
+        for b in (self.queue_up, self.queue_down, self.queue_remove):
+            b.setEnabled(job_selected or bool(self.queue_model.queued()))
+
+    def _show_details(self, row: Any) -> None:
+        if row is None:
+            self.details.clear()
+            return
+        info = row.info
+        lines = [f"run {info.id} · {info.name} · preset {info.preset} · stage {info.stage} · {info.status}"]
+        if info.parent_run_id:
+            lines.append(f"stage 2 of run {info.parent_run_id} (checkpoint {info.parent_checkpoint_id})")
+        if info.device:
+            lines.append(f"device {info.device}" + (f" · pid {info.pid}" if info.pid else ""))
+        if info.error:
+            lines.append(f"error: {info.error}")
+        if info.exit_code not in (None, 0):
+            lines.append(f"exit code {info.exit_code}")
+        if info.stderr_tail and info.status == "failed":
+            lines.append("— last lines of the worker's stderr —")
+            lines.extend(info.stderr_tail.splitlines()[-30:])
+        text = "\n".join(lines)
+        if self.details.toPlainText() != text:
+            self.details.setPlainText(text)
+
+    def _run_all(self, fn: Callable[[int], None], ids: list[int] | None = None) -> None:
+        for run_id in ids if ids is not None else self.targets():
+            try:
+                fn(run_id)
+            except ULError as exc:
+                self.ctx.message.emit(str(exc))
+        self.update_actions()
+
+    def focus_search(self) -> None:
+        self.search.setFocus()
+        self.search.selectAll()
+
+    def new_run(self) -> None:
+        self._open_dialog()
+
+    def duplicate(self) -> None:
+        ids = self.targets()
+        if len(ids) == 1:
+            self._open_dialog(base_run=self.ctx.store.get_run(ids[0]))
+
+    def stage2(self) -> None:
+        ids = self.targets()
+        if len(ids) == 1:
+            parent = self.ctx.store.get_run(ids[0])
+            self._open_dialog(parent_run=parent, preset=parent.preset)
+
+    def _open_dialog(self, **kwargs: Any) -> Any:
+        from app.pages.new_run import NewRunDialog
+
+        dialog = NewRunDialog(self.ctx, parent=self.window(), **kwargs)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.run_created.connect(self._after_create)
+        self.last_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _after_create(self, run_id: int) -> None:
+        self.ctx.repo.refresh()
+        self.select_run(run_id)
+
+    def start(self) -> None:
+        self._run_all(self.controller.start)
+
+    def pause(self) -> None:
+        self._run_all(self.controller.pause)
+
+    def resume(self) -> None:
+        self._run_all(self.controller.resume)
+
+    def stop(self) -> None:
+        self._run_all(self.controller.stop)
+
+    def delete(self) -> None:
+        ids = self.targets()
+        if not ids or not all(self.controller.can("delete", i) for i in ids):
+            return
+        names = ", ".join(self.ctx.repo.run(i).info.name for i in ids)
+        if not self.confirm_delete(self, names, len(ids)):
+            return
+        self._run_all(self.controller.delete, ids)
+
+    @staticmethod
+    def confirm_delete(parent: QWidget, names: str, count: int) -> bool:
+        """Ask before deleting (tests patch this)."""
+        answer = QMessageBox.question(
+            parent,
+            "Delete runs" if count > 1 else "Delete run",
+            f"Delete {names}?\n\nIts metrics, checkpoints, previews and folder are removed; this cannot be undone.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def open_folder(self) -> None:
+        ids = self.targets()
+        if len(ids) == 1:
+            self.controller.open_folder(ids[0])
+
+    def export(self) -> None:
+        ids = self.targets()
+        if len(ids) != 1:
+            return
+        info = self.ctx.store.get_run(ids[0])
+        out = self.ask_export_dir(self, info.name)
+        if out:
+            self.controller.export(info.id, Path(out))
+
+    @staticmethod
+    def ask_export_dir(parent: QWidget, name: str) -> str:
+        """Where to export (tests patch this)."""
+        base = QFileDialog.getExistingDirectory(parent, f"Export {name} to…", str(Path.home()))
+        return str(Path(base) / name) if base else ""
+
+    def compare_selected(self) -> None:
+        ids = self.targets()
+        if len(ids) >= 2:
+            self.compare.emit(ids)
+
+    def _on_double_click(self, index: QModelIndex) -> None:
+        run_id = self.proxy.data(index, RUN_ID_ROLE)
+        if run_id is not None:
+            self.open_in_monitor.emit(int(run_id))
+
+    def _context_menu(self, pos: Any) -> None:
+        menu = QMenu(self)
+        for act in (
+            self.act_start,
+            self.act_pause,
+            self.act_resume,
+            self.act_stop,
+            None,
+            self.act_duplicate,
+            self.act_stage2,
+            self.act_compare,
+            None,
+            self.act_folder,
+            self.act_export,
+            None,
+            self.act_delete,
+        ):
+            menu.addSeparator() if act is None else menu.addAction(act)  # fmt: skip
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+
+    # ---- queue ---------------------------------------------------------------------------------------
+
+    def _selected_job(self) -> int | None:
+        rows = self.queue.selectionModel().selectedRows()
+        return rows[0].data(JOB_ID_ROLE) if rows else None
+
+    def _move_selected_job(self, delta: int) -> None:
+        job_id = self._selected_job()
+        if job_id is not None:
+            self.queue_model.move_by(int(job_id), delta)
+            for row in range(self.queue_model.rowCount()):
+                if self.queue_model.job_at(row).id == job_id:
+                    self.queue.setCurrentIndex(self.queue_model.index(row))
+
+    def _remove_selected_job(self) -> None:
+        job_id = self._selected_job()
+        if job_id is None:
+            return
+        job = next((j for j in self.queue_model.queued() if j.id == job_id), None)
+        if job is not None:
+            self.ctx.store.cancel_job(job.id)
+            self.ctx.repo.refresh()

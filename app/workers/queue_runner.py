@@ -1,0 +1,263 @@
+"""The persistent training queue, worked off by the app: one training job per device at a time.
+
+Jobs live in the store (`enqueue`, `move_job`, `next_job`), so the order survives restarts and a run that
+was queued while the app was closed starts when it opens. A job that fails keeps its exit code and the last
+200 lines of the worker's stderr (on the job and on the run), and the queue goes on with the next one.
+
+On start the runner re-attaches to runs whose worker outlived an earlier session of the app (status
+running/paused/stopping and a live pid), and marks runs whose worker died meanwhile as interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.workers import procs
+from app.workers.training import AttachedProcess, RunProcess, TrainingProcess
+from ul_engine.errors import ULError
+from ul_engine.store import ACTIVE_RUN_STATUSES
+
+CommandFactory = Callable[[Any, int], tuple[str, list[str]]]
+"""(job, run_id) -> (program, args): tests swap in a fake worker."""
+
+STALE_HEARTBEAT_S = 120.0
+"""A run whose worker pid is unknown is taken as dead once its heartbeat is this old."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def device_env(device: str) -> dict[str, str]:
+    """Pin a worker to its queue device: one GPU for "cuda:N", none for "cpu"."""
+    if device.startswith("cuda"):
+        _, _, index = device.partition(":")
+        return {"CUDA_VISIBLE_DEVICES": index or "0"}
+    return {"CUDA_VISIBLE_DEVICES": ""}
+
+
+class QueueRunner(QObject):
+    run_started = Signal(int, int)  # run id, job id
+    run_finished = Signal(int, int, int)  # run id, job id (-1: none), exit code (-1: unknown)
+    event = Signal(int, dict)  # run id, worker event
+    log_line = Signal(int, str)  # run id, line
+    changed = Signal()  # the runs or jobs in the store changed
+    idle = Signal()  # no worker runs any more
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        devices: Iterable[str] = ("cpu",),
+        command_factory: CommandFactory | None = None,
+        poll_ms: int = 1000,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.devices: list[str] = list(devices)
+        self.command_factory = command_factory
+        self.processes: dict[int, RunProcess] = {}
+        self.enabled = True
+        self._timer = QTimer(self)
+        self._timer.setInterval(poll_ms)
+        self._timer.timeout.connect(self.tick)
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.reattach()
+        self._timer.start()
+        QTimer.singleShot(0, self.tick)
+
+    def shutdown(self) -> None:
+        self._timer.stop()
+
+    def set_devices(self, devices: Iterable[str]) -> None:
+        self.devices = list(dict.fromkeys(devices))
+
+    def reattach(self) -> list[int]:
+        """Follow runs trained by workers from an earlier session; mark dead ones interrupted."""
+        attached: list[int] = []
+        now = _now()
+        for run in self.store.list_runs(ACTIVE_RUN_STATUSES):
+            if run.id in self.processes:
+                continue
+            jobs = self.store.list_jobs("running", run_id=run.id)
+            job = jobs[0] if jobs else None
+            last_sign = run.heartbeat_at or run.started_at or run.created_at
+            fresh = last_sign is not None and now - last_sign < timedelta(seconds=STALE_HEARTBEAT_S)
+            alive = procs.pid_alive(run.pid) if run.pid else fresh
+            if alive:
+                proc = AttachedProcess(self.store, run.id, run.pid or 0, job.id if job else None, parent=self)
+                proc.device = job.device if job else ("cpu" if (run.device or "cpu") == "cpu" else "cuda:0")
+                self._connect(proc)
+                self.processes[run.id] = proc
+                proc.start()
+                attached.append(run.id)
+                continue
+            self.store.update_run(
+                run.id,
+                status="interrupted",
+                finished_at=now,
+                pid=None,
+                error=run.error or "the worker stopped while the app was closed; resume to continue",
+            )
+            for j in jobs:
+                self.store.update_job(j.id, status="failed", finished_at=now, error="the worker stopped")
+        for job in self.store.list_jobs("running"):
+            if job.run_id in self.processes:
+                continue
+            run = self.store.get_run(job.run_id)
+            if run.status == "queued":  # claimed, but the app closed before the worker started
+                self.store.update_job(job.id, status="queued")
+            else:
+                self.store.update_job(job.id, status="failed", finished_at=now, error="the worker is gone")
+        if attached:
+            self.changed.emit()
+        return attached
+
+    # ---- queue ---------------------------------------------------------------------------------------
+
+    def busy_devices(self) -> set[str]:
+        return {p.device for p in self.processes.values() if not p.done}
+
+    def is_busy(self) -> bool:
+        return any(not p.done for p in self.processes.values())
+
+    def process_for(self, run_id: int) -> RunProcess | None:
+        return self.processes.get(int(run_id))
+
+    def enqueue(self, run_id: int, device: str = "cpu") -> None:
+        """Queue a run for training on `device` ("cpu" or "cuda:N"); it starts when the device is free."""
+        self.store.enqueue(run_id, kind="train", device=device)
+        self.changed.emit()
+        QTimer.singleShot(0, self.tick)
+
+    def tick(self) -> None:
+        if not self.enabled:
+            return
+        busy = self.busy_devices()
+        started = False
+        for device in self.devices:
+            if device in busy:
+                continue
+            job = self.store.next_job(device)
+            if job is None:
+                continue
+            if job.kind != "train":
+                self.store.update_job(job.id, status="failed", finished_at=_now(), error=f"unknown job {job.kind}")
+                continue
+            self._launch(job)
+            busy.add(device)
+            started = True
+        if started:
+            self.changed.emit()
+
+    def _launch(self, job: Any) -> None:
+        command = self.command_factory(job, job.run_id) if self.command_factory else None
+        proc = TrainingProcess(self.store, job.run_id, job.id, command=command, parent=self)
+        proc.device = job.device
+        self._connect(proc)
+        self.processes[job.run_id] = proc
+        with contextlib.suppress(ULError):
+            self.store.update_run(job.run_id, error=None, exit_code=None, stderr_tail=None)
+        proc.start(env=device_env(job.device))
+        self.run_started.emit(job.run_id, job.id)
+
+    def _connect(self, proc: RunProcess) -> None:
+        run_id = proc.run_id
+        proc.event.connect(lambda ev, r=run_id: self._on_event(r, ev))
+        proc.log_line.connect(lambda line, r=run_id: self.log_line.emit(r, line))
+        proc.finished.connect(lambda code, crashed, p=proc: self._on_finished(p, code, crashed))
+
+    def _on_event(self, run_id: int, ev: dict) -> None:
+        self.event.emit(run_id, ev)
+        if ev.get("event") == "status":
+            self.changed.emit()
+
+    def _on_finished(self, proc: RunProcess, code: int, crashed: bool) -> None:
+        run_id, job_id = proc.run_id, proc.job_id
+        now = _now()
+        tail = proc.stderr_tail()
+        try:
+            run = self.store.get_run(run_id)
+        except ULError:  # deleted meanwhile
+            run = None
+        ok = code == 0 and not crashed
+        if code == -1 and run is not None:  # re-attached: the exit code is unknown, the status tells
+            ok = run.status in ("completed", "stopped")
+        if run is not None:
+            fields: dict[str, Any] = {}
+            if code != -1:
+                fields["exit_code"] = code
+            if not ok:
+                fields["stderr_tail"] = tail or None
+            if run.status in (*ACTIVE_RUN_STATUSES, "queued"):
+                stopped = proc.stop_requested
+                fields.update(status="stopped" if stopped else "failed", finished_at=now, pid=None)
+                if not stopped and not run.error:
+                    fallback = f"the worker exited with code {code}" if code != -1 else "the worker ended silently"
+                    fields["error"] = _last_line(tail) or fallback
+            if fields:
+                self.store.update_run(run_id, **fields)
+        if job_id is not None:
+            error = None if ok else (_last_line(tail) or f"exit code {code}")
+            with contextlib.suppress(ULError):
+                self.store.update_job(
+                    job_id,
+                    status="done" if ok else "failed",
+                    finished_at=now,
+                    exit_code=None if code == -1 else code,
+                    stderr_tail=None if ok else tail,
+                    error=error,
+                )
+        if self.processes.get(run_id) is proc:
+            del self.processes[run_id]
+        proc.deleteLater()
+        self.run_finished.emit(run_id, -1 if job_id is None else job_id, code)
+        self.changed.emit()
+        if not self.is_busy():
+            self.idle.emit()
+        QTimer.singleShot(0, self.tick)
+
+    # ---- control -------------------------------------------------------------------------------------
+
+    def stop_run(self, run_id: int, **ladder: float) -> None:
+        """Stop a training run (the ladder), or take a queued one out of the queue."""
+        proc = self.processes.get(int(run_id))
+        if proc is not None and not proc.done:
+            proc.stop(**ladder)
+            self.changed.emit()
+            return
+        for job in self.store.list_jobs("queued", run_id=run_id):
+            self.store.cancel_job(job.id)
+        run = self.store.get_run(run_id)
+        if run.status in ACTIVE_RUN_STATUSES:  # a worker we do not follow: ask through the database
+            self.store.request(run_id, "stop")
+            self.store.update_run(run_id, status="stopping")
+        self.changed.emit()
+
+    def stop_all(self, **ladder: float) -> None:
+        self.enabled = False
+        for run_id in list(self.processes):
+            self.stop_run(run_id, **ladder)
+
+    def detach_all(self) -> None:
+        """Keep the workers running after the app quits (they write to files, not to our pipes)."""
+        self.enabled = False
+        self._timer.stop()
+        for proc in self.processes.values():
+            proc.detach()
+
+
+def _last_line(text: str | None) -> str | None:
+    for line in reversed((text or "").splitlines()):
+        if line.strip():
+            return line.strip()[:500]
+    return None

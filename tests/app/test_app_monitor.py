@@ -1,0 +1,151 @@
+"""The Monitor plots every logged term with smoothing, log axes, step or time x and a hover read-out,
+shows the previews with a slider, evaluation metrics when present, and overlays other runs."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from ul_app_testkit import STAGE1_KEYS, save_artifact, seed_run
+
+from app.smoothing import ema_debiased
+
+
+def open_monitor(qtbot, window, run_id, overlays=()):
+    monitor = window.open_monitor(run_id, list(overlays))
+    qtbot.waitUntil(lambda: monitor.panels.get("total") is not None and monitor.panels["total"].has_data(),
+                    timeout=10_000)  # fmt: skip
+    monitor.flush()
+    return monitor
+
+
+def curve(monitor, panel_id, run_id, key):
+    return monitor.panels[panel_id].curves[f"{run_id}|{key}"]
+
+
+def test_every_logged_term_gets_a_curve(qtbot, store, window) -> None:
+    run_id = seed_run(store, name="plotted", steps=80)
+    monitor = open_monitor(qtbot, window, run_id)
+    qtbot.waitUntil(lambda: all(monitor.metrics.get(run_id, k) is not None for k in STAGE1_KEYS), timeout=10_000)
+    monitor.flush()
+    plotted = {key for panel in monitor.panels.values() if panel.isVisible() for key in panel.spec.keys
+               if f"{run_id}|{key}" in panel.curves}  # fmt: skip
+    assert plotted == set(STAGE1_KEYS)
+    c = curve(monitor, "total", run_id, "loss/total")
+    assert c.data.raw_x.dtype == np.float64 and len(c.data.raw_x) == 80
+    x, _y = c.raw.getData()
+    assert len(x) > 0  # pyqtgraph holds the points (downsampled for the screen)
+    for panel_id in ("rate", "decoder", "total", "kl1", "lr", "grad", "speed"):
+        assert monitor.panels[panel_id].isVisible()
+    assert "psnr" not in monitor.panels  # no evaluation logged
+    save_artifact(window, "page-monitor")
+
+
+def test_smoothing_is_the_debiased_ema_of_the_raw_values(qtbot, store, window) -> None:
+    run_id = seed_run(store, steps=60)
+    monitor = open_monitor(qtbot, window, run_id)
+    monitor.smoothing.setValue(90)
+    c = curve(monitor, "total", run_id, "loss/total")
+    raw = monitor.metrics.get(run_id, "loss/total").values
+    np.testing.assert_allclose(c.data.smooth_y, ema_debiased(raw, 0.9))
+    assert c.smooth.isVisible() and c.raw.opts["pen"].color().alpha() < 255  # raw drawn faintly behind
+    monitor.smoothing.setValue(0)
+    assert not c.smooth.isVisible() and c.raw.opts["pen"].color().alpha() == 255
+    assert window.settings.smoothing() == 0.0
+
+
+def test_log_axes_time_axis_and_readout(qtbot, store, window) -> None:
+    run_id = seed_run(store, steps=60)
+    monitor = open_monitor(qtbot, window, run_id)
+    monitor.log_x.setChecked(True)
+    monitor.log_y.setChecked(True)
+    panel = monitor.panels["total"]
+    assert panel.item.ctrl.logXCheck.isChecked() and panel.item.ctrl.logYCheck.isChecked()
+    monitor.log_x.setChecked(False)
+    monitor.log_y.setChecked(False)
+
+    monitor.x_axis.setCurrentIndex(monitor.x_axis.findData("time"))
+    c = curve(monitor, "total", run_id, "loss/total")
+    walls = monitor.metrics.get(run_id, "loss/total").walls
+    np.testing.assert_allclose(c.data.raw_x, (walls - walls.min()) / 60.0)
+    monitor.x_axis.setCurrentIndex(monitor.x_axis.findData("step"))
+
+    html = panel.show_readout(30.2)
+    value = monitor.metrics.get(run_id, "loss/total").values[29]
+    assert "step 30" in html and f"{value:.5g}" in html
+    assert panel.cursor.isVisible()
+
+
+def test_previews_slider_goes_back_in_time(qtbot, store, window) -> None:
+    run_id = seed_run(store, steps=60, previews=3)
+    monitor = open_monitor(qtbot, window, run_id)
+    assert monitor.preview_slider.maximum() == 2 and monitor.preview_slider.value() == 2
+    assert monitor.preview_caption.text().startswith("step 60 · 3 of 3")
+    assert "reconstructions" in monitor.preview_caption.text()
+    monitor.preview_slider.setValue(0)
+    assert monitor.preview_caption.text().startswith("step 20 · 1 of 3")
+    assert monitor.preview._pixmap is not None
+
+
+def test_stage2_and_evaluation_panels_appear_with_their_metrics(qtbot, store, window) -> None:
+    parent = seed_run(store, name="base", steps=40)
+    keys = ("loss/total", "loss/base_weighted", "loss/base_elbo", "rate/base_bits_per_pixel", "optim/lr")
+    child = seed_run(store, name="gen", stage=2, steps=40, keys=keys, parent_run_id=parent)
+    store.log_metrics(parent, [(40, time.time(), {"eval/psnr": 21.5, "eval/bits_per_pixel": 0.07})])
+    window.ctx.repo.refresh()
+    monitor = open_monitor(qtbot, window, child)
+    assert monitor.panels["base"].isVisible() and "decoder" not in monitor._panel_order
+    assert "samples" in monitor.preview_caption.text()
+    monitor.show_runs(parent)
+    qtbot.waitUntil(lambda: "psnr" in monitor._panel_order and "eval_bpp" in monitor._panel_order, timeout=10_000)
+    page = window.runs
+    row = next(r for r in range(page.proxy.rowCount()) if page.proxy.index(r, 0).data() == "base")
+    qtbot.waitUntil(lambda: page.proxy.index(row, 5).data() == "21.50 dB")
+
+
+def test_overlays_get_their_own_colours(qtbot, store, window) -> None:
+    a, b = seed_run(store, name="first"), seed_run(store, name="second", seed=5)
+    monitor = open_monitor(qtbot, window, a, [b])
+    qtbot.waitUntil(lambda: f"{b}|loss/total" in monitor.panels["total"].curves, timeout=10_000)
+    ca, cb = curve(monitor, "total", a, "loss/total"), curve(monitor, "total", b, "loss/total")
+    assert ca.color != cb.color and ca.primary and not cb.primary
+    assert ca.label == "first" and cb.label == "second"
+    assert monitor.panels["total"].legend is not None
+    save_artifact(window, "page-monitor-compare")
+    monitor.show_runs(a, [])
+    assert list(monitor.panels["total"].curves) == [f"{a}|loss/total"]
+
+
+@pytest.mark.parametrize("page", ["reconstruct", "latents", "generate"])
+def test_later_pages_say_what_will_be_there(qtbot, window, page) -> None:
+    window.show_page(page)
+    widget = window.pages[page]
+    texts = " ".join(label.text() for label in widget.findChildren(type(window.devices_label)))
+    assert "later version" in texts
+    save_artifact(window, f"page-{page}")
+
+
+def test_monitor_redraws_a_million_points_per_curve_quickly(qtbot, ctx, window) -> None:
+    """4 curves × 1 000 000 points: a full redraw (new arrays + paint) stays interactive."""
+    monitor = window.page("monitor")
+    window.show_page("monitor")
+    n = 1_000_000
+    steps = np.arange(1, n + 1, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    monitor.run_id = 1
+    monitor.metrics.watched = [1]
+    for key in ("loss/total", "loss/decoder", "rate/bits_per_pixel", "optim/grad_norm"):
+        monitor.metrics.put(1, key, steps, np.cumsum(rng.standard_normal(n)) + 1000, steps)
+    monitor.smoothing.setValue(0)
+    monitor._relayout_panels()
+    monitor.flush()
+    window.grab()
+    times = []
+    for _ in range(3):
+        monitor._dirty.update((1, k) for k in monitor.metrics.keys(1))
+        t = time.perf_counter()
+        monitor.flush()
+        window.grab()
+        times.append(time.perf_counter() - t)
+    assert min(times) < 0.5  # the documented benchmark (python -m app.bench) holds the 50 ms goal
