@@ -130,9 +130,13 @@ class UnifiedLatents(nn.Module):
 
     # -- losses ----------------------------------------------------------------------------------
 
-    def prior_terms(self, z_clean: Tensor) -> tuple[Tensor, Tensor]:
+    def prior_terms(self, z_clean: Tensor, t: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """L_z: unweighted ELBO over λ ∈ [λ_min, λ_z(0)], regressing onto z_clean, + KL at t = 1."""
-        logsnr, neg_d = _stratified_logsnr(self.latent_schedule, z_clean.shape[0], z_clean.device)
+        if t is None:
+            logsnr, neg_d = _stratified_logsnr(self.latent_schedule, z_clean.shape[0], z_clean.device)
+        else:
+            logsnr = self.latent_schedule.logsnr(t).to(z_clean.device)
+            neg_d = self.latent_schedule.neg_dlogsnr_dt(t).to(z_clean.device)
         noise = torch.randn_like(z_clean)
         z_t = gaussian.q_sample(z_clean, logsnr, noise)
         v_hat = self.prior(z_t, logsnr)
@@ -173,10 +177,12 @@ class UnifiedLatents(nn.Module):
 
     @torch.no_grad()
     def estimate_rate(self, z_clean: Tensor, draws: int = 16) -> Tensor:
-        """Monte-Carlo rate (nats per example) averaged over `draws` stratified t's: the evaluation number."""
-        total = torch.zeros(z_clean.shape[0], device=z_clean.device)
-        for _ in range(draws):
-            diffusion, kl1 = self.prior_terms(z_clean)
+        """Monte-Carlo rate (nats per example): each example sees `draws` t's stratified over [0, 1]."""
+        batch = z_clean.shape[0]
+        total = torch.zeros(batch, device=z_clean.device)
+        u0 = torch.rand(batch)
+        for k in range(draws):
+            diffusion, kl1 = self.prior_terms(z_clean, t=(k + u0) / draws)
             total += diffusion + kl1
         return total / draws
 
