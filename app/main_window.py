@@ -50,7 +50,7 @@ class MainWindow(QMainWindow):
         self._stopping = False
         self.setWindowTitle(APP_NAME)
         self.setWindowIcon(app_icon())
-        self.setMinimumSize(QSize(960, 620))
+        self.setMinimumSize(QSize(720, 540))
 
         central = QWidget()
         layout = QHBoxLayout(central)
@@ -200,7 +200,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(open_home)
         file_menu.addSeparator()
         quit_action = QAction("Quit", self)
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
         self.addAction(quit_action)

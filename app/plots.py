@@ -33,17 +33,18 @@ class PanelSpec:
     tip: str
     y_label: str = ""
     optional: bool = False  # only shown when one of its keys has data
+    paired: bool = False  # the keys are two views of one term: the second is drawn dashed
 
 
 PANELS: tuple[PanelSpec, ...] = (
     PanelSpec(
-        "rate", "Prior bits (rate)", ("rate/bits_per_pixel", "rate/base_bits_per_pixel"),
+        "rate", "Latent bits (rate)", ("rate/bits_per_pixel", "rate/base_bits_per_pixel"),
         "Bits per pixel the latent costs under the learned prior (stage 2: under the base model); "
         "lower means a smaller latent.", "bits / pixel",
     ),
     PanelSpec(
         "decoder", "Decoder loss", ("loss/decoder", "loss/decoder_elbo"),
-        "The decoder's weighted diffusion loss (solid) and its unweighted ELBO term (dashed).",
+        "The decoder's weighted diffusion loss (solid) and its unweighted ELBO term (dashed).", paired=True,
     ),
     PanelSpec("total", "Total loss", ("loss/total",), "The loss the optimizer minimises (prior + decoder terms)."),
     PanelSpec(
@@ -56,7 +57,7 @@ PANELS: tuple[PanelSpec, ...] = (
     ),
     PanelSpec(
         "base", "Base model loss", ("loss/base_weighted", "loss/base_elbo"),
-        "Stage 2: the base model's weighted loss (solid) and ELBO (dashed).", optional=True,
+        "Stage 2: the base model's weighted loss (solid) and ELBO (dashed).", optional=True, paired=True,
     ),
     PanelSpec("lr", "Learning rate", ("optim/lr",), "The optimizer's learning rate (warm-up, then constant)."),
     PanelSpec(
@@ -112,6 +113,7 @@ class _Curve:
     color: str
     dashed: bool
     primary: bool
+    order: tuple
     raw: pg.PlotDataItem
     smooth: pg.PlotDataItem
     data: CurveData | None = None
@@ -197,11 +199,14 @@ class PlotPanel(QFrame):
 
     # ---- curves --------------------------------------------------------------------------------------
 
-    def ensure_curve(self, curve_id: str, label: str, color: str, *, dashed: bool, primary: bool) -> None:
+    def ensure_curve(
+        self, curve_id: str, label: str, color: str, *, dashed: bool, primary: bool, order: tuple = ()
+    ) -> None:
         curve = self.curves.get(curve_id)
         if curve is not None:
             if (curve.label, curve.color, curve.dashed, curve.primary) != (label, color, dashed, primary):
                 curve.label, curve.color, curve.dashed, curve.primary = label, color, dashed, primary
+                curve.order = order
                 self._style(curve)
                 self._rebuild_legend()
             return
@@ -213,7 +218,7 @@ class PlotPanel(QFrame):
             self.item.addItem(item)
         raw.setZValue(1 if not primary else 3)
         smooth.setZValue(2 if not primary else 4)
-        curve = _Curve(label, color, dashed, primary, raw, smooth)
+        curve = _Curve(label, color, dashed, primary, order, raw, smooth)
         self.curves[curve_id] = curve
         self._style(curve)
         self._rebuild_legend()
@@ -229,7 +234,8 @@ class PlotPanel(QFrame):
         if self.legend is not None:
             self.legend.scene() and self.legend.scene().removeItem(self.legend)
             self.legend = None
-        if len(self.curves) < 2:
+        keys = {curve_id.split("|", 1)[-1] for curve_id in self.curves}
+        if len(keys) < 2:  # runs are told apart by the colour key above the plots; a legend would only cover data
             return
         colors = theme.plot_colors()
         background = QColor(colors["background"])
@@ -243,7 +249,7 @@ class PlotPanel(QFrame):
             verSpacing=-6,
         )
         self.legend.setParentItem(self.item.vb)
-        for curve in self.curves.values():
+        for curve in sorted(self.curves.values(), key=lambda c: c.order):
             self.legend.addItem(curve.smooth if self.smoothing > 0 else curve.raw, curve.label)
 
     def set_curve_data(self, curve_id: str, data: CurveData) -> None:

@@ -197,7 +197,8 @@ class ConfigForm(QWidget):
             section = spec["path"].rsplit(".", 1)[0] if "." in spec["path"] else ""
             form = groups.get(section)
             if form is None:
-                box = QGroupBox(SECTION_TITLES.get(section, section))
+                title = SECTION_TITLES.get(section, section)
+                box = QGroupBox(f"{title}  ({section}.*)" if section else title)
                 box.setObjectName(f"section:{section}")
                 form = QFormLayout(box)
                 form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)

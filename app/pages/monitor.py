@@ -263,10 +263,11 @@ class MonitorPage(QWidget):
         self.log.setObjectName("logTail")
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(1000)
+        self.log.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.log.setToolTip("The worker's status events and its stderr (errors, warnings).")
         lv.addWidget(self.log)
         side.addWidget(logs)
-        side.setSizes([330, 330])
+        side.setSizes([280, 380])
         return side
 
     # ---- which runs ----------------------------------------------------------------------------------
@@ -474,7 +475,8 @@ class MonitorPage(QWidget):
                 curve_id = f"{run_id}|{key}"
                 panel.ensure_curve(
                     curve_id, label, colors[run_index % len(colors)],
-                    dashed=spec.keys.index(key) > 0, primary=run_index == 0,
+                    dashed=spec.paired and spec.keys.index(key) > 0, primary=run_index == 0,
+                    order=(run_index, spec.keys.index(key)),
                 )  # fmt: skip
                 x = buf.steps
                 if time_axis:
@@ -646,6 +648,9 @@ class MonitorPage(QWidget):
     # ---- log -----------------------------------------------------------------------------------------
 
     def _load_log_history(self) -> None:
+        proc = self.ctx.runner.process_for(self.run_id) if self.run_id is not None else None
+        if proc is not None:
+            proc.poll_output()  # lines already in the files are emitted now, so the history does not repeat them
         self.log.clear()
         if self.run_id is None:
             return

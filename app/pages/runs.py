@@ -152,7 +152,8 @@ class RunsPage(QWidget):
         head = self.table.horizontalHeader()
         head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         head.setStretchLastSection(False)
-        for col, width in enumerate((190, 50, 95, 150, 85, 80, 85, 120, 95)):
+        self.table.setWordWrap(False)
+        for col, width in enumerate((190, 48, 90, 130, 80, 72, 72, 110, 82)):
             self.table.setColumnWidth(col, width)
         head.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -190,6 +191,7 @@ class RunsPage(QWidget):
         self.queue.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
         self.queue.setDefaultDropAction(Qt.DropAction.MoveAction)
         self.queue.setToolTip("Runs waiting to train, in order; drag one to change when it starts.")
+        self.queue.setSpacing(2)
         right_layout.addWidget(self.queue, 1)
         self.queue_empty = QLabel("Nothing queued. Start a run (Ctrl+R) to queue it.")
         self.queue_empty.setObjectName("hint")
