@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True)
     e.add_argument("--n", type=int, default=64)
     e.add_argument("--decoder-steps", type=int)
+    e.add_argument("--checkpoint", type=int, metavar="STEP", help="a checkpoint step (default: the latest)")
     e.add_argument("--json", action="store_true")
 
     pr = sub.add_parser("presets", help="list presets")
@@ -463,7 +464,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.commands import evaluate_run
 
     store = _store(args)
-    result = evaluate_run(store, args.run, n=args.n, decoder_steps=args.decoder_steps)
+    result = evaluate_run(store, args.run, n=args.n, decoder_steps=args.decoder_steps, step=args.checkpoint)
     if not args.json:
         for k, v in result.items():
             print(f"{k:>16}: {v}")

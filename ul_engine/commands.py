@@ -44,17 +44,24 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _latest_checkpoint(store: Any, run: Any) -> Any:
+def _checkpoint(store: Any, run: Any, step: int | None = None) -> Any:
+    """The run's checkpoint at `step` (default: the latest) that is still on disk."""
     on_disk = [c for c in store.list_checkpoints(run.id) if c.path.is_file()]
     if not on_disk:
         raise ULError(f"run {run.name} has no checkpoint on disk yet; train it first (ul resume {run.name})")
-    return max(on_disk, key=lambda c: c.step)
+    if step is None:
+        return max(on_disk, key=lambda c: c.step)
+    for c in on_disk:
+        if c.step == step:
+            return c
+    steps = ", ".join(str(c.step) for c in sorted(on_disk, key=lambda c: c.step))
+    raise ULError(f"run {run.name} has no checkpoint at step {step}; on disk: {steps}")
 
 
-def load_run(store: Any, run_ref: int | str, *, need_base: bool = False) -> LoadedRun:
+def load_run(store: Any, run_ref: int | str, *, need_base: bool = False, step: int | None = None) -> LoadedRun:
     run = store.get_run(run_ref)
     device = _device()
-    ckpt = _latest_checkpoint(store, run)
+    ckpt = _checkpoint(store, run, step)
     if run.stage == 1:
         if need_base:
             raise ULError(
@@ -244,11 +251,13 @@ def sample_files(
     return outputs
 
 
-def evaluate_run(store: Any, run_ref: int | str, *, n: int = 64, decoder_steps: int | None = None) -> dict[str, Any]:
+def evaluate_run(
+    store: Any, run_ref: int | str, *, n: int = 64, decoder_steps: int | None = None, step: int | None = None
+) -> dict[str, Any]:
     """PSNR, SSIM and the prior's bits on a fixed validation set (the same images every time)."""
     if n < 1:
         raise ULError("--n must be at least 1")
-    loaded = load_run(store, run_ref)
+    loaded = load_run(store, run_ref, step=step)
     cfg = validate({**loaded.cfg.to_dict(), "stage": 1}) if loaded.cfg.stage == 2 else loaded.cfg
     steps = decoder_steps or cfg.sampling.decoder_steps
     source = make_source(cfg.data)
