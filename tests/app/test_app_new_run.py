@@ -166,3 +166,23 @@ def test_speed_estimate_is_read_from_the_cache(qtbot, ctx) -> None:
     assert "this run ≈ 8 s" in dialog.estimate.text()  # smoke: 60 steps
     dialog.preset.setCurrentIndex(dialog.preset.findData("shapes-32"))
     assert "not measured" in dialog.estimate.text()
+
+
+def test_measure_runs_a_short_trial_and_caches_it(qtbot, ctx) -> None:
+    dialog = open_dialog(qtbot, ctx, preset="smoke")
+    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
+    assert ctx.settings.estimate("smoke", "cpu") is None
+    dialog.measure.click()
+    qtbot.waitUntil(lambda: ctx.settings.estimate("smoke", "cpu") is not None, timeout=90_000)
+    per_1000 = ctx.settings.estimate("smoke", "cpu")["seconds_per_1000"]
+    assert 1 < per_1000 < 3600
+    assert "per 1 000 steps on cpu" in dialog.estimate.text() and dialog.measure.isEnabled()
+
+
+def test_trial_config_trains_shapes_without_checkpoints() -> None:
+    from app.pages.new_run import preset_values
+    from app.workers.trial import trial_config
+
+    cfg = validate(trial_config(preset_values("folder-64"), "cpu"))
+    assert cfg.data.kind == "shapes" and cfg.data.resolution == 64 and cfg.stage == 1
+    assert cfg.train.checkpoint_every > cfg.train.steps and cfg.train.device == "cpu"

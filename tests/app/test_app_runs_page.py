@@ -154,3 +154,42 @@ def test_duplicate_opens_the_form_with_the_runs_config(qtbot, store, window) -> 
     assert run is not None and run.config == store_cfg and run.status == "created"
     assert page.proxy.rowCount() == 2
     assert [page.proxy.index(r, 0).data(RUN_ID_ROLE) for r in range(2)].count(run.id) == 1
+
+
+def test_train_stage2_and_open_folder_act_on_the_selected_run(qtbot, store, window, monkeypatch) -> None:
+    from PySide6.QtGui import QDesktopServices
+
+    run_id = seed_run(store, name="encoder")
+    window.ctx.repo.refresh()
+    page = window.runs
+    qtbot.waitUntil(lambda: page.proxy.rowCount() == 1)
+    page.select_run(run_id)
+    assert not page.act_stage2.isEnabled()  # no checkpoint yet
+    ck = store.run_dir(run_id) / "checkpoints" / "step-00000060.safetensors"
+    ck.parent.mkdir(parents=True)
+    ck.write_bytes(b"x")
+    store.add_checkpoint(run_id, step=60, path=ck, sha256="cd" * 32)
+    window.ctx.repo.rows.clear()
+    window.ctx.repo.refresh()
+    page.select_run(run_id)
+    assert page.act_stage2.isEnabled()
+    page.act_stage2.trigger()
+    dialog = page.last_dialog
+    assert dialog.stage == 2 and dialog.parent_combo.currentData() == run_id and dialog.preset_name() == "smoke"
+    dialog.reject()
+
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(lambda url: opened.append(url.toLocalFile()) or True))
+    page.act_folder.trigger()
+    assert opened == [str(store.run_dir(run_id))]
+
+
+def test_selection_survives_new_runs(qtbot, store, window) -> None:
+    a = seed_run(store, name="kept")
+    window.ctx.repo.refresh()
+    page = window.runs
+    qtbot.waitUntil(lambda: page.proxy.rowCount() == 1)
+    page.select_run(a)
+    seed_run(store, name="newcomer")
+    window.ctx.repo.refresh()
+    assert page.proxy.rowCount() == 2 and page.selected_ids() == [a]

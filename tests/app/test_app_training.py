@@ -9,6 +9,7 @@ import time
 from ul_app_testkit import save_artifact
 
 from app.models.runs_model import COLUMNS
+from app.pages.runs import RunsPage
 
 
 def create_from_form(qtbot, window, *, steps: int | None = None):
@@ -40,7 +41,7 @@ def row_of(page, run_id: int) -> dict[str, str]:
     return {}
 
 
-def test_a_run_created_from_the_form_trains_and_completes(qtbot, store, window) -> None:
+def test_a_run_created_from_the_form_trains_and_completes(qtbot, store, window, tmp_path, monkeypatch) -> None:
     run = create_from_form(qtbot, window)
     assert store.get_run(run.id).status in ("queued", "running")
     monitor = window.open_monitor(run.id)
@@ -71,6 +72,16 @@ def test_a_run_created_from_the_form_trains_and_completes(qtbot, store, window) 
     assert "status: completed" in monitor.log.toPlainText()
     monitor.flush()
     save_artifact(window, "page-monitor-trained")
+
+    # Export writes the inference bundle through `ul export` in a worker process
+    out = tmp_path / "bundle"
+    monkeypatch.setattr(RunsPage, "ask_export_dir", staticmethod(lambda parent, name: str(out)))
+    window.show_page("runs")
+    page.select_run(run.id)
+    with qtbot.waitSignal(window.ctx.controller.export_finished, timeout=60_000) as blocker:
+        page.act_export.trigger()
+    assert blocker.args[:2] == [run.id, True], blocker.args
+    assert (out / "run.json").is_file() and any(out.glob("*.safetensors"))
 
 
 def test_pause_and_stop_reach_the_worker(qtbot, store, window) -> None:

@@ -150,3 +150,37 @@ def test_exported_model_loads_in_a_fresh_process(tmp_path: Path):
     assert out.returncode == 0, out.stderr
     got = torch.tensor(eval(out.stdout.strip()))
     assert torch.allclose(got, expected.flatten()[:4], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_imagenet_512_preset_trains_one_step_of_each_stage(tmp_path: Path):
+    """The paper's sizes build and take an optimizer step (at 64×64 to fit a CPU; the nets are resolution-free)."""
+    from ul_engine.config import validate
+    from ul_engine.model import LatentBase
+    from ul_engine.nets import parameter_counts
+    from ul_engine.train.stages import Stage2Objective
+
+    cfg = resolve(
+        "imagenet-512",
+        [
+            'data.kind="shapes"',
+            "data.resolution=64",
+            "data.num_classes=4",
+            "data.class_subfolders=false",
+            'data.path=""',
+            "optim.batch_size=2",
+        ],
+    )
+    counts = parameter_counts(cfg.model, 1000)
+    assert counts["stage1"] > 300_000_000 and counts["base"] > 300_000_000
+    torch.manual_seed(0)
+    acc = make_accelerator("cpu")
+    stream = BatchStream(make_source(cfg.data), 2, 0)
+    trainer = Trainer(cfg, Stage1Objective(UnifiedLatents(cfg), stream, acc.device), tmp_path / "s1", accelerator=acc)
+    values = trainer.train_step()
+    assert values is not None and values["rate/bits_per_pixel"] > 0
+    cfg2 = validate({**cfg.to_dict(), "stage": 2})
+    latents = torch.randn(4, *cfg.latent_shape())
+    objective = Stage2Objective(LatentBase(cfg2), latents, torch.zeros(4, dtype=torch.long), cfg2, acc.device)
+    trainer2 = Trainer(cfg2, objective, tmp_path / "s2", accelerator=acc)
+    assert trainer2.train_step() is not None

@@ -41,7 +41,8 @@ def test_session_answers_interactive_requests(tmp_path: Path):
         assert request(proc, {"id": 1, "op": "ping"})["ok"]
         devices = request(proc, {"id": 2, "op": "devices"})["result"]
         assert devices["cpu"]["cores"] >= 1 and isinstance(devices["gpus"], list)
-        rec = request(proc, {"id": 3, "op": "reconstruct", "run": "s1", "inputs": [str(image), str(tmp_path / "nope.png")],
+        inputs = [str(image), str(tmp_path / "nope.png")]
+        rec = request(proc, {"id": 3, "op": "reconstruct", "run": "s1", "inputs": inputs,
                              "out": str(tmp_path / "out"), "decoder_steps": 4})  # fmt: skip
         good, bad = rec["result"]["results"]
         assert Path(good["output"]).is_file() and good["psnr"] > 0
