@@ -29,6 +29,23 @@ def _process_start_offset() -> float:
         return time.perf_counter() - _T0
 
 
+def _report_first_expose(window) -> None:
+    """Print the time from process start to the first expose of the window's native surface, then quit."""
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    class FirstExpose(QObject):
+        def eventFilter(self, obj, event) -> bool:
+            if event.type() == QEvent.Type.Expose and obj.isExposed():
+                obj.removeEventFilter(self)
+                print(json.dumps({"launch_to_shown_s": _process_start_offset()}), flush=True)
+                QTimer.singleShot(0, window.close)
+            return False
+
+    window.winId()  # create the native window now, so the filter sees its first expose
+    window._first_expose_watcher = FirstExpose(window)
+    window.windowHandle().installEventFilter(window._first_expose_watcher)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from app import __version__
 
@@ -78,12 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         window.show_page(args.page)
 
     if bench:
-
-        def report() -> None:
-            print(json.dumps({"launch_to_shown_s": _process_start_offset()}), flush=True)
-            QTimer.singleShot(0, window.close)
-
-        window.first_shown.connect(report)
+        _report_first_expose(window)
     window.show()
     QTimer.singleShot(0, ctx.start)
     code = app.exec()

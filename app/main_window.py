@@ -214,7 +214,7 @@ class MainWindow(QMainWindow):
             view.addAction(act)
             self.addAction(act)
         refresh = QAction("Refresh", self)
-        refresh.setShortcut(QKeySequence.StandardKey.Refresh)
+        refresh.setShortcut(QKeySequence("F5"))
         refresh.triggered.connect(self.ctx.repo.refresh)
         view.addSeparator()
         view.addAction(refresh)
@@ -239,7 +239,7 @@ class MainWindow(QMainWindow):
 
         help_menu = self.menuBar().addMenu("&Help")
         keys = QAction("Keyboard shortcuts", self)
-        keys.setShortcut(QKeySequence.StandardKey.HelpContents)
+        keys.setShortcut(QKeySequence("F1"))
         keys.triggered.connect(self.show_shortcuts)
         help_menu.addAction(keys)
         self.addAction(keys)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QAction, QPixmap
+from PySide6.QtGui import QAction, QPixmap, QTextCursor
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -545,6 +545,10 @@ class MonitorPage(QWidget):
             return "waiting in the queue"
         if info.status == "paused":
             return f"paused at step {info.step:,}"
+        if info.status in ("failed", "interrupted") and info.error:
+            first = info.error.strip().splitlines()[0]
+            self.eta.setToolTip(info.error)
+            return first if len(first) <= 60 else first[:57] + "…"
         if info.status not in ACTIVE_RUN_STATUSES:
             return ""
         proc = self.ctx.runner.process_for(info.id)
@@ -667,14 +671,18 @@ class MonitorPage(QWidget):
             if err:
                 lines.append("— stderr —")
                 lines.extend(err)
-        if not lines:
-            row = self.ctx.repo.run(self.run_id)
-            if row is not None and row.info.stderr_tail:
-                lines.extend(row.info.stderr_tail.splitlines())
-            elif row is not None and row.info.status != "created":
-                lines.append("No worker log for this run: it was trained outside the app (e.g. with `ul train`).")
+        row = self.ctx.repo.run(self.run_id)
+        if not lines and row is not None and row.info.stderr_tail:
+            lines.extend(row.info.stderr_tail.splitlines())
+        if not lines and row is not None and row.info.status != "created":
+            self.log.setPlaceholderText(
+                "No worker log for this run:\nit was trained outside the app\n(e.g. with `ul train`)."
+            )
+        else:
+            self.log.setPlaceholderText("The worker's events and errors appear here while it trains.")
         self.log.setPlainText("\n".join(lines[-600:]))
-        self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
+        self.log.moveCursor(QTextCursor.MoveOperation.End)
+        self.log.ensureCursorVisible()
 
     def _on_log(self, run_id: int, line: str) -> None:
         if run_id == self.run_id:

@@ -223,6 +223,9 @@ class RunsPage(QWidget):
         self.search.textChanged.connect(self.proxy.set_text)
         self.status_filter.currentTextChanged.connect(self.proxy.set_status_group)
         self.table.selectionModel().selectionChanged.connect(self.update_actions)
+        self._kept_selection: list[int] = []
+        self.model.modelAboutToBeReset.connect(lambda: setattr(self, "_kept_selection", self.selected_ids()))
+        self.model.modelReset.connect(self._restore_selection)
         ctx.repo.changed.connect(self.update_actions)
         self.update_actions()
 
@@ -252,7 +255,7 @@ class RunsPage(QWidget):
         self.act_stage2 = a("Train stage 2", "Train a base model on the latents of the selected stage-1 run",
                             self.stage2, "Ctrl+T")  # fmt: skip
         self.act_delete = a("Delete", "Delete the selected runs with their checkpoints and files", self.delete,
-                            QKeySequence.StandardKey.Delete)  # fmt: skip
+                            "Delete")  # fmt: skip
         self.act_delete.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.table.addAction(self.act_delete)
         self.act_folder = a("Open folder", "Open the run's folder (checkpoints, previews, logs)", self.open_folder,
@@ -261,7 +264,7 @@ class RunsPage(QWidget):
                             self.export, "Ctrl+E")  # fmt: skip
         self.act_compare = a("Compare in Monitor", "Overlay the selected runs' curves in the Monitor",
                              self.compare_selected, "Ctrl+M")  # fmt: skip
-        self.act_find = a("Find", "Filter the runs", self.focus_search, QKeySequence.StandardKey.Find)
+        self.act_find = a("Find", "Filter the runs", self.focus_search, "Ctrl+F")
         for act in (self.act_new, self.act_duplicate, self.act_start, self.act_pause, self.act_resume, self.act_stop,
                     self.act_stage2, self.act_delete, self.act_folder, self.act_export, self.act_compare):  # fmt: skip
             self.toolbar.addAction(act)
@@ -286,6 +289,21 @@ class RunsPage(QWidget):
         if index.isValid():
             self.table.selectRow(index.row())
             self.table.scrollTo(index)
+
+    def _restore_selection(self) -> None:
+        """A run was added or removed (the model was reset): select the same runs as before."""
+        from PySide6.QtCore import QItemSelection, QItemSelectionModel
+
+        selection = QItemSelection()
+        for run_id in self._kept_selection:
+            row = self.model.row_for(run_id)
+            if row is None:
+                continue
+            index = self.proxy.mapFromSource(self.model.index(row, 0))
+            if index.isValid():
+                selection.select(index, index)
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        self.table.selectionModel().select(selection, flags)
 
     def update_actions(self) -> None:
         ids = self.targets()

@@ -273,7 +273,9 @@ class TrainingProcess(RunProcess):
     def detach(self) -> None:
         if self.is_running():
             self._tail_timer.stop()
-            _DETACHED.append(self.proc)  # keep the QProcess alive: its destructor would kill the worker
+            # keep the QProcess alive and out of the object tree: its destructor would kill the worker
+            self.proc.setParent(None)
+            _DETACHED.append(self.proc)
 
 
 class AttachedProcess(RunProcess):
