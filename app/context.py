@@ -46,6 +46,15 @@ class AppContext(QObject):
         self.session: Any = None
 
     @property
+    def asks_devices(self) -> bool:
+        """Whether a session worker is (or will be) asked for the devices."""
+        return self._start_session
+
+    @property
+    def has_metrics(self) -> bool:
+        return self._metrics is not None
+
+    @property
     def metrics(self) -> Any:
         """The metric series model (created on first use: it starts a fetcher thread)."""
         if self._metrics is None:

@@ -92,7 +92,7 @@ class RunController(QObject):
         for job in self.store.list_jobs("queued", run_id=run_id):
             self.store.cancel_job(job.id)
         self.store.delete_run(run_id, remove_files=True)
-        if self.ctx._metrics is not None:
+        if self.ctx.has_metrics:
             self.ctx.metrics.drop(run_id)
         self.ctx.repo.refresh()
         self.message.emit(f"{info.name} deleted")

@@ -174,7 +174,7 @@ class MainWindow(QMainWindow):
         self.home_label.setToolTip(f"The data folder: the database and every run's files live here.\n{self.ctx.home}")
         bar.addPermanentWidget(self.devices_label)
         bar.addPermanentWidget(self.home_label)
-        if self.ctx.session is None and not self.ctx._start_session:
+        if not self.ctx.asks_devices:
             self.devices_label.setText("Devices: not asked")
 
     def _update_devices(self) -> None:
