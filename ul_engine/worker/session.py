@@ -1,76 +1,83 @@
 """The resident session worker: keeps models loaded and answers interactive requests (JSON lines).
 
 Requests: {"id", "op", ...}; answers: {"id", "ok", "result"} or {"id", "ok": false, "error"}. Images
-travel as PNG files whose paths are in the request/answer, never inline.
+travel as PNG files whose paths are in the request/answer, never inline. Each op is a function
+registered with `@op("name")`, in its own module under `ul_engine/worker/ops/`.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from ul_engine.errors import ULError
 from ul_engine.worker import protocol
 
+OpHandler = Callable[["Session", dict[str, Any]], dict[str, Any]]
+OPS: dict[str, OpHandler] = {}
+
+
+def op(name: str) -> Callable[[OpHandler], OpHandler]:
+    """Register a session op; the handler gets the session and the request, returns the result dict."""
+
+    def register(fn: OpHandler) -> OpHandler:
+        OPS[name] = fn
+        return fn
+
+    return register
+
 
 class Session:
-    """Loaded runs by id, so repeated requests skip the load."""
+    """Loaded runs by (id, checkpoint step), so repeated requests skip the load."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        self.loaded: dict[int, Any] = {}
+        self.loaded: dict[tuple[int, int | None], Any] = {}
+        self.cancelled: set[Any] = set()
 
-    def _run(self, ref: int | str) -> Any:
+    def run(self, ref: int | str, step: int | None = None) -> Any:
+        """A LoadedRun (see ul_engine.commands.load_run), cached while the session lives."""
         from ul_engine.commands import load_run
 
         run = self.store.get_run(ref)
-        if run.id not in self.loaded:
-            self.loaded[run.id] = load_run(self.store, run.id)
-        return self.loaded[run.id]
+        key = (run.id, step)
+        if key not in self.loaded:
+            self.loaded[key] = load_run(self.store, run.id, step=step)
+        return self.loaded[key]
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
-        if op == "ping":
-            return {"pong": time.time()}
-        if op == "devices":
-            return devices()
-        if op == "load":
-            loaded = self._run(request["run"])
-            return {"run": loaded.run.id, "stage": loaded.run.stage, "checkpoint_step": loaded.checkpoint_step}
-        if op == "reconstruct":
-            from ul_engine.commands import reconstruct_files
-
-            results = reconstruct_files(
-                self.store,
-                request["run"],
-                request["inputs"],
-                Path(request["out"]),
-                decoder_steps=request.get("decoder_steps"),
-                seed=int(request.get("seed", 0)),
-                sampler=request.get("sampler"),
-            )
-            return {"results": results}
-        if op == "sample":
-            from ul_engine.commands import sample_files
-
-            outputs = sample_files(
-                self.store,
-                request["run"],
-                Path(request["out"]),
-                n=int(request.get("n", 4)),
-                seed=int(request.get("seed", 0)),
-                base_steps=request.get("base_steps"),
-                decoder_steps=request.get("decoder_steps"),
-                sampler=request.get("sampler"),
-                guidance=request.get("guidance"),
-                class_label=request.get("class"),
-            )
-            return {"outputs": outputs}
-        raise ULError(f"unknown op {op!r}; known: {', '.join(protocol.SESSION_OPS)}")
+        _load_ops()
+        name = request.get("op")
+        handler = OPS.get(str(name))
+        if handler is None:
+            raise ULError(f"unknown op {name!r}; known: {', '.join(sorted(OPS))}")
+        return handler(self, request)
 
 
-def devices() -> dict[str, Any]:
+_OPS_LOADED: list[bool] = []
+
+
+def _load_ops() -> None:
+    """Import every module of ul_engine.worker.ops once, so their @op registrations run."""
+    if _OPS_LOADED:
+        return
+    from ul_engine.worker import ops
+
+    for info in pkgutil.iter_modules(ops.__path__):
+        importlib.import_module(f"{ops.__name__}.{info.name}")
+    _OPS_LOADED.append(True)
+
+
+@op("ping")
+def _ping(session: Session, request: dict[str, Any]) -> dict[str, Any]:
+    return {"pong": time.time()}
+
+
+@op("devices")
+def _devices(session: Session, request: dict[str, Any]) -> dict[str, Any]:
     """What this machine can train on (the GUI asks here rather than importing torch)."""
     import os
 

@@ -1,0 +1,1 @@
+"""Session-worker ops, one module per family; each registers its handlers with `session.op`."""

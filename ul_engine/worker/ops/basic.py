@@ -1,0 +1,49 @@
+"""Ops that mirror the CLI: load a run, reconstruct files, sample images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ul_engine.worker.session import Session, op
+
+
+@op("load")
+def load(session: Session, request: dict[str, Any]) -> dict[str, Any]:
+    loaded = session.run(request["run"], request.get("checkpoint"))
+    return {"run": loaded.run.id, "stage": loaded.run.stage, "checkpoint_step": loaded.checkpoint_step}
+
+
+@op("reconstruct")
+def reconstruct(session: Session, request: dict[str, Any]) -> dict[str, Any]:
+    from ul_engine.commands import reconstruct_files
+
+    results = reconstruct_files(
+        session.store,
+        request["run"],
+        request["inputs"],
+        Path(request["out"]),
+        decoder_steps=request.get("decoder_steps"),
+        seed=int(request.get("seed", 0)),
+        sampler=request.get("sampler"),
+    )
+    return {"results": results}
+
+
+@op("sample")
+def sample(session: Session, request: dict[str, Any]) -> dict[str, Any]:
+    from ul_engine.commands import sample_files
+
+    outputs = sample_files(
+        session.store,
+        request["run"],
+        Path(request["out"]),
+        n=int(request.get("n", 4)),
+        seed=int(request.get("seed", 0)),
+        base_steps=request.get("base_steps"),
+        decoder_steps=request.get("decoder_steps"),
+        sampler=request.get("sampler"),
+        guidance=request.get("guidance"),
+        class_label=request.get("class"),
+    )
+    return {"outputs": outputs}
