@@ -122,6 +122,45 @@ class LossConfig(_Section):
     )
 
 
+class AblationConfig(_Section):
+    """The paper's ablations (Tables 5 and 6). All off by default: the defaults are UL as published."""
+
+    prior: Literal["diffusion", "normal"] = Field(
+        "diffusion",
+        description="Latent prior: the diffusion prior (UL) or N(0, I) on the noisy latent z0 (Table 5).",
+    )
+    decoder_loss: Literal["diffusion", "mse"] = Field(
+        "diffusion",
+        description="Decoder: the sigmoid-weighted diffusion decoder (UL) or a deterministic MSE decoder (Table 5).",
+    )
+    prior_stop_gradient: bool = Field(
+        False,
+        description="Table 6 A: detach the prior's input; it only measures the rate, an N(0, I) KL regularises.",
+    )
+    normal_kl_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=10.0,
+        description="Weight of the N(0, I) KL on z0 where it regularises (normal prior, stop-gradient); < 1 discounts.",
+    )
+    learned_variance: bool = Field(
+        False,
+        description="Table 6 D: the encoder also outputs a log-variance; the rate gains −½·log(σ_z²·e^λ_z(0) + 1).",
+    )
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> AblationConfig:
+        if self.prior == "normal" and self.prior_stop_gradient:
+            raise ValueError(
+                "ablation.prior_stop_gradient detaches the diffusion prior's input; with ablation.prior = normal "
+                "there is no diffusion prior in the loss"
+            )
+        return self
+
+    def is_default(self) -> bool:
+        return self == AblationConfig()
+
+
 class OptimConfig(_Section):
     lr: float = Field(5e-4, gt=0.0, le=1.0, description="Peak AdamW learning rate.")
     beta1: float = Field(0.9, ge=0.0, lt=1.0, description="AdamW β1.")
@@ -176,6 +215,7 @@ class RunConfig(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
+    ablation: AblationConfig = AblationConfig()
     optim: OptimConfig = OptimConfig()
     ema: EMAConfig = EMAConfig()
     train: TrainConfig = TrainConfig()

@@ -15,50 +15,93 @@ from torch import Tensor, nn
 
 from ul_engine.config import RunConfig
 from ul_engine.diffusion import gaussian, samplers, schedule, weighting
-from ul_engine.nets import build_base, build_decoder, build_encoder, build_prior
+from ul_engine.nets import Encoder, build_base, build_decoder, build_encoder, build_prior
 
 LN2 = math.log(2.0)
 
 
 @dataclass
 class Stage1Losses:
-    """Per-example terms (B,), nats. rate = prior_diffusion + prior_kl1 bounds the latent's information."""
+    """Per-example terms (B,), nats; each stays named and separate.
 
-    prior_diffusion: Tensor
-    prior_kl1: Tensor
+    UL (the defaults): rate = prior_diffusion + prior_kl1 bounds the latent's information and the loss is
+    rate + decoder. The ablations (config section `ablation`, docs/architecture.md "Ablations") add:
+      - prior_kl_normal: KL[N(α0·z_clean, σ0²I) ‖ N(0, I)], the N(0, I) prior on the noisy latent z0;
+        the rate under prior = normal, and the (weighted) regulariser under prior_stop_gradient;
+      - entropy: −½·Σ log(σ_z²·e^{λ_z(0)} + 1) with a learned encoder variance (added to the rate);
+      - prior_detached: the prior's terms were computed on a detached latent (they train the prior only).
+    prior_diffusion and prior_kl1 are None under prior = normal (the diffusion prior is not used).
+    """
+
+    prior_diffusion: Tensor | None
+    prior_kl1: Tensor | None
     decoder: Tensor
     decoder_elbo: Tensor
     latent_dims: int
     pixels: int
     channels: int
     z_clean_std: Tensor
+    prior_kl_normal: Tensor | None = None
+    entropy: Tensor | None = None
+    prior: str = "diffusion"
+    prior_detached: bool = False
+    normal_kl_weight: float = 1.0
 
     @property
     def rate(self) -> Tensor:
-        return self.prior_diffusion + self.prior_kl1
+        """Nats per example the latent costs under the model's prior (reported as bits)."""
+        if self.prior == "normal":
+            assert self.prior_kl_normal is not None
+            rate = self.prior_kl_normal
+        else:
+            assert self.prior_diffusion is not None and self.prior_kl1 is not None
+            rate = self.prior_diffusion + self.prior_kl1
+        if self.entropy is not None:
+            rate = rate + self.entropy
+        return rate
 
     @property
     def total(self) -> Tensor:
-        return self.rate + self.decoder
+        if self.prior == "diffusion" and not self.prior_detached:
+            return self.rate + self.decoder  # UL: L_z + L_x
+        # The N(0, I) KL on z0 (plus the learned-variance entropy: together the Gaussian KL) regularises.
+        assert self.prior_kl_normal is not None
+        regulariser = self.prior_kl_normal if self.entropy is None else self.prior_kl_normal + self.entropy
+        total = self.normal_kl_weight * regulariser + self.decoder
+        if self.prior == "diffusion":  # detached: these terms train the prior as a rate estimator only
+            assert self.prior_diffusion is not None and self.prior_kl1 is not None
+            total = total + self.prior_diffusion + self.prior_kl1
+        return total
 
     def loss(self) -> Tensor:
-        """L = L_z + L_x, averaged over the batch; no other coefficients, no stop-gradient."""
+        """L = L_z + L_x, averaged over the batch; no other coefficients, no stop-gradient (UL defaults)."""
         return self.total.mean()
 
     def metrics(self) -> dict[str, float]:
         rate = self.rate.detach().mean().item()
-        return {
-            "loss/total": self.total.detach().mean().item(),
-            "loss/prior_diffusion": self.prior_diffusion.detach().mean().item(),
-            "loss/prior_kl1": self.prior_kl1.detach().mean().item(),
-            "loss/decoder": self.decoder.detach().mean().item(),
-            "loss/decoder_elbo": self.decoder_elbo.detach().mean().item(),
-            "rate/nats": rate,
-            "rate/bits_per_latent_dim": rate / LN2 / self.latent_dims,
-            "rate/bits_per_pixel": rate / LN2 / self.pixels,
-            "rate/bits_per_subpixel": rate / LN2 / (self.pixels * self.channels),
-            "latent/z_clean_std": self.z_clean_std.item(),
-        }
+        out = {"loss/total": self.total.detach().mean().item()}
+        for key, term in (
+            ("loss/prior_diffusion", self.prior_diffusion),
+            ("loss/prior_kl1", self.prior_kl1),
+            ("loss/prior_kl_normal", self.prior_kl_normal),
+            ("loss/encoder_entropy", self.entropy),
+        ):
+            if term is not None:
+                out[key] = term.detach().mean().item()
+        out.update(
+            {
+                "loss/decoder": self.decoder.detach().mean().item(),
+                "loss/decoder_elbo": self.decoder_elbo.detach().mean().item(),
+                "rate/nats": rate,
+                "rate/bits_per_latent_dim": rate / LN2 / self.latent_dims,
+                "rate/bits_per_pixel": rate / LN2 / self.pixels,
+                "rate/bits_per_subpixel": rate / LN2 / (self.pixels * self.channels),
+                "latent/z_clean_std": self.z_clean_std.item(),
+            }
+        )
+        if self.prior_kl_normal is not None:
+            out["rate/normal_kl_bits_per_pixel"] = self.prior_kl_normal.detach().mean().item() / LN2 / self.pixels
+        return out
 
 
 @dataclass
@@ -96,8 +139,14 @@ class UnifiedLatents(nn.Module):
         super().__init__()
         self.cfg = cfg
         m, loss = cfg.model, cfg.loss
-        self.encoder = build_encoder(m)
+        self.ablation = cfg.ablation
+        if self.ablation.learned_variance:  # Table 6 D: mean and log-variance, 2·C channels
+            self.encoder = Encoder(m.encoder, 2 * m.latent_channels)
+        else:
+            self.encoder = build_encoder(m)
         self.prior = build_prior(m)
+        if self.ablation.prior == "normal":  # N(0, I) replaces it; frozen so no optimizer or DDP sees it
+            self.prior.requires_grad_(False)
         self.decoder = build_decoder(m)
         self.latent_schedule = schedule.latent_schedule(loss.latent_logsnr_min, loss.latent_logsnr_max)
         self.image_schedule = schedule.image_schedule(
@@ -113,8 +162,20 @@ class UnifiedLatents(nn.Module):
     # -- the pieces ------------------------------------------------------------------------------
 
     def encode(self, x: Tensor) -> Tensor:
-        """x (B,3,H,W) in [-1,1] → z_clean (B,C,h,w); deterministic."""
-        return self.encoder(x)
+        """x (B,3,H,W) in [-1,1] → z_clean (B,C,h,w); deterministic (with a learned variance: its mean)."""
+        return self.encode_posterior(x)[0]
+
+    def encode_posterior(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(mean, log σ_z²): log σ_z² is None for UL's deterministic encoder.
+
+        With a learned variance (ablation D) the head's second half h gives log σ_z² = h − λ_z(0), so a
+        zero output starts the learned noise at the scale of the fixed one (σ_z²·e^{λ_z(0)} = 1).
+        """
+        out = self.encoder(x)
+        if not self.ablation.learned_variance:
+            return out, None
+        mean, h = out.chunk(2, dim=1)
+        return mean, h - self.latent_logsnr_max
 
     def noisy_latent(self, z_clean: Tensor, noise: Tensor | None = None) -> Tensor:
         """z0 = α0·z_clean + σ0·ε at λ_z(0): the latent the decoder reads and the prior models."""
@@ -127,6 +188,33 @@ class UnifiedLatents(nn.Module):
 
     def decoder_x_hat(self, x_t: Tensor, z0: Tensor, logsnr: Tensor) -> Tensor:
         return gaussian.x_from_v(x_t, self.decoder(x_t, z0, logsnr), logsnr)
+
+    def deterministic_decode(self, z0: Tensor) -> Tensor:
+        """The MSE decoder of ablation decoder_loss = mse: x̂ = D(z0), the same net at x_t = 0, λ = λ_x(1).
+
+        At the noisiest level x̂ = −σ·v̂ with σ ≈ 1, so the net outputs the image directly; x_t = 0 carries
+        no information, so x̂ is a deterministic function of z0.
+        """
+        b, _, h, w = z0.shape
+        d = self.cfg.model.downsample()
+        x_t = torch.zeros(b, 3, h * d, w * d, device=z0.device, dtype=z0.dtype)
+        logsnr = torch.full((b,), self.image_schedule.logsnr_min, device=z0.device)
+        return self.decoder_x_hat(x_t, z0, logsnr)
+
+    def mse_decoder_weight(self) -> float:
+        """The weight on ½·‖x − x̂‖² that the diffusion decoder's loss puts on a decoder that ignores x_t.
+
+        ∫₀¹ ½·(−dλ/dt)·w_x(λ) dt = ½·∫ c_lf·e^b·sigmoid(λ − b) dλ over [λ_x(1), λ_x(0)]
+        = ½·c_lf·e^b·[softplus(λ_x(0) − b) − softplus(λ_x(1) − b)]: so c_lf and b keep their meaning.
+        """
+        loss = self.cfg.loss
+        lo, hi = self.image_schedule.logsnr_min, self.image_schedule.logsnr_max
+        b = loss.sigmoid_bias
+
+        def softplus(v: float) -> float:
+            return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+
+        return 0.5 * loss.loss_factor * math.exp(b) * (softplus(hi - b) - softplus(lo - b))
 
     # -- losses ----------------------------------------------------------------------------------
 
@@ -145,9 +233,24 @@ class UnifiedLatents(nn.Module):
         kl1 = gaussian.kl_to_standard_normal(z_clean, self.latent_schedule.logsnr_min)
         return diffusion, kl1
 
+    def normal_kl(self, z_clean: Tensor) -> Tensor:
+        """KL[N(α0·z_clean, σ0²I) ‖ N(0, I)] per example (nats): the N(0, I) prior on the noisy latent z0."""
+        return gaussian.kl_to_standard_normal(z_clean, self.latent_logsnr_max)
+
+    def encoder_entropy(self, logvar: Tensor) -> Tensor:
+        """L_e = −½·Σ log(σ_z²·e^{λ_z(0)} + 1) (reference §3.9, LSGM): the learned variance's rate credit."""
+        return -0.5 * torch.nn.functional.softplus(logvar.float() + self.latent_logsnr_max).flatten(1).sum(dim=1)
+
     def decoder_terms(self, x: Tensor, z0: Tensor) -> tuple[Tensor, Tensor]:
-        """L_x = ½·(−dλ/dt)·c_lf·sigmoid(b − λ)·‖ε − ε̂‖², conditioned on z0; and its unweighted ELBO."""
+        """L_x = ½·(−dλ/dt)·c_lf·sigmoid(b − λ)·‖ε − ε̂‖², conditioned on z0; and its unweighted ELBO.
+
+        With ablation decoder_loss = mse: mse_decoder_weight()·‖x − D(z0)‖² (no λ is sampled), and
+        ½·‖x − D(z0)‖² in place of the ELBO.
+        """
         loss = self.cfg.loss
+        if self.ablation.decoder_loss == "mse":
+            sq = (x.float() - self.deterministic_decode(z0).float()).pow(2).flatten(1).sum(dim=1)
+            return self.mse_decoder_weight() * sq, 0.5 * sq.detach()
         logsnr, neg_d = _stratified_logsnr(self.image_schedule, x.shape[0], x.device)
         noise = torch.randn_like(x)
         x_t = gaussian.q_sample(x, logsnr, noise)
@@ -160,8 +263,39 @@ class UnifiedLatents(nn.Module):
         return weighted, elbo
 
     def stage1_losses(self, x: Tensor) -> Stage1Losses:
-        z_clean = self.encode(x)
-        prior_diffusion, prior_kl1 = self.prior_terms(z_clean)
+        ab = self.ablation
+        if ab.is_default():  # UL as published
+            z_clean = self.encode(x)
+            prior_diffusion, prior_kl1 = self.prior_terms(z_clean)
+            z0 = self.noisy_latent(z_clean)
+            decoder, decoder_elbo = self.decoder_terms(x, z0)
+            return Stage1Losses(
+                prior_diffusion=prior_diffusion,
+                prior_kl1=prior_kl1,
+                decoder=decoder,
+                decoder_elbo=decoder_elbo,
+                latent_dims=z_clean[0].numel(),
+                pixels=x.shape[-2] * x.shape[-1],
+                channels=x.shape[1],
+                z_clean_std=z_clean.detach().float().std(),
+            )
+        return self._ablated_stage1_losses(x)
+
+    def _ablated_stage1_losses(self, x: Tensor) -> Stage1Losses:
+        """The same two terms with the switches of `cfg.ablation` (docs/architecture.md, "Ablations")."""
+        ab = self.ablation
+        mean, logvar = self.encode_posterior(x)
+        entropy = None
+        z_clean = mean
+        if logvar is not None:  # reparameterised draw z_clean ~ N(μ, σ_z²); L_e credits the added noise
+            z_clean = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+            entropy = self.encoder_entropy(logvar)
+        prior_diffusion = prior_kl1 = kl_normal = None
+        if ab.prior == "diffusion":
+            prior_input = z_clean.detach() if ab.prior_stop_gradient else z_clean
+            prior_diffusion, prior_kl1 = self.prior_terms(prior_input)
+        if ab.prior == "normal" or ab.prior_stop_gradient:
+            kl_normal = self.normal_kl(z_clean)
         z0 = self.noisy_latent(z_clean)
         decoder, decoder_elbo = self.decoder_terms(x, z0)
         return Stage1Losses(
@@ -173,11 +307,22 @@ class UnifiedLatents(nn.Module):
             pixels=x.shape[-2] * x.shape[-1],
             channels=x.shape[1],
             z_clean_std=z_clean.detach().float().std(),
+            prior_kl_normal=kl_normal,
+            entropy=entropy,
+            prior=ab.prior,
+            prior_detached=ab.prior_stop_gradient,
+            normal_kl_weight=ab.normal_kl_weight,
         )
 
     @torch.no_grad()
     def estimate_rate(self, z_clean: Tensor, draws: int = 16) -> Tensor:
-        """Monte-Carlo rate (nats per example): each example sees `draws` t's stratified over [0, 1]."""
+        """Monte-Carlo rate (nats per example): each example sees `draws` t's stratified over [0, 1].
+
+        Under ablation prior = normal it is the closed-form KL to N(0, I). With a learned variance the
+        caller passes the mean, so this is the rate of the mean's latent (without the entropy credit).
+        """
+        if self.ablation.prior == "normal":
+            return self.normal_kl(z_clean)
         batch = z_clean.shape[0]
         total = torch.zeros(batch, device=z_clean.device)
         u0 = torch.rand(batch)
@@ -199,7 +344,12 @@ class UnifiedLatents(nn.Module):
         image_size: tuple[int, int] | None = None,
         callback: samplers.Callback | None = None,
     ) -> Tensor:
-        """Sample x ~ p(x | z0) with the diffusion decoder; returns x̂ in [-1, 1] scale (unclipped)."""
+        """Sample x ~ p(x | z0) with the diffusion decoder; returns x̂ in [-1, 1] scale (unclipped).
+
+        The MSE decoder (ablation) is deterministic: x̂ = D(z0), whatever the steps and seeds.
+        """
+        if self.ablation.decoder_loss == "mse":
+            return self.deterministic_decode(z0)
         d = self.cfg.model.downsample()
         h, w = image_size or (z0.shape[-2] * d, z0.shape[-1] * d)
         noise = samplers.PerSampleNoise(seeds, z0.device)
@@ -220,9 +370,14 @@ class UnifiedLatents(nn.Module):
         sampler: str = "ancestral",
         device: str | torch.device = "cpu",
     ) -> Tensor:
-        """z0 samples from the stage-1 prior (the unweighted-ELBO model; stage 2 exists to beat it)."""
+        """z0 samples from the stage-1 prior (the unweighted-ELBO model; stage 2 exists to beat it).
+
+        Under ablation prior = normal the prior is N(0, I) itself.
+        """
         c, h, w = self.cfg.latent_shape()
         noise = samplers.PerSampleNoise(seeds[:n], device)
+        if self.ablation.prior == "normal":
+            return noise.randn((c, h, w))
         grid = self.latent_schedule.grid(steps).to(device)
         return samplers.sample(self.prior_x_hat, grid, noise, (c, h, w), sampler=sampler, final="state")
 
