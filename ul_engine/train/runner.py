@@ -211,12 +211,23 @@ class RunContext:
         path = cache_path(self.run_dir, parent.sha256)
         self.emit({"event": "status", "status": "caching_latents", "count": count})
 
+        bar = None
+        if self.want_progress and self.is_main and sys.stdout.isatty():
+            from tqdm import tqdm
+
+            bar = tqdm(total=count, unit="img", desc="caching latents")
+
         def progress(done: int, total: int) -> bool:
             self.emit({"event": "progress", "phase": "latent_cache", "step": done, "total": total})
+            if bar is not None:
+                bar.n = done
+                bar.refresh()
             return self.store.pending_request(self.run_id) == "stop"
 
         if self.is_main:
             build_latent_cache(self.stage1, source, count, path, device=self.acc.device, progress=progress)
+            if bar is not None:
+                bar.close()
         self.acc.wait_for_everyone()
         latents, labels = build_latent_cache(self.stage1, source, count, path, device=self.acc.device)
         self.emit({"event": "status", "status": "latents_cached", "count": count, "path": str(path)})
