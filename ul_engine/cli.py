@@ -95,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--class", dest="class_label", type=int)
     s.add_argument("--json", action="store_true")
 
+    ip = sub.add_parser("interpolate", help="a video of decodes between two images' latents")
+    ip.add_argument("--run", required=True)
+    ip.add_argument("inputs", nargs=2, metavar="IMAGE", help="the two images (A and B)")
+    ip.add_argument("--frames", type=int, default=24)
+    ip.add_argument("--out", type=Path, required=True, help="an .mp4 or .gif file")
+    ip.add_argument("--mode", choices=("slerp", "lerp"), default="slerp")
+    ip.add_argument("--decoder-steps", type=int)
+    ip.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
+    ip.add_argument("--seed", type=int, default=0)
+    ip.add_argument("--fps", type=float, default=12.0)
+    ip.add_argument("--json", action="store_true")
+
     e = sub.add_parser("eval", help="PSNR, SSIM and bits on a fixed validation set")
     e.add_argument("--run", required=True)
     e.add_argument("--n", type=int, default=64)
@@ -460,6 +472,20 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     return {"outputs": outputs}
 
 
+def cmd_interpolate(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.explore import interpolate_files
+
+    a, b = args.inputs
+    result = interpolate_files(
+        _store(args), args.run, a, b, args.out, frames=args.frames, mode=args.mode,
+        decoder_steps=args.decoder_steps, sampler=args.sampler, seed=args.seed, fps=args.fps,
+    )  # fmt: skip
+    if not args.json:
+        w, h = result["size"]
+        print(f"{result['path']}: {result['frames']} frames, {w}×{h}, {result['mode']}")
+    return result
+
+
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.commands import evaluate_run
 
@@ -507,6 +533,7 @@ COMMANDS = {
     "reconstruct": cmd_reconstruct,
     "sample": cmd_sample,
     "eval": cmd_eval,
+    "interpolate": cmd_interpolate,
     "presets": cmd_presets,
     "bench": cmd_bench,
     "export": cmd_export,

@@ -1,0 +1,170 @@
+"""Frames to MP4 (imageio-ffmpeg, H.264) and GIF (pillow); torch-free.
+
+Latent-space frames are tiny (16–64 px), so they are first enlarged by an integer nearest-neighbour factor
+until the shorter side reaches `min_side` (pixels stay crisp squares), then padded with black to a multiple
+of 16 (H.264's macro block, and even sides for yuv420p), so ffmpeg never rescales them itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ul_engine.errors import ULError
+
+MACRO_BLOCK = 16
+DEFAULT_MIN_SIDE = 256
+
+
+def _check_frames(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if len(frames) == 0:
+        raise ULError("no frames to write")
+    out = []
+    first = None
+    for i, frame in enumerate(frames):
+        arr = np.asarray(frame)
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+            raise ULError(f"frame {i} is not an RGB uint8 image (shape {arr.shape}, {arr.dtype})")
+        if first is None:
+            first = arr.shape
+        elif arr.shape != first:
+            raise ULError(f"frame {i} is {arr.shape[1]}×{arr.shape[0]}, the first is {first[1]}×{first[0]}")
+        out.append(np.ascontiguousarray(arr))
+    return out
+
+
+def upscale_nearest(frame: np.ndarray, min_side: int) -> np.ndarray:
+    """Enlarge by the smallest integer factor that brings the shorter side to at least `min_side`."""
+    h, w = frame.shape[:2]
+    k = max(1, math.ceil(min_side / max(1, min(h, w))))
+    if k == 1:
+        return frame
+    return np.repeat(np.repeat(frame, k, axis=0), k, axis=1)
+
+
+def pad_to_multiple(frame: np.ndarray, multiple: int = MACRO_BLOCK) -> np.ndarray:
+    """Pad with black, centred, to sides that are multiples of `multiple`."""
+    h, w = frame.shape[:2]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not ph and not pw:
+        return frame
+    return np.pad(frame, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+
+
+def prepare(frames: Sequence[np.ndarray], min_side: int = DEFAULT_MIN_SIDE, multiple: int = 1) -> list[np.ndarray]:
+    frames = _check_frames(frames)
+    out = [upscale_nearest(f, min_side) for f in frames]
+    if multiple > 1:
+        out = [pad_to_multiple(f, multiple) for f in out]
+    return out
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def write_mp4(
+    path: str | Path,
+    frames: Sequence[np.ndarray],
+    *,
+    fps: float = 12.0,
+    min_side: int = DEFAULT_MIN_SIDE,
+    quality: float = 8.0,
+) -> dict[str, Any]:
+    """Write an H.264 MP4 (yuv420p, plays everywhere); atomic. Returns {path, frames, size: [w, h], fps}."""
+    import imageio_ffmpeg
+
+    path = Path(path)
+    prepared = prepare(frames, min_side, MACRO_BLOCK)
+    h, w = prepared[0].shape[:2]
+    tmp = _tmp_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp),
+            (w, h),
+            fps=float(fps),
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            quality=quality,
+            macro_block_size=MACRO_BLOCK,
+            ffmpeg_log_level="error",
+        )
+        writer.send(None)
+        for frame in prepared:
+            writer.send(frame)
+        writer.close()
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ULError(f"cannot write {path}: {exc}") from None
+    except RuntimeError as exc:  # ffmpeg failed
+        raise ULError(f"ffmpeg could not write {path}: {exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {"path": str(path), "frames": len(prepared), "size": [w, h], "fps": float(fps)}
+
+
+def write_gif(
+    path: str | Path, frames: Sequence[np.ndarray], *, fps: float = 12.0, min_side: int = DEFAULT_MIN_SIDE
+) -> dict[str, Any]:
+    """Write a looping GIF (pillow, adaptive palette); atomic. Returns {path, frames, size: [w, h], fps}.
+
+    GIF keeps time in 10 ms units; pillow merges identical consecutive frames into one shown for their
+    combined time, so `frames` is the count actually written (read back).
+    """
+    from PIL import Image
+
+    path = Path(path)
+    prepared = prepare(frames, min_side, 1)
+    images = [Image.fromarray(f) for f in prepared]
+    duration = max(20, round(1000.0 / float(fps) / 10) * 10)
+    tmp = _tmp_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ULError(f"cannot write {path}: {exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    count, size = read_gif_info(path)
+    return {"path": str(path), "frames": count, "size": list(size), "fps": 1000.0 / duration}
+
+
+def read_mp4_info(path: str | Path) -> tuple[int, tuple[int, int]]:
+    """(frame count, (width, height)) of a video, by decoding it."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = reader.__next__()
+    count = sum(1 for _ in reader)
+    w, h = meta["size"]
+    return count, (int(w), int(h))
+
+
+def read_gif_info(path: str | Path) -> tuple[int, tuple[int, int]]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return int(getattr(im, "n_frames", 1)), (int(im.width), int(im.height))
+
+
+def load_frames(paths: Sequence[str | Path]) -> list[np.ndarray]:
+    """PNG (or any image) files → RGB uint8 arrays, for exporting frames the session already wrote."""
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                out.append(np.asarray(im.convert("RGB")))
+        except OSError as exc:
+            raise ULError(f"cannot read frame {p}: {exc}") from None
+    return out
