@@ -112,7 +112,36 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=64)
     e.add_argument("--decoder-steps", type=int)
     e.add_argument("--checkpoint", type=int, metavar="STEP", help="a checkpoint step (default: the latest)")
+    e.add_argument(
+        "--fd", type=int, default=0, metavar="N", help="FD-shapes of N stage-2 samples against N validation images"
+    )
+    e.add_argument("--prior-samples", action="store_true", help="with --fd: sample the stage-1 prior instead")
+    e.add_argument("--steps", dest="base_steps", type=int, help="with --fd: base-model (or prior) sampling steps")
+    e.add_argument(
+        "--inception-weights",
+        metavar="PATH",
+        help="with --fd: a local Inception-v3 weights file for real FID (recognised by its sha256)",
+    )
+    e.add_argument("--seed", type=int, default=0, help="with --fd: the first sample's seed")
     e.add_argument("--json", action="store_true")
+
+    st = sub.add_parser("study", help="the paper's tables at small scale: train a grid of runs, write a report")
+    st.add_argument("--quick", action="store_true", help="the small grid (about 15 minutes on 2 CPU cores)")
+    _budget(st)
+    st.add_argument("--stage2-steps", type=int, help="stage-2 steps per run (default: the grid's)")
+    st.add_argument("--out", type=Path, default=Path("docs/results.md"), help="the Markdown report")
+    st.add_argument("--preset", default="shapes-32")
+    st.add_argument("--lf", dest="loss_factors", type=float, action="append", help="a loss factor (repeatable)")
+    st.add_argument("--baseline-lf", type=float, help="the ablations' loss factor (default 10)")
+    st.add_argument("--threads", type=int, default=0, help="CPU threads for every run (0: torch's default)")
+    st.add_argument("--tag", help="run-name prefix (default: study or study-quick)")
+    st.add_argument("--eval-n", type=int, help="validation images for PSNR/SSIM/bits")
+    st.add_argument("--fd", dest="fd_n", type=int, help="samples for FD-shapes")
+    st.add_argument("--decoder-steps", type=int)
+    st.add_argument("--base-steps", type=int)
+    st.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    st.add_argument("--dry-run", action="store_true", help="print the grid and its commands; train nothing")
+    st.add_argument("--json", action="store_true")
 
     pr = sub.add_parser("presets", help="list presets")
     pr.add_argument("--json", action="store_true")
@@ -233,35 +262,14 @@ def _train_in_worker(store: Any, run_id: int, args: argparse.Namespace, launch: 
 
 
 def _create_stage2(args: argparse.Namespace, overrides: list[str]) -> Any:
-    from ul_engine.config import apply_overrides, load_preset, validate
+    from ul_engine.commands import stage2_config
 
     if not args.from_run:
         raise ULError("--stage 2 needs --from-run RUN (the stage-1 run whose latents it models)")
     store = _store(args)
-    parent = store.get_run(args.from_run)
-    if parent.stage != 1:
-        raise ULError(f"--from-run {parent.name} is a stage-{parent.stage} run; stage 2 needs a stage-1 run")
-    checkpoints = [c for c in store.list_checkpoints(parent.id) if c.path.is_file()]
-    if args.checkpoint is not None:
-        checkpoints = [c for c in checkpoints if c.step == args.checkpoint]
-    if not checkpoints:
-        which = f" at step {args.checkpoint}" if args.checkpoint is not None else ""
-        raise ULError(f"run {parent.name} has no checkpoint{which} on disk; train it first")
-    ckpt = max(checkpoints, key=lambda c: c.step)
-    # Stage 2 keeps the stage-1 data and model shapes; the preset supplies the base model and optimiser.
-    preset = load_preset(args.preset)
-    raw = dict(parent.config)
-    for section in ("optim", "ema", "train", "sampling"):
-        if section in preset:
-            raw[section] = {**raw.get(section, {}), **preset[section]}
-    raw["model"] = {**raw["model"], "base": {**raw["model"].get("base", {}), **preset.get("model", {}).get("base", {})}}
-    raw["stage"] = 2
-    raw = apply_overrides(raw, overrides)
-    if args.steps is not None:
-        raw["train"] = {**raw["train"], "steps": args.steps}
-    if args.minutes is not None and args.steps is None:
-        raw["train"] = {**raw["train"], "minutes": args.minutes, "steps": 0}
-    cfg = validate(raw)
+    cfg, ckpt = stage2_config(
+        store, args.from_run, args.preset, overrides, steps=args.steps, minutes=args.minutes, checkpoint=args.checkpoint
+    )
     if args.dry_run:
         return {"config": cfg.to_dict()}
     return store.create_run(
@@ -270,7 +278,7 @@ def _create_stage2(args: argparse.Namespace, overrides: list[str]) -> Any:
         preset=args.preset,
         config=cfg.to_dict(),
         total_steps=cfg.train.steps or None,
-        parent_run_id=parent.id,
+        parent_run_id=ckpt.run_id,
         parent_checkpoint_id=ckpt.id,
         parent_checkpoint_sha256=ckpt.sha256,
     )
@@ -490,10 +498,69 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.commands import evaluate_run
 
     store = _store(args)
-    result = evaluate_run(store, args.run, n=args.n, decoder_steps=args.decoder_steps, step=args.checkpoint)
+    if args.inception_weights and not args.fd:
+        raise ULError("--inception-weights needs --fd N (the number of samples to compare)")
+    if args.prior_samples and not args.fd:
+        raise ULError("--prior-samples needs --fd N")
+    result = evaluate_run(
+        store,
+        args.run,
+        n=args.n,
+        decoder_steps=args.decoder_steps,
+        step=args.checkpoint,
+        fd=args.fd,
+        prior_samples=args.prior_samples,
+        base_steps=args.base_steps,
+        inception_weights=args.inception_weights,
+        seed=args.seed,
+    )
     if not args.json:
         for k, v in result.items():
-            print(f"{k:>16}: {v}")
+            if isinstance(v, dict):
+                if v.get("value") is None:
+                    print(f"{k:>16}: unavailable: {v['reason']}")
+                else:
+                    print(f"{k:>16}: {v['value']:.4g}  ({v.get('note', '')})")
+            else:
+                print(f"{k:>16}: {v}")
+    return result
+
+
+def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine import study
+
+    argv = list(getattr(args, "argv", []))
+    argv = argv[argv.index("study") + 1 :] if "study" in argv else argv
+    argv = [a for a in argv if a != "--json"]
+    plan = study.plan_study(
+        quick=args.quick,
+        preset=args.preset,
+        steps=args.steps,
+        minutes=args.minutes,
+        stage2_steps=args.stage2_steps,
+        loss_factors=args.loss_factors,
+        baseline_lf=args.baseline_lf if args.baseline_lf is not None else study.BASELINE_LF,
+        overrides=args.overrides,
+        threads=args.threads,
+        tag=args.tag,
+        eval_n=args.eval_n,
+        fd_n=args.fd_n,
+        decoder_steps=args.decoder_steps,
+        base_steps=args.base_steps,
+        argv=argv,
+    )
+    if args.dry_run:
+        commands = [c for r in plan.runs for c in study._commands(plan, r)]
+        if not args.json:
+            print("\n".join(commands))
+        return {"runs": [r.name for r in plan.runs], "commands": commands}
+
+    def log(line: str) -> None:
+        (sys.stderr if args.json else sys.stdout).write(f"[study] {line}\n")
+
+    result = study.run_study(_store(args), plan, args.out, log=log)
+    if not args.json:
+        print(f"wrote {result['out']} and {result['assets']}/")
     return result
 
 
@@ -533,6 +600,7 @@ COMMANDS = {
     "reconstruct": cmd_reconstruct,
     "sample": cmd_sample,
     "eval": cmd_eval,
+    "study": cmd_study,
     "interpolate": cmd_interpolate,
     "presets": cmd_presets,
     "bench": cmd_bench,
@@ -547,6 +615,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         result = COMMANDS[args.command](args)
     except ULError as exc:

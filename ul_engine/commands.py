@@ -15,7 +15,8 @@ from ul_engine import bundle
 from ul_engine.config import RunConfig, validate
 from ul_engine.data import IMAGE_EXTENSIONS, fixed_validation_batch, load_image_rgb, make_source
 from ul_engine.errors import ULError
-from ul_engine.imaging import save_png
+from ul_engine.imaging import save_png, tensor_to_uint8
+from ul_engine.metrics.fidelity import psnr_uint8
 from ul_engine.model import LatentBase, UnifiedLatents
 from ul_engine.pipeline import (
     base_from_checkpoint,
@@ -73,6 +74,49 @@ def load_run(store: Any, run_ref: int | str, *, need_base: bool = False, step: i
     stage1 = bundle.load_stage1(store.run_dir(run.id) / "stage1", device)
     base = base_from_checkpoint(ckpt.path, device)
     return LoadedRun(run, base.cfg, stage1, base, ckpt.step, ckpt.sha256)
+
+
+def stage2_config(
+    store: Any,
+    parent_ref: int | str,
+    preset: str,
+    overrides: list[str],
+    *,
+    steps: int | None = None,
+    minutes: float | None = None,
+    checkpoint: int | None = None,
+) -> tuple[RunConfig, Any]:
+    """The config of a stage-2 run on `parent_ref`'s checkpoint (default: its latest), and that checkpoint.
+
+    Stage 2 keeps the stage-1 data and model shapes (and ablation switches); the preset supplies the base
+    model, optimiser, budget and sampling; `overrides` come last.
+    """
+    from ul_engine.config import apply_overrides, load_preset
+
+    parent = store.get_run(parent_ref)
+    if parent.stage != 1:
+        raise ULError(f"--from-run {parent.name} is a stage-{parent.stage} run; stage 2 needs a stage-1 run")
+    checkpoints = [c for c in store.list_checkpoints(parent.id) if c.path.is_file()]
+    if checkpoint is not None:
+        checkpoints = [c for c in checkpoints if c.step == checkpoint]
+    if not checkpoints:
+        which = f" at step {checkpoint}" if checkpoint is not None else ""
+        raise ULError(f"run {parent.name} has no checkpoint{which} on disk; train it first")
+    ckpt = max(checkpoints, key=lambda c: c.step)
+    raw_preset = load_preset(preset)
+    raw = dict(parent.config)
+    for section in ("optim", "ema", "train", "sampling"):
+        if section in raw_preset:
+            raw[section] = {**raw.get(section, {}), **raw_preset[section]}
+    base = {**raw["model"].get("base", {}), **raw_preset.get("model", {}).get("base", {})}
+    raw["model"] = {**raw["model"], "base": base}
+    raw["stage"] = 2
+    raw = apply_overrides(raw, overrides)
+    if steps is not None:
+        raw["train"] = {**raw["train"], "steps": steps}
+    if minutes is not None and steps is None:
+        raw["train"] = {**raw["train"], "minutes": minutes, "steps": 0}
+    return validate(raw), ckpt
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -151,7 +195,7 @@ def reconstruct_files(
             save_png(out, recon, meta)
             entry.update(
                 output=str(out),
-                psnr=_psnr(image, recon),
+                psnr=psnr_uint8(image, recon),
                 ssim=rec.ssim,
                 bits_per_pixel=rec.bits_per_pixel,
                 bits_per_dim=rec.bits_per_dim,
@@ -166,15 +210,6 @@ def reconstruct_files(
         if progress is not None:
             progress(i + 1, len(files))
     return results
-
-
-def _psnr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """PSNR on the cropped (unpadded) image, in dB."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
-    ref = torch.from_numpy(reference.astype(np.float32) / 255.0)
-    est = torch.from_numpy(estimate.astype(np.float32) / 255.0)
-    return float(peak_signal_noise_ratio(est, ref, data_range=1.0))
 
 
 def sample_files(
@@ -251,13 +286,41 @@ def sample_files(
     return outputs
 
 
+FD_REFERENCE_SEED = 8765  # the FD reference images: a validation stream apart from the reconstruction set's
+
+
 def evaluate_run(
-    store: Any, run_ref: int | str, *, n: int = 64, decoder_steps: int | None = None, step: int | None = None
+    store: Any,
+    run_ref: int | str,
+    *,
+    n: int = 64,
+    decoder_steps: int | None = None,
+    step: int | None = None,
+    fd: int = 0,
+    prior_samples: bool = False,
+    base_steps: int | None = None,
+    inception_weights: str | Path | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """PSNR, SSIM and the prior's bits on a fixed validation set (the same images every time)."""
+    """PSNR, SSIM and the prior's bits on a fixed validation set (the same images every time).
+
+    fd > 0 adds generation metrics on `fd` samples against `fd` validation images: `fd_shapes` always (the
+    shipped shapes classifier), and `fid_inception_v3` only from a local `inception_weights` file
+    (otherwise reported as unavailable, with the reason). The samples come from the stage-2 base model,
+    or, with `prior_samples`, from the stage-1 prior (the unweighted-ELBO model stage 2 exists to beat).
+    """
     if n < 1:
         raise ULError("--n must be at least 1")
+    if fd < 0 or fd == 1:
+        raise ULError("--fd needs at least 2 samples (a covariance)")
+    if inception_weights and not Path(inception_weights).expanduser().is_file():
+        raise ULError(f"--inception-weights: {inception_weights} does not exist")
     loaded = load_run(store, run_ref, step=step)
+    if fd and loaded.base is None and not prior_samples:
+        raise ULError(
+            f"run {loaded.run.name} is a stage-1 run: --fd needs a stage-2 run's samples, or --prior-samples "
+            "to sample the stage-1 prior"
+        )
     cfg = validate({**loaded.cfg.to_dict(), "stage": 1}) if loaded.cfg.stage == 2 else loaded.cfg
     steps = decoder_steps or cfg.sampling.decoder_steps
     source = make_source(cfg.data)
@@ -267,7 +330,7 @@ def evaluate_run(
         chunk = x[start : start + 16]
         seeds = list(range(start, start + chunk.shape[0]))
         recs.extend(reconstruct_batch(loaded.stage1, chunk, decoder_steps=steps, seeds=seeds))
-    return {
+    result: dict[str, Any] = {
         "n": n,
         "psnr": float(np.mean([r.psnr for r in recs])),
         "ssim": float(np.nanmean([r.ssim for r in recs])),
@@ -277,3 +340,95 @@ def evaluate_run(
         "checkpoint_step": loaded.checkpoint_step,
         "run": loaded.run.id,
     }
+    if fd:
+        result.update(
+            generation_metrics(
+                loaded,
+                fd,
+                prior_samples=prior_samples,
+                base_steps=base_steps,
+                decoder_steps=steps,
+                inception_weights=inception_weights,
+                seed=seed,
+            )
+        )
+    return result
+
+
+def generated_images(
+    loaded: LoadedRun,
+    n: int,
+    *,
+    prior_samples: bool = False,
+    base_steps: int | None = None,
+    decoder_steps: int | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """n samples (N, 3, H, W) in [−1, 1], quantised to 8 bits as saved images are: stage-2 samples, or the
+    stage-1 prior's z0 samples decoded by the same decoder (`prior_samples`)."""
+    cfg = loaded.cfg
+    b_steps = base_steps or cfg.sampling.base_steps
+    d_steps = decoder_steps or cfg.sampling.decoder_steps
+    if prior_samples:
+        device = next(loaded.stage1.parameters()).device
+        chunks = []
+        for start in range(0, n, batch_size):
+            seeds = list(range(seed + start, seed + min(n, start + batch_size)))
+            z0 = loaded.stage1.sample_prior(len(seeds), steps=b_steps, seeds=seeds, device=device)
+            dec_seeds = [s + 10_000_019 for s in seeds]
+            chunks.append(loaded.stage1.decode(z0, steps=d_steps, seeds=dec_seeds, sampler=cfg.sampling.sampler))
+        images = tensor_to_uint8(torch.cat(chunks))
+    else:
+        assert loaded.base is not None
+        images = np.stack(
+            sample_images(
+                loaded.base,
+                loaded.stage1,
+                n,
+                seed=seed,
+                base_steps=b_steps,
+                decoder_steps=d_steps,
+                sampler=cfg.sampling.sampler,
+                guidance=1.0,
+                batch_size=batch_size,
+            )
+        )
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def generation_metrics(
+    loaded: LoadedRun,
+    n: int,
+    *,
+    prior_samples: bool = False,
+    base_steps: int | None = None,
+    decoder_steps: int | None = None,
+    inception_weights: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """{"fd_shapes": {...}, "fid_inception_v3": {...}} for n unguided samples against n validation images."""
+    from ul_engine.metrics.generation import fd_shapes, fid_inception
+
+    cfg = validate({**loaded.cfg.to_dict(), "stage": 1})
+    real, _ = fixed_validation_batch(make_source(cfg.data), n, seed=FD_REFERENCE_SEED)
+    fake = generated_images(
+        loaded, n, prior_samples=prior_samples, base_steps=base_steps, decoder_steps=decoder_steps, seed=seed
+    )
+    samples = {
+        "samples": "stage1_prior" if prior_samples else "stage2",
+        "base_steps": base_steps or loaded.cfg.sampling.base_steps,
+        "decoder_steps": decoder_steps or loaded.cfg.sampling.decoder_steps,
+        "guidance": 1.0,
+        "seed": seed,
+    }
+    fd = {**fd_shapes(real, fake), **samples}
+    if cfg.data.kind != "shapes":
+        fd["note"] = (
+            "this run is not trained on the shapes data: the shapes classifier's embedding says little about "
+            "these images; use FID (--inception-weights) instead"
+        )
+    fid = fid_inception(real, fake, inception_weights)
+    if fid.get("available"):
+        fid.update(samples)
+    return {"fd_shapes": fd, "fid_inception_v3": fid}

@@ -19,6 +19,7 @@ import torch
 from ul_engine import bundle, io
 from ul_engine.config import RunConfig
 from ul_engine.errors import CheckpointError, ULError
+from ul_engine.metrics.fidelity import psnr_ssim  # PSNR/SSIM live in ul_engine.metrics; callers import both
 from ul_engine.model import LN2, LatentBase, UnifiedLatents
 
 
@@ -81,22 +82,6 @@ class Reconstruction:
     bits_per_dim: float
     decode_seconds: float
     extras: dict[str, float] = field(default_factory=dict)
-
-
-def psnr_ssim(reference: torch.Tensor, estimate: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-image PSNR and SSIM on [0,1] images (torchmetrics' functional metrics)."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
-    ref = ((reference.float() + 1) / 2).clamp(0, 1)
-    est = ((estimate.float() + 1) / 2).clamp(0, 1)
-    psnrs, ssims = [], []
-    for r, e in zip(ref, est, strict=True):
-        psnrs.append(float(peak_signal_noise_ratio(e[None], r[None], data_range=1.0)))
-        if min(r.shape[-2:]) >= 7:
-            ssims.append(float(structural_similarity_index_measure(e[None], r[None], data_range=1.0)))
-        else:
-            ssims.append(float("nan"))
-    return psnrs, ssims
 
 
 @torch.no_grad()

@@ -87,6 +87,16 @@ def test_eval_reports_psnr_ssim_and_bits(trained_home: Path):
     assert result["n"] == 8 and result["bits_per_pixel"] > 0
 
 
+def test_eval_fd_names_the_metric_and_never_fakes_fid(trained_home: Path):
+    args = ["eval", "--run", "s2", "--n", "4", "--fd", "8", "--steps", "2", "--decoder-steps", "2", "--json"]
+    result = last_json(ul(trained_home, *args))
+    assert result["fd_shapes"]["metric"] == "fd_shapes" and result["fd_shapes"]["value"] > 0
+    assert result["fid_inception_v3"]["metric"] == "fid_inception_v3"
+    assert result["fid_inception_v3"]["value"] is None and result["fid_inception_v3"]["available"] is False
+    stage1 = ul(trained_home, "eval", "--run", "s1", "--fd", "8", check=False)
+    assert stage1.returncode == 2 and "--prior-samples" in stage1.stderr
+
+
 def test_resume_continues_the_step_counter(trained_home: Path):
     result = last_json(ul(trained_home, "resume", "s1", "--steps", "5", "--json"))
     assert result["step"] == 65 and result["status"] == "completed"
