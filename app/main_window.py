@@ -30,7 +30,7 @@ from app.workers.training import GRACE_S, TERM_GRACE_S
 PAGES = (
     ("runs", "Runs", "Every run, the queue, and the run actions"),
     ("monitor", "Monitor", "Live curves, previews, progress and controls of a run"),
-    ("reconstruct", "Reconstruct", "Encode and decode your images (coming)"),
+    ("reconstruct", "Reconstruct", "Encode and decode your images and compare the results"),
     ("latents", "Latents", "Explore a run's latent space (coming)"),
     ("generate", "Generate", "Sample images and videos with a stage-2 run (coming)"),
 )
@@ -118,6 +118,10 @@ class MainWindow(QMainWindow):
                 page.show_runs(active[0])
             elif rows:
                 page.show_runs(rows[-1].id)
+        elif page_id == "reconstruct":
+            from app.pages.reconstruct import ReconstructPage
+
+            page = ReconstructPage(self.ctx)
         else:
             page = PlaceholderPage(page_id)
         page.setObjectName(f"page:{page_id}")
@@ -350,6 +354,9 @@ class MainWindow(QMainWindow):
         self.settings.set_geometry(self.saveGeometry())
         self.settings.set_last_page(self.current_page_id())
         self.settings.sync()
+        reconstruct = self.pages.get("reconstruct")
+        if reconstruct is not None and hasattr(reconstruct, "shutdown"):
+            reconstruct.shutdown()
         self.ctx.shutdown(detach=self._detach)
 
 

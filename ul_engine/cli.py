@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--decoder-steps", type=int)
     rc.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
     rc.add_argument("--seed", type=int, default=0)
+    rc.add_argument("--checkpoint", type=int, metavar="STEP", help="the run's checkpoint at STEP (default: latest)")
+    rc.add_argument("--compare", metavar="RUN2", help="also reconstruct with RUN2 (same image, seeds, parameters)")
+    rc.add_argument("--compare-checkpoint", type=int, metavar="STEP", help="RUN2's checkpoint (default: latest)")
+    rc.add_argument("--samples", type=int, default=1, metavar="K",
+                    help="K decodes with different seeds; writes their mean and std map beside the output")  # fmt: skip
     rc.add_argument("--json", action="store_true")
 
     s = sub.add_parser("sample", help="generate images with a stage-2 run")
@@ -436,22 +441,57 @@ def cmd_presets(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.commands import reconstruct_files
+    from ul_engine.commands import expand_inputs, load_run
+    from ul_engine.reconstruct import Reconstructor, reconstruct_many
 
     store = _store(args)
-    results = reconstruct_files(
-        store, args.run, args.inputs, args.out, decoder_steps=args.decoder_steps, seed=args.seed, sampler=args.sampler
+    main = Reconstructor(load_run(store, args.run, step=args.checkpoint), store)
+    other = None
+    if args.compare:
+        other = Reconstructor(load_run(store, args.compare, step=args.compare_checkpoint), store, label="B")
+    params = main.default_params(
+        decoder_steps=args.decoder_steps, sampler=args.sampler, seed=args.seed, samples=args.samples
     )
-    if not args.json:
-        for r in results:
-            if r.get("error"):
-                print(f"{r['input']}: error: {r['error']}")
-            else:
-                print(
-                    f"{r['input']} -> {r['output']}  PSNR {r['psnr']:.2f} dB  "
-                    f"{r['bits_per_pixel']:.4f} bits/px  {r['bits_per_dim']:.3f} bits/dim"
-                )
-    failed = sum(1 for r in results if r.get("error"))
+    files = expand_inputs(args.inputs)
+    if not files:
+        raise ULError("no input images found")
+
+    def flat(e: dict[str, Any]) -> dict[str, Any]:
+        m, f = e.get("metrics") or {}, e.get("files") or {}
+        out = {
+            "input": e["input"], "output": f.get("reconstruction"), "run": e.get("run_name"),
+            "checkpoint_step": e.get("checkpoint_step"), "psnr": m.get("psnr"), "ssim": m.get("ssim"),
+            "bits_per_pixel": m.get("bits_per_pixel"), "bits_per_dim": m.get("bits_per_dim"),
+            "decode_seconds": m.get("decode_seconds"), "error": e.get("error"), "notices": e.get("notices", []),
+        }  # fmt: skip
+        if f.get("mean"):
+            out.update(mean=f["mean"], std_map=f.get("std_png"), psnr_mean=m.get("psnr_mean"),
+                       std_mean=m.get("std_mean"), std_scale=m.get("std_scale"))  # fmt: skip
+        return out
+
+    def line(r: dict[str, Any]) -> str:
+        if r.get("error"):
+            return f"{r['input']}: error: {r['error']}"
+        text = (f"{r['input']} -> {r['output']}  PSNR {r['psnr']:.2f} dB  "
+                f"{r['bits_per_pixel']:.4f} bits/px  {r['bits_per_dim']:.3f} bits/dim")  # fmt: skip
+        if r.get("mean"):
+            text += f"  mean {r['mean']}  std map {r['std_map']} (mean std {r['std_mean']:.2f} levels)"
+        return text
+
+    results: list[dict[str, Any]] = []
+
+    def report(_done: int, entry: dict[str, Any]) -> None:
+        r = flat(entry)
+        if entry.get("compare") is not None:
+            r["compare"] = flat(entry["compare"])
+        results.append(r)
+        if not args.json:
+            print(line(r))
+            if "compare" in r:
+                print(f"  {r['compare']['run']}@{r['compare']['checkpoint_step']}: {line(r['compare'])}")
+
+    reconstruct_many(main, files, params, compare=other, out_dir=Path(args.out), progress=report)
+    failed = sum(1 for r in results if r.get("error") or (r.get("compare") or {}).get("error"))
     if failed:
         sys.stderr.write(f"ul: error: {failed} of {len(results)} inputs could not be reconstructed\n")
     return {"results": results, EXIT_KEY: EXIT_USER_ERROR if failed else 0}

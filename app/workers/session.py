@@ -16,6 +16,7 @@ from app.workers import procs
 from ul_engine.worker import protocol
 
 Callback = Callable[[bool, Any], None]  # (ok, result or error message)
+EventCallback = Callable[[dict], None]  # an interim line of a request, e.g. {"event": "progress", ...}
 
 
 class SessionClient(QObject):
@@ -36,6 +37,7 @@ class SessionClient(QObject):
         self.devices: dict[str, Any] | None = None
         self._next_id = 1
         self._pending: dict[int, Callback] = {}
+        self._events: dict[int, EventCallback] = {}
         self._queued: list[str] = []
         self._buffer = b""
         self._stderr: list[str] = []
@@ -48,12 +50,17 @@ class SessionClient(QObject):
         self.proc.setArguments(args)
         self.proc.start()
 
-    def request(self, op: str, callback: Callback | None = None, **params: Any) -> int:
-        """Send {"id", "op", ...}; `callback(ok, result_or_error)` runs when the answer arrives."""
+    def request(
+        self, op: str, callback: Callback | None = None, *, on_event: EventCallback | None = None, **params: Any
+    ) -> int:
+        """Send {"id", "op", ...}; `callback(ok, result_or_error)` runs when the answer arrives, and
+        `on_event(message)` for each interim line of this request before it (progress)."""
         rid = self._next_id
         self._next_id += 1
         if callback is not None:
             self._pending[rid] = callback
+        if on_event is not None:
+            self._events[rid] = on_event
         line = protocol.encode({"id": rid, "op": op, **params}) + "\n"
         if self.is_ready:
             self.proc.write(line.encode())
@@ -99,6 +106,12 @@ class SessionClient(QObject):
                 self._queued.clear()
                 self.ready.emit()
                 continue
+            if "event" in msg:
+                on_event = self._events.get(msg.get("id"))
+                if on_event is not None:
+                    on_event(msg)
+                continue
+            self._events.pop(msg.get("id"), None)
             callback = self._pending.pop(msg.get("id"), None)
             if callback is not None:
                 callback(bool(msg.get("ok")), msg.get("result") if msg.get("ok") else msg.get("error"))
@@ -115,9 +128,11 @@ class SessionClient(QObject):
 
     def _on_finished(self, code: int, _status: QProcess.ExitStatus) -> None:
         self.is_ready = False
-        for callback in self._pending.values():
-            callback(False, "the session worker ended")
+        pending = list(self._pending.values())
         self._pending.clear()
+        self._events.clear()
+        for callback in pending:
+            callback(False, "the session worker ended")
         if not self._closing:
             last = self._stderr[-1] if self._stderr else f"exit code {code}"
             self.failed.emit(f"the session worker ended: {last}")

@@ -1,6 +1,7 @@
 """The resident session worker: keeps models loaded and answers interactive requests (JSON lines).
 
-Requests: {"id", "op", ...}; answers: {"id", "ok", "result"} or {"id", "ok": false, "error"}. Images
+Requests: {"id", "op", ...}; answers: {"id", "ok", "result"} or {"id", "ok": false, "error"}; before its
+answer an op may write interim lines {"id", "event": "progress", ...} through `session.emit`. Images
 travel as PNG files whose paths are in the request/answer, never inline. Each op is a function
 registered with `@op("name")`, in its own module under `ul_engine/worker/ops/`.
 """
@@ -37,6 +38,8 @@ class Session:
         self.store = store
         self.loaded: dict[tuple[int, int | None], Any] = {}
         self.cancelled: set[Any] = set()
+        # emit({"event": ..., ...}) writes an interim line tagged with the current request's id (progress)
+        self.emit: Callable[[dict[str, Any]], None] = lambda message: None
 
     def run(self, ref: int | str, step: int | None = None) -> Any:
         """A LoadedRun (see ul_engine.commands.load_run), cached while the session lives."""
@@ -98,6 +101,7 @@ def serve(store: Any, stdin: TextIO, stdout: TextIO) -> int:
         if request.get("op") == "shutdown":
             protocol.write({"id": rid, "ok": True, "result": {}}, stdout)
             return 0
+        session.emit = lambda message, rid=rid: protocol.write({**message, "id": rid}, stdout)
         try:
             result = session.handle(request)
             protocol.write({"id": rid, "ok": True, "result": result}, stdout)
