@@ -31,8 +31,8 @@ PAGES = (
     ("runs", "Runs", "Every run, the queue, and the run actions"),
     ("monitor", "Monitor", "Live curves, previews, progress and controls of a run"),
     ("reconstruct", "Reconstruct", "Encode and decode your images and compare the results"),
-    ("latents", "Latents", "Explore a run's latent space (coming)"),
-    ("generate", "Generate", "Sample images and videos with a stage-2 run (coming)"),
+    ("latents", "Latents", "Look inside a run's latent space: channels, rate, scrubbers"),
+    ("generate", "Generate", "Sample images with a stage-2 run"),
 )
 KEEP, STOP, CANCEL = "keep", "stop", "cancel"
 
@@ -122,6 +122,15 @@ class MainWindow(QMainWindow):
             from app.pages.reconstruct import ReconstructPage
 
             page = ReconstructPage(self.ctx)
+        elif page_id == "latents":
+            from app.pages.latents import LatentsPage
+
+            page = LatentsPage(self.ctx)
+        elif page_id == "generate":
+            from app.pages.generate import GeneratePage
+
+            page = GeneratePage(self.ctx)
+            page.open_in_latents.connect(self.open_latents)
         else:
             page = PlaceholderPage(page_id)
         page.setObjectName(f"page:{page_id}")
@@ -160,6 +169,13 @@ class MainWindow(QMainWindow):
         monitor.show_runs(int(run_id), list(overlays or []))
         self.show_page("monitor")
         return monitor
+
+    def open_latents(self, path: str, run_id: int = 0) -> Any:
+        """A generated sample (or any image) in the Latents page."""
+        latents = self._build("latents")
+        latents.open_sample(path, run_id or None)
+        self.show_page("latents")
+        return latents
 
     def _action_targets(self) -> list[int]:
         """The runs the toolbar and shortcuts act on: the Monitor's run there, else the table selection."""

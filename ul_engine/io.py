@@ -42,6 +42,7 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
@@ -52,6 +53,12 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
     except BaseException:
         _silent_unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:
