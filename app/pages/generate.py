@@ -1,0 +1,420 @@
+"""The Generate page: sample images with a stage-2 run.
+
+Choose the run, how many samples, the first seed, the base-model and decoder steps, the sampler, the
+guidance scale and (for a class-conditional run) the class. Samples are drawn a few at a time by the
+session worker, so the gallery fills while the rest are still sampling; Cancel stops between two sampler
+steps. Each PNG carries the run, its checkpoint's sha256, the seed and the parameters (as `ul sample`
+writes them): dropping one back onto this page restores those settings, checkpoint included, so
+Generate draws the same image again. Click a sample to open it in Latents.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.pages.latents import read_png_text
+from app.widgets.gallery import Gallery
+from app.widgets.run_combo import RunCombo
+
+CHUNK = 4  # samples per session request: the gallery fills at this granularity
+SAMPLERS = (("ancestral", "ancestral"), ("DDIM", "ddim"), ("DPM-Solver++ (2M)", "dpmpp2m"))
+
+
+def sample_settings(path: str | Path) -> dict[str, Any] | None:
+    """The settings a sample PNG carries (ul-run, ul-run-name, ul-checkpoint-sha256, ul-seed, ul-params),
+    or None when it carries none."""
+    text = read_png_text(path)
+    if "ul-seed" not in text or not ("ul-run" in text or "ul-run-name" in text):
+        return None
+    try:
+        params = json.loads(text.get("ul-params") or "{}")
+        seed = int(text["ul-seed"])
+        run = int(text["ul-run"]) if text.get("ul-run", "").isdigit() else None
+    except ValueError:
+        return None
+    return {
+        "run": run,
+        "run_name": text.get("ul-run-name") or None,
+        "checkpoint_sha256": text.get("ul-checkpoint-sha256") or None,
+        "seed": seed,
+        "params": params if isinstance(params, dict) else {},
+    }
+
+
+class GeneratePage(QWidget):
+    open_in_latents = Signal(str, int)  # the sample's path, its run
+    sample_added = Signal(str)
+    finished = Signal(dict)  # {"samples", "seconds", "cancelled"}
+
+    def __init__(self, ctx: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setAcceptDrops(True)
+        self.tmp = tempfile.mkdtemp(prefix="ul-generate-")
+        self.destroyed.connect(lambda _=None, d=self.tmp: shutil.rmtree(d, ignore_errors=True))
+        self.checkpoint_step: int | None = None  # pinned by a dropped PNG; None: the latest
+        self._job: dict[str, Any] | None = None
+        self._token = 0
+
+        root = QVBoxLayout(self)
+        root.setContentsMargins(16, 12, 16, 8)
+        header = QHBoxLayout()
+        title = QLabel("Generate")
+        title.setObjectName("pageTitle")
+        header.addWidget(title)
+        header.addSpacing(16)
+        header.addWidget(QLabel("Run:"))
+        self.runs = RunCombo(ctx.store, stage=2)
+        self.runs.setObjectName("generateRun")
+        self.runs.setToolTip("A stage-2 run: its base model samples latents, its stage-1 decoder makes the images.")
+        header.addWidget(self.runs)
+        self.status = QLabel("")
+        self.status.setObjectName("hint")
+        self.status.setWordWrap(True)
+        header.addWidget(self.status, 1)
+        root.addLayout(header)
+
+        body = QHBoxLayout()
+        body.addWidget(self._build_form())
+        right = QVBoxLayout()
+        progress = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.progress.setTextVisible(True)
+        self.progress.setToolTip("Samples done out of those asked for.")
+        progress.addWidget(self.progress, 1)
+        right.addLayout(progress)
+        self.gallery = Gallery()
+        self.gallery.setObjectName("gallery")
+        self.gallery.sample_clicked.connect(self._open_sample)
+        right.addWidget(self.gallery, 1)
+        body.addLayout(right, 1)
+        root.addLayout(body, 1)
+
+        self._poll = QTimer(self)
+        self._poll.setInterval(150)
+        self._poll.timeout.connect(self._read_progress)
+        self.runs.run_selected.connect(self._on_run)
+        ctx.repo.changed.connect(self.runs.refresh)
+        self.runs.refresh()
+        self._on_run(self.runs.run_id() or 0)
+
+    def _build_form(self) -> QWidget:
+        panel = QWidget()
+        panel.setMaximumWidth(340)
+        form = QFormLayout(panel)
+        form.setContentsMargins(0, 0, 12, 0)
+        self.n = QSpinBox()
+        self.n.setRange(1, 1024)
+        self.n.setValue(8)
+        self.n.setToolTip("How many samples to draw (seeds seed, seed + 1, …).")
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setToolTip("The first sample's seed: the same seed and settings give the same image.")
+        self.base_steps = QSpinBox()
+        self.base_steps.setRange(1, 4096)
+        self.base_steps.setToolTip("Sampling steps of the base model (noise → latent).")
+        self.decoder_steps = QSpinBox()
+        self.decoder_steps.setRange(1, 4096)
+        self.decoder_steps.setToolTip("Sampling steps of the decoder (noise → image, given the latent).")
+        self.sampler = QComboBox()
+        for label, name in SAMPLERS:
+            self.sampler.addItem(label, name)
+        self.sampler.setToolTip("The sampler of both the base model and the decoder.")
+        self.guidance = QDoubleSpinBox()
+        self.guidance.setRange(0.0, 50.0)
+        self.guidance.setSingleStep(0.5)
+        self.guidance.setValue(1.0)
+        self.guidance.setToolTip("Classifier-free guidance scale (1: none; class-conditional runs only).")
+        self.class_combo = QComboBox()
+        self.class_combo.setToolTip("The class to sample (class-conditional runs only).")
+        form.addRow("Samples", self.n)
+        form.addRow("Seed", self.seed)
+        form.addRow("Base steps", self.base_steps)
+        form.addRow("Decoder steps", self.decoder_steps)
+        form.addRow("Sampler", self.sampler)
+        form.addRow("Guidance", self.guidance)
+        form.addRow("Class", self.class_combo)
+        self.checkpoint_label = QLabel("checkpoint: latest")
+        self.checkpoint_label.setObjectName("hint")
+        self.checkpoint_label.setWordWrap(True)
+        form.addRow(self.checkpoint_label)
+        buttons = QHBoxLayout()
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setToolTip("Draw the samples (Ctrl+Return).")
+        self.generate_button.clicked.connect(self.generate)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop after the current sampler step (Esc).")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons.addWidget(self.generate_button)
+        buttons.addWidget(self.cancel_button)
+        form.addRow(buttons)
+        QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.generate)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.cancel)
+        hint = QLabel(
+            "Samples are saved in the run's folder (samples/), each with its run, checkpoint, seed and "
+            "settings. Drop one here to restore its settings; click one to open it in Latents."
+        )
+        hint.setObjectName("hint")
+        hint.setWordWrap(True)
+        form.addRow(hint)
+        return panel
+
+    # ---- run and settings ----------------------------------------------------------------------------
+
+    def run_id(self) -> int | None:
+        return self.runs.run_id()
+
+    def _on_run(self, run_id: int) -> None:
+        self.checkpoint_step = None
+        self.checkpoint_label.setText("checkpoint: latest")
+        info = self.runs.info()
+        cfg = dict(info.config) if info is not None else {}
+        sampling = cfg.get("sampling") or {}
+        self.base_steps.setValue(int(sampling.get("base_steps", 64)))
+        self.decoder_steps.setValue(int(sampling.get("decoder_steps", 64)))
+        index = self.sampler.findData(sampling.get("sampler", "ancestral"))
+        self.sampler.setCurrentIndex(max(0, index))
+        self.guidance.setValue(float(sampling.get("guidance", 1.0)))
+        classes = int((cfg.get("data") or {}).get("num_classes", 0) or 0)
+        self.class_combo.clear()
+        self.class_combo.addItem("any (unconditional)", None)
+        for k in range(classes):
+            self.class_combo.addItem(f"class {k}", k)
+        self.class_combo.setEnabled(classes > 0)
+        self.guidance.setEnabled(classes > 0)
+        self.generate_button.setEnabled(info is not None and self._job is None)
+        if info is None:
+            self.status.setText("No stage-2 run with a checkpoint yet: train one (Runs → Train stage 2).")
+        elif not self._job:
+            self.status.setText("")
+
+    def settings(self) -> dict[str, Any]:
+        """What Generate will send (the run, checkpoint step, seeds and the `ul-params` keys)."""
+        return {
+            "run": self.run_id(),
+            "checkpoint": self.checkpoint_step,
+            "n": self.n.value(),
+            "seed": self.seed.value(),
+            "base_steps": self.base_steps.value(),
+            "decoder_steps": self.decoder_steps.value(),
+            "sampler": self.sampler.currentData(),
+            "guidance": self.guidance.value(),
+            "class": self.class_combo.currentData(),
+        }
+
+    def load_settings_from_png(self, path: str | Path) -> bool:
+        """Restore the settings a sample PNG carries; n becomes 1, so Generate redraws that very image."""
+        path = Path(path)
+        found = sample_settings(path)
+        if found is None:
+            self.status.setText(f"{path.name} carries no UL Studio sample settings (made by Generate or ul sample).")
+            return False
+        self.runs.refresh()
+        run_id = found["run"]
+        info = self.runs.infos.get(run_id) if run_id is not None else None
+        if info is None or (found["run_name"] and info.name != found["run_name"]):
+            by_name = [r for r in self.runs.infos.values() if r.name == found["run_name"]]
+            info = by_name[0] if by_name else None
+        if info is None:
+            name = found["run_name"] or f"run {run_id}"
+            self.status.setText(f"{path.name} was made by {name}, which is not a stage-2 run in this data folder.")
+            return False
+        self.runs.select(info.id)
+        self._on_run(info.id)
+        params = found["params"]
+        self.n.setValue(1)
+        self.seed.setValue(int(found["seed"]))
+        if params.get("base_steps"):
+            self.base_steps.setValue(int(params["base_steps"]))
+        if params.get("decoder_steps"):
+            self.decoder_steps.setValue(int(params["decoder_steps"]))
+        if params.get("sampler"):
+            self.sampler.setCurrentIndex(max(0, self.sampler.findData(params["sampler"])))
+        if params.get("guidance") is not None:
+            self.guidance.setValue(float(params["guidance"]))
+        cls = params.get("class")
+        self.class_combo.setCurrentIndex(max(0, self.class_combo.findData(cls)) if cls is not None else 0)
+        note = self._pin_checkpoint(info.id, found["checkpoint_sha256"])
+        self.status.setText(f"Settings of {path.name} restored (run {info.name}, seed {found['seed']}). {note}")
+        return True
+
+    def _pin_checkpoint(self, run_id: int, sha: str | None) -> str:
+        try:
+            checkpoints = [c for c in self.ctx.store.list_checkpoints(run_id) if c.path.is_file()]
+        except Exception:
+            checkpoints = []
+        latest = max(checkpoints, key=lambda c: c.step) if checkpoints else None
+        match = [c for c in checkpoints if sha and c.sha256 == sha]
+        if match:
+            self.checkpoint_step = None if latest and match[0].step == latest.step else match[0].step
+            label = f"step {match[0].step}" + (" (the latest)" if self.checkpoint_step is None else "")
+            self.checkpoint_label.setText(f"checkpoint: {label}, from the PNG")
+            return "Generate draws the same image."
+        self.checkpoint_step = None
+        self.checkpoint_label.setText("checkpoint: latest (the PNG's is not on disk)")
+        return "Its checkpoint is no longer on disk: the latest is used, so the image may differ."
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if files:
+            event.acceptProposedAction()
+            self.load_settings_from_png(files[0])
+
+    # ---- generating ----------------------------------------------------------------------------------
+
+    def busy(self) -> bool:
+        return self._job is not None
+
+    def generate(self) -> bool:
+        if self._job is not None:
+            return False
+        session = getattr(self.ctx, "session", None)
+        if session is None:
+            self.status.setText("The session worker is not running: Generate needs it to sample.")
+            return False
+        settings = self.settings()
+        if settings["run"] is None:
+            self.status.setText("Choose a stage-2 run first.")
+            return False
+        self._token += 1
+        folder = self.ctx.store.run_dir(settings["run"]) / "samples"
+        seeds = list(range(settings["seed"], settings["seed"] + settings["n"]))
+        self._job = {
+            "token": self._token,
+            "settings": settings,
+            "seeds": seeds,
+            "next": 0,
+            "done": 0,
+            "chunk": 0,
+            "out": str(folder),
+            "cancel_file": str(Path(self.tmp) / f"cancel-{self._token}"),
+            "progress_file": str(Path(self.tmp) / f"progress-{self._token}.json"),
+            "started": time.perf_counter(),
+            "cancelled": False,
+        }
+        self.gallery.clear()
+        self.generate_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.progress.setFormat(f"0 / {len(seeds)}")
+        self.status.setText(f"Sampling {len(seeds)} images…")
+        self._send_next()
+        self._poll.start()
+        return True
+
+    def _send_next(self) -> None:
+        job = self._job
+        assert job is not None
+        chunk = job["seeds"][job["next"] : job["next"] + CHUNK]
+        job["next"] += len(chunk)
+        job["chunk"] = len(chunk)
+        Path(job["progress_file"]).unlink(missing_ok=True)
+        s = job["settings"]
+        token = job["token"]
+        self.ctx.session.request(
+            "generate_samples",
+            lambda ok, result: self._on_chunk(token, ok, result),
+            run=s["run"], checkpoint=s["checkpoint"], seeds=chunk, base_steps=s["base_steps"],
+            decoder_steps=s["decoder_steps"], sampler=s["sampler"], guidance=s["guidance"], **{"class": s["class"]},
+            out=job["out"], cancel_file=job["cancel_file"], progress_file=job["progress_file"],
+        )  # fmt: skip
+
+    def _on_chunk(self, token: int, ok: bool, result: Any) -> None:
+        job = self._job
+        if job is None or token != job["token"]:
+            return
+        if not ok:
+            self._finish(f"Could not generate: {result}")
+            return
+        for item in result.get("outputs", []):
+            self.gallery.add_sample(item["path"], item["seed"])
+            job["done"] += 1
+            self.sample_added.emit(item["path"])
+        self._show_progress(0.0)
+        if result.get("cancelled") or job["cancelled"]:
+            self._finish(f"Cancelled: {job['done']} of {len(job['seeds'])} samples.", cancelled=True)
+        elif job["next"] < len(job["seeds"]):
+            self._send_next()
+        else:
+            seconds = time.perf_counter() - job["started"]
+            rate = job["done"] / seconds if seconds > 0 else 0.0
+            self._finish(f"{job['done']} samples in {seconds:.1f} s ({rate:.2f} samples/s), saved in {job['out']}.")
+
+    def _read_progress(self) -> None:
+        job = self._job
+        if job is None:
+            return
+        try:
+            state = json.loads(Path(job["progress_file"]).read_text())
+            fraction = float(state["done"]) / max(1.0, float(state["total"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        self._show_progress(fraction)
+
+    def _show_progress(self, chunk_fraction: float) -> None:
+        job = self._job
+        if job is None:
+            return
+        total = len(job["seeds"])
+        done = job["done"] + (job["chunk"] * chunk_fraction if job["next"] > job["done"] else 0.0)
+        self.progress.setValue(int(1000 * min(done, total) / total))
+        self.progress.setFormat(f"{job['done']} / {total}")
+
+    def cancel(self) -> None:
+        job = self._job
+        if job is None or job["cancelled"]:
+            return
+        job["cancelled"] = True
+        Path(job["cancel_file"]).touch()
+        self.cancel_button.setEnabled(False)
+        self.status.setText("Cancelling after the current step…")
+
+    def _finish(self, message: str, *, cancelled: bool = False) -> None:
+        job = self._job
+        self._job = None
+        self._poll.stop()
+        self.status.setText(message)
+        self.generate_button.setEnabled(self.run_id() is not None)
+        self.cancel_button.setEnabled(False)
+        if job is not None:
+            total = len(job["seeds"])
+            self.progress.setValue(int(1000 * job["done"] / total))
+            self.progress.setFormat(f"{job['done']} / {total}")
+            Path(job["cancel_file"]).unlink(missing_ok=True)
+            seconds = time.perf_counter() - job["started"]
+            self.finished.emit({"samples": job["done"], "seconds": seconds, "cancelled": cancelled})
+
+    def _open_sample(self, path: str) -> None:
+        run_id = self.run_id()
+        found = sample_settings(path)
+        if found and found["run"] is not None:
+            run_id = found["run"]
+        self.open_in_latents.emit(path, int(run_id or 0))

@@ -1,0 +1,54 @@
+"""The Generate page's gallery: a grid of samples that fills as they finish; click one to open it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
+
+from app.widgets.latent_tiles import load_qimage
+
+PATH_ROLE = Qt.ItemDataRole.UserRole
+SEED_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+class Gallery(QListWidget):
+    """Samples as enlarged thumbnails (crisp pixels), captioned with their seed."""
+
+    sample_clicked = Signal(str)  # the PNG's path
+
+    def __init__(self, parent: QWidget | None = None, thumb: int = 128) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setSpacing(6)
+        self.set_thumb_size(thumb)
+        self.setToolTip("Generated samples; click one to open it in Latents.")
+        self.itemClicked.connect(lambda item: self.sample_clicked.emit(str(item.data(PATH_ROLE))))
+
+    def set_thumb_size(self, side: int) -> None:
+        self.thumb = side
+        self.setIconSize(QSize(side, side))
+        self.setGridSize(QSize(side + 16, side + 30))
+
+    def add_sample(self, path: str, seed: int | None = None) -> QListWidgetItem:
+        image = load_qimage(path)
+        if not image.isNull():
+            factor = max(1, self.thumb // max(image.width(), image.height()))
+            image = image.scaled(
+                image.width() * factor,
+                image.height() * factor,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.FastTransformation,
+            )
+        item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), f"seed {seed}" if seed is not None else "")
+        item.setData(PATH_ROLE, path)
+        item.setData(SEED_ROLE, seed)
+        item.setToolTip(f"{path}\nClick to open in Latents.")
+        self.addItem(item)
+        return item
+
+    def paths(self) -> list[str]:
+        return [str(self.item(i).data(PATH_ROLE)) for i in range(self.count())]

@@ -1,0 +1,151 @@
+"""The Latents page with a real session worker on smoke runs: latent views, the four scrubbers decoding while
+they move, MP4 and GIF export read back, and clear messages for bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QSettings
+from ul_app_testkit import save_artifact
+from ul_explore_testkit import trained_home, write_image
+
+from ul_engine import video_io
+
+WAIT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def page_env(qapp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A window on a home with smoke runs s1 and s2, its session worker started, the Latents page shown."""
+    from app.context import AppContext
+    from app.main_window import MainWindow
+    from app.settings import Settings
+
+    home = trained_home(tmp_path_factory, "latents")
+    folder = tmp_path_factory.mktemp("latents-files")
+    settings = Settings(QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat))
+    ctx = AppContext(home, settings, start_session=True)
+    window = MainWindow(ctx, restore=False)
+    window.show()
+    ctx.start()
+    window.show_page("latents")
+    page = window.page("latents")
+    yield {"ctx": ctx, "window": window, "page": page, "files": folder}
+    window._close_ready = True
+    window.close()
+
+
+def _wait_idle(qtbot, scrubber) -> None:
+    qtbot.waitUntil(lambda: not scrubber.busy(), timeout=WAIT_MS)
+
+
+def test_latent_views_of_two_images(qtbot, page_env) -> None:
+    page, files = page_env["page"], page_env["files"]
+    assert page.runs.count() == 2 and page.runs.info().name == "s2"  # the newest run; stage 2 adds the base model
+    a, b = write_image(files / "a.png", 1), write_image(files / "b.png", 2, (40, 28))
+    with qtbot.waitSignal(page.analyzed, timeout=WAIT_MS):
+        assert page.set_image("a", a)
+    with qtbot.waitSignal(page.strip_ready, timeout=WAIT_MS), qtbot.waitSignal(page.analyzed, timeout=WAIT_MS):
+        page.set_image("b", b)
+    result = page.results["a"]
+    assert result["shape"] == [4, 4, 4] and len(page.tiles.tiles) == 4
+    assert all(t.has_image() for t in page.tiles.tiles)
+    assert page.pca_view.has_image() and page.rate_view.has_image()
+    assert "bits" in page.rate_label.text() and "bits/pixel" in page.rate_label.text()
+    assert page.slots["b"].decoded.has_image()
+    assert any("fitted from 40×28" in n for n in page.results["b"]["notices"])
+    assert len(page.strip.frames) == page.strip_frames.value() == 8
+    page.set_inspect("b")
+    assert page.tiles.tiles[0].path == page.results["b"]["tiles"][0]
+
+
+def test_moving_the_interpolation_slider_decodes_frames(qtbot, page_env) -> None:
+    page = page_env["page"]
+    page.tabs.setCurrentIndex(0)
+    scrub = page.interp
+    _wait_idle(qtbot, scrub)
+    scrub.shown.clear()
+    scrub.slider.setSliderDown(True)
+    for value in (10, 25, 40, 55, 70, 85):
+        scrub.slider.setValue(value)
+        qtbot.wait(30)
+    scrub.slider.setSliderDown(False)  # release: the full decode
+    _wait_idle(qtbot, scrub)
+    previews = [v for v, preview in scrub.shown if preview]
+    assert previews and set(previews) <= {0.10, 0.25, 0.40, 0.55, 0.70, 0.85}
+    assert scrub.shown[-1] == (0.85, False) and scrub.view.has_image()
+    assert "full decode" in scrub.timing.text()
+    page.strip.frame_clicked.emit(0)  # a film-strip frame moves the slider
+    assert scrub.slider.value() == 0
+    _wait_idle(qtbot, scrub)
+    save_artifact(page_env["window"], "latents-interpolate")
+
+
+def test_the_noise_level_scrubber_decodes_each_lambda(qtbot, page_env) -> None:
+    page = page_env["page"]
+    page.tabs.setCurrentIndex(1)
+    scrub = page.noise
+    _wait_idle(qtbot, scrub)
+    for denoiser in ("prior", "base"):
+        page.denoiser.setCurrentIndex(page.denoiser.findData(denoiser))
+        _wait_idle(qtbot, scrub)
+        scrub.shown.clear()
+        lambdas = []
+        for position in (0, 50, 100, 150):
+            scrub.slider.setValue(position)
+            _wait_idle(qtbot, scrub)
+            lambdas.append(scrub.value())
+        assert [v for v, preview in scrub.shown if not preview] == lambdas
+        assert lambdas[0] == pytest.approx(-10.0) and lambdas[-1] == pytest.approx(5.0)
+
+
+def test_channel_edit_and_trajectory(qtbot, page_env) -> None:
+    page = page_env["page"]
+    page.tiles.channel_clicked.emit(2)
+    assert page.channel.value() == 2 and page.current_scrub() == "channel"
+    scrub = page.channel_edit
+    _wait_idle(qtbot, scrub)
+    scrub.shown.clear()
+    scrub.slider.setSliderDown(True)
+    scrub.slider.setValue(100)
+    scrub.slider.setSliderDown(False)
+    _wait_idle(qtbot, scrub)
+    assert scrub.shown[-1] == (pytest.approx(2.0), False)
+
+    page.tabs.setCurrentIndex(3)
+    page.traj_base_steps.setValue(3)
+    page.traj_decoder_steps.setValue(3)
+    page.preview_steps.setValue(2)
+    with qtbot.waitSignal(page.trajectory_ready, timeout=WAIT_MS):
+        assert page.record_trajectory()
+    assert [f["phase"] for f in page.trajectory] == ["base"] * 3 + ["decoder"] * 3
+    page.traj.slider.setValue(1)
+    assert page.traj.shown[-1] == (1.0, False) and "base model step 2/3" in page.traj.value_label.text()
+
+
+def test_exports_read_back_as_mp4_and_gif(qtbot, page_env) -> None:
+    page, files = page_env["page"], page_env["files"]
+    for kind, frames in (("interpolate", 6), ("trajectory", 6), ("noise", 4)):
+        target = files / f"{kind}.mp4"
+        with qtbot.waitSignal(page.exported, timeout=WAIT_MS) as signal:
+            assert page.export(kind, target, frames=frames)
+        result = signal.args[0]
+        assert video_io.read_mp4_info(target) == (frames, (256, 256))
+        gif_frames, gif_size = video_io.read_gif_info(target.with_suffix(".gif"))
+        assert gif_size == (256, 256) and gif_frames == result["gif"]["frames"]
+        if kind != "noise":  # λ near 5 gives near-identical frames, which a GIF merges
+            assert gif_frames == frames
+        assert "Wrote" in page.export_status.text()
+
+
+def test_bad_input_gets_a_clear_message(qtbot, page_env) -> None:
+    page, files = page_env["page"], page_env["files"]
+    bad = files / "notes.png"
+    bad.write_text("not an image")
+    page._tokens["b"] += 0
+    page.set_image("b", bad)
+    qtbot.waitUntil(lambda: "notes.png" in page.status.text(), timeout=WAIT_MS)
+    assert "cannot" in page.status.text().lower() or "not" in page.status.text().lower()
+    assert page.results["b"] is None and not page.slots["b"].input.has_image()
