@@ -119,12 +119,13 @@ def test_overlays_get_their_own_colours(qtbot, store, window) -> None:
     assert list(monitor.panels["total"].curves) == [f"{a}|loss/total"]
 
 
-@pytest.mark.parametrize("page", ["reconstruct", "latents", "generate"])
-def test_later_pages_say_what_will_be_there(qtbot, window, page) -> None:
+@pytest.mark.parametrize(
+    ("page", "cls"), [("reconstruct", "ReconstructPage"), ("latents", "LatentsPage"), ("generate", "GeneratePage")]
+)
+def test_every_page_is_the_real_one(qtbot, window, page, cls) -> None:
     window.show_page(page)
     widget = window.pages[page]
-    texts = " ".join(label.text() for label in widget.findChildren(type(window.devices_label)))
-    assert "later version" in texts
+    assert type(widget).__name__ == cls
     save_artifact(window, f"page-{page}")
 
 
