@@ -179,17 +179,19 @@ class RunProcess(QObject):
 
     # ---- subclass API --------------------------------------------------------------------------------
 
+    # Each launcher (QProcess child, re-attached pid) says how to check, signal and end its process.
+
     def is_running(self) -> bool:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must say whether its process runs (is_running)")
 
     def pid(self) -> int | None:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must report its process id (pid)")
 
     def _terminate(self) -> None:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define how to terminate its process")
 
     def _kill(self) -> None:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define how to kill its process")
 
     def detach(self) -> None:
         """Leave the worker running after the app quits."""
