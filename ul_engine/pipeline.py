@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ul_engine import bundle, io
+from ul_engine import io
 from ul_engine.config import RunConfig
 from ul_engine.errors import CheckpointError, ULError
 from ul_engine.metrics.fidelity import psnr_ssim  # PSNR/SSIM live in ul_engine.metrics; callers import both
@@ -177,20 +176,3 @@ def sample_images(
         if callable(progress):
             progress(len(out), n)
     return out
-
-
-def load_stage1_bundle_or_checkpoint(path: Path, device: str | torch.device = "cpu") -> UnifiedLatents:
-    path = Path(path)
-    if path.is_dir():
-        return bundle.load_stage1(path, device)
-    return stage1_from_checkpoint(path, device)
-
-
-def bits_summary(rate_nats: float, pixels: int, dims: int) -> dict[str, float]:
-    return {
-        "bits": rate_nats / LN2,
-        "bits_per_pixel": rate_nats / LN2 / pixels,
-        "bits_per_dim": rate_nats / LN2 / dims,
-        "nats": rate_nats,
-        "log2e": 1 / math.log(2),
-    }
