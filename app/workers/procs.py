@@ -9,6 +9,9 @@ import sys
 from collections import deque
 from pathlib import Path
 
+from ul_engine.worker.supervisor import pid_alive as pid_alive  # one liveness check for the GUI and the CLI
+from ul_engine.worker.supervisor import worker_command
+
 
 def python_command(*args: str) -> tuple[str, list[str]]:
     """(program, arguments) that run this interpreter: `sys.executable` also works inside a frozen app."""
@@ -18,13 +21,9 @@ def python_command(*args: str) -> tuple[str, list[str]]:
 def train_command(
     home: Path, run_id: int, *, steps: int | None = None, minutes: float | None = None
 ) -> tuple[str, list[str]]:
-    """The training worker's command line (see `ul_engine.worker`)."""
-    args = ["-m", "ul_engine.worker", "--home", str(home), "train", "--run", str(int(run_id))]
-    if steps is not None:
-        args += ["--steps", str(int(steps))]
-    if minutes is not None:
-        args += ["--minutes", f"{float(minutes):g}"]
-    return python_command(*args)
+    """The training worker's command line: the engine's own (`ul_engine.worker.supervisor.worker_command`)."""
+    argv = worker_command(home, int(run_id), steps=steps, minutes=minutes)
+    return argv[0], argv[1:]
 
 
 def session_command(home: Path) -> tuple[str, list[str]]:
@@ -50,31 +49,6 @@ def worker_environment(extra: dict[str, str] | None = None):  # -> QProcessEnvir
     for key, value in (extra or {}).items():
         env.insert(key, value)
     return env
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id exists (without touching it: on Windows os.kill would end it)."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - psutil comes with accelerate
-        psutil = None
-    if psutil is not None:
-        try:
-            proc = psutil.Process(pid)
-            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return False
-    if sys.platform == "win32":  # pragma: no cover
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def signal_pid(pid: int, *, kill: bool = False) -> None:

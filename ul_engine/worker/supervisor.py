@@ -143,7 +143,22 @@ def signal_tree(pid: int, sig: int) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this id exists and is not a zombie (on Windows os.kill would end it, so psutil)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with accelerate
+        psutil = None
+    if psutil is not None:
+        try:
+            proc = psutil.Process(pid)
+            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+    if sys.platform == "win32":  # pragma: no cover
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -162,7 +177,7 @@ def stop_run(
     store.request(run_id, "stop")
     if run.status in ("running", "paused"):
         store.update_run(run_id, status="stopping")
-    if pid is None or not _alive(pid):
+    if pid is None or not pid_alive(pid):
         return "not running"
 
     def exited(deadline: float) -> bool:
@@ -170,7 +185,7 @@ def stop_run(
             if worker is not None:
                 if worker.poll() is not None:
                     return True
-            elif not _alive(pid):
+            elif not pid_alive(pid):
                 return True
             time.sleep(0.05)
         return False
