@@ -263,26 +263,8 @@ class UnifiedLatents(nn.Module):
         return weighted, elbo
 
     def stage1_losses(self, x: Tensor) -> Stage1Losses:
-        ab = self.ablation
-        if ab.is_default():  # UL as published
-            z_clean = self.encode(x)
-            prior_diffusion, prior_kl1 = self.prior_terms(z_clean)
-            z0 = self.noisy_latent(z_clean)
-            decoder, decoder_elbo = self.decoder_terms(x, z0)
-            return Stage1Losses(
-                prior_diffusion=prior_diffusion,
-                prior_kl1=prior_kl1,
-                decoder=decoder,
-                decoder_elbo=decoder_elbo,
-                latent_dims=z_clean[0].numel(),
-                pixels=x.shape[-2] * x.shape[-1],
-                channels=x.shape[1],
-                z_clean_std=z_clean.detach().float().std(),
-            )
-        return self._ablated_stage1_losses(x)
-
-    def _ablated_stage1_losses(self, x: Tensor) -> Stage1Losses:
-        """The same two terms with the switches of `cfg.ablation` (docs/architecture.md, "Ablations")."""
+        """L_z and L_x of a batch. With every switch of `cfg.ablation` off (the default) this is UL as
+        published; the switches are described in docs/architecture.md, "Ablations"."""
         ab = self.ablation
         mean, logvar = self.encode_posterior(x)
         entropy = None
