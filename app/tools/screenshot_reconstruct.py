@@ -59,45 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home.absolute()
     if args.prepare:
         prepare(home)
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    from PySide6.QtCore import QCoreApplication, QMimeData, QPointF, QSettings, Qt, QUrl
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
     from PySide6.QtGui import QDragEnterEvent, QDropEvent
     from PySide6.QtWidgets import QApplication
 
-    from app import APP_NAME, theme
-    from app.resources import app_icon
+    from app.tools.shotkit import open_window
 
-    QCoreApplication.setOrganizationName("ul-studio-screenshots")
-    QCoreApplication.setApplicationName("ul-studio-screenshots")
-    qapp = QApplication.instance() or QApplication(sys.argv[:1])
-    qapp.setApplicationDisplayName(APP_NAME)
-    qapp.setWindowIcon(app_icon())
-    theme.apply(qapp, theme.LIGHT)
-
-    from app.context import AppContext
-    from app.main_window import MainWindow
-    from app.settings import Settings
-
-    settings = Settings(QSettings(str(home / "screenshots.ini"), QSettings.Format.IniFormat))
-    ctx = AppContext(home, settings, start_session=True)
-    window = MainWindow(ctx, restore=False)
-    window.resize(1280, 800)
-    window.move(0, 0)
-    window.show()
-    ctx.start()
-
-    def pump(seconds: float) -> None:
-        end = time.time() + seconds
-        while time.time() < end:
-            qapp.processEvents()
-            time.sleep(0.02)
+    kit = open_window(home, args.out, "screenshots.ini")
+    window, pump = kit.window, kit.pump
 
     def shot(name: str) -> None:
-        pump(0.4)
-        path = args.out / f"{name}.png"
-        window.grab().save(str(path))
-        print("wrote", path, flush=True)
+        kit.shot(window, name)
 
     window.show_page("reconstruct")
     page = window.page("reconstruct")

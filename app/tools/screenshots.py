@@ -42,46 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home.absolute()
     if args.prepare:
         prepare(home)
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    from PySide6.QtCore import QCoreApplication, QSettings
-    from PySide6.QtWidgets import QApplication
-
-    from app import APP_NAME, theme
-    from app.resources import app_icon
-
-    QCoreApplication.setOrganizationName("ul-studio-screenshots")
-    QCoreApplication.setApplicationName("ul-studio-screenshots")
-    qapp = QApplication.instance() or QApplication(sys.argv[:1])
-    qapp.setApplicationDisplayName(APP_NAME)
-    qapp.setWindowIcon(app_icon())
-    theme.apply(qapp, theme.LIGHT)
-
-    from app.context import AppContext
-    from app.main_window import MainWindow
-    from app.settings import Settings
+    from app import theme
+    from app.tools.shotkit import open_window
     from ul_engine.config import resolve
 
-    settings = Settings(QSettings(str(home / "screenshots.ini"), QSettings.Format.IniFormat))
-    settings.set_estimate("smoke", "cpu", 88.0)
-    ctx = AppContext(home, settings, start_session=True)
-    window = MainWindow(ctx, restore=False)
-    window.resize(1280, 800)
-    window.move(0, 0)
-    window.show()
-    ctx.start()
-
-    def pump(seconds: float) -> None:
-        end = time.time() + seconds
-        while time.time() < end:
-            qapp.processEvents()
-            time.sleep(0.02)
-
-    def shot(widget, name: str) -> None:
-        pump(0.3)
-        path = args.out / f"{name}.png"
-        widget.grab().save(str(path))
-        print("wrote", path, flush=True)
+    kit = open_window(home, args.out, "screenshots.ini")
+    kit.ctx.settings.set_estimate("smoke", "cpu", 88.0)
+    qapp, ctx, window = kit.qapp, kit.ctx, kit.window
+    pump = kit.pump
+    shot = kit.shot
 
     store = ctx.store
     live = store.create_run(
@@ -114,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     pump(2.0)
     shot(window, "monitor-stage2")
 
-    window.show_page("reconstruct")
-    shot(window, "reconstruct")
+    # The Reconstruct, Latents and Generate shots come from screenshot_reconstruct and screenshots_explore.
 
     window.show_page("runs")
     dialog = window.runs._open_dialog(preset="smoke")

@@ -15,7 +15,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 
@@ -42,51 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home.absolute()
     if args.prepare:
         prepare(home)
-    args.out.mkdir(parents=True, exist_ok=True)
+    from app.tools.shotkit import open_window
 
-    from PySide6.QtCore import QCoreApplication, QSettings
-    from PySide6.QtWidgets import QApplication
-
-    from app import APP_NAME, theme
-    from app.resources import app_icon
-
-    QCoreApplication.setOrganizationName("ul-studio-screenshots")
-    QCoreApplication.setApplicationName("ul-studio-screenshots")
-    qapp = QApplication.instance() or QApplication(sys.argv[:1])
-    qapp.setApplicationDisplayName(APP_NAME)
-    qapp.setWindowIcon(app_icon())
-    theme.apply(qapp, theme.LIGHT)
-
-    from app.context import AppContext
-    from app.main_window import MainWindow
-    from app.settings import Settings
-
-    settings = Settings(QSettings(str(home / "screenshots-explore.ini"), QSettings.Format.IniFormat))
-    ctx = AppContext(home, settings, start_session=True)
-    window = MainWindow(ctx, restore=False)
-    window.resize(1280, 800)
-    window.move(0, 0)
-    window.show()
-    ctx.start()
-
-    def pump(seconds: float) -> None:
-        end = time.time() + seconds
-        while time.time() < end:
-            qapp.processEvents()
-            time.sleep(0.02)
-
-    def wait(condition, timeout: float = 300.0) -> None:
-        end = time.time() + timeout
-        while not condition() and time.time() < end:
-            pump(0.1)
-        if not condition():
-            raise SystemExit("timed out waiting for the session worker")
-
-    def shot(widget, name: str) -> None:
-        pump(0.4)
-        path = args.out / f"{name}.png"
-        widget.grab().save(str(path))
-        print("wrote", path, flush=True)
+    kit = open_window(home, args.out, "screenshots-explore.ini")
+    window = kit.window
+    pump, wait = kit.pump, kit.wait
+    shot = kit.shot
 
     window.show_page("generate")
     generate = window.page("generate")
