@@ -37,25 +37,22 @@ def _ema_into(module: torch.nn.Module, path: Path) -> None:
     module.load_state_dict({**state, **{k: v.to(state[k].dtype) for k, v in tensors.items() if k in state}})
 
 
-def stage1_from_checkpoint(path: Path, device: str | torch.device = "cpu") -> UnifiedLatents:
-    """The stage-1 model with the EMA weights of a full training checkpoint, in eval mode."""
-    meta = io.read_metadata(path)
-    cfg = _config_from_meta(meta, path)
-    if cfg.stage != 1:
-        raise CheckpointError(f"{path.name} is a stage-{cfg.stage} checkpoint; a stage-1 checkpoint is needed")
-    model = UnifiedLatents(cfg)
+def _from_checkpoint(path: Path, stage: int, device: str | torch.device) -> torch.nn.Module:
+    """The stage's model with the EMA weights of a full training checkpoint, in eval mode."""
+    cfg = _config_from_meta(io.read_metadata(path), path)
+    if cfg.stage != stage:
+        raise CheckpointError(f"{path.name} is a stage-{cfg.stage} checkpoint; a stage-{stage} checkpoint is needed")
+    model = UnifiedLatents(cfg) if stage == 1 else LatentBase(cfg)
     _ema_into(model, path)
     return model.to(device).eval()
+
+
+def stage1_from_checkpoint(path: Path, device: str | torch.device = "cpu") -> UnifiedLatents:
+    return _from_checkpoint(path, 1, device)  # type: ignore[return-value]
 
 
 def base_from_checkpoint(path: Path, device: str | torch.device = "cpu") -> LatentBase:
-    meta = io.read_metadata(path)
-    cfg = _config_from_meta(meta, path)
-    if cfg.stage != 2:
-        raise CheckpointError(f"{path.name} is not a stage-2 checkpoint")
-    model = LatentBase(cfg)
-    _ema_into(model, path)
-    return model.to(device).eval()
+    return _from_checkpoint(path, 2, device)  # type: ignore[return-value]
 
 
 def ema_copy(module: torch.nn.Module, ema: object) -> torch.nn.Module:
