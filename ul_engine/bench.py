@@ -20,8 +20,12 @@ from ul_engine.train.loop import Trainer, make_accelerator, resolve_device
 from ul_engine.train.stages import Stage1Objective, Stage2Objective
 
 
-def matmul_gflops(device: str = "cpu", n: int = 1024, seconds: float = 1.0) -> float:
-    """Sustained fp32 (CPU) / bf16 (CUDA) matmul rate: the practical ceiling for these models."""
+def matmul_gflops(device: str = "cpu", n: int | None = None, seconds: float = 1.0) -> float:
+    """Sustained fp32 (CPU) / bf16 (CUDA) matmul rate: the practical ceiling for these models.
+
+    A GPU needs a large product (8192³) to reach its tensor-core rate; 1024³ is enough for a CPU.
+    """
+    n = n or (8192 if device == "cuda" else 1024)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
@@ -59,8 +63,8 @@ def _timed_steps(trainer: Trainer, steps: int, device: str) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def run_bench(preset: str, *, steps: int = 5, sample_n: int = 8) -> dict[str, Any]:
-    overrides = ['data.path="."'] if preset in ("folder-64", "imagenet-512") else []
+def run_bench(preset: str, *, steps: int = 5, sample_n: int = 8, overrides: list[str] | None = None) -> dict[str, Any]:
+    overrides = (['data.path="."'] if preset in ("folder-64", "imagenet-512") else []) + list(overrides or [])
     cfg: RunConfig = resolve(preset, overrides)
     if cfg.data.kind != "shapes":
         cfg = RunConfig.model_validate({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "kind": "shapes"}})
@@ -100,6 +104,7 @@ def run_bench(preset: str, *, steps: int = 5, sample_n: int = 8) -> dict[str, An
     dec_s = time.perf_counter() - start
 
     peak = matmul_gflops(device)
+    card = _card_peak_gflops() if device == "cuda" else None
     train1_ips, train2_ips = batch / sec1, batch / sec2
     achieved1 = 3 * gflop1 * train1_ips
     achieved2 = 3 * gflop2 * train2_ips
@@ -134,7 +139,19 @@ def run_bench(preset: str, *, steps: int = 5, sample_n: int = 8) -> dict[str, An
             "images_per_s": sample_n / (base_s + dec_s),
         },
         "matmul_peak_gflops": peak,
+        "card": torch.cuda.get_device_name() if device == "cuda" else None,
+        "card_bf16_peak_gflops": card,
+        "mfu": {"stage1": achieved1 / card, "stage2": achieved2 / card} if card else None,
     }
+
+
+# Dense bf16 tensor-core peaks from the vendors' data sheets (GFLOP/s), for MFU against the card's rating.
+CARD_BF16_PEAK_GFLOPS = {"H100": 989_000.0, "H200": 989_000.0, "A100": 312_000.0, "L40S": 362_000.0}
+
+
+def _card_peak_gflops() -> float | None:
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in CARD_BF16_PEAK_GFLOPS.items() if k in name), None)
 
 
 def _tmp() -> Any:

@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure training and sampling speed on this machine")
     b.add_argument("--preset", default="shapes-32")
     b.add_argument("--steps", type=int, default=5)
+    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--json", action="store_true")
 
     ex = sub.add_parser("export", help="write a run's inference bundle (safetensors + JSON)")
@@ -607,7 +608,7 @@ def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.bench import run_bench
 
-    result = run_bench(args.preset, steps=args.steps)
+    result = run_bench(args.preset, steps=args.steps, overrides=args.overrides)
     if not args.json:
         print(json.dumps(result, indent=2))
     return result
