@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --fd: a local Inception-v3 weights file for real FID (recognised by its sha256)",
     )
     e.add_argument("--seed", type=int, default=0, help="with --fd: the first sample's seed")
+    e.add_argument("--no-record", dest="record", action="store_false", help="do not store the result on the checkpoint")
     e.add_argument("--json", action="store_true")
 
     st = sub.add_parser("study", help="the paper's tables at small scale: train a grid of runs, write a report")
@@ -554,6 +555,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         base_steps=args.base_steps,
         inception_weights=args.inception_weights,
         seed=args.seed,
+        record=args.record,
     )
     if not args.json:
         for k, v in result.items():

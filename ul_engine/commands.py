@@ -301,8 +301,12 @@ def evaluate_run(
     base_steps: int | None = None,
     inception_weights: str | Path | None = None,
     seed: int = 0,
+    record: bool = True,
 ) -> dict[str, Any]:
     """PSNR, SSIM and the prior's bits on a fixed validation set (the same images every time).
+
+    With `record`, a stage-1 run's result is stored on its checkpoint (`ul_engine.rate_distortion`), so the
+    Runs table, the Monitor and the Rate–distortion view show it; `recorded` names the checkpoint row.
 
     fd > 0 adds generation metrics on `fd` samples against `fd` validation images: `fd_shapes` always (the
     shipped shapes classifier), and `fid_inception_v3` only from a local `inception_weights` file
@@ -340,6 +344,12 @@ def evaluate_run(
         "checkpoint_step": loaded.checkpoint_step,
         "run": loaded.run.id,
     }
+    if record and loaded.run.stage == 1 and loaded.checkpoint_step is not None:
+        from ul_engine.rate_distortion import record_evaluation
+
+        result["recorded"] = record_evaluation(
+            store, loaded.run.id, loaded.checkpoint_step, loaded.checkpoint_sha256, result
+        )
     if fd:
         result.update(
             generation_metrics(

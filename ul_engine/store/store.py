@@ -501,6 +501,17 @@ class Store:
             s.flush()
             return self._checkpoint_info(ck)
 
+    def merge_checkpoint_metrics(self, checkpoint_id: int, values: Mapping[str, float]) -> CheckpointInfo:
+        """Add (or replace) keys in a checkpoint's metrics, keeping the others: an evaluation of that
+        checkpoint is recorded next to the training values it was saved with."""
+        with self._session(write=True) as s:
+            ck = s.get(Checkpoint, checkpoint_id)
+            if ck is None:
+                raise CheckpointError(f"no checkpoint with id {checkpoint_id}")
+            ck.metrics = {**(ck.metrics or {}), **{k: float(v) for k, v in values.items()}}
+            s.flush()
+            return self._checkpoint_info(ck)
+
     def list_checkpoints(self, run_id: int, kind: str | None = None) -> list[CheckpointInfo]:
         """A run's checkpoints by step."""
         stmt = select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.step, Checkpoint.id)
