@@ -28,13 +28,17 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from app.pages.latents import read_png_text
+from app.pages.video_generate import VideoSamplingView
+from app.pages.video_reconstruct import is_video_config
 from app.widgets.gallery import Gallery
 from app.widgets.run_combo import RunCombo
+from app.widgets.video_player import is_video_path
 
 CHUNK = 4  # samples per session request: the gallery fills at this granularity
 SAMPLERS = (("ancestral", "ancestral"), ("DDIM", "ddim"), ("DPM-Solver++ (2M)", "dpmpp2m"))
@@ -109,7 +113,13 @@ class GeneratePage(QWidget):
         self.gallery = Gallery()
         self.gallery.setObjectName("gallery")
         self.gallery.sample_clicked.connect(self._open_sample)
-        right.addWidget(self.gallery, 1)
+        self.video = VideoSamplingView()
+        self.video.progressed.connect(self._on_video_progress)
+        self.video.finished.connect(self._on_video_finished)
+        self.views = QStackedWidget()
+        self.views.addWidget(self.gallery)
+        self.views.addWidget(self.video)
+        right.addWidget(self.views, 1)
         body.addLayout(right, 1)
         root.addLayout(body, 1)
 
@@ -206,6 +216,11 @@ class GeneratePage(QWidget):
             self.class_combo.addItem(f"class {k}", k)
         self.class_combo.setEnabled(classes > 0)
         self.guidance.setEnabled(classes > 0)
+        video = is_video_config(cfg)
+        self.views.setCurrentWidget(self.video if video else self.gallery)
+        self.sampler.setEnabled(not video)
+        if video:
+            self.video.configure(cfg)
         self.generate_button.setEnabled(info is not None and self._job is None)
         if info is None:
             self.status.setText("No stage-2 run with a checkpoint yet: train one (Runs → Train stage 2).")
@@ -286,7 +301,14 @@ class GeneratePage(QWidget):
         files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if files:
             event.acceptProposedAction()
-            self.load_settings_from_png(files[0])
+            if is_video_path(files[0]):
+                self.video.set_context(files[0])  # a clip to continue (video runs)
+            else:
+                self.load_settings_from_png(files[0])
+
+    def is_video_run(self) -> bool:
+        info = self.runs.info()
+        return info is not None and is_video_config(dict(info.config))
 
     # ---- generating ----------------------------------------------------------------------------------
 
@@ -304,6 +326,8 @@ class GeneratePage(QWidget):
         if settings["run"] is None:
             self.status.setText("Choose a stage-2 run first.")
             return False
+        if self.is_video_run():
+            return self._generate_video(session, settings)
         self._token += 1
         folder = self.ctx.store.run_dir(settings["run"]) / "samples"
         seeds = list(range(settings["seed"], settings["seed"] + settings["n"]))
@@ -329,6 +353,32 @@ class GeneratePage(QWidget):
         self._send_next()
         self._poll.start()
         return True
+
+    def _generate_video(self, session: Any, settings: dict[str, Any]) -> bool:
+        """Video runs: one `video.sample` request for all clips; the gallery shows players."""
+        folder = self.ctx.store.run_dir(settings["run"]) / "samples"
+        if not self.video.start(session, settings, folder):
+            self.status.setText(self.video.message.text())
+            return False
+        self._job = {"video": True, "started": time.perf_counter()}
+        self.generate_button.setEnabled(False)
+        self.cancel_button.setEnabled(False)  # video.sample runs to the end once sent
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.status.setText(self.video.message.text())
+        return True
+
+    def _on_video_progress(self, done: int, total: int) -> None:
+        self.progress.setValue(int(1000 * done / max(1, total)))
+        self.progress.setFormat(f"step {done} / {total}")
+
+    def _on_video_finished(self, summary: dict) -> None:
+        self._job = None
+        self.status.setText(summary["message"])
+        self.generate_button.setEnabled(self.run_id() is not None)
+        self.progress.setValue(1000 if summary["ok"] else 0)
+        self.progress.setFormat(f"{summary['clips']} clips")
+        self.finished.emit({"samples": summary["clips"], "seconds": summary["seconds"], "cancelled": False})
 
     def _send_next(self) -> None:
         job = self._job
@@ -390,7 +440,7 @@ class GeneratePage(QWidget):
 
     def cancel(self) -> None:
         job = self._job
-        if job is None or job["cancelled"]:
+        if job is None or job.get("video") or job["cancelled"]:
             return
         job["cancelled"] = True
         Path(job["cancel_file"]).touch()

@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.pages.video_reconstruct import VideoReconstructView, is_video_config, video_model_refusal
 from app.widgets.checkpoint_picker import CheckpointPicker, preferred, stage1_models
 from app.widgets.drop_zone import DropZone
 from app.widgets.image_views import HeatmapView, SideBySide, SplitView, ViewSync, ZoomView, qimage_from_array, titled
@@ -60,6 +61,7 @@ from app.widgets.metrics_table import (
     ImageTableModel,
     ProgressDelegate,
 )
+from app.widgets.video_player import VIDEO_EXTENSIONS, is_video_path
 from ul_engine.errors import ULError
 from ul_engine.reconstruct import (
     MAX_SAMPLES,
@@ -309,6 +311,7 @@ class ReconstructPage(QWidget):
         lv = QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 0, 0)
         self.drop_zone = DropZone()
+        self.drop_zone.label.setText("Drop images, videos or folders here")
         self.drop_zone.filesDropped.connect(self.add_paths)
         self.drop_zone.imageDropped.connect(self.add_image)
         self.drop_zone.addFilesClicked.connect(self.choose_files)
@@ -420,7 +423,13 @@ class ReconstructPage(QWidget):
         self.metrics_panel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         body.addWidget(self.metrics_panel)
         rv.addLayout(body, 1)
-        splitter.addWidget(right)
+        self.video_view = VideoReconstructView(self.ctx, self._video_model, self._video_params)
+        self.mode_tabs = QTabWidget()
+        self.mode_tabs.addTab(right, "Images")
+        self.mode_tabs.addTab(self.video_view, "Videos")
+        self.mode_tabs.setTabToolTip(0, "Compare the selected image with its reconstruction.")
+        self.mode_tabs.setTabToolTip(1, "Videos: original and reconstruction in synced players, PSNR per frame.")
+        splitter.addWidget(self.mode_tabs)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
         splitter.setSizes([480, 700])
@@ -476,6 +485,8 @@ class ReconstructPage(QWidget):
         if ids is not None:
             self.settings.set("reconstruct/model", f"{ids[0]}:{ids[1]}")
         run_id = choice.run_id if choice else None
+        if hasattr(self, "video_view"):
+            self.video_view.pump()
         if choice is not None and run_id != getattr(self, "_steps_run", None):
             self._steps_run = run_id
             if choice.decoder_steps:
@@ -493,10 +504,23 @@ class ReconstructPage(QWidget):
 
     # ---- adding images -----------------------------------------------------------------------------------
 
+    def _video_model(self) -> tuple[Any, dict[str, Any] | None]:
+        return self.picker.current_model(), self.picker.current()
+
+    def _video_params(self) -> dict[str, Any]:
+        return {"decoder_steps": self.steps.value(), "seed": self.seed.value()}
+
     def add_paths(self, paths: list[str]) -> None:
-        """Files are queued as given (a bad one gets its message in place); folders are walked."""
+        """Files are queued as given (a bad one gets its message in place); folders are walked; video files
+        go to the Videos tab."""
         items = []
+        videos = [str(p) for p in paths if is_video_path(p) and not Path(p).is_dir()]
+        if videos:
+            self.mode_tabs.setCurrentWidget(self.video_view)
+            self.video_view.add(videos)
         for p in paths:
+            if str(p) in videos:
+                continue
             if Path(p).is_dir():
                 self._start_scan(str(p))
             else:
@@ -545,7 +569,11 @@ class ReconstructPage(QWidget):
 
     def choose_files(self) -> None:
         exts = " ".join(f"*{e}" for e in _extensions())
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add images", "", f"Images ({exts});;All files (*)")
+        videos = " ".join(f"*{e}" for e in VIDEO_EXTENSIONS)
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Add images or videos", "", f"Images and videos ({exts} {videos});;Images ({exts});;"
+            f"Videos ({videos});;All files (*)"
+        )  # fmt: skip
         if paths:
             self.add_paths(paths)
 
@@ -625,6 +653,11 @@ class ReconstructPage(QWidget):
             self.queue.appendleft(item)
             self.current = None
             self._pump()
+            return
+        model = self.picker.current_model()
+        if model is not None and is_video_config(model.config):
+            item.error = video_model_refusal(model.name, model.config)
+            self._finish(item, ERROR)
             return
         item.key = (a["checkpoint_id"], b["checkpoint_id"] if b else None, params.hash())
         hit_a = cached_entry(self.ctx.store, sha, a["checkpoint_id"], params, item.path)
@@ -758,6 +791,7 @@ class ReconstructPage(QWidget):
 
     def cancel(self) -> None:
         """Stop walking folders, drop the queue (marked cancelled), and stop the image in the worker."""
+        self.video_view.cancel()
         if not self.is_busy():
             return
         self._cancel_requested = True

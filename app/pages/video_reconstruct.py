@@ -1,0 +1,415 @@
+"""The Reconstruct page's video half: dropped video files go, one at a time, to the session worker's
+`video.reconstruct` op; the original and its reconstruction play in one sync group, a per-frame PSNR plot
+seeks the players on click, and the bits (per pixel, per latent dimension) sit beside them.
+
+Each file is probed on a pool thread first (its container header and first frame, with imageio-ffmpeg), so
+a truncated MP4 or a text file named `.mp4` gets its message at once, without a worker call; a run trained
+on images refuses video (and the page refuses images for a video run) before anything is sent.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.widgets.frame_plot import FramePlot
+from app.widgets.video_player import Clip, ClipLoader, VideoPlayer, decode_video
+from ul_engine.errors import ULError
+
+VIDEO_KINDS = ("bouncing", "video-folder")  # data.kind of runs whose models take video
+
+QUEUED, CHECKING, RUNNING, LOADING, DONE, ERROR, CANCELLED = (
+    "queued", "checking", "running", "loading", "done", "error", "cancelled",
+)  # fmt: skip
+
+
+def data_kind(config: dict[str, Any] | None) -> str:
+    return str(((config or {}).get("data") or {}).get("kind") or "shapes")
+
+
+def is_video_config(config: dict[str, Any] | None) -> bool:
+    """Whether a run's config describes a video model (its `data.kind`)."""
+    return data_kind(config) in VIDEO_KINDS
+
+
+def image_model_refusal(run_name: str, config: dict[str, Any] | None) -> str:
+    return (f"{run_name} is an image model (trained on {data_kind(config)}): it cannot reconstruct a video. "
+            "Choose a run trained on video (bouncing or a video folder).")  # fmt: skip
+
+
+def video_model_refusal(run_name: str, config: dict[str, Any] | None) -> str:
+    return (f"{run_name} is a video model (trained on {data_kind(config)}): it reconstructs video files "
+            "(mp4, webm, mov, avi, mkv), not images. Choose an image run for images.")  # fmt: skip
+
+
+@dataclass(eq=False)
+class VideoJob:
+    """One dropped video file and what became of it."""
+
+    path: str
+    state: str = QUEUED
+    done: int = 0
+    total: int = 0
+    what: str = ""
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    clips: list[Clip] | None = None
+    model: str = ""
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    def status_text(self) -> str:
+        if self.state == RUNNING:
+            part = f" {self.done}/{self.total}" if self.total else ""
+            return f"reconstructing{part} {self.what}".strip()
+        if self.state == DONE and self.result:
+            return f"{self.result.get('psnr', float('nan')):.2f} dB · {self.result.get('frames')} frames"
+        return {QUEUED: "queued", CHECKING: "checking…", LOADING: "loading frames…", CANCELLED: "cancelled"}.get(
+            self.state, self.error or self.state
+        )
+
+
+class _ProbeSignals(QObject):
+    done = Signal(object, object)  # job, error message or None
+
+
+class ProbeVideo(QRunnable):
+    """Opens the file with ffmpeg and decodes its first frame: the refusals come from `decode_video`."""
+
+    def __init__(self, job: VideoJob) -> None:
+        super().__init__()
+        self.job = job
+        self.signals = _ProbeSignals()
+
+    def run(self) -> None:
+        try:
+            decode_video(self.job.path, max_frames=1, cancelled=lambda: True)
+        except ULError as exc:
+            self.signals.done.emit(self.job, str(exc))
+            return
+        self.signals.done.emit(self.job, None)
+
+
+class VideoReconstructView(QWidget):
+    """The video list, the synced players, the PSNR plot and the metrics. `model()` returns the chosen
+    (ModelChoice, {"checkpoint_id", "step", …}) or (None, None); `params()` the decoder steps and seed."""
+
+    jobFinished = Signal(object)  # a VideoJob that is done, failed or was cancelled
+    shown = Signal(object)  # the VideoJob now in the players
+
+    def __init__(self, ctx: Any, model: Any, params: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.model, self.params = model, params
+        self.jobs: list[VideoJob] = []
+        self.queue: collections.deque[VideoJob] = collections.deque()
+        self.current: VideoJob | None = None
+        self.showing: VideoJob | None = None
+        self.worker_calls = 0
+        self.loader = ClipLoader(self)
+        self._tasks: set[QRunnable] = set()
+        self._cancel_file: Path | None = None
+        self._cancel_requested = False
+        self._build()
+
+    def _build(self) -> None:
+        root = QVBoxLayout(self)
+        root.setContentsMargins(0, 0, 0, 0)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 0, 0)
+        frames_row = QHBoxLayout()
+        frames_row.addWidget(QLabel("Frames"))
+        self.max_frames = QSpinBox()
+        self.max_frames.setRange(0, 100_000)
+        self.max_frames.setValue(64)
+        self.max_frames.setSpecialValueText("all")
+        self.max_frames.setToolTip("Reconstruct at most this many frames from the start of each video (0: all; "
+                                   "long videos are encoded and decoded in chunks).")  # fmt: skip
+        frames_row.addWidget(self.max_frames, 1)
+        lv.addLayout(frames_row)
+        self.list = QListWidget()
+        self.list.setToolTip("Dropped videos; select one to play it with its reconstruction.")
+        self.list.currentRowChanged.connect(self._on_row)
+        lv.addWidget(self.list, 1)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setToolTip("Progress of the video being reconstructed.")
+        lv.addWidget(self.progress)
+        self.cancel_button = QPushButton("Cancel video")
+        self.cancel_button.setToolTip("Stop the video being reconstructed and drop the queued ones.")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        lv.addWidget(self.cancel_button)
+        split.addWidget(left)
+
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(0, 0, 0, 0)
+        self.status = QLabel("Drop a video file (mp4, webm, mov, avi, mkv) to reconstruct it with a video model.")
+        self.status.setObjectName("hint")
+        self.status.setWordWrap(True)
+        rv.addWidget(self.status)
+        self.player = VideoPlayer(min_side=180, placeholder="No video yet")
+        rv.addWidget(self.player, 3)
+        bottom = QHBoxLayout()
+        self.plot = FramePlot()
+        self.plot.frameClicked.connect(self.player.clock.seek)
+        self.player.clock.frameChanged.connect(self.plot.set_current)
+        bottom.addWidget(self.plot, 1)
+        self.metrics = QLabel()
+        self.metrics.setObjectName("metricsPanel")
+        self.metrics.setTextFormat(Qt.TextFormat.RichText)
+        self.metrics.setWordWrap(True)
+        self.metrics.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.metrics.setFixedWidth(210)
+        self.metrics.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+        self.metrics.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        bottom.addWidget(self.metrics)
+        rv.addLayout(bottom, 2)
+        split.addWidget(right)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 4)
+        split.setSizes([200, 800])
+        root.addWidget(split, 1)
+        self._show(None)
+
+    # ---- the queue ----------------------------------------------------------------------------------
+
+    def add(self, paths: list[str]) -> list[VideoJob]:
+        jobs = [VideoJob(str(p)) for p in paths]
+        for job in jobs:
+            self.jobs.append(job)
+            item = QListWidgetItem(job.name)
+            item.setToolTip(job.path)
+            self.list.addItem(item)
+            self._refresh_item(job)
+        self.queue.extend(jobs)
+        self._cancel_requested = False
+        self.pump()
+        return jobs
+
+    def busy(self) -> bool:
+        return self.current is not None or bool(self.queue)
+
+    def pump(self) -> None:
+        """Start the next queued video unless one is in flight (also called when the model changes)."""
+        if self.current is not None or not self.queue:
+            self._sync_buttons()
+            return
+        choice, checkpoint = self.model()
+        if choice is None or checkpoint is None:
+            self.status.setText("Choose a model first (a stage-1 run trained on video): the videos wait.")
+            return
+        job = self.queue.popleft()
+        self.current = job
+        if not is_video_config(choice.config):
+            job.error = image_model_refusal(choice.name, choice.config)
+            self._finish(job, ERROR)
+            return
+        job.state, job.error = CHECKING, None
+        job.model = f"{choice.name} @ step {checkpoint.get('step')}"
+        self._refresh_item(job)
+        task = ProbeVideo(job)
+        task.setAutoDelete(False)
+        task.signals.done.connect(self._on_probed)
+        self._tasks.add(task)
+        QThreadPool.globalInstance().start(task)
+        self._sync_buttons()
+
+    def _on_probed(self, job: VideoJob, error: str | None) -> None:
+        self._tasks = {t for t in self._tasks if not (isinstance(t, ProbeVideo) and t.job is job)}
+        if job is not self.current:
+            return
+        if self._cancel_requested:
+            self._finish(job, CANCELLED)
+            return
+        if error is not None:
+            job.error = error
+            self._finish(job, ERROR)
+            return
+        session = getattr(self.ctx, "session", None)
+        choice, checkpoint = self.model()
+        if session is None or choice is None or checkpoint is None:
+            job.error = "the session worker is not running" if session is None else "no model chosen"
+            self._finish(job, ERROR)
+            return
+        self._cancel_file = Path(self.ctx.home) / "cache" / "videos" / f".cancel-{id(job)}-{time.time_ns()}"
+        params = dict(self.params())
+        params["max_frames"] = self.max_frames.value() or None
+        job.state, job.what = RUNNING, "waiting for the worker…"
+        self._refresh_item(job)
+        self.worker_calls += 1
+        session.request(
+            "video.reconstruct",
+            lambda ok, result, job=job: self._on_answer(job, ok, result),
+            on_event=lambda message, job=job: self._on_progress(job, message),
+            path=job.path, run=choice.run_id, checkpoint=checkpoint.get("step"), params=params,
+            cancel_file=str(self._cancel_file),
+        )  # fmt: skip
+        self.status.setText(f"Reconstructing {job.name} with {job.model}…")
+
+    def _on_progress(self, job: VideoJob, message: dict[str, Any]) -> None:
+        if job is not self.current or message.get("event") != "progress":
+            return
+        job.done, job.total = int(message.get("done", 0)), int(message.get("total", 0))
+        job.what = str(message.get("what") or "")
+        self.progress.setRange(0, max(1, job.total))
+        self.progress.setValue(min(job.done, job.total))
+        self._refresh_item(job)
+
+    def _on_answer(self, job: VideoJob, ok: bool, result: Any) -> None:
+        if self._cancel_file is not None:
+            self._cancel_file.unlink(missing_ok=True)
+            self._cancel_file = None
+        if job is not self.current:
+            return
+        if not ok:
+            text = str(result)
+            if self._cancel_requested and "cancel" in text:
+                self._finish(job, CANCELLED)
+                return
+            job.error = text if text.startswith(job.name) else f"{job.name}: {text}"
+            self._finish(job, ERROR)
+            return
+        job.result = dict(result)
+        job.state = LOADING
+        self._refresh_item(job)
+        specs = [(result["original"], "Original"), (result["reconstruction"], "Reconstruction")]
+        self.loader.load(specs, lambda clips, error, job=job: self._on_clips(job, clips, error), supersede=False)
+
+    def _on_clips(self, job: VideoJob, clips: list[Clip] | None, error: str | None) -> None:
+        if job is not self.current:
+            return
+        if error is not None or not clips:
+            job.error = f"the reconstruction was written but cannot be played: {error}"
+            self._finish(job, ERROR)
+            return
+        job.clips = clips
+        self._finish(job, DONE)
+
+    def _finish(self, job: VideoJob, state: str) -> None:
+        job.state = state
+        if self.current is job:
+            self.current = None
+        self._refresh_item(job)
+        row = self.jobs.index(job)
+        if state in (DONE, ERROR) and (self.showing is None or self.showing.state != DONE or state == DONE):
+            self.list.setCurrentRow(row)
+            self._show(job)
+        elif self.showing is job:
+            self._show(job)
+        if state == ERROR:
+            self.status.setText(job.error or "failed")
+        elif state == DONE:
+            self.status.setText(f"{job.name}: reconstructed with {job.model}.")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if state == DONE else 0)
+        self.jobFinished.emit(job)
+        self.pump()
+        self._sync_buttons()
+
+    def cancel(self) -> None:
+        if not self.busy():
+            return
+        self._cancel_requested = True
+        for job in self.queue:
+            job.state = CANCELLED
+            self._refresh_item(job)
+        self.queue.clear()
+        if self._cancel_file is not None:
+            try:
+                self._cancel_file.parent.mkdir(parents=True, exist_ok=True)
+                self._cancel_file.touch()
+            except OSError:
+                pass
+        self.status.setText("Cancelling the video…")
+
+    def _sync_buttons(self) -> None:
+        self.cancel_button.setEnabled(self.busy())
+
+    def _refresh_item(self, job: VideoJob) -> None:
+        item = self.list.item(self.jobs.index(job))
+        if item is None:
+            return
+        item.setText(f"{job.name}\n{job.status_text()}")
+        item.setToolTip(f"{job.path}\n{job.error}" if job.error else job.path)
+        item.setForeground(QColor("#d32f2f") if job.state == ERROR else self.palette().text().color())
+
+    # ---- showing ------------------------------------------------------------------------------------
+
+    def _on_row(self, row: int) -> None:
+        if 0 <= row < len(self.jobs):
+            self._show(self.jobs[row])
+
+    def _show(self, job: VideoJob | None) -> None:
+        self.showing = job
+        self.metrics.setText(self._metrics_html(job))
+        if job is None or job.state != DONE or not job.clips or not job.result:
+            self.player.set_clips([])
+            self.plot.set_values([])
+            return
+        self.player.clock.pause()
+        self.player.clock.seek(0)
+        self.player.set_clips(job.clips)
+        self.plot.set_values(job.result.get("psnr_per_frame") or [])
+        self.shown.emit(job)
+
+    def _metrics_html(self, job: VideoJob | None) -> str:
+        if job is None:
+            return "<p><i>Drop a video to see its reconstruction and metrics.</i></p>"
+        head = f"<b>{_esc(job.name)}</b>"
+        if job.state == ERROR:
+            return head + f"<p style='color:#d32f2f'>{_esc(job.error)}</p>"
+        if job.state != DONE or not job.result:
+            return head + f"<p>{_esc(job.status_text())}</p>"
+        r = job.result
+        rows = [
+            ("model", _esc(job.model)),
+            ("frames", f"{r.get('frames')} at {float(r.get('fps') or 0):.3g} fps"),
+            ("PSNR (mean)", _fmt(r.get("psnr"), "{:.2f} dB")),
+            ("PSNR min … max", _range(r.get("psnr_per_frame"))),
+            ("bits / pixel", _fmt(r.get("bits_per_pixel"), "{:.4f}")),
+            ("bits / latent dim", _fmt(r.get("bits_per_dim"), "{:.3f}")),
+        ]
+        if job.clips:
+            w, h = job.clips[0].size
+            rows.insert(2, ("size", f"{w}×{h} px"))
+        table = "".join(f"<tr><td>{k}</td><td align='right'>{v}</td></tr>" for k, v in rows)
+        return head + f"<table cellspacing='0' cellpadding='2'>{table}</table>"
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    return "–" if value is None else pattern.format(float(value))
+
+
+def _range(values: Any) -> str:
+    vals = [float(v) for v in values or [] if v is not None]
+    return f"{min(vals):.1f} … {max(vals):.1f} dB" if vals else "–"
+
+
+def _esc(text: Any) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
