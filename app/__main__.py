@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     home = args.home or default_home()
     try:
-        ctx = AppContext(home, start_session=not (args.no_devices or bench))
+        ctx = AppContext(home, start_session=not (args.no_devices or bench), install_demo=True)
     except ULError as exc:
         from PySide6.QtWidgets import QMessageBox
 

@@ -26,12 +26,16 @@ class AppContext(QObject):
         *,
         start_session: bool = True,
         command_factory: CommandFactory | None = None,
+        install_demo: bool = False,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.home = Path(home).expanduser().absolute()
         self.settings = settings or Settings()
         self.store = Store.open(self.home)
+        self.demo_error: str | None = None
+        if install_demo:  # the app (not each test's context) registers the shipped demo model as the run `demo`
+            self._install_demo()
         self.repo = RunsRepository(self.store, parent=self)
         self.runner = QueueRunner(self.store, command_factory=command_factory, parent=self)
         self.runner.changed.connect(self.repo.refresh)
@@ -44,6 +48,15 @@ class AppContext(QObject):
         self._metrics: Any = None
         self._start_session = start_session
         self.session: Any = None
+
+    def _install_demo(self) -> None:
+        from ul_engine.demo import ensure_demo_run
+        from ul_engine.errors import ULError
+
+        try:
+            ensure_demo_run(self.store)
+        except (ULError, OSError, ValueError, KeyError) as exc:  # a broken bundle must not stop the app
+            self.demo_error = f"the demo model could not be registered: {exc}"
 
     @property
     def asks_devices(self) -> bool:

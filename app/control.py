@@ -92,6 +92,10 @@ class RunController(QObject):
         for job in self.store.list_jobs("queued", run_id=run_id):
             self.store.cancel_job(job.id)
         self.store.delete_run(run_id, remove_files=True)
+        if info.status == "shipped":  # the demo: its bundle stays where it is; do not register it again
+            from ul_engine.demo import dismiss
+
+            dismiss(self.store.home)
         if self.ctx.has_metrics:
             self.ctx.metrics.drop(run_id)
         self.ctx.repo.refresh()

@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
             page: QWidget = RunsPage(self.ctx)
             page.open_in_monitor.connect(lambda run_id: self.open_monitor(run_id))
             page.compare.connect(lambda ids: self.open_monitor(ids[0], ids[1:]))
+            page.open_reconstruct.connect(self.open_reconstruct_run)
             page.target_provider = self._action_targets
             for act in page.window_actions:
                 self.addAction(act)
@@ -169,6 +170,14 @@ class MainWindow(QMainWindow):
         monitor.show_runs(int(run_id), list(overlays or []))
         self.show_page("monitor")
         return monitor
+
+    def open_reconstruct_run(self, run_id: int) -> Any:
+        """The Reconstruct page with a run's latest checkpoint chosen (the welcome's "Reconstruct a photo")."""
+        page = self._build("reconstruct")
+        page.refresh_models()
+        page.picker.select(int(run_id), None)
+        self.show_page("reconstruct")
+        return page
 
     def open_latents(self, path: str, run_id: int = 0) -> Any:
         """A generated sample (or any image) in the Latents page."""

@@ -360,6 +360,10 @@ def cmd_delete(args: argparse.Namespace) -> dict[str, Any]:
         if answer.strip().lower() not in ("y", "yes"):
             return {"run": run.id, "deleted": False}
     store.delete_run(run.id, remove_files=True)
+    if run.status == "shipped":  # the demo model: its bundle stays; the app stops bringing it back
+        from ul_engine.demo import dismiss
+
+        dismiss(store.home)
     return {"run": run.id, "deleted": True}
 
 

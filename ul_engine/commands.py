@@ -60,9 +60,13 @@ def _checkpoint(store: Any, run: Any, step: int | None = None) -> Any:
 
 
 def load_run(store: Any, run_ref: int | str, *, need_base: bool = False, step: int | None = None) -> LoadedRun:
-    run = store.get_run(run_ref)
+    from ul_engine import demo
+
+    run = demo.get_run(store, run_ref)
     device = _device()
     ckpt = _checkpoint(store, run, step)
+    if ckpt.kind == demo.BUNDLE_KIND:
+        return _load_bundle_run(run, ckpt, device, need_base)
     if run.stage == 1:
         if need_base:
             raise ULError(
@@ -74,6 +78,17 @@ def load_run(store: Any, run_ref: int | str, *, need_base: bool = False, step: i
     stage1 = bundle.load_stage1(store.run_dir(run.id) / "stage1", device)
     base = base_from_checkpoint(ckpt.path, device)
     return LoadedRun(run, base.cfg, stage1, base, ckpt.step, ckpt.sha256)
+
+
+def _load_bundle_run(run: Any, ckpt: Any, device: str, need_base: bool) -> LoadedRun:
+    """A run whose weights are an inference bundle folder (the shipped demo): the models come from the folder,
+    the config from the run row (its data path is where `ul eval` finds held-out images)."""
+    folder = ckpt.path.parent
+    stage1 = bundle.load_stage1(folder, device)
+    base = bundle.load_base(folder, device) if bundle.has_base(folder) else None
+    if need_base and base is None:
+        raise ULError(f"run {run.name} has no base model; sampling needs a stage-2 model")
+    return LoadedRun(run, validate(run.config), stage1, base, ckpt.step, ckpt.sha256)
 
 
 def stage2_config(

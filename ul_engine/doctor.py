@@ -59,4 +59,9 @@ def diagnose(home: Path | None = None) -> dict[str, Any]:
     report["data folder"] = str(store.home)
     report["database"] = str(store.db_path)
     report["runs"] = len(store.list_runs())
+    from ul_engine.demo import demo_folder, sample_photos
+
+    folder = demo_folder()
+    report["demo model"] = str(folder) if folder else "not found (resources/models/demo/)"
+    report["sample photos"] = len(sample_photos())
     return report

@@ -33,7 +33,7 @@ STATUS_ROLE = Qt.ItemDataRole.UserRole + 4
 STATUS_FILTERS = {
     "All runs": None,
     "Active": {"running", "paused", "stopping", "queued"},
-    "Finished": {"completed"},
+    "Finished": {"completed", "shipped"},
     "Stopped or failed": {"stopped", "interrupted", "failed"},
     "Not started": {"created"},
 }

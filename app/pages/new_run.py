@@ -450,6 +450,12 @@ class NewRunDialog(QDialog):
         finally:
             self._syncing = False
 
+    def set_data_folder(self, path: str) -> None:
+        """Train on the images under `path` (the welcome's "Train on my folder…")."""
+        self.form.set_values({"data.kind": "image-folder", "data.path": str(path)})
+        self._sync_knobs_from_form()
+        self.schedule_validation()
+
     def preset_name(self) -> str:
         return str(self.preset.currentData())
 

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from app.models.queue_model import JOB_ID_ROLE, MIME, QueueModel
 from app.models.runs_model import PROGRESS_ROLE, RUN_ID_ROLE, STATUS_FILTERS, RunsFilterProxy, RunsTableModel
+from app.pages.welcome import WelcomePanel, demo_run, own_runs
 from ul_engine.errors import ULError
 
 
@@ -104,6 +105,7 @@ class QueueView(QListView):
 class RunsPage(QWidget):
     open_in_monitor = Signal(int)
     compare = Signal(list)
+    open_reconstruct = Signal(int)  # a run id: show it on the Reconstruct page (the welcome's demo button)
 
     def __init__(self, ctx: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -123,6 +125,12 @@ class RunsPage(QWidget):
         self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         header.addWidget(self.toolbar, 1)
         layout.addLayout(header)
+
+        self.welcome = WelcomePanel()
+        self.welcome.reconstruct_demo.connect(self.open_reconstruct)
+        self.welcome.train_shapes.connect(self.train_shapes)
+        self.welcome.train_folder.connect(self.train_folder)
+        layout.addWidget(self.welcome)
 
         filters = QHBoxLayout()
         self.search = QLineEdit()
@@ -321,6 +329,10 @@ class RunsPage(QWidget):
         self.act_export.setEnabled(bool(row and row.info.step > 0))
         self.act_compare.setEnabled(len(ids) >= 2)
         self._show_details(row)
+        rows = self.ctx.repo.ordered()
+        self.welcome.setVisible(not own_runs(rows))
+        demo = demo_run(rows)
+        self.welcome.set_demo(demo.id if demo is not None else None)
         self.queue_empty.setVisible(self.queue_model.rowCount() == 0)
         job_selected = bool(self.queue.selectionModel() and self.queue.selectionModel().selectedRows())
         for b in (self.queue_up, self.queue_down, self.queue_remove):
@@ -361,6 +373,24 @@ class RunsPage(QWidget):
 
     def new_run(self) -> None:
         self._open_dialog()
+
+    def train_shapes(self) -> Any:
+        """The welcome's shapes start: the New run form with the shapes-32 preset."""
+        return self._open_dialog(preset="shapes-32")
+
+    def train_folder(self) -> Any:
+        """The welcome's folder start: choose a folder, then the New run form with folder-64 on it."""
+        folder = self.ask_training_folder(self)
+        if not folder:
+            return None
+        dialog = self._open_dialog(preset="folder-64")
+        dialog.set_data_folder(folder)
+        return dialog
+
+    @staticmethod
+    def ask_training_folder(parent: QWidget) -> str:
+        """A folder of the user's images (tests patch this)."""
+        return QFileDialog.getExistingDirectory(parent, "Folder of training images", str(Path.home()))
 
     def duplicate(self) -> None:
         ids = self.targets()

@@ -8,7 +8,8 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QWidget
 
-DEMO_RUN_NAME = "demo"  # the bundled demo model, once installed as a run, carries this name
+from ul_engine.demo import DEMO_NAME as DEMO_RUN_NAME
+from ul_engine.demo import SHIPPED
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,11 @@ class ModelChoice:
 
 
 def stage1_models(store: Any) -> list[ModelChoice]:
-    """Every stage-1 run that has a checkpoint on disk, the newest run first (torch-free: store only)."""
+    """Every stage-1 run that has a checkpoint on disk, and the shipped demo (whose bundle holds its stage-1
+    model), the newest run first (torch-free: store only)."""
     out = []
     for run in sorted(store.list_runs(), key=lambda r: r.id, reverse=True):
-        if run.stage != 1:
+        if run.stage != 1 and run.status != SHIPPED:
             continue
         cks = [c for c in store.list_checkpoints(run.id) if c.path.is_file()]
         if not cks:
@@ -53,7 +55,7 @@ def stage1_models(store: Any) -> list[ModelChoice]:
 
 def preferred(models: list[ModelChoice]) -> ModelChoice | None:
     """The user's newest run; the demo model only when the user has no runs of their own."""
-    own = [m for m in models if m.name != DEMO_RUN_NAME]
+    own = [m for m in models if m.status != SHIPPED and m.name != DEMO_RUN_NAME]
     if own:
         return own[0]
     return models[0] if models else None

@@ -7,6 +7,8 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QWidget
 
+from ul_engine.demo import SHIPPED
+
 
 def usable_runs(store: Any, stage: int | None = None) -> list[Any]:
     """RunInfo of every run (of `stage`, if given) with at least one checkpoint file on disk."""
@@ -55,7 +57,10 @@ class RunCombo(QComboBox):
         if not runs:
             self.addItem("no trained run yet", 0)
         index = self.findData(current) if current else -1
-        self.setCurrentIndex(index if index >= 0 else (self.count() - 1 if runs else 0))
+        if index < 0 and runs:  # the user's newest run; the shipped demo only while they have none
+            own = [r for r in runs if r.status != SHIPPED]
+            index = self.findData((own or runs)[-1].id)
+        self.setCurrentIndex(max(0, index))
         self.blockSignals(False)
         if self.run_id() != current:
             self.run_selected.emit(self.run_id() or 0)

@@ -688,6 +688,8 @@ class Store:
             if run is None:
                 raise RunNotFound(f"no run with id {run_id}")
             if kind == "train":
+                if run.status == "shipped":
+                    raise ULError(f"run '{run.name}' came with UL Studio; it cannot be trained")
                 if run.status in ACTIVE_RUN_STATUSES:
                     raise ULError(f"run '{run.name}' is {run.status}; it cannot be queued again now")
                 open_jobs = (Job.run_id == run_id, Job.kind == "train", Job.status.in_(("queued", "running")))

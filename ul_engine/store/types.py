@@ -19,6 +19,7 @@ RUN_STATUSES: tuple[str, ...] = (
     "stopped",
     "interrupted",
     "failed",
+    "shipped",  # a model that came with UL Studio (the demo): read-only, never trained here
 )
 ACTIVE_RUN_STATUSES: tuple[str, ...] = ("running", "paused", "stopping")
 """Statuses that mean a worker process owns the run and must heartbeat."""

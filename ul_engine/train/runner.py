@@ -145,6 +145,11 @@ class RunContext:
     def __init__(self, store: Any, run_ref: int | str, *, emit: Emit | None = None, progress: bool = False) -> None:
         self.store = store
         self.run = store.get_run(run_ref)
+        if self.run.status == "shipped":
+            raise ULError(
+                f"run {self.run.name} is a model that came with UL Studio; it cannot be trained. "
+                "Train your own: ul train --preset shapes-32 (or folder-64 with --set data.path=DIR)"
+            )
         self.run_id = self.run.id
         self.cfg: RunConfig = validate(self.run.config)
         self.run_dir = store.run_dir(self.run_id)
@@ -409,9 +414,19 @@ def _now() -> Any:
 
 def export_run(store: Any, run_ref: int | str, out: Path) -> list[Path]:
     """Copy a run's inference bundle (and, for stage 2, its stage-1 bundle) to `out`."""
+    from ul_engine.demo import bundle_checkpoint
+
     run = store.get_run(run_ref)
     run_dir = store.run_dir(run.id)
     src = run_dir / "model"
+    shipped = bundle_checkpoint(store, run)
+    if shipped is not None:  # the demo: its bundle folder is the model
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        files = [p for p in sorted(shipped.path.parent.iterdir()) if p.suffix in (".json", ".safetensors")]
+        for item in files:
+            shutil.copy2(item, out / item.name)
+        return [out / item.name for item in files]
     if not src.is_dir():
         raise ULError(f"run {run.name} has no exported model yet; train it to its first checkpoint")
     out = Path(out)

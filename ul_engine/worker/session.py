@@ -44,8 +44,9 @@ class Session:
     def run(self, ref: int | str, step: int | None = None) -> Any:
         """A LoadedRun (see ul_engine.commands.load_run), cached while the session lives."""
         from ul_engine.commands import load_run
+        from ul_engine.demo import get_run
 
-        run = self.store.get_run(ref)
+        run = get_run(self.store, ref)
         key = (run.id, step)
         if key not in self.loaded:
             self.loaded[key] = load_run(self.store, run.id, step=step)
