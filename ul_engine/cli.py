@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--compare-checkpoint", type=int, metavar="STEP", help="RUN2's checkpoint (default: latest)")
     rc.add_argument("--samples", type=int, default=1, metavar="K",
                     help="K decodes with different seeds; writes their mean and std map beside the output")  # fmt: skip
+    rc.add_argument("--max-frames", type=int, metavar="N", help="videos: reconstruct at most the first N frames")
     rc.add_argument("--json", action="store_true")
 
     s = sub.add_parser("sample", help="generate images with a stage-2 run")
@@ -98,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--guidance", type=float, default=None)
     s.add_argument("--class", dest="class_label", type=int)
+    s.add_argument("--frames", type=int, metavar="N", help="video runs: frames per clip (default: the clip length)")
+    s.add_argument("--context", metavar="VIDEO", help="video runs: continue this clip from its first frames")
+    s.add_argument("--context-frames", type=int, metavar="K", help="with --context: how many frames are given")
+    s.add_argument("--format", dest="video_format", choices=("mp4", "gif"), default="mp4", help="video runs")
     s.add_argument("--json", action="store_true")
 
     ip = sub.add_parser("interpolate", help="a video of decodes between two images' latents")
@@ -449,8 +454,14 @@ def cmd_presets(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.commands import expand_inputs, load_run
     from ul_engine.reconstruct import Reconstructor, reconstruct_many
+    from ul_engine.video_commands import is_video_path
 
     store = _store(args)
+    files = expand_inputs(args.inputs)
+    if files and all(is_video_path(f) for f in files):
+        return _reconstruct_videos(store, args, files)
+    if any(is_video_path(f) for f in files):
+        raise ULError("give either videos or images to one `ul reconstruct`, not both")
     main = Reconstructor(load_run(store, args.run, step=args.checkpoint), store)
     other = None
     if args.compare:
@@ -458,7 +469,6 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     params = main.default_params(
         decoder_steps=args.decoder_steps, sampler=args.sampler, seed=args.seed, samples=args.samples
     )
-    files = expand_inputs(args.inputs)
     if not files:
         raise ULError("no input images found")
 
@@ -503,10 +513,69 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     return {"results": results, EXIT_KEY: EXIT_USER_ERROR if failed else 0}
 
 
+def _reconstruct_videos(store: Any, args: argparse.Namespace, files: list[Path]) -> dict[str, Any]:
+    """Video inputs: per file an MP4 of the frames used, its reconstruction, and per-frame PSNR."""
+    from ul_engine.commands import load_run
+    from ul_engine.video_commands import reconstruct_clip, terminal_progress
+
+    loaded = load_run(store, args.run, step=args.checkpoint)
+    results: list[dict[str, Any]] = []
+    for path in files:
+        progress, close = terminal_progress(not args.json)
+        try:
+            r = reconstruct_clip(loaded, path, Path(args.out), decoder_steps=args.decoder_steps, seed=args.seed,
+                                 sampler=args.sampler, max_frames=args.max_frames, progress=progress)  # fmt: skip
+        except ULError as exc:
+            if not loaded.cfg.model.time_axis:
+                raise
+            r = {"input": str(path), "output": None, "error": str(exc)}
+        finally:
+            close()
+        results.append(r)
+        if not args.json:
+            if r.get("error"):
+                print(f"{path}: error: {r['error']}")
+            else:
+                print(f"{path} -> {r['reconstruction']}  {r['frames']} frames  PSNR {r['psnr']:.2f} dB  "
+                      f"{r['bits_per_pixel']:.4f} bits/px  {r['bits_per_dim']:.3f} bits/dim")  # fmt: skip
+    failed = sum(1 for r in results if r.get("error"))
+    if failed:
+        sys.stderr.write(f"ul: error: {failed} of {len(results)} inputs could not be reconstructed\n")
+    return {"results": results, EXIT_KEY: EXIT_USER_ERROR if failed else 0}
+
+
+def _is_video_run(store: Any, ref: str) -> bool:
+    try:
+        return bool(store.get_run(ref).config.get("model", {}).get("time_axis"))
+    except ULError:
+        return False
+
+
+def _sample_video(store: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.commands import load_run
+    from ul_engine.video_commands import sample_clips, terminal_progress
+
+    progress, close = terminal_progress(not args.json)
+    try:
+        result = sample_clips(
+            store, load_run(store, args.run, need_base=True), args.out, n=args.n, frames=args.frames,
+            seed=args.seed, base_steps=args.steps, decoder_steps=args.decoder_steps, sampler=args.sampler,
+            context=args.context, context_frames=args.context_frames, fmt=args.video_format, progress=progress,
+        )  # fmt: skip
+    finally:
+        close()
+    if not args.json:
+        for o in result["outputs"]:
+            print(o)
+    return result
+
+
 def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.commands import sample_files
 
     store = _store(args)
+    if args.frames is not None or args.context or args.context_frames or _is_video_run(store, args.run):
+        return _sample_video(store, args)
     outputs = sample_files(
         store,
         args.run,

@@ -24,9 +24,16 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    kind: Literal["shapes", "image-folder"] = Field("shapes", description="Where training images come from.")
+    kind: Literal["shapes", "image-folder", "bouncing", "video-folder"] = Field(
+        "shapes", description="Where training images (shapes, image-folder) or clips (bouncing, video-folder) come from"
+    )
     resolution: int = Field(32, ge=8, le=4096, description="Side of the square training images in pixels.")
-    path: str = Field("", description="Folder of images (image-folder only); searched recursively.")
+    path: str = Field("", description="Folder of images or videos (the folder kinds); searched recursively.")
+    frames: int = Field(1, ge=1, le=1024, description="Frames per training clip (1: images; video kinds need ≥ 2).")
+    frame_stride: int = Field(
+        1, ge=1, le=64, description="video-folder: take every n-th frame of a file when cutting clips."
+    )
+    fps: float = Field(8.0, gt=0.0, le=240.0, description="Frame rate written to video files of this run's clips.")
     crop: Literal["center", "random"] = Field("center", description="How images are cropped to a square.")
     class_subfolders: bool = Field(False, description="Use each image's top-level subfolder as its class label.")
     num_classes: int = Field(0, ge=0, le=100000, description="Number of class labels (0: unconditional).")
@@ -72,6 +79,15 @@ class BaseConfig(_Section):
     label_dropout: float = Field(
         0.1, ge=0.0, le=1.0, description="Probability of dropping the class label (for guidance)."
     )
+    context_frames: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Video: latent frames given clean (with a mask) in conditional training examples (0: off).",
+    )
+    context_prob: float = Field(
+        0.5, ge=0.0, le=1.0, description="Video: fraction of training examples that are conditional on context."
+    )
 
     @model_validator(mode="after")
     def _same_levels(self) -> BaseConfig:
@@ -82,6 +98,12 @@ class BaseConfig(_Section):
 
 class ModelConfig(_Section):
     latent_channels: int = Field(4, ge=1, le=1024, description="Channels of the latent z.")
+    time_axis: bool = Field(
+        False, description="Video model: 3D convolutions and space-time tokens over (T, H, W) clips."
+    )
+    time_downsample: int = Field(
+        1, ge=1, le=64, description="Video: frames per latent frame (a power of 2; the paper's Kinetics model: 4)."
+    )
     encoder: EncoderConfig = EncoderConfig()
     prior: PriorConfig = PriorConfig()
     decoder: DecoderConfig = DecoderConfig()
@@ -90,6 +112,10 @@ class ModelConfig(_Section):
     def downsample(self) -> int:
         """Pixels per latent position along one side."""
         return self.encoder.patch * 2 ** (len(self.encoder.channels) - 1)
+
+    def time_halvings(self) -> int:
+        """How many of the nets' stride-2 steps also halve time (0 for image models)."""
+        return self.time_downsample.bit_length() - 1 if self.time_axis else 0
 
 
 class LossConfig(_Section):
@@ -233,8 +259,9 @@ class RunConfig(_Section):
             raise ValueError(f"model.decoder downsamples by {dec_down} but model.encoder by {down}; they must match")
         if self.optim.batch_size % self.optim.grad_accum:
             raise ValueError("optim.batch_size must be divisible by optim.grad_accum")
-        if self.data.kind == "image-folder" and not self.data.path:
-            raise ValueError("data.path is required when data.kind is image-folder")
+        if self.data.kind in ("image-folder", "video-folder") and not self.data.path:
+            raise ValueError(f"data.path is required when data.kind is {self.data.kind}")
+        self._video_consistent()
         for name, width, heads in (
             ("model.prior", self.model.prior.width, self.model.prior.heads),
             ("model.decoder", self.model.decoder.width, self.model.decoder.heads),
@@ -245,6 +272,39 @@ class RunConfig(_Section):
             raise ValueError("model.base.widths must be divisible by model.base.heads")
         return self
 
+    def _video_consistent(self) -> None:
+        """Clip length, temporal downsampling and context fit together; image runs keep frames = 1."""
+        m, d = self.model, self.data
+        video = d.kind in ("bouncing", "video-folder")
+        if video != m.time_axis:
+            raise ValueError(
+                f"data.kind {d.kind} needs model.time_axis = {str(video).lower()} (video data ↔ a video model)"
+            )
+        if not video:
+            if d.frames != 1:
+                raise ValueError(f"data.frames is {d.frames} but data.kind {d.kind} is images; use a video kind")
+            if m.base.context_frames:
+                raise ValueError("model.base.context_frames needs a video model")
+            return
+        tf = m.time_downsample
+        if tf & (tf - 1):
+            raise ValueError(f"model.time_downsample ({tf}) must be a power of 2")
+        halvings = m.time_halvings()
+        if halvings > len(m.encoder.channels) - 1 or halvings > len(m.decoder.channels):
+            raise ValueError(
+                f"model.time_downsample {tf} needs {halvings} stride-2 stages; the encoder has "
+                f"{len(m.encoder.channels) - 1} and the decoder {len(m.decoder.channels)}"
+            )
+        if d.frames < 2 or d.frames % tf:
+            raise ValueError(f"data.frames ({d.frames}) must be ≥ 2 and a multiple of model.time_downsample ({tf})")
+        if d.num_classes and d.kind == "video-folder":
+            raise ValueError("video-folder data has no labels; set data.num_classes = 0")
+        if m.base.context_frames >= d.frames // tf:
+            raise ValueError(
+                f"model.base.context_frames ({m.base.context_frames}) must be below the latent frames "
+                f"({d.frames // tf}); some frames must be left to generate"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -253,9 +313,16 @@ class RunConfig(_Section):
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
-    def latent_shape(self) -> tuple[int, int, int]:
+    def latent_shape(self) -> tuple[int, ...]:
+        """(C, h, w) for images; (C, T', h, w) for video models."""
         side = self.data.resolution // self.model.downsample()
+        if self.model.time_axis:
+            return (self.model.latent_channels, self.data.frames // self.model.time_downsample, side, side)
         return (self.model.latent_channels, side, side)
+
+    @property
+    def is_video(self) -> bool:
+        return self.model.time_axis
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from ul_engine.config import RunConfig
 from ul_engine.diffusion import gaussian, samplers, schedule, weighting
-from ul_engine.nets import Encoder, build_base, build_decoder, build_encoder, build_prior
+from ul_engine.errors import ULError
+from ul_engine.nets import build_base, build_decoder, build_encoder, build_prior
 
 LN2 = math.log(2.0)
 
@@ -106,24 +107,33 @@ class Stage1Losses:
 
 @dataclass
 class Stage2Losses:
-    """weighted: the sigmoid-weighted training loss; elbo: the unweighted ELBO (a second rate bound)."""
+    """weighted: the sigmoid-weighted training loss; elbo: the unweighted ELBO (a second rate bound).
+
+    With video context the terms cover the generated latent frames only, so `latent_dims` and `pixels`
+    are per-example tensors (B,) counting what each example generates.
+    """
 
     weighted: Tensor
     elbo: Tensor
-    latent_dims: int
-    pixels: int
+    latent_dims: int | Tensor
+    pixels: int | Tensor
 
     def loss(self) -> Tensor:
         return self.weighted.mean()
 
     def metrics(self) -> dict[str, float]:
         elbo = self.elbo.detach().mean().item()
+        if isinstance(self.latent_dims, Tensor):
+            per_dim = (self.elbo.detach() / self.latent_dims).mean().item() / LN2
+            per_pixel = (self.elbo.detach() / self.pixels).mean().item() / LN2
+        else:
+            per_dim, per_pixel = elbo / LN2 / self.latent_dims, elbo / LN2 / self.pixels
         return {
             "loss/total": self.weighted.detach().mean().item(),
             "loss/base_weighted": self.weighted.detach().mean().item(),
             "loss/base_elbo": elbo,
-            "rate/base_bits_per_latent_dim": elbo / LN2 / self.latent_dims,
-            "rate/base_bits_per_pixel": elbo / LN2 / self.pixels,
+            "rate/base_bits_per_latent_dim": per_dim,
+            "rate/base_bits_per_pixel": per_pixel,
         }
 
 
@@ -141,7 +151,7 @@ class UnifiedLatents(nn.Module):
         m, loss = cfg.model, cfg.loss
         self.ablation = cfg.ablation
         if self.ablation.learned_variance:  # Table 6 D: mean and log-variance, 2·C channels
-            self.encoder = Encoder(m.encoder, 2 * m.latent_channels)
+            self.encoder = build_encoder(m, 2 * m.latent_channels)
         else:
             self.encoder = build_encoder(m)
         self.prior = build_prior(m)
@@ -195,11 +205,18 @@ class UnifiedLatents(nn.Module):
         At the noisiest level x̂ = −σ·v̂ with σ ≈ 1, so the net outputs the image directly; x_t = 0 carries
         no information, so x̂ is a deterministic function of z0.
         """
-        b, _, h, w = z0.shape
-        d = self.cfg.model.downsample()
-        x_t = torch.zeros(b, 3, h * d, w * d, device=z0.device, dtype=z0.dtype)
+        b = z0.shape[0]
+        x_t = torch.zeros(b, *self.pixel_shape(z0), device=z0.device, dtype=z0.dtype)
         logsnr = torch.full((b,), self.image_schedule.logsnr_min, device=z0.device)
         return self.decoder_x_hat(x_t, z0, logsnr)
+
+    def pixel_shape(self, z: Tensor) -> tuple[int, ...]:
+        """(3, H, W) of the image, or (3, T, H, W) of the clip, that a latent batch z decodes to."""
+        d = self.cfg.model.downsample()
+        h, w = z.shape[-2] * d, z.shape[-1] * d
+        if self.cfg.model.time_axis:
+            return (3, z.shape[2] * self.cfg.model.time_downsample, h, w)
+        return (3, h, w)
 
     def mse_decoder_weight(self) -> float:
         """The weight on ½·‖x − x̂‖² that the diffusion decoder's loss puts on a decoder that ignores x_t.
@@ -286,7 +303,7 @@ class UnifiedLatents(nn.Module):
             decoder=decoder,
             decoder_elbo=decoder_elbo,
             latent_dims=z_clean[0].numel(),
-            pixels=x.shape[-2] * x.shape[-1],
+            pixels=x[0, 0].numel(),  # H·W, or T·H·W for clips: bits per pixel over every frame
             channels=x.shape[1],
             z_clean_std=z_clean.detach().float().std(),
             prior_kl_normal=kl_normal,
@@ -332,15 +349,16 @@ class UnifiedLatents(nn.Module):
         """
         if self.ablation.decoder_loss == "mse":
             return self.deterministic_decode(z0)
-        d = self.cfg.model.downsample()
-        h, w = image_size or (z0.shape[-2] * d, z0.shape[-1] * d)
+        shape = self.pixel_shape(z0)
+        if image_size is not None:
+            shape = (*shape[:-2], *image_size)
         noise = samplers.PerSampleNoise(seeds, z0.device)
 
         def denoise(x_t: Tensor, logsnr: Tensor) -> Tensor:
             return self.decoder_x_hat(x_t, z0, logsnr)
 
         grid = self.image_schedule.grid(steps).to(z0.device)
-        return samplers.sample(denoise, grid, noise, (3, h, w), sampler=sampler, final="prediction", callback=callback)
+        return samplers.sample(denoise, grid, noise, shape, sampler=sampler, final="prediction", callback=callback)
 
     @torch.no_grad()
     def sample_prior(
@@ -356,16 +374,21 @@ class UnifiedLatents(nn.Module):
 
         Under ablation prior = normal the prior is N(0, I) itself.
         """
-        c, h, w = self.cfg.latent_shape()
+        shape = self.cfg.latent_shape()
         noise = samplers.PerSampleNoise(seeds[:n], device)
         if self.ablation.prior == "normal":
-            return noise.randn((c, h, w))
+            return noise.randn(shape)
         grid = self.latent_schedule.grid(steps).to(device)
-        return samplers.sample(self.prior_x_hat, grid, noise, (c, h, w), sampler=sampler, final="state")
+        return samplers.sample(self.prior_x_hat, grid, noise, shape, sampler=sampler, final="state")
 
 
 class LatentBase(nn.Module):
-    """Stage 2: a larger base model on frozen latents, sigmoid-weighted, same max log-SNR λ_z(0)."""
+    """Stage 2: a larger base model on frozen latents, sigmoid-weighted, same max log-SNR λ_z(0).
+
+    Video with `model.base.context_frames` = k > 0: a `context_prob` share of each batch is conditional —
+    the first k latent frames are given clean (with a mask) and the loss covers the other frames only —
+    the rest unconditional, so one model samples both ways.
+    """
 
     def __init__(self, cfg: RunConfig) -> None:
         super().__init__()
@@ -373,6 +396,17 @@ class LatentBase(nn.Module):
         self.num_classes = cfg.data.num_classes
         self.net = build_base(cfg.model, self.num_classes)
         self.schedule = schedule.latent_schedule(cfg.loss.latent_logsnr_min, cfg.loss.latent_logsnr_max)
+        self.context_frames = cfg.model.base.context_frames if cfg.model.time_axis else 0
+
+    def context_mask(self, given: Tensor, frames: int) -> Tensor:
+        """(B,) latent frames given per example → mask (B, 1, frames, 1, 1), 1 on given frames."""
+        index = torch.arange(frames, device=given.device)
+        return (index[None, :] < given[:, None]).float()[:, None, :, None, None]
+
+    def _pixels(self, z: Tensor) -> int:
+        d = self.cfg.model.downsample()
+        pixels = z.shape[-2] * d * z.shape[-1] * d
+        return pixels * self.cfg.model.time_downsample if self.cfg.model.time_axis else pixels
 
     def _labels(self, labels: Tensor | None, batch: int, device: torch.device) -> Tensor | None:
         if self.num_classes == 0:
@@ -394,6 +428,8 @@ class LatentBase(nn.Module):
         if labels is not None and self.training and self.cfg.model.base.label_dropout > 0:
             drop = torch.rand(batch, device=z_clean.device) < self.cfg.model.base.label_dropout
             labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+        if self.context_frames:
+            return self._context_losses(z_clean, z_t, noise, logsnr, neg_d, labels)
         v_hat = self.net(z_t, logsnr, labels)
         v = gaussian.v_target(z_clean, noise, logsnr)
         eps_w = weighting.sigmoid_weight(logsnr, self.cfg.loss.base_sigmoid_bias)
@@ -401,20 +437,56 @@ class LatentBase(nn.Module):
         with torch.no_grad():
             kl1 = gaussian.kl_to_standard_normal(z_clean, self.schedule.logsnr_min)
             elbo = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, weighting.unweighted(logsnr)) + kl1
-        d = self.cfg.model.downsample()
-        pixels = z_clean.shape[-2] * d * z_clean.shape[-1] * d
-        return Stage2Losses(weighted=weighted, elbo=elbo, latent_dims=z_clean[0].numel(), pixels=pixels)
+        return Stage2Losses(weighted=weighted, elbo=elbo, latent_dims=z_clean[0].numel(), pixels=self._pixels(z_clean))
 
-    def x_hat(self, z_t: Tensor, logsnr: Tensor, labels: Tensor | None = None, guidance: float = 1.0) -> Tensor:
-        """Clean-latent prediction, with classifier-free guidance on x̂ when labels and guidance ≠ 1."""
+    def _context_losses(
+        self, z_clean: Tensor, z_t: Tensor, noise: Tensor, logsnr: Tensor, neg_d: Tensor, labels: Tensor | None
+    ) -> Stage2Losses:
+        """Conditional examples see their first k latent frames clean; every term sums over generated frames only."""
+        batch, frames = z_clean.shape[0], z_clean.shape[2]
+        conditional = torch.rand(batch, device=z_clean.device) < self.cfg.model.base.context_prob
+        given = torch.where(conditional, self.context_frames, 0)
+        mask = self.context_mask(given, frames)
+        v_hat = self.net(z_t, logsnr, labels, context=z_clean, mask=mask)
+        v = gaussian.v_target(z_clean, noise, logsnr)
+        v_hat = v + (v_hat - v) * (1.0 - mask)  # zero error on the given frames: they are not modelled
+        eps_w = weighting.sigmoid_weight(logsnr, self.cfg.loss.base_sigmoid_bias)
+        weighted = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, eps_w)
+        with torch.no_grad():
+            kl1 = gaussian.kl_to_standard_normal_per_dim(z_clean, self.schedule.logsnr_min) * (1.0 - mask)
+            kl1 = kl1.flatten(1).sum(dim=1)
+            elbo = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, weighting.unweighted(logsnr)) + kl1
+        generated = (frames - given).float()
+        per_frame_dims = z_clean[0, :, 0].numel()
+        pixels_per_frame = self._pixels(z_clean[:, :, :1])
+        return Stage2Losses(
+            weighted=weighted, elbo=elbo, latent_dims=generated * per_frame_dims, pixels=generated * pixels_per_frame
+        )
+
+    def x_hat(
+        self,
+        z_t: Tensor,
+        logsnr: Tensor,
+        labels: Tensor | None = None,
+        guidance: float = 1.0,
+        context: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """Clean-latent prediction, with classifier-free guidance on x̂ when labels and guidance ≠ 1.
+
+        With video context, the given frames' prediction is the given latent itself (the model is
+        conditioned on it and never asked to predict it)."""
         batch = z_t.shape[0]
         labels = self._labels(labels, batch, z_t.device)
-        cond = gaussian.x_from_v(z_t, self.net(z_t, logsnr, labels), logsnr)
-        if labels is None or guidance == 1.0:
-            return cond
-        null = torch.full_like(labels, self.num_classes)
-        uncond = gaussian.x_from_v(z_t, self.net(z_t, logsnr, null), logsnr)
-        return uncond + guidance * (cond - uncond)
+        kw = {"context": context, "mask": mask} if self.context_frames else {}
+        cond = gaussian.x_from_v(z_t, self.net(z_t, logsnr, labels, **kw), logsnr)
+        if labels is not None and guidance != 1.0:
+            null = torch.full_like(labels, self.num_classes)
+            uncond = gaussian.x_from_v(z_t, self.net(z_t, logsnr, null, **kw), logsnr)
+            cond = uncond + guidance * (cond - uncond)
+        if context is not None and mask is not None:
+            cond = context * mask + cond * (1.0 - mask)
+        return cond
 
     @torch.no_grad()
     def sample(
@@ -428,13 +500,27 @@ class LatentBase(nn.Module):
         guidance: float = 1.0,
         device: str | torch.device = "cpu",
         callback: samplers.Callback | None = None,
+        context: Tensor | None = None,
+        given_frames: int = 0,
     ) -> Tensor:
-        """Run the base model from λ_min down to λ_z(0); returns the noisy z0 it models (Algorithm 2)."""
-        c, h, w = self.cfg.latent_shape()
+        """Run the base model from λ_min down to λ_z(0); returns the noisy z0 it models (Algorithm 2).
+
+        Video: `context` (n, C, T', h, w) clean latents of which the first `given_frames` latent frames are
+        given; the rest are generated (the paper's "condition on 5 frames, generate 11").
+        """
+        shape = self.cfg.latent_shape()
         noise = samplers.PerSampleNoise(seeds[:n], device)
         grid = self.schedule.grid(steps).to(device)
+        mask = None
+        if given_frames:
+            if not self.context_frames:
+                raise ULError("this run's base model was trained without context (model.base.context_frames = 0)")
+            if context is None or context.shape[1:] != torch.Size(shape):
+                raise ULError(f"context latents must be shaped {shape}")
+            context = context.to(device)
+            mask = self.context_mask(torch.full((n,), given_frames, device=device), shape[1])
 
         def denoise(z_t: Tensor, logsnr: Tensor) -> Tensor:
-            return self.x_hat(z_t, logsnr, labels, guidance)
+            return self.x_hat(z_t, logsnr, labels, guidance, context=context if mask is not None else None, mask=mask)
 
-        return samplers.sample(denoise, grid, noise, (c, h, w), sampler=sampler, final="state", callback=callback)
+        return samplers.sample(denoise, grid, noise, shape, sampler=sampler, final="state", callback=callback)

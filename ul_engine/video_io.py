@@ -1,8 +1,13 @@
-"""Frames to MP4 (imageio-ffmpeg, H.264) and GIF (pillow); torch-free.
+"""Frames to MP4 (imageio-ffmpeg, H.264) and GIF (pillow), and video files back to frames; torch-free.
 
 Latent-space frames are tiny (16–64 px), so they are first enlarged by an integer nearest-neighbour factor
 until the shorter side reaches `min_side` (pixels stay crisp squares), then padded with black to a multiple
-of 16 (H.264's macro block, and even sides for yuv420p), so ffmpeg never rescales them itself.
+of 16 (H.264's macro block, and even sides for yuv420p), so ffmpeg never rescales them itself. Model clips
+(`write_clip_mp4`) keep their size: no enlarging, and only an odd side gains one black row or column.
+
+Reading (`probe_video`, `read_video`) turns every way a file can fail — missing, empty, not a video,
+truncated so that ffmpeg cannot open it, or truncated so that it stops early — into a `DataError` that
+names the file, so the CLI, the session worker and the app show one line instead of a traceback.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from ul_engine.errors import ULError
+from ul_engine.errors import DataError, ULError
 
 MACRO_BLOCK = 16
 DEFAULT_MIN_SIDE = 256
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".avi", ".mkv")
+# A file whose decodable frames fall short of what its header promises by more than this is damaged.
+_SHORTFALL_FRAMES = 2
+_SHORTFALL_FRACTION = 0.02
 
 
 def _check_frames(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -75,12 +84,13 @@ def write_mp4(
     fps: float = 12.0,
     min_side: int = DEFAULT_MIN_SIDE,
     quality: float = 8.0,
+    multiple: int = MACRO_BLOCK,
 ) -> dict[str, Any]:
     """Write an H.264 MP4 (yuv420p, plays everywhere); atomic. Returns {path, frames, size: [w, h], fps}."""
     import imageio_ffmpeg
 
     path = Path(path)
-    prepared = prepare(frames, min_side, MACRO_BLOCK)
+    prepared = prepare(frames, min_side, multiple)
     h, w = prepared[0].shape[:2]
     tmp = _tmp_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +102,7 @@ def write_mp4(
             codec="libx264",
             pix_fmt_out="yuv420p",
             quality=quality,
-            macro_block_size=MACRO_BLOCK,
+            macro_block_size=multiple,
             ffmpeg_log_level="error",
         )
         writer.send(None)
@@ -147,6 +157,110 @@ def read_mp4_info(path: str | Path) -> tuple[int, tuple[int, int]]:
     count = sum(1 for _ in reader)
     w, h = meta["size"]
     return count, (int(w), int(h))
+
+
+def write_clip_mp4(path: str | Path, frames: Sequence[np.ndarray], *, fps: float = 8.0) -> dict[str, Any]:
+    """A model clip at its own size (yuv420p needs even sides: an odd side gains one black line)."""
+    return write_mp4(path, frames, fps=fps, min_side=0, multiple=2, quality=9.0)
+
+
+def write_video(path: str | Path, frames: Sequence[np.ndarray], *, fps: float = 8.0) -> dict[str, Any]:
+    """MP4 or GIF by the file's suffix, at the frames' own size."""
+    if Path(path).suffix.lower() == ".gif":
+        return write_gif(path, frames, fps=fps, min_side=0)
+    return write_clip_mp4(path, frames, fps=fps)
+
+
+def _open_video(path: Path) -> tuple[Any, dict[str, Any]]:
+    """imageio-ffmpeg's frame generator and its header, or a DataError naming what is wrong."""
+    import imageio_ffmpeg
+
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = reader.__next__()
+    except (OSError, RuntimeError, StopIteration, ValueError):
+        raise DataError(
+            f"{path.name}: cannot decode this file as video (not a video ffmpeg can read, or truncated/damaged)"
+        ) from None
+    if not meta.get("size") or meta["size"][0] <= 0:
+        reader.close()
+        raise DataError(f"{path.name}: the file has no video stream")
+    return reader, meta
+
+
+def _expected_frames(meta: dict[str, Any]) -> int | None:
+    fps, duration = meta.get("fps") or 0.0, meta.get("duration") or 0.0
+    if fps > 0 and duration > 0:
+        return round(fps * duration)
+    return None
+
+
+def probe_video(path: str | Path) -> dict[str, Any]:
+    """{frames, fps, width, height} by decoding the whole file, so a damaged file is found here, not later."""
+    info = read_video(path, keep=False)
+    return {"frames": info["frames"], "fps": info["fps"], "width": info["width"], "height": info["height"]}
+
+
+def read_video(
+    path: str | Path,
+    *,
+    max_frames: int | None = None,
+    stride: int = 1,
+    start: int = 0,
+    transform: Any = None,
+    keep: bool = True,
+) -> dict[str, Any]:
+    """Decode a video: {frames (count), fps, width, height, array: (N, H', W', 3) uint8 | None}.
+
+    Frames start, start + stride, … (at most `max_frames`) are kept, each passed through `transform`
+    (e.g. crop and resize to the model's size) as it is decoded, so memory holds only what is kept.
+    A file that cannot be opened, or whose frames stop well before its header's duration (truncated), is
+    a DataError. `frames` counts every decodable frame when the whole file was read.
+    """
+    if stride < 1 or start < 0:
+        raise ValueError("stride must be ≥ 1 and start ≥ 0")
+    path = Path(path)
+    reader, meta = _open_video(path)
+    width, height = (int(v) for v in meta["size"])
+    kept: list[np.ndarray] = []
+    count = 0
+    complete = True
+    try:
+        for raw in reader:
+            if count >= start and (count - start) % stride == 0 and keep:
+                if max_frames is not None and len(kept) >= max_frames:
+                    complete = False
+                    break
+                frame = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
+                kept.append(transform(frame) if transform is not None else frame.copy())
+            count += 1
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise DataError(f"{path.name}: decoding failed after {count} frames ({exc}); the file is damaged") from None
+    finally:
+        reader.close()
+    expected = _expected_frames(meta)
+    if complete and expected is not None and count < expected - max(_SHORTFALL_FRAMES, _SHORTFALL_FRACTION * expected):
+        raise DataError(
+            f"{path.name}: only {count} of the {expected} frames its header promises could be decoded; "
+            "the file is truncated or damaged"
+        )
+    if count == 0:
+        raise DataError(f"{path.name}: the video has no frames")
+    if keep and not kept:
+        raise DataError(f"{path.name}: no frame at {start} (the video has {count})")
+    return {
+        "frames": count,
+        "fps": float(meta.get("fps") or 0.0),
+        "width": width,
+        "height": height,
+        "array": np.stack(kept) if kept else None,
+    }
 
 
 def read_gif_info(path: str | Path) -> tuple[int, tuple[int, int]]:

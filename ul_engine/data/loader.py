@@ -3,9 +3,10 @@ an uninterrupted run would have, on any number of processes, with no loader stat
 
 Global position of example j of rank r at step s: p = s·B·W + r·B + j (B: per-process batch size,
 W: world size), so the ranks of one step split one global batch without overlap.
-- shapes: image p of the infinite ShapesSource (its pixels depend on the source's seed and p).
-- folder: epoch e = p // N, file = permutation_e[p % N] with permutation_e seeded by (seed, e);
-  random crops are seeded by (seed, s, r·B + j).
+- shapes / bouncing: item p of the infinite procedural source (its pixels depend on the source's seed and p).
+- folder (images or video clips): epoch e = p // N, item = permutation_e[p % N] with permutation_e seeded
+  by (seed, e); random crops are seeded by (seed, s, r·B + j).
+Video clips come out as (B, 3, T, H, W).
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ import numpy as np
 import torch
 
 from ul_engine.config import DataConfig
+from ul_engine.data.bouncing import BouncingSource
 from ul_engine.data.image_folder import ImageFolderSource
 from ul_engine.data.readers import to_model_range
 from ul_engine.data.shapes import ShapesSource
+from ul_engine.data.video_folder import VideoFolderSource
 from ul_engine.errors import DataError
 
-Source = ShapesSource | ImageFolderSource
-Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, 3, H, W) float32 in [-1, 1], labels (B,) int64
+Source = ShapesSource | ImageFolderSource | BouncingSource | VideoFolderSource
+Procedural = (ShapesSource, BouncingSource)  # infinite, indexed by stream position
+Batch = tuple[torch.Tensor, torch.Tensor]  # (B, 3, H, W) or clips (B, 3, T, H, W), float32 in [-1, 1]; labels (B,)
 
 # Tags the validation stream's seeds so it never meets a training index, whatever the step.
 _VALIDATION_TAG = 0x5641_4C
@@ -32,6 +36,12 @@ def make_source(cfg: DataConfig) -> Source:
     """The source a DataConfig describes; label settings are checked against what the data holds."""
     if cfg.kind == "shapes":
         return ShapesSource(cfg.resolution, cfg.seed, cfg.num_classes)
+    if cfg.kind == "bouncing":
+        return BouncingSource(cfg.resolution, cfg.frames, cfg.seed, cfg.num_classes)
+    if cfg.kind == "video-folder":
+        if not cfg.path:
+            raise DataError("data.path is required when data.kind is video-folder")
+        return VideoFolderSource(cfg.path, cfg.resolution, cfg.frames, cfg.frame_stride, cfg.crop, cfg.seed)
     if not cfg.path:
         raise DataError("data.path is required when data.kind is image-folder")
     source = ImageFolderSource(cfg.path, cfg.resolution, cfg.crop, cfg.class_subfolders, cfg.seed)
@@ -77,7 +87,7 @@ class BatchStream:
 
     def batch(self, step: int) -> Batch:
         positions = self.positions(step)
-        if isinstance(self.source, ShapesSource):
+        if isinstance(self.source, Procedural):
             items = [self.source[int(p)] for p in positions]
         else:
             n = len(self.source)
@@ -105,7 +115,7 @@ def fixed_validation_batch(source: Source, n: int, seed: int) -> Batch:
     never uses. Folder images are centre-cropped, so the previews do not jitter."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if isinstance(source, ShapesSource):
+    if isinstance(source, Procedural):
         streams = (np.random.SeedSequence([source.seed, seed], spawn_key=(_VALIDATION_TAG, k)) for k in range(n))
         items = [source.render(np.random.default_rng(stream)) for stream in streams]
     else:
@@ -116,7 +126,13 @@ def fixed_validation_batch(source: Source, n: int, seed: int) -> Batch:
     return _collate(items)
 
 
+def to_model_tensor(stacked: np.ndarray) -> torch.Tensor:
+    """A uint8 batch (B, H, W, 3) → (B, 3, H, W), or of clips (B, T, H, W, 3) → (B, 3, T, H, W), in [-1, 1]."""
+    x = torch.from_numpy(to_model_range(stacked))  # (B, 3, H, W) or (B, T, 3, H, W)
+    return x.transpose(1, 2).contiguous() if stacked.ndim == 5 else x
+
+
 def _collate(items: list[tuple[np.ndarray, int]]) -> Batch:
-    images = to_model_range(np.stack([image for image, _ in items]))  # (B, 3, H, W)
+    x = to_model_tensor(np.stack([image for image, _ in items]))
     labels = np.fromiter((label for _, label in items), dtype=np.int64, count=len(items))
-    return torch.from_numpy(images), torch.from_numpy(labels)
+    return x, torch.from_numpy(labels)

@@ -62,12 +62,7 @@ def render_shapes(rng: np.random.Generator, resolution: int) -> tuple[np.ndarray
         cx, cy = (float(v) for v in rng.uniform(radius, side - radius, 2))
         tilt = 0.0 if kind == "circle" else float(rng.uniform(-_MAX_TILT, _MAX_TILT))
         color = _contrasting_color(rng, _bilinear_at(corners, cx / side, cy / side))
-        coverage, (y0, x0) = _coverage(kind, cx, cy, radius, tilt, side)
-        if coverage.size:
-            patch = image[y0 : y0 + coverage.shape[0], x0 : x0 + coverage.shape[1]]
-            alpha = coverage[..., None]
-            patch *= 1.0 - alpha
-            patch += alpha * color
+        paint_shape(image, kind, cx, cy, radius, tilt, color)
         info["kinds"].append(kind)
         info["centers"].append((cx, cy))
         info["sizes"].append(radius)
@@ -112,6 +107,18 @@ class ShapesSource:
         """One image from an explicit generator (validation draws from its own seed stream)."""
         image, label, _ = render_shapes(rng, self.resolution)
         return image, (label if self._num_classes else 0)
+
+
+def paint_shape(
+    image: np.ndarray, kind: str, cx: float, cy: float, radius: float, tilt: float, color: np.ndarray
+) -> None:
+    """Blend one anti-aliased shape into a float (H, W, 3) canvas in place (shared with `bouncing` clips)."""
+    coverage, (y0, x0) = _coverage(kind, cx, cy, radius, tilt, image.shape[0])
+    if coverage.size:
+        patch = image[y0 : y0 + coverage.shape[0], x0 : x0 + coverage.shape[1]]
+        alpha = coverage[..., None]
+        patch *= 1.0 - alpha
+        patch += alpha * color
 
 
 # ----------------------------------------------------------------------------------------------

@@ -62,7 +62,11 @@ def eps_from_x(z_t: Tensor, x_hat: Tensor, logsnr: Tensor) -> Tensor:
 
 def kl_to_standard_normal(z_clean: Tensor, logsnr_end: float) -> Tensor:
     """KL[N(α₁·z, σ₁²I) ‖ N(0, I)] summed over all but the batch dim: the prior's t = 1 term (nats)."""
+    return kl_to_standard_normal_per_dim(z_clean, logsnr_end).flatten(1).sum(dim=1)
+
+
+def kl_to_standard_normal_per_dim(z_clean: Tensor, logsnr_end: float) -> Tensor:
+    """The same KL per dimension (z_clean's shape), for sums over a subset (video frames that are generated)."""
     alpha_sq = 1.0 / (1.0 + math.exp(-logsnr_end))
     sigma_sq = 1.0 / (1.0 + math.exp(logsnr_end))
-    per_dim = 0.5 * (alpha_sq * z_clean.float() ** 2 + sigma_sq - 1.0 - math.log(sigma_sq))
-    return per_dim.flatten(1).sum(dim=1)
+    return 0.5 * (alpha_sq * z_clean.float() ** 2 + sigma_sq - 1.0 - math.log(sigma_sq))

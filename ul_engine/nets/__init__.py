@@ -44,8 +44,13 @@ __all__ = [
 ]
 
 
-def build_encoder(model_cfg: ModelConfig) -> Encoder:
-    return Encoder(model_cfg.encoder, model_cfg.latent_channels)
+def _time(model_cfg: ModelConfig) -> dict[str, int]:
+    """3D convolutions and temporal halvings for video models; the image nets otherwise (same classes)."""
+    return {"dims": 3 if model_cfg.time_axis else 2, "time_halvings": model_cfg.time_halvings()}
+
+
+def build_encoder(model_cfg: ModelConfig, latent_channels: int | None = None) -> Encoder:
+    return Encoder(model_cfg.encoder, latent_channels or model_cfg.latent_channels, **_time(model_cfg))
 
 
 def build_prior(model_cfg: ModelConfig, num_classes: int = 0) -> LatentTransformer:
@@ -53,11 +58,12 @@ def build_prior(model_cfg: ModelConfig, num_classes: int = 0) -> LatentTransform
 
 
 def build_decoder(model_cfg: ModelConfig) -> Decoder:
-    return Decoder(model_cfg.decoder, model_cfg.latent_channels)
+    return Decoder(model_cfg.decoder, model_cfg.latent_channels, **_time(model_cfg))
 
 
 def build_base(model_cfg: ModelConfig, num_classes: int = 0) -> BaseModel:
-    return BaseModel(model_cfg.base, model_cfg.latent_channels, num_classes)
+    context = model_cfg.time_axis and model_cfg.base.context_frames > 0
+    return BaseModel(model_cfg.base, model_cfg.latent_channels, num_classes, context=context)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -21,6 +21,17 @@ def conv_nd(dims: int, *args: object, **kwargs: object) -> nn.Module:
     return _CONV[dims](*args, **kwargs)
 
 
+def down_conv(dims: int, channels_in: int, channels_out: int, halve_time: bool = False) -> nn.Module:
+    """Stride-2 conv3: halves H and W (and T when `halve_time`, 3D only); the encoder's and decoder's downsampler."""
+    stride: int | tuple[int, int, int] = 2 if dims == 2 else (2 if halve_time else 1, 2, 2)
+    return conv_nd(dims, channels_in, channels_out, 3, stride=stride, padding=1)
+
+
+def scale_factor(dims: int, space: float, time: float = 1.0) -> float | tuple[float, ...]:
+    """F.interpolate's scale factor: `space` on H and W, `time` on T for 3D tensors."""
+    return float(space) if dims == 2 else (float(time), float(space), float(space))
+
+
 def num_groups(channels: int, max_groups: int = 32) -> int:
     """Largest group count ≤ max_groups that divides `channels` (GroupNorm needs an exact division)."""
     for g in range(min(max_groups, channels), 0, -1):
@@ -183,24 +194,53 @@ def sincos_pos_embed_2d(
     return emb.to(dtype)
 
 
+def sincos_pos_embed(
+    sizes: tuple[int, ...], dim: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """Position embedding of a row-major token grid: 2D (h, w) as `sincos_pos_embed_2d`, or 3D (t, h, w).
+
+    Space-time tokens get the 2D embedding of their (row, column) plus a 1D sin/cos embedding of their
+    frame index over all channels, so a frame's tokens stay distinguishable and any clip length works.
+    """
+    if len(sizes) == 2:
+        return sincos_pos_embed_2d(sizes[0], sizes[1], dim, device, dtype)
+    t, h, w = sizes
+    space = sincos_pos_embed_2d(h, w, dim, device, torch.float32)  # (h·w, dim)
+    half = dim // 2
+    omega = 1.0 / 10000 ** (torch.arange(half, device=device, dtype=torch.float32) / max(half, 1))
+    ts = torch.arange(t, device=device, dtype=torch.float32)[:, None] * omega[None, :]
+    time = torch.cat([ts.sin(), ts.cos()], dim=1)
+    if 2 * half < dim:
+        time = F.pad(time, (0, dim - 2 * half))
+    return (time[:, None, :] + space[None, :, :]).reshape(t * h * w, dim).to(dtype)
+
+
 def patchify(x: Tensor, p: int) -> Tensor:
-    """(B, C, H, W) → (B, C·p², H/p, W/p) space-to-depth; p = 1 is a no-op."""
-    return x if p == 1 else F.pixel_unshuffle(x, p)
+    """(B, C, H, W) → (B, C·p², H/p, W/p) space-to-depth; p = 1 is a no-op. Clips (B, C, T, H, W): per frame."""
+    if p == 1:
+        return x
+    if x.dim() == 5:
+        return F.pixel_unshuffle(x.transpose(1, 2), p).transpose(1, 2)
+    return F.pixel_unshuffle(x, p)
 
 
 def unpatchify(x: Tensor, p: int) -> Tensor:
-    """Inverse of `patchify`: (B, C·p², H/p, W/p) → (B, C, H, W)."""
-    return x if p == 1 else F.pixel_shuffle(x, p)
+    """Inverse of `patchify`: (B, C·p², H/p, W/p) → (B, C, H, W) (and per frame for clips)."""
+    if p == 1:
+        return x
+    if x.dim() == 5:
+        return F.pixel_shuffle(x.transpose(1, 2), p).transpose(1, 2)
+    return F.pixel_shuffle(x, p)
 
 
 def to_tokens(x: Tensor) -> Tensor:
-    """(B, C, h, w) → (B, h·w, C), row-major (matches `sincos_pos_embed_2d`)."""
+    """(B, C, h, w) or (B, C, t, h, w) → (B, N, C), row-major (matches `sincos_pos_embed`)."""
     return x.flatten(2).transpose(1, 2)
 
 
-def from_tokens(x: Tensor, h: int, w: int) -> Tensor:
-    """(B, h·w, C) → (B, C, h, w); inverse of `to_tokens`."""
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
+def from_tokens(x: Tensor, *sizes: int) -> Tensor:
+    """(B, N, C) → (B, C, *sizes); inverse of `to_tokens`."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *sizes)
 
 
 def merge_tokens(x: Tensor, h: int, w: int) -> Tensor:

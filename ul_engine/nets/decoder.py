@@ -16,10 +16,13 @@ from ul_engine.nets.blocks import (
     AdaLNTransformerBlock,
     FourierLogSNREmbedding,
     ResBlock,
+    conv_nd,
+    down_conv,
     from_tokens,
     group_norm,
     patchify,
-    sincos_pos_embed_2d,
+    scale_factor,
+    sincos_pos_embed,
     to_tokens,
     unpatchify,
     zero_,
@@ -27,14 +30,15 @@ from ul_engine.nets.blocks import (
 
 
 class Upsample(nn.Module):
-    """Nearest ×2 then conv3 (no checkerboard artefacts, unlike a transposed conv)."""
+    """Nearest ×2 then conv3 (no checkerboard artefacts, unlike a transposed conv); 3D: T ×2 too if asked."""
 
-    def __init__(self, channels_in: int, channels_out: int):
+    def __init__(self, channels_in: int, channels_out: int, *, dims: int = 2, double_time: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(channels_in, channels_out, 3, padding=1)
+        self.conv = conv_nd(dims, channels_in, channels_out, 3, padding=1)
+        self.factor = scale_factor(dims, 2.0, 2.0 if double_time else 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return self.conv(F.interpolate(x, scale_factor=self.factor, mode="nearest"))
 
 
 class Decoder(nn.Module):
@@ -44,24 +48,34 @@ class Decoder(nn.Module):
     last level Linear to `width` tokens + Linear(z0) + sincos positions → adaLN transformer → LayerNorm, Linear back
     to channels → per level (reversed): nearest+conv up, add that level's skip, ResBlocks → GroupNorm, SiLU,
     zero-init conv3 → unpatchify. Fully convolutional around the transformer.
+
+    The video decoder (`dims=3`) is the same net with 3D convolutions on (B, 3, T, H, W) clips; its first
+    `time_halvings` levels also halve (and on the way up double) T, and the transformer runs over the
+    T'·h·w space-time tokens of the latent.
     """
 
-    def __init__(self, cfg: DecoderConfig, latent_channels: int, out_channels: int = 3):
+    def __init__(
+        self, cfg: DecoderConfig, latent_channels: int, out_channels: int = 3, *, dims: int = 2, time_halvings: int = 0
+    ):
         super().__init__()
         chans = list(cfg.channels)
         self.patch = cfg.patch
         self.width = cfg.width
+        self.dims = dims
         self.downsample = cfg.patch * 2 ** len(chans)
+        self.time_downsample = 2**time_halvings
         cond_dim = cfg.width
         self.logsnr_embed = FourierLogSNREmbedding(cond_dim)
-        self.conv_in = nn.Conv2d((out_channels + latent_channels) * cfg.patch**2, chans[0], 3, padding=1)
+        self.conv_in = conv_nd(dims, (out_channels + latent_channels) * cfg.patch**2, chans[0], 3, padding=1)
 
         self.down_blocks = nn.ModuleList()
         self.down_samplers = nn.ModuleList()
         for i, c in enumerate(chans):
-            self.down_blocks.append(nn.ModuleList(ResBlock(c, c, cond_dim, cfg.dropout) for _ in range(cfg.blocks)))
+            self.down_blocks.append(
+                nn.ModuleList(ResBlock(c, c, cond_dim, cfg.dropout, dims=dims) for _ in range(cfg.blocks))
+            )
             c_next = chans[i + 1] if i + 1 < len(chans) else c
-            self.down_samplers.append(nn.Conv2d(c, c_next, 3, stride=2, padding=1))
+            self.down_samplers.append(down_conv(dims, c, c_next, halve_time=i < time_halvings))
 
         self.mid_in = nn.Linear(chans[-1], cfg.width)
         self.z_proj = nn.Linear(latent_channels, cfg.width)
@@ -75,26 +89,33 @@ class Decoder(nn.Module):
         self.up_blocks = nn.ModuleList()
         for i in reversed(range(len(chans))):
             c_prev = chans[i + 1] if i + 1 < len(chans) else chans[-1]
-            self.up_samplers.append(Upsample(c_prev, chans[i]))
+            self.up_samplers.append(Upsample(c_prev, chans[i], dims=dims, double_time=i < time_halvings))
             self.up_blocks.append(
-                nn.ModuleList(ResBlock(chans[i], chans[i], cond_dim, cfg.dropout) for _ in range(cfg.blocks))
+                nn.ModuleList(ResBlock(chans[i], chans[i], cond_dim, cfg.dropout, dims=dims) for _ in range(cfg.blocks))
             )
         self.head = nn.Sequential(
             group_norm(chans[0]),
             nn.SiLU(),
-            zero_(nn.Conv2d(chans[0], out_channels * cfg.patch**2, 3, padding=1)),
+            zero_(conv_nd(dims, chans[0], out_channels * cfg.patch**2, 3, padding=1)),
         )
 
     def forward(self, x_t: Tensor, z0: Tensor, logsnr: Tensor) -> Tensor:
-        _, _, height, width = x_t.shape
+        height, width = x_t.shape[-2:]
         if height % self.downsample or width % self.downsample:
             raise ValueError(f"decoder input {height}×{width} is not a multiple of its downsampling {self.downsample}")
         h, w = height // self.downsample, width // self.downsample
-        if z0.shape[-2:] != (h, w):
-            raise ValueError(f"latent {tuple(z0.shape[-2:])} does not match image {height}×{width} / {self.downsample}")
+        grid: tuple[int, ...] = (h, w)
+        if self.dims == 3:
+            frames = x_t.shape[2]
+            if frames % self.time_downsample:
+                raise ValueError(f"decoder input of {frames} frames is not a multiple of {self.time_downsample}")
+            grid = (frames // self.time_downsample, h, w)
+        if tuple(z0.shape[2:]) != grid:
+            raise ValueError(f"latent {tuple(z0.shape[2:])} does not match input {tuple(x_t.shape[2:])}")
         cond = self.logsnr_embed(logsnr)
 
-        z_up = F.interpolate(z0, scale_factor=float(self.downsample), mode="nearest")
+        z_up = F.interpolate(z0, scale_factor=scale_factor(self.dims, self.downsample, self.time_downsample),
+                             mode="nearest")  # fmt: skip
         x = self.conv_in(patchify(torch.cat([x_t, z_up], dim=1), self.patch))
         skips: list[Tensor] = []
         for blocks, down in zip(self.down_blocks, self.down_samplers, strict=True):
@@ -104,10 +125,10 @@ class Decoder(nn.Module):
             x = down(x)
 
         tokens = self.mid_in(to_tokens(x)) + self.z_proj(to_tokens(z0))
-        tokens = tokens + sincos_pos_embed_2d(h, w, self.width, x.device, tokens.dtype)
+        tokens = tokens + sincos_pos_embed(grid, self.width, x.device, tokens.dtype)
         for block in self.mid_blocks:
             tokens = block(tokens, cond)
-        x = from_tokens(self.mid_out(self.mid_norm(tokens)), h, w)
+        x = from_tokens(self.mid_out(self.mid_norm(tokens)), *grid)
 
         for up, blocks in zip(self.up_samplers, self.up_blocks, strict=True):
             x = up(x) + skips.pop()

@@ -15,7 +15,7 @@ from ul_engine.nets.blocks import (
     AdaLNTransformerBlock,
     FourierLogSNREmbedding,
     from_tokens,
-    sincos_pos_embed_2d,
+    sincos_pos_embed,
     to_tokens,
 )
 
@@ -74,13 +74,13 @@ class LatentTransformer(nn.Module):
         return cls(latent_channels, cfg.width, cfg.depth, cfg.heads, num_classes=num_classes)
 
     def forward(self, z_t: Tensor, logsnr: Tensor, labels: Tensor | None = None) -> Tensor:
-        """z_t (B, C, h, w), logsnr (B,), labels (B,) long or None → v̂ (B, C, h, w)."""
-        _, _, h, w = z_t.shape
+        """z_t (B, C, h, w) or (B, C, t, h, w), logsnr (B,), labels (B,) long or None → v̂ with z_t's shape."""
+        grid = tuple(z_t.shape[2:])
         cond = self.cond(logsnr, labels)
-        x = self.proj_in(to_tokens(z_t)) + sincos_pos_embed_2d(h, w, self.width, z_t.device, z_t.dtype)
+        x = self.proj_in(to_tokens(z_t)) + sincos_pos_embed(grid, self.width, z_t.device, z_t.dtype)
         for block in self.blocks:
             x = block(x, cond)
-        return from_tokens(self.out(x, cond), h, w)
+        return from_tokens(self.out(x, cond), *grid)
 
 
 Prior = LatentTransformer

@@ -32,6 +32,7 @@ from ul_engine.train.stages import Stage1Objective, Stage2Objective, build_laten
 
 Emit = Callable[[dict[str, Any]], None]
 PREVIEW_COUNT = 8
+PREVIEW_CLIPS = 4  # video previews: a row of frames per clip
 PREVIEW_SEED = 1234
 
 
@@ -254,22 +255,22 @@ class RunContext:
             return
         inference = inference or ema_copy(trainer.unwrapped, trainer.ema)
         steps = min(self.cfg.sampling.decoder_steps, 16)
-        seeds = list(range(PREVIEW_SEED, PREVIEW_SEED + PREVIEW_COUNT))
+        count = PREVIEW_CLIPS if self.cfg.is_video else PREVIEW_COUNT
+        seeds = list(range(PREVIEW_SEED, PREVIEW_SEED + count))
         if self.cfg.stage == 1:
-            x, _ = fixed_validation_batch(self.source, PREVIEW_COUNT, PREVIEW_SEED)
+            x, _ = fixed_validation_batch(self.source, count, PREVIEW_SEED)
             x = x.to(self.acc.device)
             z_clean = inference.encode(x)
             g = torch.Generator().manual_seed(PREVIEW_SEED)
             z0 = inference.noisy_latent(z_clean, torch.randn(z_clean.shape, generator=g).to(x.device))
             recon = inference.decode(z0, steps=steps, seeds=seeds)
-            tiles = grid(tensor_to_uint8(torch.cat([x, recon])), cols=PREVIEW_COUNT)
+            tiles = _preview_grid(torch.cat([x, recon]), count)
         else:
             assert self.stage1 is not None
-            z0 = inference.sample(
-                PREVIEW_COUNT, steps=min(self.cfg.sampling.base_steps, 32), seeds=seeds, device=self.acc.device
-            )
+            base_steps = min(self.cfg.sampling.base_steps, 32)
+            z0 = inference.sample(count, steps=base_steps, seeds=seeds, device=self.acc.device)
             images = self.stage1.decode(z0, steps=steps, seeds=seeds)
-            tiles = grid(tensor_to_uint8(images), cols=PREVIEW_COUNT)
+            tiles = _preview_grid(images, count)
         path = self.run_dir / "previews" / f"step-{step:08d}.png"
         scale = max(1, 128 // tiles.shape[0])
         save_png(path, tiles, {"run": str(self.run_id), "step": str(step)}, scale=scale)
@@ -279,9 +280,16 @@ class RunContext:
             path=path,
             step=step,
             seed=PREVIEW_SEED,
-            params={"decoder_steps": steps, "count": PREVIEW_COUNT},
+            params={"decoder_steps": steps, "count": count},
         )
         self.emit({"event": "preview", "step": step, "path": str(path)})
+
+
+def _preview_grid(x: torch.Tensor, cols: int) -> Any:
+    """Images: one tile each, `cols` per row. Clips (B, 3, T, H, W): one row per clip, its frames left to right."""
+    if x.dim() == 5:
+        return grid(tensor_to_uint8(x.transpose(1, 2).flatten(0, 1)), cols=x.shape[2])
+    return grid(tensor_to_uint8(x), cols=cols)
 
 
 class ReadOnlyStore:

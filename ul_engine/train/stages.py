@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from ul_engine import io
 from ul_engine.config import RunConfig
-from ul_engine.data import BatchStream, to_model_range
+from ul_engine.data import BatchStream
+from ul_engine.data.loader import to_model_tensor
 from ul_engine.model import LatentBase, UnifiedLatents
 from ul_engine.train.loop import derive_seed
 
@@ -106,7 +107,7 @@ def build_latent_cache(
     for start in range(0, count, batch_size):
         stop = min(count, start + batch_size)
         items = [source[i] for i in range(start, stop)]  # type: ignore[index]
-        x = torch.from_numpy(np.stack([to_model_range(img) for img, _ in items])).to(device)
+        x = to_model_tensor(np.stack([img for img, _ in items])).to(device)  # images or clips
         zs.append(stage1.encode(x).float().cpu())
         ys.append(torch.tensor([label for _, label in items], dtype=torch.long))
         if progress is not None and progress(stop, count):
