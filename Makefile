@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: run test test-slow lint bench install clean
+.PHONY: run test test-slow lint bench install install-desktop bundle smoke-bundle clean
 
 $(STAMP): pyproject.toml packaging/constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,17 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/ul bench --json
+
+# The desktop entry, icons and AppStream metainfo for the current user ($$XDG_DATA_HOME, default ~/.local/share).
+install-desktop: $(STAMP)
+	sh packaging/install_desktop.sh "$(CURDIR)/$(BIN)/ul-studio"
+
+# The frozen CPU one-folder bundle in build/bundle/ul-studio/ (PyInstaller; minutes), and its smoke check.
+bundle: $(STAMP)
+	PY=$(BIN)/python sh packaging/build_bundle.sh
+
+smoke-bundle:
+	sh packaging/smoke_bundle.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     QCoreApplication.setApplicationVersion(__version__)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationDisplayName(APP_NAME)
-    app.setDesktopFileName("ul-studio")
+    app.setDesktopFileName("io.github.ulstudio.ULStudio")  # packaging/desktop/: the window finds its entry
     app.setWindowIcon(app_icon())
     theme.apply(app)
     app._ul_theme_watcher = theme.ThemeWatcher(app)

@@ -3,7 +3,6 @@ folder), in one place so the Runs page, the Monitor and the shortcuts behave the
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,11 +108,12 @@ class RunController(QObject):
 
     def export(self, run_id: int, out: Path) -> QProcess:
         """Write the run's inference bundle to `out` with `ul export` in a worker process."""
+        from ul_engine.worker.supervisor import cli_argv
+
         proc = QProcess(self)
-        proc.setProgram(sys.executable)
-        proc.setArguments(
-            ["-m", "ul_engine.cli", "--home", str(self.ctx.home), "export", str(run_id), "--out", str(out), "--json"]
-        )
+        argv = cli_argv("--home", str(self.ctx.home), "export", str(run_id), "--out", str(out), "--json")
+        proc.setProgram(argv[0])
+        proc.setArguments(argv[1:])
 
         def done(code: int, _status: QProcess.ExitStatus) -> None:
             err = bytes(proc.readAllStandardError()).decode("utf-8", errors="replace").strip()

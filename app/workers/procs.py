@@ -10,7 +10,7 @@ from collections import deque
 from pathlib import Path
 
 from ul_engine.worker.supervisor import pid_alive as pid_alive  # one liveness check for the GUI and the CLI
-from ul_engine.worker.supervisor import worker_command
+from ul_engine.worker.supervisor import worker_argv, worker_command
 
 
 def python_command(*args: str) -> tuple[str, list[str]]:
@@ -27,7 +27,8 @@ def train_command(
 
 
 def session_command(home: Path) -> tuple[str, list[str]]:
-    return python_command("-m", "ul_engine.worker", "--home", str(home), "session")
+    argv = worker_argv("--home", str(home), "session")  # frozen-aware, like the training worker's
+    return argv[0], argv[1:]
 
 
 WORKER_ENV_DEFAULTS = {

@@ -36,6 +36,26 @@ class LaunchOptions:
         return self.num_processes > 1 or self.num_machines > 1
 
 
+def is_frozen() -> bool:
+    """Whether this process is the frozen (PyInstaller) bundle, whose executable is the app, not Python."""
+    return bool(getattr(sys, "frozen", False))
+
+
+def worker_argv(*args: str) -> list[str]:
+    """A worker process's argv: `python -m ul_engine.worker ARGS`, or in the frozen bundle its own
+    executable with the worker flag (`ul-studio --worker ARGS`, see app/launcher.py)."""
+    if is_frozen():
+        return [sys.executable, "--worker", *args]
+    return [sys.executable, "-m", "ul_engine.worker", *args]
+
+
+def cli_argv(*args: str) -> list[str]:
+    """The `ul` command line in a child process: `python -m ul_engine.cli`, or `ul-studio --cli` when frozen."""
+    if is_frozen():
+        return [sys.executable, "--cli", *args]
+    return [sys.executable, "-m", "ul_engine.cli", *args]
+
+
 def worker_command(
     home: Path,
     run_id: int,
@@ -52,7 +72,7 @@ def worker_command(
         tail += ["--minutes", str(minutes)]
     launch = launch or LaunchOptions()
     if not launch.distributed:
-        return [sys.executable, *tail]
+        return worker_argv(*tail[2:])
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
         "--num_processes", str(launch.num_processes * launch.num_machines),
