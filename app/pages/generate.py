@@ -357,12 +357,13 @@ class GeneratePage(QWidget):
     def _generate_video(self, session: Any, settings: dict[str, Any]) -> bool:
         """Video runs: one `video.sample` request for all clips; the gallery shows players."""
         folder = self.ctx.store.run_dir(settings["run"]) / "samples"
-        if not self.video.start(session, settings, folder):
+        self._token += 1
+        if not self.video.start(session, settings, folder, Path(self.tmp) / f"cancel-{self._token}"):
             self.status.setText(self.video.message.text())
             return False
         self._job = {"video": True, "started": time.perf_counter()}
         self.generate_button.setEnabled(False)
-        self.cancel_button.setEnabled(False)  # video.sample runs to the end once sent
+        self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.progress.setFormat("")
         self.status.setText(self.video.message.text())
@@ -374,11 +375,13 @@ class GeneratePage(QWidget):
 
     def _on_video_finished(self, summary: dict) -> None:
         self._job = None
+        self.cancel_button.setEnabled(False)
         self.status.setText(summary["message"])
         self.generate_button.setEnabled(self.run_id() is not None)
         self.progress.setValue(1000 if summary["ok"] else 0)
         self.progress.setFormat(f"{summary['clips']} clips")
-        self.finished.emit({"samples": summary["clips"], "seconds": summary["seconds"], "cancelled": False})
+        cancelled = summary["message"].startswith("Cancelled")
+        self.finished.emit({"samples": summary["clips"], "seconds": summary["seconds"], "cancelled": cancelled})
 
     def _send_next(self) -> None:
         job = self._job
@@ -440,7 +443,12 @@ class GeneratePage(QWidget):
 
     def cancel(self) -> None:
         job = self._job
-        if job is None or job.get("video") or job["cancelled"]:
+        if job is not None and job.get("video"):
+            self.video.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Cancelling after the current step…")
+            return
+        if job is None or job["cancelled"]:
             return
         job["cancelled"] = True
         Path(job["cancel_file"]).touch()

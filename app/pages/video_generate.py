@@ -96,6 +96,7 @@ class VideoGallery(QScrollArea):
         n = len(self.players)
         self.grid.addWidget(player, n // GALLERY_COLUMNS, n % GALLERY_COLUMNS)
         self.players.append(player)
+        player.show()
         player.clock.play()
         return player
 
@@ -138,6 +139,7 @@ class VideoSamplingView(QWidget):
         self.frames = QSpinBox()
         self.frames.setRange(0, 1024)
         self.frames.setSpecialValueText("run's")
+        self.frames.setMinimumWidth(110)
         self.frames.setToolTip("Frames per generated clip (the run's clip length unless set).")
         self.frames.valueChanged.connect(self._sync)
         top.addWidget(self.frames)
@@ -236,14 +238,17 @@ class VideoSamplingView(QWidget):
             "out_dir": str(out_dir),
         }
 
-    def start(self, session: Any, settings: dict[str, Any], out_dir: str | Path) -> bool:
+    def start(self, session: Any, settings: dict[str, Any], out_dir: str | Path, cancel_file: str | Path) -> bool:
+        """Send one `video.sample` request; creating `cancel_file` (see `cancel`) stops it at its next step."""
         request = self.request(settings, out_dir)
         if isinstance(request, str):
             self.message.setText(request)
             return False
         self._token += 1
         token = self._token
-        self._job = {"token": token, "request": request, "started": time.perf_counter()}
+        Path(cancel_file).unlink(missing_ok=True)
+        self._job = {"token": token, "request": request, "started": time.perf_counter(),
+                     "cancel_file": Path(cancel_file), "cancelled": False}  # fmt: skip
         self.gallery.clear()
         self.outputs = []
         what = (f"continuing {Path(request['context']).name} from {request['context_frames']} frames"
@@ -253,6 +258,7 @@ class VideoSamplingView(QWidget):
             "video.sample",
             lambda ok, result: self._on_answer(token, ok, result),
             on_event=lambda m: self._on_event(token, m),
+            cancel_file=str(cancel_file),
             **request,
         )
         return True
@@ -267,7 +273,8 @@ class VideoSamplingView(QWidget):
         if job is None or token != job["token"]:
             return
         if not ok:
-            self._done(job, False, f"Could not generate: {result}")
+            cancelled = job["cancelled"] and "cancel" in str(result).lower()
+            self._done(job, cancelled, "Cancelled: no clip was kept." if cancelled else f"Could not generate: {result}")
             return
         outputs = [str(p) for p in result.get("outputs") or []]
         k = int(result.get("context_frames") or 0)
@@ -293,8 +300,17 @@ class VideoSamplingView(QWidget):
         self._done(job, True, f"{len(clips)} clips of {result.get('frames')} frames in {seconds:.1f} s, saved in "
                               f"{folder}.")  # fmt: skip
 
+    def cancel(self) -> None:
+        job = self._job
+        if job is None or job["cancelled"]:
+            return
+        job["cancelled"] = True
+        job["cancel_file"].touch()
+        self.message.setText("Cancelling after the current step…")
+
     def _done(self, job: dict[str, Any], ok: bool, message: str) -> None:
         self._job = None
+        job["cancel_file"].unlink(missing_ok=True)
         self.message.setText(message if ok else f"<span style='color:#d32f2f'>{message}</span>")
         seconds = time.perf_counter() - job["started"]
         self.finished.emit({"clips": len(self.gallery.players), "seconds": seconds, "ok": ok, "message": message})

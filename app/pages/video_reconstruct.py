@@ -151,6 +151,7 @@ class VideoReconstructView(QWidget):
         frames_row.addWidget(self.max_frames, 1)
         lv.addLayout(frames_row)
         self.list = QListWidget()
+        self.list.setMinimumWidth(230)
         self.list.setToolTip("Dropped videos; select one to play it with its reconstruction.")
         self.list.currentRowChanged.connect(self._on_row)
         lv.addWidget(self.list, 1)
@@ -193,7 +194,7 @@ class VideoReconstructView(QWidget):
         split.addWidget(right)
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 4)
-        split.setSizes([200, 800])
+        split.setSizes([240, 760])
         root.addWidget(split, 1)
         self._show(None)
 
@@ -326,6 +327,12 @@ class VideoReconstructView(QWidget):
             self.status.setText(job.error or "failed")
         elif state == DONE:
             self.status.setText(f"{job.name}: reconstructed with {job.model}.")
+        if not self.queue and state != CANCELLED:
+            counts = collections.Counter(j.state for j in self.jobs)
+            if len(self.jobs) > 1:
+                self.status.setText(f"{counts[DONE]} reconstructed, {counts[ERROR]} could not be used"
+                                    + (f", {counts[CANCELLED]} cancelled" if counts[CANCELLED] else "")
+                                    + ": select one to see it (failures name their reason).")  # fmt: skip
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if state == DONE else 0)
         self.jobFinished.emit(job)

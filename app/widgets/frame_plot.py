@@ -41,6 +41,11 @@ class FramePlot(pg.PlotWidget):
         self.addItem(self.mean_line)
         self.mean_line.setVisible(False)
         self.scene().sigMouseClicked.connect(self._on_click)
+        colors = theme.plot_colors()
+        self.setBackground(colors["background"])
+        for axis in ("left", "bottom"):
+            item.getAxis(axis).setPen(colors["muted"])
+            item.getAxis(axis).setTextPen(colors["foreground"])
         self.setToolTip("PSNR of each reconstructed frame; click to show that frame in the players.")
         self.setMinimumHeight(130)
 

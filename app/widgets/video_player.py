@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QPushButton,
     QSlider,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -416,16 +417,24 @@ class VideoPlayer(QWidget):
 
         bar = QHBoxLayout()
         bar.setSpacing(4)
+        style = self.style()
+        self._icons = {
+            "▶": style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay),
+            "⏸": style.standardIcon(QStyle.StandardPixmap.SP_MediaPause),
+        }
         self.play_button = QToolButton()
-        self.play_button.setText("▶")
+        self.play_button.setText("▶")  # the text names the state (tests, accessibility); the icon shows it
+        self.play_button.setIcon(self._icons["▶"])
         self.play_button.setToolTip("Play or pause (Space).")
         self.play_button.clicked.connect(self.clock.toggle)
         self.back_button = QToolButton()
         self.back_button.setText("⏮")
+        self.back_button.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MediaSkipBackward))
         self.back_button.setToolTip("One frame back.")
         self.back_button.clicked.connect(lambda: self.clock.step(-1))
         self.forward_button = QToolButton()
         self.forward_button.setText("⏭")
+        self.forward_button.setIcon(style.standardIcon(QStyle.StandardPixmap.SP_MediaSkipForward))
         self.forward_button.setToolTip("One frame forward.")
         self.forward_button.clicked.connect(lambda: self.clock.step(1))
         self.slider = QSlider(Qt.Orientation.Horizontal)
@@ -535,7 +544,9 @@ class VideoPlayer(QWidget):
     def _sync_controls(self) -> None:
         has = self.clock.length > 0
         self.slider.setRange(0, max(0, self.clock.length - 1))
-        self.play_button.setText("⏸" if self.clock.playing else "▶")
+        state = "⏸" if self.clock.playing else "▶"
+        self.play_button.setText(state)
+        self.play_button.setIcon(self._icons[state])
         for w in (self.play_button, self.back_button, self.forward_button, self.slider):
             w.setEnabled(has)
         self.loop_box.blockSignals(True)
