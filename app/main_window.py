@@ -1,6 +1,6 @@
-"""The main window: a page list (Runs, Monitor, Reconstruct, Latents, Generate), the status bar with the
-devices and the data folder, menus and shortcuts, remembered geometry and page, and the question on close
-while a run trains (keep training in the background, or stop)."""
+"""The main window: a page list (Runs, Monitor, Reconstruct, Latents, Generate, Rate–distortion), the status
+bar with the devices and the data folder, menus and shortcuts, remembered geometry and page, and the question
+on close while a run trains (keep training in the background, or stop)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ PAGES = (
     ("reconstruct", "Reconstruct", "Encode and decode your images and compare the results"),
     ("latents", "Latents", "Look inside a run's latent space: channels, rate, scrubbers"),
     ("generate", "Generate", "Sample images with a stage-2 run"),
+    ("rd", "Rate–distortion", "Every checkpoint at (bits/pixel, PSNR); click a point for its reconstructions"),
 )
 KEEP, STOP, CANCEL = "keep", "stop", "cancel"
 
@@ -132,6 +133,11 @@ class MainWindow(QMainWindow):
 
             page = GeneratePage(self.ctx)
             page.open_in_latents.connect(self.open_latents)
+        elif page_id == "rd":
+            from app.pages.rate_distortion import RateDistortionPage
+
+            page = RateDistortionPage(self.ctx)
+            page.open_checkpoint.connect(self.open_reconstructions)
         else:
             page = PlaceholderPage(page_id)
         page.setObjectName(f"page:{page_id}")
@@ -185,6 +191,19 @@ class MainWindow(QMainWindow):
         latents.open_sample(path, run_id or None)
         self.show_page("latents")
         return latents
+
+    def open_reconstructions(self, run_id: int, checkpoint_id: int, inputs: list[str] | None = None) -> Any:
+        """The Rate–distortion click-through: the Reconstruct page on that checkpoint, showing the listed
+        images through it again, or `inputs` (the run's validation images) when the list is empty."""
+        page = self._build("reconstruct")
+        self.show_page("reconstruct")
+        page.refresh_models()
+        page.picker.select(int(run_id), int(checkpoint_id))
+        if page.table_model.items:
+            page.apply_to_all()
+        else:
+            page.add_paths(list(inputs or []))
+        return page
 
     def _action_targets(self) -> list[int]:
         """The runs the toolbar and shortcuts act on: the Monitor's run there, else the table selection."""
@@ -379,9 +398,10 @@ class MainWindow(QMainWindow):
         self.settings.set_geometry(self.saveGeometry())
         self.settings.set_last_page(self.current_page_id())
         self.settings.sync()
-        reconstruct = self.pages.get("reconstruct")
-        if reconstruct is not None and hasattr(reconstruct, "shutdown"):
-            reconstruct.shutdown()
+        for page_id in ("reconstruct", "rd"):
+            page = self.pages.get(page_id)
+            if page is not None and hasattr(page, "shutdown"):
+                page.shutdown()
         self.ctx.shutdown(detach=self._detach)
 
 

@@ -24,7 +24,7 @@ window = MainWindow(ctx, restore=False)
 window.show()
 window.open_monitor(1) if ctx.repo.ordered() else window.show_page("monitor")
 window.runs.new_run()
-for page in ("reconstruct", "latents", "generate"):
+for page in ("reconstruct", "latents", "generate", "rd"):
     window.show_page(page)
 from app.pages.dataset import FolderScan  # the folder chooser reads images with the engine's readers
 FolderScan(1, sys.argv[1], 32, lambda token: False).run()

@@ -1,0 +1,348 @@
+"""The Rate–distortion page: every checkpoint of every stage-1 run at (bits/pixel, PSNR), coloured by run.
+
+The points are what `ul eval` recorded on the checkpoints (`ul_engine.rate_distortion`); a checkpoint
+without a result is listed in the table below the plot, and **Evaluate** runs `ul eval` on it in a worker
+process. Hovering a point names its run, loss factor and step; clicking it opens the Reconstruct page on
+that checkpoint, with the run's validation images when the Reconstruct list is empty.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PIL import Image
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import theme
+from app.workers.evaluate import EvalJob, Evaluator
+from ul_engine.rate_distortion import RDPoint, collect
+
+COLUMNS = ("Run", "Step", "Loss factor", "Bits/pixel", "PSNR dB", "SSIM", "Measured on")
+POINT_ROLE = Qt.ItemDataRole.UserRole + 1
+PREVIEW_PAD = 2  # ul_engine.imaging.grid's padding between tiles
+
+
+def point_tip(p: RDPoint) -> str:
+    """The tooltip of a point (and of its table row)."""
+    lf = "?" if p.loss_factor is None else f"{p.loss_factor:g}"
+    lines = [f"{p.run_name} · step {p.step:,}", f"loss factor c_lf = {lf}"]
+    if p.evaluated:
+        assert p.psnr is not None and p.bits_per_pixel is not None
+        lines.append(f"{p.bits_per_pixel:.4g} bits/pixel · PSNR {p.psnr:.2f} dB")
+        if p.ssim is not None and math.isfinite(p.ssim):
+            lines.append(f"SSIM {p.ssim:.4f}")
+        if p.n is not None:
+            steps = f", {p.decoder_steps} decoder steps" if p.decoder_steps else ""
+            lines.append(f"measured on {p.n} validation images{steps}")
+        lines.append("click: open its reconstructions")
+    else:
+        lines.append("not evaluated yet")
+    return "\n".join(lines)
+
+
+def preview_inputs(store: Any, run: Any) -> list[str]:
+    """The run's fixed validation images, cut from the input row of its newest preview grid (PNG files).
+
+    A stage-1 preview is the grid of `count` validation inputs over their reconstructions, scaled up by a
+    whole factor (ul_engine.train.runner.write_preview); the crops are written once to previews/inputs/.
+    """
+    previews = [a for a in store.list_artifacts(run.id, kind="preview") if a.path.is_file()]
+    res = int(((run.config or {}).get("data") or {}).get("resolution") or 0)
+    if not previews or res < 1:
+        return []
+    newest = previews[-1]
+    count = int((newest.params or {}).get("count") or 0)
+    out_dir = newest.path.parent / "inputs"
+    wanted = [out_dir / f"validation-{k:02d}.png" for k in range(count)]
+    if count and all(p.is_file() for p in wanted):
+        return [str(p) for p in wanted]
+    try:
+        with Image.open(newest.path) as img:
+            grid = np.asarray(img.convert("RGB"))
+    except OSError:
+        return []
+    tile = res + PREVIEW_PAD
+    height, width = grid.shape[:2]
+    if count < 1 or height % (2 * tile - PREVIEW_PAD):
+        return []
+    scale = height // (2 * tile - PREVIEW_PAD)
+    if width != scale * (count * tile - PREVIEW_PAD):
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for k, path in enumerate(wanted):
+        x0 = k * tile * scale
+        crop = grid[0 : res * scale : scale, x0 : x0 + res * scale : scale]
+        Image.fromarray(np.ascontiguousarray(crop)).save(path)
+    return [str(p) for p in wanted]
+
+
+class RateDistortionPage(QWidget):
+    open_checkpoint = Signal(int, int, list)  # run id, checkpoint id, validation images for an empty list
+
+    def __init__(self, ctx: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.points: list[RDPoint] = []
+        self.evaluator = Evaluator(ctx.home, ctx.store, parent=self)
+        self.evaluator.started.connect(self._on_eval_started)
+        self.evaluator.finished.connect(self._on_eval_finished)
+        self._signature: tuple[Any, ...] | None = None
+        self._build()
+        self.refresh()
+        ctx.repo.changed.connect(self._on_repo_changed)
+
+    # ---- layout --------------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(12, 10, 12, 8)
+        heading = QLabel("Rate–distortion")
+        heading.setObjectName("pageTitle")
+        outer.addWidget(heading)
+
+        controls = QHBoxLayout()
+        self.log_x = QCheckBox("Log x")
+        self.log_x.setToolTip("Bits/pixel on a logarithmic axis (rates of different loss factors span decades).")
+        self.log_x.toggled.connect(lambda _=False: self._draw())
+        self.n_images = QSpinBox()
+        self.n_images.setRange(2, 4096)
+        self.n_images.setValue(int(self.ctx.settings.get("rd/n", 64, int)))
+        self.n_images.setToolTip("Validation images per evaluation (the same fixed images for every checkpoint).")
+        self.n_images.valueChanged.connect(lambda v: self.ctx.settings.set("rd/n", int(v)))
+        self.decoder_steps = QSpinBox()
+        self.decoder_steps.setRange(0, 4096)
+        self.decoder_steps.setSpecialValueText("run's")
+        self.decoder_steps.setToolTip("Decoder sampling steps of an evaluation (run's: its sampling.decoder_steps).")
+        self.evaluate_button = QPushButton("Evaluate selected")
+        self.evaluate_button.setToolTip(
+            "Run `ul eval` on the selected checkpoints in a worker process; their points appear when it ends."
+        )
+        self.evaluate_button.clicked.connect(self.evaluate_selected)
+        self.evaluate_missing_button = QPushButton("Evaluate missing")
+        self.evaluate_missing_button.setToolTip("Run `ul eval` on every checkpoint that has no result yet.")
+        self.evaluate_missing_button.clicked.connect(self.evaluate_missing)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running evaluation and drop the waiting ones.")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.evaluator.cancel)
+        refresh = QPushButton("Refresh")
+        refresh.setToolTip("Read the checkpoints and their results from the database again.")
+        refresh.clicked.connect(self.refresh)
+        controls.addWidget(self.log_x)
+        controls.addSpacing(16)
+        for label, widget in (("Images", self.n_images), ("Decoder steps", self.decoder_steps)):
+            controls.addWidget(QLabel(label))
+            controls.addWidget(widget)
+            controls.addSpacing(10)
+        controls.addStretch(1)
+        for button in (self.evaluate_button, self.evaluate_missing_button, self.cancel_button, refresh):
+            controls.addWidget(button)
+        outer.addLayout(controls)
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        self.plot = pg.PlotWidget()
+        self.plot.setToolTip("")
+        self.item = self.plot.getPlotItem()
+        self.item.setLabel("bottom", "bits / pixel")
+        self.item.setLabel("left", "PSNR", units="dB")
+        self.item.showGrid(x=True, y=True, alpha=0.15)
+        self.item.setMenuEnabled(False)
+        self.item.getViewBox().setDefaultPadding(0.08)
+        self.legend = self.item.addLegend(offset=(-10, 10))
+        self.scatter = pg.ScatterPlotItem(hoverable=True, hoverSize=15, tip=lambda x, y, data: point_tip(data))
+        self.scatter.sigClicked.connect(self._on_clicked)
+        self.item.addItem(self.scatter)
+        splitter.addWidget(self.plot)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setToolTip("Every checkpoint on disk; double-click one to open its reconstructions.")
+        self.table.cellDoubleClicked.connect(lambda row, _col: self._open_row(row))
+        splitter.addWidget(self.table)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([520, 200])
+        outer.addWidget(splitter, 1)
+
+        self.status = QLabel()
+        self.status.setObjectName("hint")
+        self.status.setWordWrap(True)
+        outer.addWidget(self.status)
+        self.apply_theme()
+
+    def apply_theme(self) -> None:
+        colors = theme.plot_colors()
+        self.plot.setBackground(colors["background"])
+        for axis in ("left", "bottom"):
+            ax = self.item.getAxis(axis)
+            ax.setPen(colors["muted"])
+            ax.setTextPen(colors["foreground"])
+
+    # ---- data ----------------------------------------------------------------------------------------
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        self.refresh()
+
+    def _on_repo_changed(self) -> None:
+        if not self.isVisible():
+            return
+        signature = tuple((r.id, r.info.status, r.info.step) for r in self.ctx.repo.ordered() if r.info.stage == 1)
+        if signature != self._signature:
+            self._signature = signature
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read every stage-1 checkpoint and its recorded evaluation; redraw."""
+        self.points = collect(self.ctx.store)
+        self._fill_table()
+        self._draw()
+        self._update_status()
+
+    def evaluated(self) -> list[RDPoint]:
+        return [p for p in self.points if p.evaluated]
+
+    def run_colors(self) -> dict[int, str]:
+        """One colour per run, in the order runs were created (stable while runs are added)."""
+        palette = theme.run_colors()
+        run_ids = sorted({p.run_id for p in self.points})
+        return {rid: palette[i % len(palette)] for i, rid in enumerate(run_ids)}
+
+    def _draw(self) -> None:
+        """One scatter for all runs (a brush per run): several hoverable scatters in one view would clear
+        each other's tooltip."""
+        self.scatter.clear()
+        self.legend.clear()
+        log_x = self.log_x.isChecked()
+        self.item.setLogMode(x=log_x, y=False)
+        colors = self.run_colors()
+        background = theme.plot_colors()["background"]
+        spots, named = [], {}
+        for p in self.evaluated():
+            bpp = float(p.bits_per_pixel or 0.0)
+            if log_x and bpp <= 0.0:
+                continue  # no place on a log axis; the table still lists it
+            x = math.log10(bpp) if log_x else bpp
+            spots.append({"pos": (x, float(p.psnr or 0.0)), "data": p, "brush": pg.mkBrush(colors[p.run_id])})
+            lf = f" (c_lf {p.loss_factor:g})" if p.loss_factor is not None else ""
+            named.setdefault(p.run_id, f"{p.run_name}{lf}")
+        self.scatter.setData(spots=spots, size=11, pen=pg.mkPen(background, width=1))
+        for run_id, name in named.items():
+            self.legend.addItem(pg.ScatterPlotItem(size=10, brush=pg.mkBrush(colors[run_id]), pen=None), name)
+        self.item.enableAutoRange()
+
+    def _fill_table(self) -> None:
+        selected = {p.checkpoint_id for p in self.selected_points()}
+        self.table.setRowCount(len(self.points))
+        colors = self.run_colors()
+        for row, p in enumerate(self.points):
+            measured = f"{p.n} images" + (f", {p.decoder_steps} steps" if p.decoder_steps else "") if p.n else ""
+            cells = (
+                p.run_name,
+                f"{p.step:,}",
+                "" if p.loss_factor is None else f"{p.loss_factor:g}",
+                "" if p.bits_per_pixel is None else f"{p.bits_per_pixel:.4g}",
+                "not evaluated" if p.psnr is None else f"{p.psnr:.2f}",
+                "" if p.ssim is None or not math.isfinite(p.ssim) else f"{p.ssim:.4f}",
+                measured,
+            )
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(POINT_ROLE, p)
+                item.setToolTip(point_tip(p))
+                if col == 0:
+                    item.setForeground(pg.mkColor(colors[p.run_id]))
+                self.table.setItem(row, col, item)
+        self.table.clearSelection()
+        for row, p in enumerate(self.points):
+            if p.checkpoint_id in selected:
+                self.table.selectRow(row)
+
+    def _update_status(self) -> None:
+        done = len(self.evaluated())
+        missing = len(self.points) - done
+        busy = self.evaluator.pending()
+        if not self.points:
+            text = "No checkpoints yet: train a stage-1 run; each checkpoint can then be evaluated here."
+        else:
+            text = f"{done} of {len(self.points)} checkpoints evaluated"
+            if missing:
+                text += f"; {missing} without a result (Evaluate runs `ul eval` on them)"
+            if busy:
+                text += f" · evaluating {len(busy)}…"
+        self.status.setText(text)
+        self.cancel_button.setEnabled(bool(busy))
+
+    # ---- actions -------------------------------------------------------------------------------------
+
+    def selected_points(self) -> list[RDPoint]:
+        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()}) if self.table.model() else []
+        out = []
+        for row in rows:
+            item = self.table.item(row, 0)
+            if item is not None:
+                out.append(item.data(POINT_ROLE))
+        return out
+
+    def evaluate(self, points: list[RDPoint]) -> int:
+        """Queue `ul eval` for these checkpoints; returns how many were queued."""
+        queued = 0
+        for p in points:
+            job = EvalJob(p.run_id, p.step, p.checkpoint_id, self.n_images.value(), self.decoder_steps.value() or None)
+            queued += self.evaluator.submit(job)
+        self._update_status()
+        return queued
+
+    def evaluate_selected(self) -> int:
+        return self.evaluate(self.selected_points())
+
+    def evaluate_missing(self) -> int:
+        return self.evaluate([p for p in self.points if not p.evaluated])
+
+    def _on_eval_started(self, job: EvalJob) -> None:
+        self._update_status()
+
+    def _on_eval_finished(self, job: EvalJob, ok: bool, message: str) -> None:
+        name = next((p.run_name for p in self.points if p.run_id == job.run_id), f"run {job.run_id}")
+        where = f"{name} step {job.step:,}"
+        self.ctx.message.emit(f"Evaluated {where}: {message}" if ok else f"Evaluation of {where} failed: {message}")
+        self.refresh()
+
+    def _on_clicked(self, _scatter: Any, spots: Any, _event: Any) -> None:
+        if len(spots):
+            self.open_point(spots[0].data())
+
+    def _open_row(self, row: int) -> None:
+        item = self.table.item(row, 0)
+        if item is not None:
+            self.open_point(item.data(POINT_ROLE))
+
+    def open_point(self, p: RDPoint) -> None:
+        """Ask the window to show this checkpoint's reconstructions."""
+        run = self.ctx.store.get_run(p.run_id)
+        self.open_checkpoint.emit(p.run_id, p.checkpoint_id, preview_inputs(self.ctx.store, run))
+
+    def shutdown(self) -> None:
+        self.evaluator.cancel()
