@@ -345,10 +345,15 @@ def evaluate_run(
     source = make_source(cfg.data)
     x, _ = fixed_validation_batch(source, n, seed=4321)
     recs = []
+    batch = reconstruct_batch
+    if cfg.model.time_axis:  # clips: PSNR/SSIM averaged over frames, bits per pixel of the whole clip
+        if fd:
+            raise ULError("--fd is for image runs; video runs have no Fréchet metric here")
+        from ul_engine.video import reconstruct_clip_batch as batch
     for start in range(0, n, 16):
         chunk = x[start : start + 16]
         seeds = list(range(start, start + chunk.shape[0]))
-        recs.extend(reconstruct_batch(loaded.stage1, chunk, decoder_steps=steps, seeds=seeds))
+        recs.extend(batch(loaded.stage1, chunk, decoder_steps=steps, seeds=seeds))
     result: dict[str, Any] = {
         "n": n,
         "psnr": float(np.mean([r.psnr for r in recs])),

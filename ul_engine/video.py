@@ -233,6 +233,35 @@ def reconstruct_video(
     )
 
 
+@torch.no_grad()
+def reconstruct_clip_batch(
+    model: UnifiedLatents, x: Tensor, *, decoder_steps: int, seeds: list[int], rate_draws: int = 16
+) -> list[Any]:
+    """Clips (B, 3, T, H, W) of the model's length in [-1, 1] → `pipeline.Reconstruction`s (`ul eval`):
+    PSNR and SSIM are means over frames, bits are per pixel of the whole clip."""
+    from ul_engine.metrics.fidelity import psnr_ssim
+    from ul_engine.pipeline import Reconstruction
+
+    device = next(model.parameters()).device
+    x = x.to(device)
+    z_clean = model.encode(x)
+    noise = torch.stack([_noise(z_clean.shape[1:], s) for s in seeds]).to(device)
+    x_hat = model.decode(model.noisy_latent(z_clean, noise), steps=decoder_steps, seeds=[s + 1 for s in seeds])
+    rate = model.estimate_rate(z_clean, draws=rate_draws).cpu()
+    frames = x.shape[2]
+    psnrs, ssims = psnr_ssim(x.transpose(1, 2).flatten(0, 1).cpu(), x_hat.transpose(1, 2).flatten(0, 1).cpu())
+    pixels, dims = x[0, 0].numel(), z_clean[0].numel()
+    out = []
+    for i in range(x.shape[0]):
+        clip_ssim = ssims[i * frames : (i + 1) * frames]
+        out.append(Reconstruction(
+            reconstruction=np.zeros((0,), np.uint8), psnr=float(np.mean(psnrs[i * frames : (i + 1) * frames])),
+            ssim=float(np.mean(clip_ssim)), rate_nats=float(rate[i]), bits_per_pixel=float(rate[i]) / LN2 / pixels,
+            bits_per_dim=float(rate[i]) / LN2 / dims, decode_seconds=0.0,
+        ))  # fmt: skip
+    return out
+
+
 def context_latent_frames(pixel_frames: int, time_down: int) -> int:
     """Latent frames that k given frames occupy: ⌈k / f⌉."""
     return math.ceil(pixel_frames / time_down)

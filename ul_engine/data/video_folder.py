@@ -76,6 +76,10 @@ class VideoFolderSource:
     def __len__(self) -> int:
         return len(self.clips)
 
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        """Clip `index`, centre-cropped (the stage-2 latent cache and evaluation read clips this way)."""
+        return self.load(index, crop="center")
+
     def load(
         self,
         index: int,
