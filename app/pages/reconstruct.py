@@ -430,6 +430,8 @@ class ReconstructPage(QWidget):
         self.mode_tabs.setTabToolTip(0, "Compare the selected image with its reconstruction.")
         self.mode_tabs.setTabToolTip(1, "Videos: original and reconstruction in synced players, PSNR per frame.")
         splitter.addWidget(self.mode_tabs)
+        self.splitter = splitter
+        self.mode_tabs.currentChanged.connect(self._on_mode)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
         splitter.setSizes([480, 700])
@@ -503,6 +505,12 @@ class ReconstructPage(QWidget):
         )
 
     # ---- adding images -----------------------------------------------------------------------------------
+
+    def _on_mode(self, index: int) -> None:
+        """Videos need room for two players and the plot; images keep the list wide."""
+        total = sum(self.splitter.sizes()) or self.width()
+        left = 300 if self.mode_tabs.widget(index) is self.video_view else 480
+        self.splitter.setSizes([left, max(1, total - left)])
 
     def _video_model(self) -> tuple[Any, dict[str, Any] | None]:
         return self.picker.current_model(), self.picker.current()

@@ -104,6 +104,8 @@ class VideoGallery(QScrollArea):
         for player in self.players:
             player.clock.pause()
             self.grid.removeWidget(player)
+            player.hide()  # gone from the screen now, not when the deferred delete runs
+            player.setParent(None)
             player.deleteLater()
         self.players = []
 

@@ -440,6 +440,7 @@ class VideoPlayer(QWidget):
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setToolTip("Scrub: drag to any frame.")
         self.slider.setRange(0, 0)
+        self.slider.setMinimumWidth(90)
         self.slider.valueChanged.connect(self._on_slider)
         self.counter = QLabel("0 / 0")
         self.counter.setToolTip("The frame shown, out of the clip's frames.")
@@ -495,6 +496,7 @@ class VideoPlayer(QWidget):
         while self.pictures.count():
             item = self.pictures.takeAt(0)
             if item.widget() is not None:
+                item.widget().hide()
                 item.widget().deleteLater()
         self.views, self.titles = [], []
         for clip in self.clips or [None]:
