@@ -3,10 +3,11 @@
     xvfb-run -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb \
         .venv/bin/python -m app.tools.screenshots_video --home /tmp/ul-video-shots --prepare --out docs/screenshots
 
-`--prepare` trains a `bouncing-smoke` stage-1 run and a stage-2 run on it with the `ul` command, and writes a
-bouncing clip (the engine's procedural data, 24 frames) to drop. The script then drops the clip on the
-Reconstruct page (video-reconstruct.png: synced players, PSNR per frame, bits), draws clips on the Generate
-page (video-generate.png) and continues the dropped clip from its first 4 frames (video-continue.png).
+`--prepare` trains a `bouncing-smoke` stage-1 run (1,200 steps) and a stage-2 run on it (800 steps; about 6
+minutes together on 2 busy CPU cores) with the `ul` command, and writes a bouncing clip (the engine's
+procedural data, 24 frames) to drop. The script then drops the clip on the Reconstruct page
+(video-reconstruct.png: synced players, PSNR per frame, bits), draws clips on the Generate page
+(video-generate.png) and continues the dropped clip from its first 4 frames (video-continue.png).
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--home", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     p.add_argument("--prepare", action="store_true", help="train the example runs and write the clip first")
-    p.add_argument("--stage1-steps", type=int, default=600)
-    p.add_argument("--stage2-steps", type=int, default=400)
+    p.add_argument("--stage1-steps", type=int, default=1200)
+    p.add_argument("--stage2-steps", type=int, default=800)
     args = p.parse_args(argv)
     home = args.home.absolute()
     if args.prepare:
