@@ -41,6 +41,14 @@ from app.widgets.run_combo import RunCombo
 from app.widgets.video_player import is_video_path
 
 CHUNK = 4  # samples per session request: the gallery fills at this granularity
+IMAGE_HINT = (
+    "Samples are saved in the run's folder (samples/), each with its run, checkpoint, seed and settings. Drop "
+    "one here to restore its settings; click one to open it in Latents."
+)
+VIDEO_HINT = (
+    "A video run: clips are saved as MP4s in the run's folder (samples/). Drop a video here to continue it from "
+    "its first k frames; each player exports its clip as MP4 or GIF."
+)
 SAMPLERS = (("ancestral", "ancestral"), ("DDIM", "ddim"), ("DPM-Solver++ (2M)", "dpmpp2m"))
 
 
@@ -184,13 +192,10 @@ class GeneratePage(QWidget):
         form.addRow(buttons)
         QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.generate)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.cancel)
-        hint = QLabel(
-            "Samples are saved in the run's folder (samples/), each with its run, checkpoint, seed and "
-            "settings. Drop one here to restore its settings; click one to open it in Latents."
-        )
-        hint.setObjectName("hint")
-        hint.setWordWrap(True)
-        form.addRow(hint)
+        self.hint = QLabel(IMAGE_HINT)
+        self.hint.setObjectName("hint")
+        self.hint.setWordWrap(True)
+        form.addRow(self.hint)
         return panel
 
     # ---- run and settings ----------------------------------------------------------------------------
@@ -219,6 +224,7 @@ class GeneratePage(QWidget):
         video = is_video_config(cfg)
         self.views.setCurrentWidget(self.video if video else self.gallery)
         self.sampler.setEnabled(not video)
+        self.hint.setText(VIDEO_HINT if video else IMAGE_HINT)
         if video:
             self.video.configure(cfg)
         self.generate_button.setEnabled(info is not None and self._job is None)
