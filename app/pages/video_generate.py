@@ -294,7 +294,9 @@ class VideoSamplingView(QWidget):
         if error is not None or clips is None:
             self._done(job, False, f"The clips were written but cannot be played: {error}")
             return
+        given = int(job["result"].get("context_frames") or 0)
         for clip in clips:
+            clip.given = given
             self.gallery.add_clip(clip)
         result = job["result"]
         seconds = time.perf_counter() - job["started"]

@@ -65,6 +65,7 @@ class Clip:
     source_frames: int = 0  # frames decoded from the file (≥ len(frames) when capped)
     source_size: tuple[int, int] = (0, 0)  # (width, height) in the file
     notes: list[str] = field(default_factory=list)
+    given: int = 0  # leading frames that were given rather than generated (a continued clip's context)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -541,7 +542,10 @@ class VideoPlayer(QWidget):
         self.slider.blockSignals(True)
         self.slider.setValue(frame)
         self.slider.blockSignals(False)
-        self.counter.setText(f"{frame + 1} / {self.clock.length}" if self.clock.length else "0 / 0")
+        text = f"{frame + 1} / {self.clock.length}" if self.clock.length else "0 / 0"
+        if any(frame < c.given for c in self.clips):
+            text += " · given"  # this frame came from the context clip, the model did not make it
+        self.counter.setText(text)
 
     def _sync_controls(self) -> None:
         has = self.clock.length > 0

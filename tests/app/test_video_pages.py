@@ -215,6 +215,12 @@ def test_continue_a_dropped_clip_from_its_first_k_frames(qtbot, gen_page, tmp_pa
         assert gen_page.generate()
     players = gen_page.video.gallery.players
     assert len(players) == 1 and players[0].clips[0].title == "seed 3 · frames 1–2 given"
+    player = players[0]
+    player.clock.pause()
+    player.clock.seek(1)
+    assert player.counter.text().endswith("· given")  # frame 2 of 2 given
+    player.clock.seek(2)
+    assert player.counter.text() == f"3 / {len(player.clips[0])}"  # the first generated frame
     assert "Could not" not in gen_page.status.text()
 
 
