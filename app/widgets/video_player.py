@@ -404,6 +404,7 @@ class VideoPlayer(QWidget):
     ) -> None:
         super().__init__(parent)
         self.clock = clock or PlaybackClock(self)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # a click on the pictures gives the keys to the player
         self.clips: list[Clip] = []
         self.min_side = min_side
         self.placeholder = placeholder

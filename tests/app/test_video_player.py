@@ -178,3 +178,38 @@ def test_export_without_clips_fails_politely(qtbot, tmp_path: Path) -> None:
     with qtbot.waitSignal(player.failed):
         assert player.export(tmp_path / "x.mp4") is None
     assert not player.export_button.isEnabled() and player.counter.text() == "0 / 0"
+
+
+def test_export_menu_asks_for_a_file_and_writes_it(qtbot, clip_path: Path, tmp_path: Path, monkeypatch) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    player = VideoPlayer()
+    qtbot.addWidget(player)
+    player.set_clips([decode_video(clip_path, title="A"), decode_video(clip_path, title="B")])
+    labels = [a.text() for a in player.export_menu.actions()]
+    assert labels == ["“A”…", "“B”…", "All side by side…"]
+    target = tmp_path / "picked"  # no suffix: the chosen filter decides
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "Animated GIF (*.gif)"))
+    )
+    with qtbot.waitSignal(player.exported) as written:
+        player.export_menu.actions()[1].trigger()
+    assert written.args == [str(target) + ".gif"]
+    assert video_io.read_gif_info(target.with_suffix(".gif"))[0] == 20
+
+
+def test_keys_play_and_step(qtbot, clip_path: Path) -> None:
+    from PySide6.QtCore import Qt
+
+    player = VideoPlayer(clock=PlaybackClock(now=FakeTime()))
+    qtbot.addWidget(player)
+    player.set_clips([decode_video(clip_path)])
+    qtbot.keyClick(player, Qt.Key.Key_Right)
+    qtbot.keyClick(player, Qt.Key.Key_Right)
+    assert player.clock.frame == 2
+    qtbot.keyClick(player, Qt.Key.Key_Left)
+    assert player.clock.frame == 1
+    qtbot.keyClick(player, Qt.Key.Key_Space)
+    assert player.clock.playing
+    qtbot.keyClick(player, Qt.Key.Key_Space)
+    assert not player.clock.playing
