@@ -10,7 +10,7 @@ export QT_QPA_PLATFORM ?= offscreen
 $(STAMP): pyproject.toml packaging/constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -c packaging/constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c packaging/constraints.txt -e '.[test]'
+	$(BIN)/pip install -q -c packaging/constraints.txt -e '.[test,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)

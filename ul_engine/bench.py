@@ -53,8 +53,9 @@ def forward_gflop(module: torch.nn.Module, *inputs: Any) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def _timed_steps(trainer: Trainer, steps: int, device: str) -> float:
-    trainer.train_step()  # warm-up (allocations, oneDNN primitive caches)
+def _timed_steps(trainer: Trainer, steps: int, device: str, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        trainer.train_step()  # warm-up (allocations, oneDNN primitive caches; compilation)
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
@@ -63,7 +64,56 @@ def _timed_steps(trainer: Trainer, steps: int, device: str) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def run_bench(preset: str, *, steps: int = 5, sample_n: int = 8, overrides: list[str] | None = None) -> dict[str, Any]:
+def compile_comparison(cfg: RunConfig, stream: Any, acc: Any, device: str, steps: int) -> dict[str, Any]:
+    """Training images/s of both stages eager and with the transformer parts compiled (`train.compile`),
+    from the same initial weights and batches; the compile time is the first two steps' extra time."""
+    from ul_engine.train.compiling import transformer_parts
+
+    batch = cfg.optim.batch_size
+    c, h, w = cfg.latent_shape()
+    latents = torch.randn(max(batch * 4, 256), c, h, w)
+    labels = torch.randint(0, max(cfg.data.num_classes, 1), (latents.shape[0],))
+    out: dict[str, Any] = {}
+    for stage in (1, 2):
+        row: dict[str, Any] = {}
+        for compiled in (False, True):
+            raw = cfg.to_dict()
+            staged = RunConfig.model_validate({**raw, "stage": stage, "train": {**raw["train"], "compile": compiled}})
+            torch.manual_seed(0)
+            if stage == 1:
+                module: torch.nn.Module = UnifiedLatents(staged)
+                objective: Any = Stage1Objective(module, stream, acc.device)
+            else:
+                module = LatentBase(staged)
+                objective = Stage2Objective(module, latents, labels, staged, acc.device)
+            trainer = Trainer(staged, objective, _tmp(), accelerator=acc)
+            start = time.perf_counter()
+            for _ in range(2):
+                trainer.train_step()
+            _sync(device)
+            warm = time.perf_counter() - start
+            sec = _timed_steps(trainer, steps, device, warmup=0)
+            key = "compiled" if compiled else "eager"
+            row[f"{key}_images_per_s"] = batch / sec
+            row[f"{key}_warmup_seconds"] = warm
+            if compiled:
+                row["compiled_parts"] = list(transformer_parts(module))
+        row["speedup"] = row["compiled_images_per_s"] / row["eager_images_per_s"]
+        row["compile_seconds"] = max(0.0, row["compiled_warmup_seconds"] - row["eager_warmup_seconds"])
+        out[f"stage{stage}"] = row
+    return out
+
+
+def run_bench(
+    preset: str,
+    *,
+    steps: int = 5,
+    sample_n: int = 8,
+    overrides: list[str] | None = None,
+    compile: bool = False,
+    peer: bool = False,
+) -> dict[str, Any]:
+    """The bench of one preset; `compile` adds eager vs compiled training, `peer` the diffusers peer model."""
     overrides = (['data.path="."'] if preset in ("folder-64", "imagenet-512") else []) + list(overrides or [])
     cfg: RunConfig = resolve(preset, overrides)
     if cfg.data.kind != "shapes":
@@ -108,7 +158,7 @@ def run_bench(preset: str, *, steps: int = 5, sample_n: int = 8, overrides: list
     train1_ips, train2_ips = batch / sec1, batch / sec2
     achieved1 = 3 * gflop1 * train1_ips
     achieved2 = 3 * gflop2 * train2_ips
-    return {
+    result: dict[str, Any] = {
         "preset": preset,
         "device": device,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
@@ -143,6 +193,13 @@ def run_bench(preset: str, *, steps: int = 5, sample_n: int = 8, overrides: list
         "card_bf16_peak_gflops": card,
         "mfu": {"stage1": achieved1 / card, "stage2": achieved2 / card} if card else None,
     }
+    if compile:
+        result["compile"] = compile_comparison(cfg, stream, acc, device, steps)
+    if peer:
+        from ul_engine.peer_bench import peer_comparison
+
+        result["peer"] = peer_comparison(cfg, acc, device, steps)
+    return result
 
 
 # Dense bf16 tensor-core peaks from the vendors' data sheets (GFLOP/s), for MFU against the card's rating.

@@ -161,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--preset", default="shapes-32")
     b.add_argument("--steps", type=int, default=5)
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument(
+        "--compile", action="store_true", help="also train with the transformers compiled (torch.compile) and compare"
+    )
+    b.add_argument(
+        "--peer", action="store_true", help="also time an equally sized diffusers autoencoder (needs [bench] extra)"
+    )
     b.add_argument("--json", action="store_true")
 
     ex = sub.add_parser("export", help="write a run's inference bundle (safetensors + JSON)")
@@ -683,9 +689,23 @@ def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.bench import run_bench
 
-    result = run_bench(args.preset, steps=args.steps, overrides=args.overrides)
+    if args.peer:
+        from ul_engine.peer_bench import require_diffusers
+
+        require_diffusers()  # say so before minutes of benchmarking, not after
+    result = run_bench(args.preset, steps=args.steps, overrides=args.overrides, compile=args.compile, peer=args.peer)
     if not args.json:
         print(json.dumps(result, indent=2))
+        for stage in ("stage1", "stage2"):
+            if "compile" in result:
+                c = result["compile"][stage]
+                print(f"compile {stage}: {c['eager_images_per_s']:.1f} → {c['compiled_images_per_s']:.1f} images/s "
+                      f"({c['speedup']:.2f}×; compiling took {c['compile_seconds']:.0f} s)")  # fmt: skip
+        if "peer" in result:
+            p = result["peer"]
+            print(f"peer: ours {p['ours_train_images_per_s']:.1f} vs peer {p['peer_train_images_per_s']:.1f} "
+                  f"training images/s: ratio {p['ratio']:.2f} (parameters {p['parameters']['ours']:,} vs "
+                  f"{p['parameters']['peer']:,})")  # fmt: skip
     return result
 
 

@@ -130,6 +130,10 @@ class Trainer:
         self.state = LoopState()
         self.signal_stop = False
         module = objective.module
+        if cfg.train.compile:
+            from ul_engine.train.compiling import compile_transformers
+
+            compile_transformers(module)  # in place: the state-dict keys (checkpoints, EMA) do not change
         self.ema = EMA(module, cfg.ema.decay)
         self.optimizer = torch.optim.AdamW(
             [p for p in module.parameters() if p.requires_grad],
