@@ -11,7 +11,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/ul-smoke-XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export UL_HOME="$WORK/home" QT_QPA_PLATFORM=offscreen
 cd "$WORK"  # nothing may come from the source tree
-unset PYTHONPATH
+unset PYTHONPATH UL_DEMO_MODEL  # the bundle's own demo model
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -19,7 +19,9 @@ step "version"
 "$EXE" --version
 
 step "ul doctor (ul-studio --cli doctor)"
-"$EXE" --cli doctor
+"$EXE" --cli doctor > doctor.out
+cat doctor.out
+if grep -q -e MISSING -e "not found" doctor.out; then echo "smoke: doctor reports something missing" >&2; exit 1; fi
 
 step "session worker (ul-studio --worker session): ping"
 printf '%s\n%s\n' '{"id": 1, "op": "ping"}' '{"id": 2, "op": "shutdown"}' \

@@ -178,4 +178,3 @@ def bundle_checkpoint(store: Any, run: Any) -> Any:
     """The run's bundle checkpoint row (None for a trained run)."""
     rows = [c for c in store.list_checkpoints(run.id) if c.kind == BUNDLE_KIND]
     return rows[-1] if rows else None
-

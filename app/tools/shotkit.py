@@ -39,7 +39,7 @@ class ShotWindow:
         return path
 
 
-def open_window(home: Path, out: Path, ini_name: str = "screenshots.ini") -> ShotWindow:
+def open_window(home: Path, out: Path, ini_name: str = "screenshots.ini", *, install_demo: bool = False) -> ShotWindow:
     """A light-themed app on `home` with its session worker started, shown at 1280×800."""
     from PySide6.QtCore import QCoreApplication, QSettings
     from PySide6.QtWidgets import QApplication
@@ -58,7 +58,7 @@ def open_window(home: Path, out: Path, ini_name: str = "screenshots.ini") -> Sho
     qapp.setWindowIcon(app_icon())
     theme.apply(qapp, theme.LIGHT)
     settings = Settings(QSettings(str(home / ini_name), QSettings.Format.IniFormat))
-    ctx = AppContext(home, settings, start_session=True)
+    ctx = AppContext(home, settings, start_session=True, install_demo=install_demo)
     window = MainWindow(ctx, restore=False)
     window.resize(1280, 800)
     window.move(0, 0)

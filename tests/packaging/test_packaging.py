@@ -85,7 +85,7 @@ def test_install_desktop_refuses_a_missing_executable(tmp_path: Path) -> None:
 
 def test_the_bundle_spec_and_scripts_are_there_and_build_into_ignored_build_bundle() -> None:
     spec = (ROOT / "packaging" / "ul-studio.spec").read_text()
-    assert "app\" / \"launcher.py" in spec and '"resources"' in spec and "migrations" in spec
+    assert 'app" / "launcher.py' in spec and '"resources"' in spec and "migrations" in spec
     build = (ROOT / "packaging" / "build_bundle.sh").read_text()
     assert "--distpath build/bundle" in build and "ul-studio.spec" in build
     smoke = (ROOT / "packaging" / "smoke_bundle.sh").read_text()
