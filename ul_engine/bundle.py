@@ -72,6 +72,26 @@ def load_stage1(folder: Path, device: str | torch.device = "cpu"):
     return model.to(device).eval()
 
 
+def init_stage1_from(model: nn.Module, folder: Path) -> None:
+    """Copy a bundle's encoder/prior/decoder weights into a freshly built model (fine-tuning's starting point).
+
+    The nets must have the same shapes: a clear error names the first tensor that differs.
+    """
+    for name in STAGE1_COMPONENTS:
+        read_component_info(folder, name)
+        tensors, _ = io.load_tensors(Path(folder) / f"{name}.safetensors")
+        state = getattr(model, name).state_dict()
+        for key, value in state.items():
+            if key not in tensors:
+                raise CheckpointError(f"train.init_from: {folder} has no {name} tensor {key}; the nets differ")
+            if tensors[key].shape != value.shape:
+                raise CheckpointError(
+                    f"train.init_from: {name}.{key} is {tuple(tensors[key].shape)} in {folder} but "
+                    f"{tuple(value.shape)} here; use the same model sizes as the bundle"
+                )
+        _load_into(getattr(model, name), folder, name)
+
+
 def load_base(folder: Path, device: str | torch.device = "cpu"):
     from ul_engine.model import LatentBase
 

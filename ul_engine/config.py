@@ -219,6 +219,10 @@ class TrainConfig(_Section):
         4096, ge=1, le=10_000_000, description="Stage 2: how many images are encoded once into the latent cache."
     )
     compile: bool = Field(False, description="torch.compile the transformers (pays off on long runs).")
+    init_from: str = Field(
+        "",
+        description="Stage 1: start from an inference bundle folder's weights (fine-tuning); 'demo': the shipped one.",
+    )
 
 
 class SamplingConfig(_Section):

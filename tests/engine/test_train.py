@@ -152,6 +152,23 @@ def test_exported_model_loads_in_a_fresh_process(tmp_path: Path):
     assert torch.allclose(got, expected.flatten()[:4], atol=1e-5)
 
 
+def test_init_from_a_bundle_starts_from_its_weights_and_refuses_other_sizes(tmp_path: Path):
+    trainer = make_trainer(tmp_path / "run")
+    trainer.train(2)
+    inference = ema_copy(trainer.unwrapped, trainer.ema)
+    bundle.export_module(inference, tmp_path / "model", config=trainer.cfg, info={"step": 2})
+    fresh = UnifiedLatents(trainer.cfg)
+    trained = inference.state_dict()
+    assert any(not torch.equal(v, trained[k]) for k, v in fresh.state_dict().items())  # two steps changed something
+    bundle.init_stage1_from(fresh, tmp_path / "model")
+    for name in bundle.STAGE1_COMPONENTS:
+        for key, value in getattr(fresh, name).state_dict().items():
+            assert torch.equal(value, getattr(inference, name).state_dict()[key]), f"{name}.{key}"
+    wider = UnifiedLatents(resolve("smoke", ["model.prior.width=96"]))
+    with pytest.raises(CheckpointError, match=r"train\.init_from: prior"):
+        bundle.init_stage1_from(wider, tmp_path / "model")
+
+
 @pytest.mark.slow
 def test_imagenet_512_preset_trains_one_step_of_each_stage(tmp_path: Path):
     """The paper's sizes build and take an optimizer step (at 64×64 to fit a CPU; the nets are resolution-free)."""

@@ -184,7 +184,10 @@ class RunContext:
         if cfg.stage == 1:
             source = make_source(cfg.data)
             stream = BatchStream(source, cfg.optim.batch_size // world, cfg.data.seed, rank=rank, world_size=world)
-            objective: Any = Stage1Objective(UnifiedLatents(cfg), stream, self.acc.device)
+            model = UnifiedLatents(cfg)
+            if cfg.train.init_from:
+                bundle.init_stage1_from(model, _init_folder(cfg.train.init_from))
+            objective: Any = Stage1Objective(model, stream, self.acc.device)
             self.source = source
         else:
             objective = self._build_stage2(rank, world)
@@ -316,6 +319,21 @@ class ReadOnlyStore:
         if name in self._WRITES:
             return lambda *args, **kwargs: None
         return getattr(self._store, name)
+
+
+def _init_folder(value: str) -> Path:
+    """`train.init_from`: a bundle folder, or 'demo' for the shipped demo model."""
+    if value == "demo":
+        from ul_engine.demo import demo_folder
+
+        folder = demo_folder()
+        if folder is None:
+            raise ULError("train.init_from = 'demo', but no demo model is installed")
+        return folder
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise ULError(f"train.init_from: {folder} is not a folder (give an exported model folder or 'demo')")
+    return folder
 
 
 def train_run(
