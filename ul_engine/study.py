@@ -224,7 +224,9 @@ def _ensure_run(store: Any, name: str, cfg: Any, log: Log, create: Callable[[], 
         run = create()
         log(f"{name}: training (run {run.id})")
     start = time.perf_counter()
-    train_run(store, run.id, progress=False)
+    result = train_run(store, run.id, progress=False)
+    if result.status == "stopped":  # SIGINT/SIGTERM or `ul stop`: the whole study stops, resumable as it is
+        raise ULError(f"{name} was stopped at step {result.step}; the study stops here (run it again to continue)")
     seconds = (_train_seconds(store, run.id) or 0.0) + time.perf_counter() - start
     from ul_engine import io
 

@@ -107,3 +107,28 @@ def test_user_mistakes_are_one_line_exit_2(study: tuple[Path, Path, dict], args:
     proc = ul(home, *args, "--n", "4", check=False) if args[0] == "eval" else ul(home, *args, check=False)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sigterm_stops_the_whole_study_resumably(tmp_path: Path):
+    """A signal checkpoints the run in training and ends the study (it used to start the next run)."""
+    import signal
+    import time
+
+    home, out = tmp_path / "home", tmp_path / "docs" / "results.md"
+    cmd = [sys.executable, "-m", "ul_engine.cli", "--home", str(home), *STUDY[:-2], "--steps", "100000",
+           "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until the first run has taken a step (its signal handlers are in)
+        runs = last_json(ul(home, "runs", "--json", check=False)).get("runs", []) if home.exists() else []
+        if runs and runs[0]["step"] >= 1:
+            break
+        time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2, stderr
+    assert "was stopped at step" in stderr and "run it again to continue" in stderr
+    assert not out.exists()
+    runs = last_json(ul(home, "runs", "--json"))["runs"]
+    assert [r["status"] for r in runs] == ["stopped"]
