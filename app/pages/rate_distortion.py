@@ -165,7 +165,8 @@ class RateDistortionPage(QWidget):
         self.item.showGrid(x=True, y=True, alpha=0.15)
         self.item.setMenuEnabled(False)
         self.item.getViewBox().setDefaultPadding(0.08)
-        self.legend = self.item.addLegend(offset=(-10, 10))
+        self.item.getAxis("bottom").enableAutoSIPrefix(False)  # plain bits/pixel (a log axis shows 10^k)
+        self.legend = self.item.addLegend(offset=(-10, -10))  # bottom right: points rise towards the top right
         self.scatter = pg.ScatterPlotItem(hoverable=True, hoverSize=15, tip=lambda x, y, data: point_tip(data))
         self.scatter.sigClicked.connect(self._on_clicked)
         self.item.addItem(self.scatter)
