@@ -92,9 +92,11 @@ def compile_comparison(cfg: RunConfig, stream: Any, acc: Any, device: str, steps
                 trainer.train_step()
             _sync(device)
             warm = time.perf_counter() - start
+            cpu_start = time.process_time()
             sec = _timed_steps(trainer, steps, device, warmup=0)
             key = "compiled" if compiled else "eager"
             row[f"{key}_images_per_s"] = batch / sec
+            row[f"{key}_cpu_seconds_per_step"] = (time.process_time() - cpu_start) / steps  # steadier when shared
             row[f"{key}_warmup_seconds"] = warm
             if compiled:
                 row["compiled_parts"] = list(transformer_parts(module))

@@ -132,7 +132,8 @@ def _forward_gflop(fn: Any) -> float:
 
 
 def peer_comparison(cfg: RunConfig, acc: Any, device: str, steps: int, rounds: int = 3) -> dict[str, Any]:
-    """Training images/s of ours and the peer, alternating in `rounds` so both see the same machine load."""
+    """Training images/s of ours and the peer, alternating in `rounds` so both see the same machine load;
+    `ratio` > 1 means ours trains more images per second (the median round of each)."""
     diffusers = require_diffusers()
     from ul_engine.data import BatchStream, make_source
     from ul_engine.model import UnifiedLatents
@@ -165,16 +166,18 @@ def peer_comparison(cfg: RunConfig, acc: Any, device: str, steps: int, rounds: i
         "peer": stepper(peer, lambda: peer(x)),
     }
     seconds: dict[str, list[float]] = {name: [] for name in runs}
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in runs}
     for step in runs.values():
         step()  # warm-up
     for _ in range(rounds):
         for name, step in runs.items():
             _sync(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 step()
             _sync(device)
             seconds[name].append((time.perf_counter() - start) / steps)
+            cpu_seconds[name].append((time.process_time() - cpu_start) / steps)
     ours.eval()
     peer.eval()
     gflop = {
@@ -195,6 +198,9 @@ def peer_comparison(cfg: RunConfig, acc: Any, device: str, steps: int, rounds: i
         "ours_train_images_per_s": ips["ours"],
         "peer_train_images_per_s": ips["peer"],
         "ratio": ips["ours"] / ips["peer"],
+        # CPU time of this process per step (all threads): on a shared machine it moves less with the load
+        "cpu_seconds_per_step": {name: statistics.median(s) for name, s in cpu_seconds.items()},
+        "cpu_time_ratio": statistics.median(cpu_seconds["peer"]) / statistics.median(cpu_seconds["ours"]),
         "forward_gflop_per_image": gflop,
         "rounds_seconds_per_step": seconds,
     }

@@ -44,33 +44,43 @@ def make_trainer(tmp: Path, compiled: bool) -> Trainer:
     return Trainer(cfg, Stage1Objective(UnifiedLatents(cfg), stream, acc.device), tmp, accelerator=acc)
 
 
-def _compiled_resume_equals_eager(tmp_path: Path, first: int, total: int) -> None:
-    eager = make_trainer(tmp_path / "eager", compiled=False)
-    eager.train(total)
-    run = make_trainer(tmp_path / "compiled", compiled=True)
+def _close(a: Trainer, b: Trainer, atol: float, rtol: float) -> None:
+    wa, wb = a.unwrapped.state_dict(), b.unwrapped.state_dict()
+    assert list(wa) == list(wb)
+    for name in wa:
+        assert torch.allclose(wa[name], wb[name], atol=atol, rtol=rtol), name
+    for name, t in a.ema.shadow.items():
+        assert torch.allclose(t, b.ema.shadow[name], atol=atol, rtol=rtol), name
+
+
+def _resumed(tmp: Path, first: int, total: int) -> Trainer:
+    run = make_trainer(tmp, compiled=True)
     assert is_compiled(run.unwrapped.prior)
     run.train(first)
-    resumed = make_trainer(tmp_path / "compiled", compiled=True)
+    resumed = make_trainer(tmp, compiled=True)
     resumed.load_checkpoint(resumed.latest_checkpoint())
     assert resumed.state.step == first
     resumed.train(total)
-    a, b = eager.unwrapped.state_dict(), resumed.unwrapped.state_dict()
-    assert list(a) == list(b)
-    for name in a:
-        assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4), name
-    for name, t in eager.ema.shadow.items():
-        assert torch.allclose(t, resumed.ema.shadow[name], atol=1e-5, rtol=1e-4), name
+    return resumed
 
 
 def test_compiled_training_checkpoints_and_resumes_like_eager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dynamo-wrapped parts with the eager backend: the wiring, in seconds."""
+    """Dynamo-wrapped parts with the eager backend: the wiring, in seconds (and the same numbers as eager)."""
     monkeypatch.setattr(compiling, "DEFAULT_OPTIONS", {"backend": "eager"})
     torch._dynamo.reset()
-    _compiled_resume_equals_eager(tmp_path, 2, 3)
+    eager = make_trainer(tmp_path / "eager", compiled=False)
+    eager.train(3)
+    _close(eager, _resumed(tmp_path / "compiled", 2, 3), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.slow
-def test_inductor_compiled_training_resumes_like_eager(tmp_path: Path) -> None:
-    """The real thing (inductor code generation, a few minutes on 2 CPU cores)."""
+def test_inductor_compiled_training_resumes_exactly(tmp_path: Path) -> None:
+    """The real thing (inductor code generation, minutes on 2 CPU cores). Fused kernels round differently from
+    eager, so the resumed run is compared with a straight compiled run, and with eager only loosely."""
     torch._dynamo.reset()
-    _compiled_resume_equals_eager(tmp_path, 2, 4)
+    straight = make_trainer(tmp_path / "straight", compiled=True)
+    straight.train(3)
+    _close(straight, _resumed(tmp_path / "resumed", 2, 3), atol=1e-6, rtol=0)
+    eager = make_trainer(tmp_path / "eager", compiled=False)
+    eager.train(3)
+    _close(eager, straight, atol=2e-3, rtol=0)
