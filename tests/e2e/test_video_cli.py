@@ -67,7 +67,7 @@ def test_reconstruct_video_and_bad_files(
 
 
 def test_reconstruct_rejects_zero_max_frames(video_home: Path, clip_file: Path, capsys: pytest.CaptureFixture[str]):
-    code, out, err = ul(capsys, video_home, "reconstruct", "--run", "v1", str(clip_file), "--max-frames", "0")
+    code, out, _err = ul(capsys, video_home, "reconstruct", "--run", "v1", str(clip_file), "--max-frames", "0")
     assert code == 2 and "max_frames" in out["results"][0]["error"]
 
 
@@ -90,11 +90,11 @@ def test_sample_clips_unconditional_longer_and_as_gif(
 def test_sample_continues_a_given_clip(
     video_home: Path, clip_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
-    code, out, _ = ul(capsys, video_home, "sample", "--run", "v2", "--n", "1", "--context", str(clip_file),
-                      "--context-frames", "3", "--steps", "2", "--decoder-steps", "2", "--out", str(tmp_path))  # fmt: skip
+    args = ["--context", str(clip_file), "--context-frames", "3", "--steps", "2", "--decoder-steps", "2"]
+    code, out, _ = ul(capsys, video_home, "sample", "--run", "v2", "--n", "1", *args, "--out", str(tmp_path))
     assert code == 0 and out["context_frames"] == 3 and out["frames"] == 8
     assert read_video(out["outputs"][0])["array"].shape == (8, 16, 16, 3)
-    code, out, err = ul(capsys, video_home, "sample", "--run", "v2", "--context", str(clip_file),
+    code, out, _err = ul(capsys, video_home, "sample", "--run", "v2", "--context", str(clip_file),
                         "--context-frames", "8", "--out", str(tmp_path))  # fmt: skip
     assert code == 2 and "nothing would be generated" in out["error"]
     code, out, _ = ul(capsys, video_home, "sample", "--run", "v1", "--frames", "8", "--out", str(tmp_path))

@@ -50,7 +50,7 @@ def test_bounce_reflects_at_the_walls():
 def test_bouncing_physics_straight_lines_and_reflections():
     for index in range(12):
         rng = np.random.default_rng([5, index])
-        clip, label, info = render_bouncing(rng, 32, 24)
+        _clip, label, info = render_bouncing(rng, 32, 24)
         assert SHAPE_KINDS[label] == info["kinds"][info["largest"]]
         for radius, (vx, vy), centers in zip(info["radii"], info["velocities"], info["centers"], strict=True):
             c = np.asarray(centers)
@@ -84,14 +84,14 @@ def test_video_config_is_checked():
     raw = resolve("bouncing-smoke").to_dict()
     with pytest.raises(ConfigError, match="time_axis"):
         validate({**raw, "model": {**raw["model"], "time_axis": False}})
-    with pytest.raises(ConfigError, match="multiple of model.time_downsample"):
+    with pytest.raises(ConfigError, match=r"multiple of model\.time_downsample"):
         validate({**raw, "data": {**raw["data"], "frames": 7}})
     with pytest.raises(ConfigError, match="context_frames"):
         validate({**raw, "model": {**raw["model"], "base": {**raw["model"]["base"], "context_frames": 4}}})
     with pytest.raises(ConfigError, match="power of 2"):
         validate({**raw, "model": {**raw["model"], "time_downsample": 3}, "data": {**raw["data"], "frames": 9}})
     shapes = resolve("smoke").to_dict()
-    with pytest.raises(ConfigError, match="data.frames"):
+    with pytest.raises(ConfigError, match=r"data\.frames"):
         validate({**shapes, "data": {**shapes["data"], "frames": 4}})
 
 
