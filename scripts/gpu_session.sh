@@ -98,7 +98,11 @@ demo_one b loss.loss_factor=3 & pids+=($!)
     --tag gpu --out "$OUT/work/study/results.md" > "$LOGS/study.log" 2>&1
   stamp "study: exit $?" ) & pids+=($!)
 stamp "phase 2: ${#pids[@]} processes"
-wait "${pids[@]}"
+# Wait, but pack before the budget ends whatever is still running (a device call that outlives its limit
+# returns nothing that was not packed).
+while [ "$(( $(date +%s) - T0 ))" -lt "$(( BUDGET - 25 ))" ] && kill -0 "${pids[@]}" 2>/dev/null; do sleep 2; done
+for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && { stamp "still running at the deadline: $pid"; pkill -TERM -P "$pid"; }; done
+sleep 5
 stamp "phase 2 done"
 
 # 3. Pack (≤ 8 files come back; each ≤ 16 MiB).
