@@ -83,12 +83,16 @@ def load_run(store: Any, run_ref: int | str, *, need_base: bool = False, step: i
 def _load_bundle_run(run: Any, ckpt: Any, device: str, need_base: bool) -> LoadedRun:
     """A run whose weights are an inference bundle folder (the shipped demo): the models come from the folder,
     the config from the run row (its data path is where `ul eval` finds held-out images)."""
+    from ul_engine.tiling import Tiled
+
     folder = ckpt.path.parent
-    stage1 = bundle.load_stage1(folder, device)
+    cfg = validate(run.config)
+    # trained on small crops only: larger images go through it in tiles of that size (see ul_engine/tiling.py)
+    stage1 = Tiled(bundle.load_stage1(folder, device), cfg.data.resolution)
     base = bundle.load_base(folder, device) if bundle.has_base(folder) else None
     if need_base and base is None:
         raise ULError(f"run {run.name} has no base model; sampling needs a stage-2 model")
-    return LoadedRun(run, validate(run.config), stage1, base, ckpt.step, ckpt.sha256)
+    return LoadedRun(run, cfg, stage1, base, ckpt.step, ckpt.sha256)
 
 
 def stage2_config(

@@ -337,7 +337,8 @@ class Reconstructor:
         self.store = store
         self.label = label
         self.model = loaded.stage1
-        self.multiple = loaded.cfg.model.downsample()
+        # a tiled model (ul_engine/tiling.py) takes whole tiles; any other the downsampling's multiples
+        self.multiple = getattr(self.model, "input_multiple", None) or loaded.cfg.model.downsample()
         if checkpoint_id is None and store is not None:
             checkpoint_id = _checkpoint_id(store, loaded)
         self.checkpoint_id = checkpoint_id
@@ -453,7 +454,7 @@ class Reconstructor:
         h, w = image.shape[:2]
         # The deepest feature maps must stay at least 2×2 (a 1×1 map has one value per normalisation group):
         # sides are padded to ≥ 2 × the downsampling, then to its multiple, both by edge replication.
-        min_side = 2 * self.multiple
+        min_side = getattr(self.model, "input_min_side", None) or 2 * self.multiple
         padded = np.array(image, dtype=np.uint8)  # a writable copy
         if h < min_side or w < min_side:
             padded = np.pad(padded, ((0, max(0, min_side - h)), (0, max(0, min_side - w)), (0, 0)), mode="edge")
