@@ -98,6 +98,12 @@ class RunsRepository(QObject):
     def active_ids(self) -> list[int]:
         return [r.id for r in self.rows.values() if r.info.status in ACTIVE_RUN_STATUSES]
 
+    def reread(self, run_id: int) -> None:
+        """Read one run's metric summary again now: metrics written without touching its row (`ul eval`)
+        are otherwise only seen when the row next changes."""
+        self.rows.pop(int(run_id), None)
+        self.refresh()
+
     def refresh(self) -> None:
         try:
             runs = self.store.list_runs()

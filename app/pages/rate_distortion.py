@@ -329,6 +329,8 @@ class RateDistortionPage(QWidget):
         name = next((p.run_name for p in self.points if p.run_id == job.run_id), f"run {job.run_id}")
         where = f"{name} step {job.step:,}"
         self.ctx.message.emit(f"Evaluated {where}: {message}" if ok else f"Evaluation of {where} failed: {message}")
+        if ok:
+            self.ctx.repo.reread(job.run_id)  # the Runs table's PSNR column
         self.refresh()
 
     def _on_clicked(self, _scatter: Any, spots: Any, _event: Any) -> None:

@@ -125,6 +125,9 @@ def test_points_tooltips_log_x_and_evaluate(qtbot, live, rd_home: Path) -> None:
         (rec[("lf-high", 5)]["eval/bits_per_pixel"], rec[("lf-high", 5)]["eval/psnr"])
     )
     assert "4 of 4 checkpoints evaluated" in page.status.text()
+    # the Runs table's metric summary of that run is read again at once (both evaluated steps)
+    summary = live.ctx.repo.run(job.run_id).summary["eval/psnr"]
+    assert (summary["first_step"], summary["last_step"], summary["count"]) == (5, 10, 2)
     save_artifact(page, "rate-distortion")
 
 
