@@ -14,10 +14,10 @@ from ul_engine.store import Store
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A smoke stage-1 run with checkpoints at steps 10 and 20."""
+    """A smoke stage-1 run with checkpoints at steps 5 and 10."""
     home = tmp_path_factory.mktemp("rd-home")
-    assert ul_main(["--home", str(home), "train", "--preset", "smoke", "--name", "rd", "--steps", "20",
-                    "--set", "train.checkpoint_every=10", "--json"]) == 0  # fmt: skip
+    assert ul_main(["--home", str(home), "train", "--preset", "smoke", "--name", "rd", "--steps", "10",
+                    "--set", "train.checkpoint_every=5", "--json"]) == 0  # fmt: skip
     return home
 
 
@@ -32,39 +32,39 @@ def test_eval_records_on_its_checkpoint_only(home: Path, capsys: pytest.CaptureF
     with Store.open(home) as store:
         before = {c.step: dict(c.metrics or {}) for c in store.list_checkpoints(store.get_run("rd").id)}
         assert all(p.psnr is None for p in collect(store))
-    assert set(before) == {10, 20}
+    assert set(before) == {5, 10}
 
-    result = _eval(home, capsys, "--checkpoint", "10")
-    assert result["checkpoint_step"] == 10 and result["recorded"] is not None
+    result = _eval(home, capsys, "--checkpoint", "5")
+    assert result["checkpoint_step"] == 5 and result["recorded"] is not None
     with Store.open(home) as store:
         run = store.get_run("rd")
         points = {p.step: p for p in collect(store)}
-        assert set(points) == {10, 20}
-        p10, p20 = points[10], points[20]
-        assert p10.evaluated and not p20.evaluated
-        assert p10.checkpoint_id == result["recorded"]
-        assert p10.psnr == pytest.approx(result["psnr"])
-        assert p10.bits_per_pixel == pytest.approx(result["bits_per_pixel"])
-        assert p10.ssim == pytest.approx(result["ssim"])
-        assert (p10.n, p10.decoder_steps) == (3, 2)
-        assert p10.loss_factor == pytest.approx(run.config["loss"]["loss_factor"])
+        assert set(points) == {5, 10}
+        p5, p10 = points[5], points[10]
+        assert p5.evaluated and not p10.evaluated
+        assert p5.checkpoint_id == result["recorded"]
+        assert p5.psnr == pytest.approx(result["psnr"])
+        assert p5.bits_per_pixel == pytest.approx(result["bits_per_pixel"])
+        assert p5.ssim == pytest.approx(result["ssim"])
+        assert (p5.n, p5.decoder_steps) == (3, 2)
+        assert p5.loss_factor == pytest.approx(run.config["loss"]["loss_factor"])
         # the training values saved with the checkpoint are kept beside the evaluation
-        ck10 = store.get_checkpoint(p10.checkpoint_id)
-        assert {k: ck10.metrics[k] for k in before[10]} == before[10]
+        ck5 = store.get_checkpoint(p5.checkpoint_id)
+        assert {k: ck5.metrics[k] for k in before[5]} == before[5]
         # the metric series the Runs table and the Monitor read
         series = store.read_metric(run.id, "eval/psnr")
-        assert list(series.steps) == [10]
+        assert list(series.steps) == [5]
         assert float(series.values[0]) == pytest.approx(result["psnr"])
 
     result = _eval(home, capsys, "--no-record")
-    assert result["checkpoint_step"] == 20 and "recorded" not in result
+    assert result["checkpoint_step"] == 10 and "recorded" not in result
     with Store.open(home) as store:
-        assert not {p.step: p for p in collect(store)}[20].evaluated
+        assert not {p.step: p for p in collect(store)}[10].evaluated
 
 
 def test_record_ignores_a_different_file_at_the_same_step(home: Path) -> None:
     with Store.open(home) as store:
         run = store.get_run("rd")
         result = {"psnr": 12.0, "bits_per_pixel": 0.5, "n": 3, "decoder_steps": 2}
-        assert record_evaluation(store, run.id, 20, "0" * 64, result) is None
-        assert not {p.step: p for p in collect(store)}[20].evaluated
+        assert record_evaluation(store, run.id, 10, "0" * 64, result) is None
+        assert not {p.step: p for p in collect(store)}[10].evaluated
