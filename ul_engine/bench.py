@@ -15,6 +15,7 @@ import torch
 
 from ul_engine.config import RunConfig, resolve
 from ul_engine.data import BatchStream, make_source
+from ul_engine.errors import ULError
 from ul_engine.model import LatentBase, UnifiedLatents
 from ul_engine.train.loop import Trainer, make_accelerator, resolve_device
 from ul_engine.train.stages import Stage1Objective, Stage2Objective
@@ -64,7 +65,9 @@ def _timed_steps(trainer: Trainer, steps: int, device: str, warmup: int = 1) -> 
     return (time.perf_counter() - start) / steps
 
 
-def compile_comparison(cfg: RunConfig, stream: Any, acc: Any, device: str, steps: int) -> dict[str, Any]:
+def compile_comparison(
+    cfg: RunConfig, stream: Any, acc: Any, device: str, steps: int, stages: tuple[int, ...] = (1, 2)
+) -> dict[str, Any]:
     """Training images/s of both stages eager and with the transformer parts compiled (`train.compile`),
     from the same initial weights and batches; the compile time is the first two steps' extra time."""
     from ul_engine.train.compiling import transformer_parts
@@ -74,7 +77,7 @@ def compile_comparison(cfg: RunConfig, stream: Any, acc: Any, device: str, steps
     latents = torch.randn(max(batch * 4, 256), c, h, w)
     labels = torch.randint(0, max(cfg.data.num_classes, 1), (latents.shape[0],))
     out: dict[str, Any] = {}
-    for stage in (1, 2):
+    for stage in stages:
         row: dict[str, Any] = {}
         for compiled in (False, True):
             raw = cfg.to_dict()
@@ -88,8 +91,16 @@ def compile_comparison(cfg: RunConfig, stream: Any, acc: Any, device: str, steps
                 objective = Stage2Objective(module, latents, labels, staged, acc.device)
             trainer = Trainer(staged, objective, _tmp(), accelerator=acc)
             start = time.perf_counter()
-            for _ in range(2):
-                trainer.train_step()
+            try:
+                for _ in range(2):
+                    trainer.train_step()
+            except Exception as exc:  # inductor's failures are long tracebacks; say what is needed
+                if not compiled:
+                    raise
+                raise ULError(
+                    f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); on a CPU it "
+                    "needs a C++ compiler (gcc or clang) on PATH"
+                ) from exc
             _sync(device)
             warm = time.perf_counter() - start
             cpu_start = time.process_time()

@@ -28,7 +28,7 @@ def rd_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two smoke runs (c_lf 1.5 and 8) with checkpoints at steps 5 and 10; three of the four evaluated."""
     home = tmp_path_factory.mktemp("rd-home")
     for name, lf in RUNS.items():
-        sets = ["train.checkpoint_every=5", "sampling.decoder_steps=2", f"loss.loss_factor={lf}"]
+        sets = ["train.checkpoint_every=5", "train.threads=1", "sampling.decoder_steps=2", f"loss.loss_factor={lf}"]
         args = ["--home", str(home), "train", "--preset", "smoke", "--name", name, "--steps", "10"]
         assert ul_main([*args, *(a for s in sets for a in ("--set", s)), "--json"]) == 0
     for name, step in (("lf-low", 5), ("lf-low", 10), ("lf-high", 10)):

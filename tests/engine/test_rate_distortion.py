@@ -17,7 +17,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A smoke stage-1 run with checkpoints at steps 5 and 10."""
     home = tmp_path_factory.mktemp("rd-home")
     assert ul_main(["--home", str(home), "train", "--preset", "smoke", "--name", "rd", "--steps", "10",
-                    "--set", "train.checkpoint_every=5", "--json"]) == 0  # fmt: skip
+                    "--set", "train.checkpoint_every=5", "--set", "train.threads=1", "--json"]) == 0  # fmt: skip
     return home
 
 
