@@ -93,4 +93,3 @@ class Tiled(torch.nn.Module):
                 )
             )
         return _join(torch.cat(out), z0.shape[0], grid)
-
