@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import time
 from typing import Any
 
@@ -66,10 +67,18 @@ def _timed_steps(trainer: Trainer, steps: int, device: str, warmup: int = 1) -> 
 
 
 def compile_comparison(
-    cfg: RunConfig, stream: Any, acc: Any, device: str, steps: int, stages: tuple[int, ...] = (1, 2)
+    cfg: RunConfig,
+    stream: Any,
+    acc: Any,
+    device: str,
+    steps: int,
+    stages: tuple[int, ...] = (1, 2),
+    rounds: int = 3,
 ) -> dict[str, Any]:
     """Training images/s of both stages eager and with the transformer parts compiled (`train.compile`),
-    from the same initial weights and batches; the compile time is the first two steps' extra time."""
+    from the same initial weights and batches. After two warm-up steps each (the compiled one's extra time
+    is the compile time), eager and compiled alternate in `rounds` of `steps` steps, so both see the same
+    machine load; the median round counts."""
     from ul_engine.train.compiling import transformer_parts
 
     batch = cfg.optim.batch_size
@@ -79,7 +88,9 @@ def compile_comparison(
     out: dict[str, Any] = {}
     for stage in stages:
         row: dict[str, Any] = {}
+        trainers: dict[str, Trainer] = {}
         for compiled in (False, True):
+            key = "compiled" if compiled else "eager"
             raw = cfg.to_dict()
             staged = RunConfig.model_validate({**raw, "stage": stage, "train": {**raw["train"], "compile": compiled}})
             torch.manual_seed(0)
@@ -89,7 +100,7 @@ def compile_comparison(
             else:
                 module = LatentBase(staged)
                 objective = Stage2Objective(module, latents, labels, staged, acc.device)
-            trainer = Trainer(staged, objective, _tmp(), accelerator=acc)
+            trainer = trainers[key] = Trainer(staged, objective, _tmp(), accelerator=acc)
             start = time.perf_counter()
             try:
                 for _ in range(2):
@@ -102,16 +113,21 @@ def compile_comparison(
                     "needs a C++ compiler (gcc or clang) on PATH"
                 ) from exc
             _sync(device)
-            warm = time.perf_counter() - start
-            cpu_start = time.process_time()
-            sec = _timed_steps(trainer, steps, device, warmup=0)
-            key = "compiled" if compiled else "eager"
-            row[f"{key}_images_per_s"] = batch / sec
-            row[f"{key}_cpu_seconds_per_step"] = (time.process_time() - cpu_start) / steps  # steadier when shared
-            row[f"{key}_warmup_seconds"] = warm
+            row[f"{key}_warmup_seconds"] = time.perf_counter() - start
             if compiled:
                 row["compiled_parts"] = list(transformer_parts(module))
+        wall: dict[str, list[float]] = {k: [] for k in trainers}
+        cpu: dict[str, list[float]] = {k: [] for k in trainers}
+        for _ in range(rounds):
+            for key, trainer in trainers.items():
+                cpu_start = time.process_time()
+                wall[key].append(_timed_steps(trainer, steps, device, warmup=0))
+                cpu[key].append((time.process_time() - cpu_start) / steps)
+        for key in trainers:
+            row[f"{key}_images_per_s"] = batch / statistics.median(wall[key])
+            row[f"{key}_cpu_seconds_per_step"] = statistics.median(cpu[key])  # steadier on a shared machine
         row["speedup"] = row["compiled_images_per_s"] / row["eager_images_per_s"]
+        row["cpu_time_speedup"] = row["eager_cpu_seconds_per_step"] / row["compiled_cpu_seconds_per_step"]
         row["compile_seconds"] = max(0.0, row["compiled_warmup_seconds"] - row["eager_warmup_seconds"])
         out[f"stage{stage}"] = row
     return out

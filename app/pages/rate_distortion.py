@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PIL import Image
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -277,9 +277,10 @@ class RateDistortionPage(QWidget):
                     item.setForeground(pg.mkColor(colors[p.run_id]))
                 self.table.setItem(row, col, item)
         self.table.clearSelection()
+        model, flags = self.table.selectionModel(), QItemSelectionModel.SelectionFlag
         for row, p in enumerate(self.points):
             if p.checkpoint_id in selected:
-                self.table.selectRow(row)
+                model.select(self.table.model().index(row, 0), flags.Select | flags.Rows)
 
     def _update_status(self) -> None:
         done = len(self.evaluated())
@@ -317,7 +318,11 @@ class RateDistortionPage(QWidget):
         return queued
 
     def evaluate_selected(self) -> int:
-        return self.evaluate(self.selected_points())
+        points = self.selected_points()
+        if not points:
+            self.status.setText("Select one or more checkpoints in the table first (or press Evaluate missing).")
+            return 0
+        return self.evaluate(points)
 
     def evaluate_missing(self) -> int:
         return self.evaluate([p for p in self.points if not p.evaluated])

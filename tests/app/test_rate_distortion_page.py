@@ -139,6 +139,8 @@ def test_an_evaluation_that_cannot_run_says_why(qtbot, live) -> None:
     with qtbot.waitSignal(page.evaluator.finished, timeout=10_000) as done:
         page.evaluator.submit(EvalJob(p.run_id, 999, 10_000, n=2))
     assert done.args[1:] == [False, "no checkpoint with id 10000"]
+    page.table.clearSelection()
+    assert page.evaluate_selected() == 0 and "Select one or more checkpoints" in page.status.text()
     assert len(page.evaluated()) == 4  # nothing lost
 
 
