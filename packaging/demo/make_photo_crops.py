@@ -5,8 +5,10 @@ scikit-image is needed for this script only (it is not a runtime dependency):
     /tmp/skv/bin/python packaging/demo/make_photo_crops.py --out /tmp/photos
 
 Crops are square regions of random side (64 px up to the photo's short side) resized to 64×64 with area
-averaging and flipped at random, so a few photos give many scales. Whole photos are held out (never
-cropped for training) so the demo's metrics measure photos it has not seen.
+averaging and flipped at random, so a few photos give many scales. Colour photos get `--colour-weight`
+times as many crops: 8 of the 13 training photos are greyscale, and a demo that people try on their own
+(colour) photos must not learn that the world is grey. Whole photos are held out (never cropped for
+training) so the demo's metrics measure photos it has not seen.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--per-photo", type=int, default=1500, help="training crops per photo")
     parser.add_argument("--held-out-per-photo", type=int, default=64)
+    parser.add_argument("--colour-weight", type=int, default=4, help="crops per colour photo, as a multiple")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=Path, help="also write the held-out photos here (the app's samples)")
@@ -63,10 +66,15 @@ def main() -> None:
     for split, names, per in (("train", TRAIN, args.per_photo), ("heldout", HELD_OUT, args.held_out_per_photo)):
         folder = args.out / split
         folder.mkdir(parents=True, exist_ok=True)
+        count = 0
         for name in names:
-            for i, crop in enumerate(random_crops(load_photo(name), per, args.size, rng)):
+            photo = load_photo(name)
+            colour = split == "train" and not np.array_equal(photo[..., 0], photo[..., 1])
+            n = per * (args.colour_weight if colour else 1)
+            for i, crop in enumerate(random_crops(photo, n, args.size, rng)):
                 crop.save(folder / f"{name}-{i:05d}.png")
-        print(f"{split}: {len(names)} photos, {len(names) * per} crops in {folder}")
+            count += n
+        print(f"{split}: {len(names)} photos, {count} crops in {folder}")
     if args.samples:
         args.samples.mkdir(parents=True, exist_ok=True)
         for name in HELD_OUT:
