@@ -18,6 +18,7 @@ import numpy as np
 from ul_engine.data.shapes import (
     _AREA_PER_R2,
     SHAPE_KINDS,
+    ProceduralSource,
     _background,
     _bilinear_at,
     _contrasting_color,
@@ -92,32 +93,17 @@ def render_bouncing(rng: np.random.Generator, resolution: int, frames: int) -> t
     return clip, SHAPE_KINDS.index(shapes[-1][0]), info
 
 
-class BouncingSource:
+class BouncingSource(ProceduralSource):
     """Infinite, indexable clips: clip `index` is a pure function of (seed, index). Items are (T, H, W, 3)."""
 
+    kind = "bouncing"
+
     def __init__(self, resolution: int, frames: int, seed: int, num_classes: int = len(SHAPE_KINDS)) -> None:
-        if num_classes not in (0, len(SHAPE_KINDS)):
-            raise DataError(
-                f"bouncing data has {len(SHAPE_KINDS)} classes ({', '.join(SHAPE_KINDS)}); "
-                f"set data.num_classes to {len(SHAPE_KINDS)} or to 0 (unconditional), not {num_classes}"
-            )
+        super().__init__(resolution, seed, num_classes)
         if resolution < 8 or frames < 1:
             raise DataError(f"bouncing clips need a resolution ≥ 8 and ≥ 1 frame, got {resolution} and {frames}")
-        self.resolution = int(resolution)
         self.frames = int(frames)
-        self.seed = int(seed)
-        self._num_classes = int(num_classes)
 
-    @property
-    def num_classes(self) -> int:
-        return self._num_classes
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        index = int(index)
-        if index < 0:
-            raise IndexError(f"bouncing index must be >= 0, got {index}")
-        return self.render(np.random.default_rng([self.seed, index]))
-
-    def render(self, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         clip, label, _ = render_bouncing(rng, self.resolution, self.frames)
-        return clip, (label if self._num_classes else 0)
+        return clip, label

@@ -13,6 +13,7 @@ no PIL round trip, and the cost does not grow with the empty parts of the canvas
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -75,20 +76,21 @@ def render_shapes(rng: np.random.Generator, resolution: int) -> tuple[np.ndarray
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), label, info
 
 
-class ShapesSource:
-    """Infinite, indexable shapes data: image `index` is a pure function of (seed, index).
+class ProceduralSource(ABC):
+    """Infinite, indexable procedural data: item `index` is a pure function of (seed, index).
 
-    `num_classes` is len(SHAPE_KINDS) (labels are shape kinds) or 0 (unconditional: every label 0).
+    `num_classes` is len(SHAPE_KINDS) (labels are the largest shape's kind) or 0 (unconditional: every
+    label 0). Subclasses draw one item from a generator; `shapes` images and `bouncing` clips share the rest.
     """
 
-    def __init__(self, resolution: int, seed: int, num_classes: int = len(SHAPE_KINDS)) -> None:
+    kind = "procedural"
+
+    def __init__(self, resolution: int, seed: int, num_classes: int) -> None:
         if num_classes not in (0, len(SHAPE_KINDS)):
             raise DataError(
-                f"shapes data has {len(SHAPE_KINDS)} classes ({', '.join(SHAPE_KINDS)}); "
+                f"{self.kind} data has {len(SHAPE_KINDS)} classes ({', '.join(SHAPE_KINDS)}); "
                 f"set data.num_classes to {len(SHAPE_KINDS)} or to 0 (unconditional), not {num_classes}"
             )
-        if resolution < 4:
-            raise DataError(f"shapes data needs a resolution of at least 4 pixels, got {resolution}")
         self.resolution = int(resolution)
         self.seed = int(seed)
         self._num_classes = int(num_classes)
@@ -100,13 +102,31 @@ class ShapesSource:
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         index = int(index)
         if index < 0:
-            raise IndexError(f"shapes index must be >= 0, got {index}")
+            raise IndexError(f"{self.kind} index must be >= 0, got {index}")
         return self.render(np.random.default_rng([self.seed, index]))
 
     def render(self, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-        """One image from an explicit generator (validation draws from its own seed stream)."""
+        """One item from an explicit generator (validation draws from its own seed stream)."""
+        item, label = self._draw(rng)
+        return item, (label if self._num_classes else 0)
+
+    @abstractmethod
+    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, int]: ...
+
+
+class ShapesSource(ProceduralSource):
+    """Images (H, W, 3) of 1–3 shapes on a smooth background."""
+
+    kind = "shapes"
+
+    def __init__(self, resolution: int, seed: int, num_classes: int = len(SHAPE_KINDS)) -> None:
+        super().__init__(resolution, seed, num_classes)
+        if resolution < 4:
+            raise DataError(f"shapes data needs a resolution of at least 4 pixels, got {resolution}")
+
+    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         image, label, _ = render_shapes(rng, self.resolution)
-        return image, (label if self._num_classes else 0)
+        return image, label
 
 
 def paint_shape(
