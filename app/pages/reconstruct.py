@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QSpinBox,
     QSplitter,
     QStackedWidget,
@@ -60,6 +59,7 @@ from app.widgets.metrics_table import (
     ImageItem,
     ImageTableModel,
     ProgressDelegate,
+    metrics_panel,
 )
 from app.widgets.video_player import VIDEO_EXTENSIONS, is_video_path
 from ul_engine.errors import ULError
@@ -413,14 +413,7 @@ class ReconstructPage(QWidget):
         self.tabs.setTabToolTip(2, "Per-pixel absolute difference (mean over RGB) with its colour scale.")
         self.tabs.setTabToolTip(3, "Mean of K decodes and their per-pixel standard deviation.")
         body.addWidget(self.tabs, 1)
-        self.metrics_panel = QLabel()
-        self.metrics_panel.setObjectName("metricsPanel")
-        self.metrics_panel.setTextFormat(Qt.TextFormat.RichText)
-        self.metrics_panel.setWordWrap(True)
-        self.metrics_panel.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.metrics_panel.setFixedWidth(210)
-        self.metrics_panel.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
-        self.metrics_panel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.metrics_panel = metrics_panel()
         body.addWidget(self.metrics_panel)
         rv.addLayout(body, 1)
         self.video_view = VideoReconstructView(self.ctx, self._video_model, self._video_params)

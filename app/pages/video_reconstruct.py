@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -32,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.widgets.frame_plot import FramePlot
+from app.widgets.metrics_table import metrics_panel
 from app.widgets.video_player import Clip, ClipLoader, VideoPlayer, decode_video
 from ul_engine.errors import ULError
 
@@ -181,14 +181,7 @@ class VideoReconstructView(QWidget):
         self.plot.frameClicked.connect(self.player.clock.seek)
         self.player.clock.frameChanged.connect(self.plot.set_current)
         bottom.addWidget(self.plot, 1)
-        self.metrics = QLabel()
-        self.metrics.setObjectName("metricsPanel")
-        self.metrics.setTextFormat(Qt.TextFormat.RichText)
-        self.metrics.setWordWrap(True)
-        self.metrics.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.metrics.setFixedWidth(210)
-        self.metrics.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
-        self.metrics.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.metrics = metrics_panel()
         bottom.addWidget(self.metrics)
         rv.addLayout(bottom, 2)
         split.addWidget(right)

@@ -10,7 +10,14 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QRect, Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionProgressBar
+from PySide6.QtWidgets import (
+    QApplication,
+    QLabel,
+    QSizePolicy,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+)
 
 QUEUED, CHECKING, RUNNING, DONE, ERROR, CANCELLED = "queued", "checking", "running", "done", "error", "cancelled"
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -194,3 +201,16 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.textAlignment = Qt.AlignmentFlag.AlignCenter
         bar.state = option.state | QStyle.StateFlag.State_Horizontal
         QApplication.style().drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
+
+
+def metrics_panel() -> QLabel:
+    """The fixed-width, selectable rich-text column beside a reconstruction (images and videos alike)."""
+    panel = QLabel()
+    panel.setObjectName("metricsPanel")
+    panel.setTextFormat(Qt.TextFormat.RichText)
+    panel.setWordWrap(True)
+    panel.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+    panel.setFixedWidth(210)
+    panel.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+    panel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return panel
