@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--points", type=int, default=1_000_000)
     p.add_argument("--curves", type=int, default=4)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--json-line", action="store_true", help="one compact JSON line (for `ul bench --app`)")
     args = p.parse_args(argv)
     launches = launch_times(args.launches)
     redraw = monitor_redraw(args.points, args.curves, args.repeats)
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "monitor": {"curves": args.curves, "points_per_curve": args.points, **redraw},
     }
-    print(json.dumps(out, indent=2))
+    print(json.dumps(out) if args.json_line else json.dumps(out, indent=2))
     return 0
 
 

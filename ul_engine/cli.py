@@ -123,14 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--decoder-steps", type=int)
     e.add_argument("--checkpoint", type=int, metavar="STEP", help="a checkpoint step (default: the latest)")
     e.add_argument(
-        "--fd", type=int, default=0, metavar="N", help="FD-shapes of N stage-2 samples against N validation images"
+        "--fd",
+        type=int,
+        default=0,
+        metavar="N",
+        help="FD-shapes (image runs) or FVD-bouncing (video runs) of N stage-2 samples against N validation items",
     )
     e.add_argument("--prior-samples", action="store_true", help="with --fd: sample the stage-1 prior instead")
     e.add_argument("--steps", dest="base_steps", type=int, help="with --fd: base-model (or prior) sampling steps")
     e.add_argument(
         "--inception-weights",
         metavar="PATH",
-        help="with --fd: a local Inception-v3 weights file for real FID (recognised by its sha256)",
+        help="with --fd on an image run: a local Inception-v3 weights file for real FID (recognised by its sha256)",
     )
     e.add_argument("--seed", type=int, default=0, help="with --fd: the first sample's seed")
     e.add_argument("--no-record", dest="record", action="store_false", help="do not store the result on the checkpoint")
@@ -166,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--peer", action="store_true", help="also time an equally sized diffusers autoencoder (needs [bench] extra)"
+    )
+    b.add_argument(
+        "--app", action="store_true", help="also the app's cold start, its plot redraw and the store's metric reads"
+    )
+    b.add_argument(
+        "--app-points", type=int, default=1_000_000, metavar="N", help="with --app: points per plotted/read series"
     )
     b.add_argument("--json", action="store_true")
 
@@ -693,7 +703,14 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         from ul_engine.peer_bench import require_diffusers
 
         require_diffusers()  # say so before minutes of benchmarking, not after
+    if args.app_points < 2:
+        raise ULError("--app-points must be at least 2")
     result = run_bench(args.preset, steps=args.steps, overrides=args.overrides, compile=args.compile, peer=args.peer)
+    if args.app:
+        from ul_engine import ui_bench
+
+        result["metric_read"] = ui_bench.metric_read_figures(args.app_points)
+        result["app"] = ui_bench.app_figures(args.app_points)
     if not args.json:
         print(json.dumps(result, indent=2))
         for stage in ("stage1", "stage2"):
@@ -706,6 +723,10 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
             print(f"peer: ours {p['ours_train_images_per_s']:.1f} vs peer {p['peer_train_images_per_s']:.1f} "
                   f"training images/s: ratio {p['ratio']:.2f} (parameters {p['parameters']['ours']:,} vs "
                   f"{p['parameters']['peer']:,})")  # fmt: skip
+        if args.app:
+            from ul_engine.ui_bench import describe
+
+            print("\n".join(describe(result)))
     return result
 
 
