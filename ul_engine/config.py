@@ -193,6 +193,13 @@ class OptimConfig(_Section):
     beta2: float = Field(0.99, ge=0.0, lt=1.0, description="AdamW β2.")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW decoupled weight decay.")
     warmup_steps: int = Field(100, ge=0, description="Linear learning-rate warm-up in optimizer steps.")
+    cooldown: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of train.steps at the end over which the learning rate falls linearly to 0 "
+        "(0: constant after warm-up, as in the paper). Needs a step budget.",
+    )
     grad_clip: float = Field(1.0, ge=0.0, description="Clip the global gradient norm to this (0: off).")
     batch_size: int = Field(32, ge=1, le=65536, description="Examples per optimizer step (all processes together).")
     grad_accum: int = Field(1, ge=1, le=1024, description="Micro-batches accumulated per optimizer step.")
@@ -263,6 +270,8 @@ class RunConfig(_Section):
             raise ValueError(f"model.decoder downsamples by {dec_down} but model.encoder by {down}; they must match")
         if self.optim.batch_size % self.optim.grad_accum:
             raise ValueError("optim.batch_size must be divisible by optim.grad_accum")
+        if self.optim.cooldown and not self.train.steps:
+            raise ValueError("optim.cooldown needs train.steps > 0: the cooldown ends at the last step")
         if self.data.kind in ("image-folder", "video-folder") and not self.data.path:
             raise ValueError(f"data.path is required when data.kind is {self.data.kind}")
         self._video_consistent()

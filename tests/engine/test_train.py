@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +202,24 @@ def test_imagenet_512_preset_trains_one_step_of_each_stage(tmp_path: Path):
     objective = Stage2Objective(LatentBase(cfg2), latents, torch.zeros(4, dtype=torch.long), cfg2, acc.device)
     trainer2 = Trainer(cfg2, objective, tmp_path / "s2", accelerator=acc)
     assert trainer2.train_step() is not None
+
+
+def test_lr_warms_up_holds_then_cools_down_to_zero_at_the_last_step():
+    from ul_engine.train.loop import lr_at
+
+    flat = resolve("smoke", ["optim.lr=1e-3", "optim.warmup_steps=10", "train.steps=100"])
+    assert lr_at(flat, 0) == pytest.approx(1e-4) and lr_at(flat, 99) == pytest.approx(1e-3)  # the paper's: no decay
+    cool = resolve("smoke", ["optim.lr=1e-3", "optim.warmup_steps=10", "train.steps=100", "optim.cooldown=0.25"])
+    assert lr_at(cool, 74) == pytest.approx(1e-3)
+    assert lr_at(cool, 75) == pytest.approx(1e-3)  # the cooldown's first step is still at the peak
+    assert lr_at(cool, 90) == pytest.approx(1e-3 * 10 / 25)
+    assert lr_at(cool, 99) == pytest.approx(1e-3 / 25) and lr_at(cool, 100) == 0.0
+    lrs = [lr_at(cool, s) for s in range(10, 100)]
+    assert all(b <= a for a, b in itertools.pairwise(lrs))
+
+
+def test_cooldown_without_a_step_budget_is_refused_naming_the_field():
+    from ul_engine.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"optim\.cooldown needs train\.steps"):
+        resolve("smoke", ["optim.cooldown=0.3", "train.steps=0", "train.minutes=5"])

@@ -85,9 +85,15 @@ def derive_seed(*parts: int) -> int:
 
 
 def lr_at(cfg: RunConfig, step: int) -> float:
-    """Linear warm-up to the peak LR, then constant (the paper gives no decay)."""
+    """Linear warm-up to the peak LR, then constant (the paper gives no decay), with an optional linear cooldown
+    to 0 over the last `optim.cooldown` fraction of `train.steps`: a fixed short budget ends on settled weights."""
     warm = cfg.optim.warmup_steps
-    return cfg.optim.lr * min(1.0, (step + 1) / warm) if warm else cfg.optim.lr
+    lr = cfg.optim.lr * min(1.0, (step + 1) / warm) if warm else cfg.optim.lr
+    total = cfg.train.steps
+    if cfg.optim.cooldown and total:
+        span = max(1.0, cfg.optim.cooldown * total)
+        lr *= min(1.0, max(0.0, (total - step) / span))
+    return lr
 
 
 STOP_KINDS = ("steps", "time", "signal", "stop")
