@@ -1,0 +1,38 @@
+"""`ul study` reuses a finished run even after the engine gained a config field (at its default): adding a
+field must not invalidate hours of study runs, while a real change of the config is still refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ul_engine.config import resolve
+from ul_engine.errors import ULError
+from ul_engine.store import Store
+from ul_engine.study import _ensure_run
+
+
+def _stored(store: Store, cfg_dict: dict, name: str) -> None:
+    run = store.create_run(name=name, stage=1, preset="smoke", config=cfg_dict, total_steps=60)
+    store.update_run(run.id, status="completed", step=60)
+
+
+def test_a_run_stored_before_a_new_default_field_is_reused(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    cfg = resolve("smoke", [])
+    older = cfg.to_dict()
+    del older["optim"]["cooldown"]  # as written by an engine that had no such field
+    _stored(store, older, "s-old")
+    logs: list[str] = []
+    run, _ = _ensure_run(store, "s-old", cfg, logs.append, create=lambda: pytest.fail("must reuse"))
+    assert run.name == "s-old" and logs == ["s-old: reusing the completed run (60 steps)"]
+    store.close()
+
+
+def test_a_run_with_a_different_config_is_refused(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    _stored(store, resolve("smoke", ["loss.loss_factor=3"]).to_dict(), "s-lf3")
+    with pytest.raises(ULError, match="exists with a different config"):
+        _ensure_run(store, "s-lf3", resolve("smoke", []), print, create=lambda: pytest.fail("must refuse"))
+    store.close()
