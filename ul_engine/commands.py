@@ -329,8 +329,10 @@ def evaluate_run(
 
     fd > 0 adds generation metrics on `fd` samples against `fd` validation images: `fd_shapes` always (the
     shipped shapes classifier), and `fid_inception_v3` only from a local `inception_weights` file
-    (otherwise reported as unavailable, with the reason). The samples come from the stage-2 base model,
-    or, with `prior_samples`, from the stage-1 prior (the unweighted-ELBO model stage 2 exists to beat).
+    (otherwise reported as unavailable, with the reason); on a video run `fvd_bouncing` (the shipped
+    bouncing-clip classifier) of `fd` clips, and `inception_weights` is refused (there is no I3D loader).
+    The samples come from the stage-2 base model, or, with `prior_samples`, from the stage-1 prior (the
+    unweighted-ELBO model stage 2 exists to beat).
     """
     if n < 1:
         raise ULError("--n must be at least 1")
@@ -351,8 +353,11 @@ def evaluate_run(
     recs = []
     batch = reconstruct_batch
     if cfg.model.time_axis:  # clips: PSNR/SSIM averaged over frames, bits per pixel of the whole clip
-        if fd:
-            raise ULError("--fd is for image runs; video runs have no Fréchet metric here")
+        if inception_weights:
+            raise ULError(
+                "--inception-weights is for image runs: FVD needs an I3D network and there is no I3D loader "
+                "here (not supported); on a video run --fd N computes FVD-bouncing"
+            )
         from ul_engine.video import reconstruct_clip_batch as batch
     for start in range(0, n, 16):
         chunk = x[start : start + 16]
@@ -374,7 +379,14 @@ def evaluate_run(
         result["recorded"] = record_evaluation(
             store, loaded.run.id, loaded.checkpoint_step, loaded.checkpoint_sha256, result
         )
-    if fd:
+    if fd and cfg.model.time_axis:
+        from ul_engine.video_commands import video_generation_metrics
+
+        real, _ = fixed_validation_batch(source, fd, seed=FD_REFERENCE_SEED)
+        result.update(video_generation_metrics(
+            loaded, fd, real, prior_samples=prior_samples, base_steps=base_steps, decoder_steps=steps, seed=seed
+        ))  # fmt: skip
+    elif fd:
         result.update(
             generation_metrics(
                 loaded,

@@ -104,5 +104,23 @@ def test_sample_continues_a_given_clip(
 def test_eval_on_a_video_run(video_home: Path, capsys: pytest.CaptureFixture[str]):
     code, out, _ = ul(capsys, video_home, "eval", "--run", "v1", "--n", "2", "--decoder-steps", "2", "--no-record")
     assert code == 0 and out["n"] == 2 and out["psnr"] > 0 and 0 < out["bits_per_pixel"] < out["bits_per_dim"]
-    code, out, _ = ul(capsys, video_home, "eval", "--run", "v2", "--n", "2", "--fd", "4")
-    assert code == 2 and "image runs" in out["error"]
+
+
+def test_eval_fvd_bouncing_on_a_video_run(video_home: Path, capsys: pytest.CaptureFixture[str]):
+    """`--fd N` on a video run: FVD-bouncing of N stage-2 clips against N validation clips, named as such."""
+    from ul_engine.metrics.bouncing_features import DEFAULT_PATH
+
+    code, out, _ = ul(capsys, video_home, "eval", "--run", "v2", "--n", "2", "--fd", "8", "--steps", "2",
+                      "--decoder-steps", "2", "--no-record")  # fmt: skip
+    fvd = out["fvd_bouncing"]
+    assert code == 0 and fvd["metric"] == "fvd_bouncing" and fvd["samples"] == "stage2"
+    assert fvd["n_real"] == fvd["n_fake"] == 8 and np.isfinite(fvd["value"]) and fvd["value"] > 0
+    assert fvd["feature_net"]["sha256"] == json.loads(DEFAULT_PATH.with_suffix(".json").read_text())["sha256"]
+    assert "fd_shapes" not in out and "fid_inception_v3" not in out
+    capsys.readouterr()  # the human-readable form names the metric too
+    assert ul_main(["--home", str(video_home), "eval", "--run", "v1", "--n", "1", "--fd", "4", "--prior-samples",
+                    "--steps", "2", "--decoder-steps", "2", "--no-record"]) == 0  # fmt: skip
+    assert "fvd_bouncing:" in capsys.readouterr().out
+    code, out, _ = ul(capsys, video_home, "eval", "--run", "v2", "--n", "1", "--fd", "4",
+                      "--inception-weights", str(DEFAULT_PATH))  # fmt: skip
+    assert code == 2 and "no I3D loader" in out["error"]

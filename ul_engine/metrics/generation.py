@@ -1,5 +1,6 @@
-"""Generation metrics on image sets, each result naming its metric: `fd_shapes` (always available on the
-shapes data, from the shipped classifier) and `fid_inception_v3` (only with a local Inception-v3 file)."""
+"""Generation metrics, each result naming its metric: on image sets `fd_shapes` (always available on the
+shapes data, from the shipped classifier) and `fid_inception_v3` (only with a local Inception-v3 file); on
+clip sets `fvd_bouncing` (the shipped bouncing-clip classifier; there is no I3D loader, so no real FVD)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ul_engine.metrics.features import SHAPE_KINDS, classify, load_shapes_classi
 from ul_engine.metrics.frechet import frechet_distance_features, kernel_distance
 
 FD_SHAPES = "fd_shapes"
+FVD_BOUNCING = "fvd_bouncing"
 
 
 def _hist(values: np.ndarray, bins: int) -> list[float]:
@@ -46,6 +48,42 @@ def fd_shapes(real: Tensor, fake: Tensor, *, classifier: Path | None = None) -> 
         },
         "note": "Fréchet distance in the embedding of a small shapes classifier; not FID, comparable only "
         "with FD-shapes from the same classifier (sha256) and sample count",
+    }
+
+
+def fvd_bouncing(real: Tensor, fake: Tensor, *, classifier: Path | None = None) -> dict[str, Any]:
+    """Fréchet distance between the bouncing-classifier embeddings of clips `real` and `fake` ((N, 3, T, H, W)
+    in [−1, 1], resampled to 8×32×32 by the network), with KID and the predicted kind/count/direction
+    histograms of both sets."""
+    from ul_engine.metrics.bouncing_features import DIRECTIONS, MAX_SHAPES, embed_clips, load_bouncing_classifier
+
+    model, info = load_bouncing_classifier(classifier)
+    pr, pf = embed_clips(model, real), embed_clips(model, fake)
+    fr, ff = pr["features"], pf["features"]
+    kid_mean, kid_std = kernel_distance(fr, ff, subset_size=min(100, len(fr), len(ff)))
+    bins = {"kind": len(SHAPE_KINDS), "count": MAX_SHAPES, "direction": DIRECTIONS}
+    histograms = {
+        f"{head}_histogram_{side}": _hist(pred[head], n)
+        for head, n in bins.items()
+        for side, pred in (("real", pr), ("fake", pf))
+    }
+    return {
+        "metric": FVD_BOUNCING,
+        "value": frechet_distance_features(fr, ff),
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        "n_real": len(fr),
+        "n_fake": len(ff),
+        **histograms,
+        "feature_net": {
+            "path": info["path"],
+            "sha256": info["sha256"],
+            "heldout_kind_accuracy": info["heldout"]["kind_accuracy"],
+            "heldout_count_accuracy": info["heldout"]["count_accuracy"],
+            "heldout_direction_accuracy": info["heldout"]["direction_accuracy"],
+        },
+        "note": "Fréchet distance in the embedding of a small classifier of bouncing clips; not FVD "
+        "(no I3D); comparable only with FVD-bouncing from the same network (sha256) and sample count",
     }
 
 
