@@ -170,7 +170,6 @@ def plan_study(
             f"prior stop-gradient + {STOP_GRADIENT_KL_WEIGHT:g}·N(0, I) KL",
             "ablation",
             [*base_lf, "ablation.prior_stop_gradient=true", f"ablation.normal_kl_weight={STOP_GRADIENT_KL_WEIGHT}"],
-            stage2=not quick,
         ),
     ]
     if not quick:
