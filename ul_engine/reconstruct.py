@@ -39,7 +39,7 @@ from ul_engine.errors import ULError
 
 # Bump when anything that changes the files or metrics of a reconstruction changes (a new params hash
 # then misses every old cache entry). HASHED_MAX_SIDE must equal commands.MAX_RECONSTRUCT_SIDE (a test).
-RECONSTRUCT_FORMAT = 1
+RECONSTRUCT_FORMAT = 2  # 2: tiled (demo) models decode blended windows
 HASHED_MAX_SIDE = 2048
 SAMPLERS = ("ancestral", "ddim", "dpmpp2m")
 MAX_SAMPLES = 64
