@@ -36,3 +36,15 @@ def test_a_run_with_a_different_config_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ULError, match="exists with a different config"):
         _ensure_run(store, "s-lf3", resolve("smoke", []), print, create=lambda: pytest.fail("must refuse"))
     store.close()
+
+
+def test_rate_distortion_verdict_tells_rising_partly_and_falling_apart() -> None:
+    from ul_engine.study import _rising_verdict
+
+    lfs = ["1.3", "1.5", "2.1", "3", "10"]
+    assert _rising_verdict([1, 2, 3, 4, 5], [0, 1, 2, 3, 4], lfs) == "yes"
+    # collapsed runs flat within noise, then rising where the latent is open: only "partly", and it says where
+    partly = _rising_verdict([0.00103, 0.00103, 0.0009, 0.083, 0.169], [3, 4], lfs)
+    assert partly.startswith("partly: from c_lf 3 on; at 1.3, 1.5, 2.1 the latent is empty")
+    assert _rising_verdict([0.2, 0.1, 0.3, 0.25, 0.4], [0, 1, 2, 3, 4], lfs) == "no"  # open and falling
+    assert _rising_verdict([0.001, 0.2, 0.002, 0.3, 0.4], [1, 3, 4], lfs) == "no"  # an empty run among open ones
