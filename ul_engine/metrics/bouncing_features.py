@@ -21,7 +21,6 @@ accuracies live in resources/metrics/.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ul_engine import io
 from ul_engine.data.shapes import SHAPE_KINDS
-from ul_engine.errors import ULError
-from ul_engine.metrics.features import RESOURCES
+from ul_engine.metrics.features import RESOURCES, load_feature_net
 
 DEFAULT_PATH = RESOURCES / "bouncing-classifier.safetensors"
 FORMAT = "ul-studio-bouncing-classifier/2"
@@ -172,22 +169,15 @@ def load_bouncing_classifier(
     path: Path | None = None, device: str | torch.device = "cpu"
 ) -> tuple[BouncingClassifier, dict[str, Any]]:
     """The trained classifier (eval mode) and its metadata (held-out accuracies, command, sha256)."""
-    path = Path(path) if path is not None else DEFAULT_PATH
-    if not path.is_file():
-        raise ULError(
-            f"the bouncing classifier for FVD-bouncing is missing ({path}); train it with "
-            f"`python -m ul_engine.metrics.train_bouncing_classifier --out {path}`"
-        )
-    tensors, meta = io.load_tensors(path)
-    if meta.get("format") != FORMAT:
-        raise ULError(f"{path} is not a UL Studio bouncing classifier (format {meta.get('format')!r})")
-    model = BouncingClassifier(width=int(meta.get("width", 16)))
-    state = model.state_dict()
-    model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
-    info = {k: (json.loads(v) if k in ("heldout", "train") else v) for k, v in meta.items()}
-    info["sha256"] = io.sha256_file(path)
-    info["path"] = str(path)
-    return model.to(device).eval(), info
+    model, info = load_feature_net(
+        Path(path) if path is not None else DEFAULT_PATH,
+        what="bouncing classifier for FVD-bouncing",
+        fmt=FORMAT,
+        trainer="ul_engine.metrics.train_bouncing_classifier",
+        build=lambda meta: BouncingClassifier(width=int(meta.get("width", 16))),
+        device=device,
+    )
+    return model, info  # type: ignore[return-value]
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ held-out accuracy live in resources/metrics/.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,26 +103,44 @@ def render_labelled(seed: int, start: int, count: int, side: int = INPUT_SIZE) -
     return {"x": x, "kind": np.asarray(kinds), "count": np.asarray(counts), "regress": np.stack(regs)}
 
 
-def load_shapes_classifier(
-    path: Path | None = None, device: str | torch.device = "cpu"
-) -> tuple[ShapesClassifier, dict[str, Any]]:
-    """The trained classifier (eval mode) and its metadata (accuracies, seed, command, sha256)."""
-    path = Path(path) if path is not None else DEFAULT_PATH
+def load_feature_net(
+    path: Path,
+    *,
+    what: str,
+    fmt: str,
+    trainer: str,
+    build: Callable[[dict[str, str]], nn.Module],
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A shipped feature network (safetensors + metadata, never unpickled) in eval mode, and its metadata
+    (held-out accuracies, training command, sha256) for the result JSON. `build` makes the empty net."""
     if not path.is_file():
-        raise ULError(
-            f"the shapes classifier for FD-shapes is missing ({path}); train it with "
-            f"`python -m ul_engine.metrics.train_shapes_classifier --out {path}`"
-        )
+        raise ULError(f"the {what} is missing ({path}); train it with `python -m {trainer} --out {path}`")
     tensors, meta = io.load_tensors(path)
-    if meta.get("format") != FORMAT:
-        raise ULError(f"{path} is not a UL Studio shapes classifier (format {meta.get('format')!r})")
-    model = ShapesClassifier(width=int(meta.get("width", 24)))
+    if meta.get("format") != fmt:
+        raise ULError(f"{path} is not a UL Studio {what.split(' for ')[0]} (format {meta.get('format')!r})")
+    model = build(meta)
     state = model.state_dict()
     model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
     info = {k: (json.loads(v) if k in ("heldout", "train") else v) for k, v in meta.items()}
     info["sha256"] = io.sha256_file(path)
     info["path"] = str(path)
     return model.to(device).eval(), info
+
+
+def load_shapes_classifier(
+    path: Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[ShapesClassifier, dict[str, Any]]:
+    """The trained classifier (eval mode) and its metadata (accuracies, seed, command, sha256)."""
+    model, info = load_feature_net(
+        Path(path) if path is not None else DEFAULT_PATH,
+        what="shapes classifier for FD-shapes",
+        fmt=FORMAT,
+        trainer="ul_engine.metrics.train_shapes_classifier",
+        build=lambda meta: ShapesClassifier(width=int(meta.get("width", 24))),
+        device=device,
+    )
+    return model, info  # type: ignore[return-value]
 
 
 @torch.no_grad()

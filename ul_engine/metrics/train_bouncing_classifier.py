@@ -11,8 +11,6 @@ and a JSON file next to it; docs/benchmarks.md quotes them.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import platform
 import sys
@@ -35,6 +33,7 @@ from ul_engine.metrics.bouncing_features import (
     load_bouncing_classifier,
     render_labelled_clips,
 )
+from ul_engine.metrics.training_cli import classifier_main
 
 HELDOUT_SEED_OFFSET = 2_000_003  # the held-out stream's seed = seed + this; never a training stream
 SIDES = (16, 24, 32)  # rendering sizes, cycled step by step
@@ -139,26 +138,10 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    p.add_argument("--out", type=Path, default=DEFAULT_PATH)
-    p.add_argument("--steps", type=int, default=900)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--heldout", type=int, default=3000, help="held-out clips (split over the rendering sizes)")
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    report = train(
-        args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        heldout=args.heldout,
-        threads=args.threads,
-    )
-    print(json.dumps(report, indent=2))
-    return 0
+    return classifier_main(
+        argv, doc=__doc__, default_out=DEFAULT_PATH, train=train, steps=900, batch_size=64, heldout=3000,
+        heldout_help="held-out clips (split over the rendering sizes)",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

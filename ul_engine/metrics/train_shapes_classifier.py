@@ -9,8 +9,6 @@ into the safetensors metadata and a JSON file next to it; docs/results.md quotes
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import platform
 import sys
@@ -30,6 +28,7 @@ from ul_engine.metrics.features import (
     ShapesClassifier,
     render_labelled,
 )
+from ul_engine.metrics.training_cli import classifier_main
 
 HELDOUT_SEED_OFFSET = 1_000_003  # the held-out stream's seed = seed + this; never a training stream
 
@@ -120,26 +119,10 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, default=DEFAULT_PATH)
-    p.add_argument("--steps", type=int, default=1200)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--heldout", type=int, default=4000, help="held-out images")
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    report = train(
-        args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        heldout=args.heldout,
-        threads=args.threads,
-    )
-    print(json.dumps(report, indent=2))
-    return 0
+    return classifier_main(
+        argv, doc=__doc__, default_out=DEFAULT_PATH, train=train, steps=1200, batch_size=128, heldout=4000,
+        heldout_help="held-out images",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
