@@ -12,7 +12,6 @@ and a JSON file next to it; docs/benchmarks.md quotes them.
 from __future__ import annotations
 
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ul_engine import io
 from ul_engine.metrics.bouncing_features import (
     DEFAULT_PATH,
     FEATURE_DIM,
@@ -33,7 +31,7 @@ from ul_engine.metrics.bouncing_features import (
     load_bouncing_classifier,
     render_labelled_clips,
 )
-from ul_engine.metrics.training_cli import classifier_main
+from ul_engine.metrics.training_cli import classifier_main, run_info, ship_feature_net
 
 HELDOUT_SEED_OFFSET = 2_000_003  # the held-out stream's seed = seed + this; never a training stream
 SIDES = (16, 24, 32)  # rendering sizes, cycled step by step
@@ -101,20 +99,10 @@ def train(
             print(f"step {step + 1}/{steps}  loss {loss.item():.4f}  {time.perf_counter() - start:.0f}s", flush=True)
     seconds = time.perf_counter() - start
     command = "python -m ul_engine.metrics.train_bouncing_classifier " + " ".join(sys.argv[1:])
-    params = sum(p.numel() for p in model.parameters())
-    train_info = {
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-        "threads": threads,
-        "seconds": round(seconds, 1),
-        "clips_seen": steps * batch_size,
-        "render_sides": list(SIDES),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "parameters": params,
-    }
+    train_info = run_info(
+        model, steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, seconds=round(seconds, 1),
+        clips_seen=steps * batch_size, render_sides=list(SIDES),
+    )  # fmt: skip
     meta = {
         "format": FORMAT,
         "width": "16",
@@ -126,15 +114,7 @@ def train(
         "command": command,
         "heldout_seed": str(seed + HELDOUT_SEED_OFFSET),
     }
-    # fp16 storage keeps the file small; weights are cast back to fp32 on load (features are computed in fp32).
-    tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    io.save_tensors(out, tensors, meta)
-    shipped, _ = load_bouncing_classifier(out)  # the held-out numbers of the fp16 weights FVD-bouncing uses
-    meta["heldout"] = evaluate(shipped, held)
-    sha = io.save_tensors(out, tensors, meta)
-    report = {"path": str(out), "sha256": sha, "heldout": meta["heldout"], "train": train_info, "command": command}
-    io.write_json(out.with_suffix(".json"), report)
-    return report
+    return ship_feature_net(out, model, meta, reload=load_bouncing_classifier, evaluate=lambda m: evaluate(m, held))
 
 
 def main(argv: list[str] | None = None) -> int:

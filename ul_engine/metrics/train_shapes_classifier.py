@@ -10,7 +10,6 @@ into the safetensors metadata and a JSON file next to it; docs/results.md quotes
 from __future__ import annotations
 
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -19,16 +18,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ul_engine import io
 from ul_engine.metrics.features import (
     DEFAULT_PATH,
     FEATURE_DIM,
     FORMAT,
     INPUT_SIZE,
     ShapesClassifier,
+    load_shapes_classifier,
     render_labelled,
 )
-from ul_engine.metrics.training_cli import classifier_main
+from ul_engine.metrics.training_cli import classifier_main, run_info, ship_feature_net
 
 HELDOUT_SEED_OFFSET = 1_000_003  # the held-out stream's seed = seed + this; never a training stream
 
@@ -78,44 +77,22 @@ def train(
         if (step + 1) % log_every == 0 or step + 1 == steps:
             print(f"step {step + 1}/{steps}  loss {loss.item():.4f}  {time.perf_counter() - start:.0f}s", flush=True)
     seconds = time.perf_counter() - start
-    metrics = evaluate(model, held)
     command = "python -m ul_engine.metrics.train_shapes_classifier " + " ".join(sys.argv[1:])
-    params = sum(p.numel() for p in model.parameters())
-    train_info = {
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-        "threads": threads,
-        "seconds": round(seconds, 1),
-        "images_seen": steps * batch_size,
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "parameters": params,
-    }
+    train_info = run_info(
+        model, steps=steps, batch_size=batch_size, lr=lr, seed=seed, threads=threads, seconds=round(seconds, 1),
+        images_seen=steps * batch_size,
+    )  # fmt: skip
     meta = {
         "format": FORMAT,
         "width": "24",
         "input_size": str(INPUT_SIZE),
         "feature_dim": str(FEATURE_DIM),
-        "heldout": metrics,
+        "heldout": evaluate(model, held),
         "train": train_info,
         "command": command,
         "heldout_seed": str(seed + HELDOUT_SEED_OFFSET),
     }
-    # fp16 storage keeps the file small; weights are cast back to fp32 on load (features are computed in fp32).
-    tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    sha = io.save_tensors(out, tensors, meta)
-    # The held-out numbers of the fp16 weights as shipped (what FD-shapes uses).
-    from ul_engine.metrics.features import load_shapes_classifier
-
-    shipped, _ = load_shapes_classifier(out)
-    metrics = evaluate(shipped, held)
-    meta["heldout"] = metrics
-    sha = io.save_tensors(out, tensors, meta)
-    report = {"path": str(out), "sha256": sha, "heldout": metrics, "train": train_info, "command": command}
-    io.write_json(out.with_suffix(".json"), report)
-    return report
+    return ship_feature_net(out, model, meta, reload=load_shapes_classifier, evaluate=lambda m: evaluate(m, held))
 
 
 def main(argv: list[str] | None = None) -> int:

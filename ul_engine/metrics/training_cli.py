@@ -1,4 +1,5 @@
-"""The command line shared by the feature networks' training scripts (same flags, their own defaults)."""
+"""What the feature networks' training scripts share: the command line, the training record and shipping the fp16
+weights with held-out numbers re-measured on them."""
 
 from __future__ import annotations
 
@@ -35,3 +36,40 @@ def classifier_main(
     )  # fmt: skip
     print(json.dumps(report, indent=2))
     return 0
+
+
+def run_info(model: Any, **fields: Any) -> dict[str, Any]:
+    """The training record every feature network ships with: the caller's fields plus where it ran."""
+    import platform
+
+    import torch
+
+    return {
+        **fields,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def ship_feature_net(
+    out: Path,
+    model: Any,
+    meta: dict[str, Any],
+    *,
+    reload: Callable[[Path], tuple[Any, dict[str, Any]]],
+    evaluate: Callable[[Any], dict[str, float]],
+) -> dict[str, Any]:
+    """Write fp16 weights + metadata, re-measure the held-out numbers on the fp16 weights as shipped (what the
+    metric uses), write them into the file and a JSON sidecar; returns that report."""
+    from ul_engine import io
+
+    tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    io.save_tensors(out, tensors, meta)
+    shipped, _ = reload(out)
+    meta = {**meta, "heldout": evaluate(shipped)}
+    sha = io.save_tensors(out, tensors, meta)
+    report = {"path": str(out), "sha256": sha, "heldout": meta["heldout"], "train": meta["train"],
+              "command": meta["command"]}  # fmt: skip
+    io.write_json(out.with_suffix(".json"), report)
+    return report
