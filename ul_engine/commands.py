@@ -381,14 +381,7 @@ def evaluate_run(
         result["recorded"] = record_evaluation(
             store, loaded.run.id, loaded.checkpoint_step, loaded.checkpoint_sha256, result
         )
-    if fd and cfg.model.time_axis:
-        from ul_engine.video_commands import video_generation_metrics
-
-        real, _ = fixed_validation_batch(source, fd, seed=FD_REFERENCE_SEED)
-        result.update(video_generation_metrics(
-            loaded, fd, real, prior_samples=prior_samples, base_steps=base_steps, decoder_steps=steps, seed=seed
-        ))  # fmt: skip
-    elif fd:
+    if fd:
         result.update(
             generation_metrics(
                 loaded,
@@ -455,14 +448,13 @@ def generation_metrics(
     inception_weights: str | Path | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """{"fd_shapes": {...}, "fid_inception_v3": {...}} for n unguided samples against n validation images."""
-    from ul_engine.metrics.generation import fd_shapes, fid_inception
+    """{"fd_shapes": {...}, "fid_inception_v3": {...}} for n unguided samples against n validation images;
+    for a video run {"fvd_bouncing": {...}} of n clips (there is no I3D loader for real FVD)."""
+    from ul_engine.metrics.generation import fd_shapes, fid_inception, fvd_bouncing
 
     cfg = validate({**loaded.cfg.to_dict(), "stage": 1})
     real, _ = fixed_validation_batch(make_source(cfg.data), n, seed=FD_REFERENCE_SEED)
-    fake = generated_images(
-        loaded, n, prior_samples=prior_samples, base_steps=base_steps, decoder_steps=decoder_steps, seed=seed
-    )
+    sampling = {"prior_samples": prior_samples, "base_steps": base_steps, "decoder_steps": decoder_steps, "seed": seed}
     samples = {
         "samples": "stage1_prior" if prior_samples else "stage2",
         "base_steps": base_steps or loaded.cfg.sampling.base_steps,
@@ -470,6 +462,17 @@ def generation_metrics(
         "guidance": 1.0,
         "seed": seed,
     }
+    if cfg.model.time_axis:
+        from ul_engine.video_commands import generated_clips
+
+        fvd = {**fvd_bouncing(real, generated_clips(loaded, n, **sampling)), **samples}
+        if cfg.data.kind != "bouncing":
+            fvd["note"] = (
+                "this run is not trained on the bouncing data: the bouncing classifier's embedding says little "
+                "about these clips, and there is no I3D loader for real FVD"
+            )
+        return {"fvd_bouncing": fvd}
+    fake = generated_images(loaded, n, **sampling)
     fd = {**fd_shapes(real, fake), **samples}
     if cfg.data.kind != "shapes":
         fd["note"] = (

@@ -219,37 +219,6 @@ def generated_clips(
     return to_model_tensor(np.stack(clips))
 
 
-def video_generation_metrics(
-    loaded: Any,
-    n: int,
-    real: Any,
-    *,
-    prior_samples: bool = False,
-    base_steps: int | None = None,
-    decoder_steps: int | None = None,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """{"fvd_bouncing": {...}}: n unconditional, unguided clips against the n validation clips `real`."""
-    from ul_engine.metrics.generation import fvd_bouncing
-
-    fake = generated_clips(loaded, n, prior_samples=prior_samples, base_steps=base_steps,
-                           decoder_steps=decoder_steps, seed=seed)  # fmt: skip
-    fvd = fvd_bouncing(real, fake)
-    if loaded.cfg.data.kind != "bouncing":
-        fvd["note"] = (
-            "this run is not trained on the bouncing data: the bouncing classifier's embedding says little "
-            "about these clips, and there is no I3D loader for real FVD"
-        )
-    fvd.update({
-        "samples": "stage1_prior" if prior_samples else "stage2",
-        "base_steps": base_steps or loaded.cfg.sampling.base_steps,
-        "decoder_steps": decoder_steps or loaded.cfg.sampling.decoder_steps,
-        "guidance": 1.0,
-        "seed": seed,
-    })  # fmt: skip
-    return {"fvd_bouncing": fvd}
-
-
 def terminal_progress(enabled: bool) -> tuple[Progress | None, Callable[[], None]]:
     """A tqdm bar on a terminal (one per phase), else nothing; returns (callback, close)."""
     import sys
