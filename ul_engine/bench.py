@@ -55,6 +55,16 @@ def forward_gflop(module: torch.nn.Module, *inputs: Any) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def _data_batch_ms(stream: BatchStream, batches: int = 7) -> float:
+    """Median time to make one training batch: the data pipeline must stay far below a step's time."""
+    times = []
+    for step in range(1, batches + 1):
+        start = time.perf_counter()
+        stream.batch(step)
+        times.append(time.perf_counter() - start)
+    return 1000 * sorted(times)[len(times) // 2]
+
+
 def _timed_steps(trainer: Trainer, steps: int, device: str, warmup: int = 1) -> float:
     for _ in range(warmup):
         trainer.train_step()  # warm-up (allocations, oneDNN primitive caches; compilation)
@@ -158,6 +168,7 @@ def run_bench(
 
     stage1 = UnifiedLatents(cfg)
     x, _ = stream.batch(0)
+    data_ms = _data_batch_ms(stream)
     gflop1 = forward_gflop(stage1.to(acc.device), x.to(acc.device)) / batch
     t1 = Trainer(cfg, Stage1Objective(stage1, stream, acc.device), _tmp(), accelerator=acc)
     sec1 = _timed_steps(t1, steps, device)
@@ -217,6 +228,7 @@ def run_bench(
             "decoder_images_per_s": sample_n / dec_s,
             "images_per_s": sample_n / (base_s + dec_s),
         },
+        "data": {"batch_size": batch, "batch_ms_median": data_ms},
         "matmul_peak_gflops": peak,
         "card": torch.cuda.get_device_name() if device == "cuda" else None,
         "card_bf16_peak_gflops": card,

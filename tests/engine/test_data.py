@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import struct
-import time
 import zlib
 from pathlib import Path
 
@@ -115,15 +114,15 @@ def test_ranks_split_the_global_batch_without_overlap() -> None:
     assert not torch.equal(r0[0], r1[0])
 
 
-def test_shapes_batch_of_32_at_32px_is_fast() -> None:
+def test_shapes_batch_of_32_at_32px_is_reproducible_per_step() -> None:
+    """How fast a batch is made is `ul bench`'s `data.batch_ms_median`; here only what it holds."""
     stream = BatchStream(ShapesSource(32, seed=0), 32, seed=0)
-    stream.batch(0)
-    times = []
-    for step in range(1, 8):
-        start = time.perf_counter()
-        stream.batch(step)
-        times.append(time.perf_counter() - start)
-    assert float(np.median(times)) < 0.030
+    images, labels = stream.batch(3)
+    assert images.shape == (32, 3, 32, 32) and labels.shape == (32,)
+    assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
+    again = BatchStream(ShapesSource(32, seed=0), 32, seed=0).batch(3)
+    assert torch.equal(images, again[0]) and torch.equal(labels, again[1])
+    assert not torch.equal(images, stream.batch(4)[0])
 
 
 def test_validation_batch_is_fixed_and_apart_from_training() -> None:
@@ -300,13 +299,11 @@ def _png_claiming(path: Path, width: int, height: int) -> Path:
 
 @pytest.mark.parametrize(("size", "claim"), [((40000, 40000), "1,600,000,000 pixels"), ((9000, 9000), "9000×9000")])
 def test_decompression_bomb_is_refused_from_the_header(tmp_path: Path, size: tuple[int, int], claim: str) -> None:
-    bomb = _png_claiming(tmp_path / "bomb.png", *size)
-    start = time.perf_counter()
+    bomb = _png_claiming(tmp_path / "bomb.png", *size)  # holds 4×4 pixels: only the header can refuse it
     for reader in (load_image_rgb, probe_image):
         with pytest.raises(DataError, match="decompression bomb") as err:
             reader(bomb)
         assert str(bomb) in str(err.value) and claim in str(err.value)
-    assert time.perf_counter() - start < 0.5
 
 
 def test_max_pixels_is_the_callers_limit(tmp_path: Path) -> None:
