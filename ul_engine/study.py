@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ul_engine.errors import ULError
+from ul_engine.metrics import SSIM_DEFINITION
 
 Log = Callable[[str], None]
 
@@ -311,7 +312,7 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
         run.results["recon"] = _cached(
             store,
             stored,
-            {"what": "recon", "n": b.eval_n, "decoder_steps": b.decoder_steps},
+            {"what": "recon", "n": b.eval_n, "decoder_steps": b.decoder_steps, "ssim": SSIM_DEFINITION},
             lambda name=run.name: evaluate_run(store, name, n=b.eval_n, decoder_steps=b.decoder_steps),
         )
         _save_reconstructions(store, run, assets, b.decoder_steps)

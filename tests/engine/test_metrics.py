@@ -41,7 +41,23 @@ def test_psnr_of_a_known_error():
     psnr, ssim = psnr_ssim(x, y)
     assert psnr == pytest.approx([20.0, 20.0], abs=1e-4)
     assert all(0 < s <= 1 for s in ssim)
-    assert np.isnan(psnr_ssim(x[:, :, :4, :4], y[:, :, :4, :4])[1][0])  # below SSIM's 7×7 window
+    assert np.isnan(psnr_ssim(x[:, :, :10, :10], y[:, :, :10, :10])[1][0])  # below SSIM's 11×11 window
+
+
+@pytest.mark.parametrize("size", [(11, 11), (16, 16), (32, 32), (27, 40), (64, 64)])
+def test_ssim_is_the_published_one(size: tuple[int, int]):
+    """The standard SSIM (Wang et al.): scikit-image's Gaussian-window version, border cropped."""
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(sum(size))
+    a = rng.random((2, 3, *size))
+    b = np.clip(a + rng.normal(0, 0.15, a.shape) + np.linspace(0, 0.2, size[1]), 0, 1)
+    _, ours = psnr_ssim(torch.tensor(a * 2 - 1), torch.tensor(b * 2 - 1))
+    for i in range(2):
+        expected = structural_similarity(
+            a[i], b[i], channel_axis=0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0
+        )
+        assert abs(ours[i] - expected) <= 1e-4, (size, ours[i], expected)
 
 
 # -- Fréchet distance and KID ----------------------------------------------------------------------
