@@ -177,6 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--app-points", type=int, default=1_000_000, metavar="N", help="with --app: points per plotted/read series"
     )
+    b.add_argument(
+        "--quality", action="store_true",
+        help="instead: sample quality (FD-shapes) per CPU-minute of training, UL vs a pixel-space UNet and an "
+        "SD-style KL autoencoder + latent diffusion (needs [bench] extra)",
+    )  # fmt: skip
+    b.add_argument("--minutes", type=float, default=10.0, help="with --quality: CPU-minutes per contender")
+    b.add_argument("--samples", type=int, default=1000, help="with --quality: samples for FD-shapes")
+    b.add_argument("--threads", type=int, default=1, help="with --quality: torch threads")
+    b.add_argument(
+        "--contenders", default="ul,pixel,ldm", help="with --quality: which of ul, pixel, ldm (comma-separated)"
+    )
     b.add_argument("--json", action="store_true")
 
     ex = sub.add_parser("export", help="write a run's inference bundle (safetensors + JSON)")
@@ -699,6 +710,21 @@ def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.bench import run_bench
 
+    if args.quality:
+        from ul_engine.quality_bench import quality_comparison
+
+        if args.threads < 1:
+            raise ULError("--threads must be at least 1")
+        log = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr))
+        result = {"quality": quality_comparison(
+            args.preset, args.minutes, samples=args.samples, threads=args.threads, overrides=args.overrides,
+            contenders=[c.strip() for c in args.contenders.split(",") if c.strip()], log=log,
+        )}  # fmt: skip
+        if not args.json:
+            from ul_engine.quality_bench import describe
+
+            print("\n".join(describe(result)))
+        return result
     if args.peer:
         from ul_engine.peer_bench import require_diffusers
 
