@@ -10,7 +10,6 @@ Every scrub exports as MP4 and GIF. All the work happens in the session worker; 
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile
@@ -24,7 +23,6 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
@@ -38,9 +36,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.widgets import file_dialogs
 from app.widgets.latent_tiles import SEQUENTIAL_STOPS, ColorBar, LatentTiles, PixelImage
 from app.widgets.run_combo import RunCombo
 from app.widgets.scrubber import FilmStrip, Scrubber
+from ul_engine.errors import ULError
+from ul_engine.sample_settings import read_sample_settings
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif)"
 SLOTS = ("a", "b")
@@ -451,7 +452,7 @@ class LatentsPage(QWidget):
         return str(path)
 
     def _open_dialog(self, slot: str) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, f"Open image {slot.upper()}", "", IMAGE_FILTER)
+        path = file_dialogs.open_file(self, f"Open image {slot.upper()}", "images", IMAGE_FILTER)
         if path:
             self.set_image(slot, path)
 
@@ -576,13 +577,14 @@ class LatentsPage(QWidget):
             self.runs.select(run_id)
         self.set_image("a", path)
         self.set_inspect("a")
-        meta = read_png_text(path)
         try:
-            params = json.loads(meta.get("ul-params") or "{}")
-        except ValueError:
-            params = {}
-        if meta.get("ul-seed", "").isdigit():
-            self.traj_seed.setValue(int(meta["ul-seed"]))
+            found = read_sample_settings(path)
+        except ULError as exc:  # its trajectory settings are unusable; the image itself still opens
+            self.status.setText(str(exc))
+            found = None
+        params = found.params.model_dump(by_alias=True) if found is not None else {}
+        if found is not None and found.seed <= self.traj_seed.maximum():
+            self.traj_seed.setValue(found.seed)
         if params.get("base_steps"):
             self.traj_base_steps.setValue(int(params["base_steps"]))
         if params.get("decoder_steps"):
@@ -749,8 +751,8 @@ class LatentsPage(QWidget):
 
     def _export_dialog(self) -> None:
         kind = self.current_scrub()
-        path, _ = QFileDialog.getSaveFileName(self, "Export MP4 (a GIF is written beside it)", f"{kind}.mp4",
-                                              "MP4 video (*.mp4)")  # fmt: skip
+        path, _ = file_dialogs.save_file(self, "Export MP4 (a GIF is written beside it)", "video", f"{kind}.mp4",
+                                         "MP4 video (*.mp4)")  # fmt: skip
         if path:
             if not path.lower().endswith(".mp4"):
                 path += ".mp4"
@@ -826,14 +828,3 @@ class LatentsPage(QWidget):
             steps=self.full_steps.value(), seed=self.seed.value(), prefix=kind, **params,
         )  # fmt: skip
         return True
-
-
-def read_png_text(path: str | Path) -> dict[str, str]:
-    """A PNG's text chunks (pillow; no torch)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return {str(k): str(v) for k, v in (getattr(im, "text", None) or {}).items()}
-    except OSError:
-        return {}

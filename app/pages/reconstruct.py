@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QComboBox,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
@@ -45,6 +44,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.pages.video_reconstruct import VideoReconstructView, is_video_config, video_model_refusal
+from app.widgets import file_dialogs
 from app.widgets.checkpoint_picker import CheckpointPicker, preferred, stage1_models
 from app.widgets.drop_zone import DropZone
 from app.widgets.image_views import HeatmapView, SideBySide, SplitView, ViewSync, ZoomView, qimage_from_array, titled
@@ -571,15 +571,15 @@ class ReconstructPage(QWidget):
     def choose_files(self) -> None:
         exts = " ".join(f"*{e}" for e in _extensions())
         videos = " ".join(f"*{e}" for e in VIDEO_EXTENSIONS)
-        paths, _ = QFileDialog.getOpenFileNames(
-            self, "Add images or videos", "", f"Images and videos ({exts} {videos});;Images ({exts});;"
+        paths = file_dialogs.open_files(
+            self, "Add images or videos", "images", f"Images and videos ({exts} {videos});;Images ({exts});;"
             f"Videos ({videos});;All files (*)"
         )  # fmt: skip
         if paths:
             self.add_paths(paths)
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a folder of images")
+        folder = file_dialogs.existing_folder(self, "Add a folder of images", "images")
         if folder:
             self.add_paths([folder])
 
@@ -963,7 +963,7 @@ class ReconstructPage(QWidget):
     # ---- export ----------------------------------------------------------------------------------------
 
     def choose_export(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export reconstructions to")
+        folder = file_dialogs.existing_folder(self, "Export reconstructions to", "export")
         if folder:
             self.export_to(Path(folder))
 

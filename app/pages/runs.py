@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -38,6 +37,7 @@ from PySide6.QtWidgets import (
 from app.models.queue_model import JOB_ID_ROLE, MIME, QueueModel
 from app.models.runs_model import PROGRESS_ROLE, RUN_ID_ROLE, STATUS_FILTERS, RunsFilterProxy, RunsTableModel
 from app.pages.welcome import WelcomePanel, demo_run, own_runs
+from app.widgets import file_dialogs
 from ul_engine.errors import ULError
 
 
@@ -390,7 +390,7 @@ class RunsPage(QWidget):
     @staticmethod
     def ask_training_folder(parent: QWidget) -> str:
         """A folder of the user's images (tests patch this)."""
-        return QFileDialog.getExistingDirectory(parent, "Folder of training images", str(Path.home()))
+        return file_dialogs.existing_folder(parent, "Folder of training images", "training")
 
     def duplicate(self) -> None:
         ids = self.targets()
@@ -467,7 +467,7 @@ class RunsPage(QWidget):
     @staticmethod
     def ask_export_dir(parent: QWidget, name: str) -> str:
         """Where to export (tests patch this)."""
-        base = QFileDialog.getExistingDirectory(parent, f"Export {name} to…", str(Path.home()))
+        base = file_dialogs.existing_folder(parent, f"Export {name} to…", "models")
         return str(Path(base) / name) if base else ""
 
     def compare_selected(self) -> None:

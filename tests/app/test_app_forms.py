@@ -44,3 +44,17 @@ def test_the_wheel_scrolls_the_new_run_form_not_the_field_under_the_pointer(qtbo
     wheel(spin, 1)
     assert spin.value() == before + 1
     dialog.reject()
+
+
+def test_the_demos_samples_go_to_a_folder_named_demo(qtbot, make_ctx, home) -> None:
+    from app.pages.generate import GeneratePage
+    from ul_engine.demo import ensure_demo_run
+
+    ctx = make_ctx()
+    demo = ensure_demo_run(ctx.store)
+    assert demo is not None and demo.stage == 2
+    page = GeneratePage(ctx)
+    qtbot.addWidget(page)
+    page.runs.refresh()
+    assert page.runs.info().name == "demo"
+    assert page.samples_folder() == home / "samples" / "demo"  # not runs/<id>/samples
