@@ -111,6 +111,7 @@ class LatentsPage(QWidget):
         self.images: dict[str, str | None] = {"a": None, "b": None}
         self.results: dict[str, dict[str, Any] | None] = {"a": None, "b": None}
         self._tokens: dict[str, int] = {"a": 0, "b": 0}
+        self._encoding: set[str] = set()  # slots whose image is being encoded (their latents are stale)
         self.inspect_slot = "a"
         self.trajectory: list[dict[str, Any]] = []
         self._strip_token = 0
@@ -483,7 +484,10 @@ class LatentsPage(QWidget):
             return False
         self._tokens[slot] += 1
         token = self._tokens[slot]
+        self._encoding.add(slot)
         widget.caption.setText(f"{Path(path).name}: encoding…")
+        self.interp.clear(f"Image {slot.upper()} is being encoded; the interpolation follows.")
+        self.strip.clear()
         session.request(
             "latents_analyze",
             lambda ok, result: self._on_analyzed(slot, token, path, ok, result),
@@ -498,6 +502,7 @@ class LatentsPage(QWidget):
     def _on_analyzed(self, slot: str, token: int, path: str, ok: bool, result: Any) -> None:
         if token != self._tokens[slot]:
             return
+        self._encoding.discard(slot)
         widget = self.slots[slot]
         if not ok:
             self.results[slot] = None
@@ -624,7 +629,7 @@ class LatentsPage(QWidget):
 
     def _decode_interpolate(self, t: float, preview: bool, done: Callable[[bool, Any], None]) -> bool:
         a, b = self._latent("a"), self._latent("b")
-        if not (a and b):
+        if not (a and b) or self._encoding:  # an image is being (re-)encoded: its old latent is stale
             return False
         return self._frames(
             done, preview=preview, kind="interpolate", latent=a, latent_b=b, values=[t],
@@ -667,7 +672,7 @@ class LatentsPage(QWidget):
         """The film strip: N full decodes from A to B."""
         a, b = self._latent("a"), self._latent("b")
         session = self._session()
-        if not (a and b) or session is None or self.run_id() is None:
+        if not (a and b) or self._encoding or session is None or self.run_id() is None:
             return False
         n = self.strip_frames.value()
         values = [i / (n - 1) for i in range(n)]

@@ -341,7 +341,7 @@ class ReconstructPage(QWidget):
         self.overall = QProgressBar()
         self.overall.setRange(0, 1)
         self.overall.setValue(0)
-        self.overall.setFormat("%v / %m images")
+        self.overall.setFormat("No images: drop images here")
         self.overall.setToolTip("Images finished (done, failed or cancelled) out of all in the list.")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip(
@@ -378,6 +378,7 @@ class ReconstructPage(QWidget):
             self.pair.addItem(text, key)
         self.pair.setToolTip("Which two images the views compare.")
         self.pair.currentIndexChanged.connect(lambda _=0: self._show(self._shown, force=True))
+        self.compare_picker.changed.connect(self._update_pairs)
         pair_row.addWidget(self.pair, 1)
         rv.addLayout(pair_row)
         body = QHBoxLayout()
@@ -466,6 +467,7 @@ class ReconstructPage(QWidget):
                 select = (best.run_id, None)
         self.picker.set_models(models, select)
         self.compare_picker.set_models(models)
+        self._update_pairs()
         if not models:
             self.status.setText(
                 "No model yet: train a stage-1 run on the Runs page (the smoke preset takes a minute); "
@@ -838,11 +840,24 @@ class ReconstructPage(QWidget):
         self._show(None)
         self._update_overall()
 
+    def _update_pairs(self) -> None:
+        """The comparisons with model B are offered only when a model B is chosen."""
+        has_b = self.compare_picker.current() is not None
+        model = self.pair.model()
+        for row in range(self.pair.count()):
+            if self.pair.itemData(row) in ("input-b", "a-b"):
+                item = model.item(row)
+                item.setEnabled(has_b)
+                item.setToolTip("" if has_b else "Choose a model in “Compare with” first.")
+        if not has_b and self.pair.currentData() in ("input-b", "a-b"):
+            self.pair.setCurrentIndex(self.pair.findData("input-a"))
+
     def _update_overall(self) -> None:
         items = self.table_model.items
         finished = sum(1 for i in items if i.state in (DONE, ERROR, CANCELLED))
         self.overall.setRange(0, max(1, len(items)))
         self.overall.setValue(finished)
+        self.overall.setFormat("%v / %m images" if items else "No images: drop images here")
         self.cancel_button.setEnabled(self.is_busy())
 
     # ---- showing one image -----------------------------------------------------------------------------

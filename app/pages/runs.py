@@ -345,19 +345,34 @@ class RunsPage(QWidget):
         info = row.info
         lines = [f"run {info.id} · {info.name} · preset {info.preset} · stage {info.stage} · {info.status}"]
         if info.parent_run_id:
-            lines.append(f"stage 2 of run {info.parent_run_id} (checkpoint {info.parent_checkpoint_id})")
+            lines.append(f"stage 2 of {self._parent_text(info)}")
         if info.device:
             lines.append(f"device {info.device}" + (f" · pid {info.pid}" if info.pid else ""))
-        if info.error:
-            lines.append(f"error: {info.error}")
-        if info.exit_code not in (None, 0):
-            lines.append(f"exit code {info.exit_code}")
+        if row.failure:  # only the last session's: a re-queued run that trains again shows none
+            error, *rest = row.failure.splitlines()
+            lines.append(f"error: {error}" if info.error else error)
+            lines.extend(rest)
+        if row.card:
+            card = " · ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in row.card.items())
+            lines.append(f"measured when it was made: {card} (docs/demo-model.md)")
         if info.stderr_tail and info.status == "failed":
             lines.append("— last lines of the worker's stderr —")
             lines.extend(info.stderr_tail.splitlines()[-30:])
         text = "\n".join(lines)
         if self.details.toPlainText() != text:
             self.details.setPlainText(text)
+
+    def _parent_text(self, info: Any) -> str:
+        """"run s1 (3), checkpoint at step 1,200": the step the user knows, not the checkpoint's row id."""
+        parent = self.ctx.repo.run(info.parent_run_id)
+        name = f"run {parent.info.name} ({info.parent_run_id})" if parent is not None else f"run {info.parent_run_id}"
+        if info.parent_checkpoint_id is None:
+            return name
+        try:
+            step = self.ctx.store.get_checkpoint(info.parent_checkpoint_id).step
+        except ULError:
+            return f"{name}, a checkpoint that was since deleted"
+        return f"{name}, checkpoint at step {step:,}"
 
     def _run_all(self, fn: Callable[[int], None], ids: list[int] | None = None) -> None:
         for run_id in ids if ids is not None else self.targets():

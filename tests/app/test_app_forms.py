@@ -58,3 +58,89 @@ def test_the_demos_samples_go_to_a_folder_named_demo(qtbot, make_ctx, home) -> N
     page.runs.refresh()
     assert page.runs.info().name == "demo"
     assert page.samples_folder() == home / "samples" / "demo"  # not runs/<id>/samples
+
+
+def test_reconstruct_offers_model_b_comparisons_only_with_a_model_b_and_an_empty_list_says_so(
+    qtbot, make_ctx
+) -> None:
+    from app.pages.reconstruct import ReconstructPage
+    from ul_engine.demo import ensure_demo_run
+
+    ctx = make_ctx()
+    demo = ensure_demo_run(ctx.store)
+    page = ReconstructPage(ctx)
+    qtbot.addWidget(page)
+    page.show()
+    page.refresh_models()
+    assert "0 / 1" not in page.overall.text() and "No images" in page.overall.text()
+
+    def enabled(key: str) -> bool:
+        return page.pair.model().item(page.pair.findData(key)).isEnabled()
+
+    assert page.compare_picker.current() is None
+    assert not enabled("input-b") and not enabled("a-b") and enabled("input-a")
+    page.pair.setCurrentIndex(page.pair.findData("input-b"))  # a stale choice falls back to A
+    page._update_pairs()
+    assert page.pair.currentData() == "input-a"
+    page.compare_picker.select(demo.id)
+    assert enabled("input-b") and enabled("a-b")
+    page.compare_picker.select(None)
+    assert not enabled("input-b")
+
+
+def test_the_demo_row_shows_its_known_bits_per_pixel_and_psnr(qtbot, window, ctx) -> None:
+    import json
+
+    from ul_engine.demo import demo_folder, ensure_demo_run
+
+    card = json.loads((demo_folder() / "model.json").read_text())["metrics"]
+    demo = ensure_demo_run(ctx.store)
+    ctx.repo.refresh()
+    model = window.page("runs").model
+    row = model.row_for(demo.id)
+    assert model.data(model.index(row, 4)) == f"{card['bits_per_pixel']:.3g}"
+    assert model.data(model.index(row, 5)) == f"{card['psnr']:.2f} dB"
+
+
+def test_run_details_name_the_parent_checkpoints_step(qtbot, window, ctx, store, tmp_path) -> None:
+    from ul_app_testkit import seed_run
+
+    parent = seed_run(store, name="base1", steps=20)
+    file = store.run_dir(parent) / "checkpoints" / "step-00001200.safetensors"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(b"weights")
+    for step in (400, 800):  # earlier rows: the checkpoint's id is not its step
+        store.add_checkpoint(parent, step=step, path=file.with_name(f"s{step}"), sha256=f"{step:064d}")
+    ck = store.add_checkpoint(parent, step=1200, path=file, sha256="a" * 64)
+    child = store.create_run(name="gen2", stage=2, preset="smoke", config=store.get_run(parent).config,
+                             parent_run_id=parent, parent_checkpoint_id=ck.id)  # fmt: skip
+    ctx.repo.refresh()
+    runs = window.page("runs")
+    runs.select_run(child.id)
+    text = runs.details.toPlainText()
+    assert "stage 2 of run base1 (1), checkpoint at step 1,200" in text
+    assert f"checkpoint {ck.id}" not in text
+
+
+def test_a_crashed_run_that_is_queued_again_no_longer_shows_its_old_error(qtbot, window, ctx, store) -> None:
+    from ul_app_testkit import seed_run
+
+    from app.models.runs_model import RUN_ID_ROLE
+
+    run_id = seed_run(store, name="crashy", steps=10, status="failed")
+    store.update_run(run_id, error="CUDA out of memory", exit_code=1)
+    ctx.repo.refresh()
+    runs = window.page("runs")
+    runs.select_run(run_id)
+    assert "error: CUDA out of memory" in runs.details.toPlainText()
+    model = runs.model
+    status = model.index(model.row_for(run_id), 2)
+    assert "CUDA out of memory" in model.data(status, Qt.ItemDataRole.ToolTipRole)
+
+    ctx.runner.enabled = False  # queued, not started: the error belongs to the session that crashed
+    ctx.controller.start(run_id)
+    ctx.repo.refresh()
+    assert store.get_run(run_id).status == "queued" and store.get_run(run_id).error == "CUDA out of memory"
+    assert model.data(status, RUN_ID_ROLE) == run_id
+    assert "CUDA out of memory" not in runs.details.toPlainText() and "exit code" not in runs.details.toPlainText()
+    assert "CUDA out of memory" not in (model.data(status, Qt.ItemDataRole.ToolTipRole) or "")

@@ -112,11 +112,31 @@ def test_clicking_a_sample_opens_it_in_latents(qtbot, env) -> None:
     window, page = env["window"], env["page"]
     item = page.gallery.item(0)
     latents = window.page("latents")
+    window.show_page("latents")  # A and B are open on the stage-1 run, the interpolation shows a frame of them
+    latents.runs.select(1)
+    for slot, seed in (("a", 21), ("b", 22)):
+        with qtbot.waitSignal(latents.analyzed, timeout=WAIT_MS):
+            latents.set_image(slot, write_image(env["files"] / f"{slot}.png", seed))
+    qtbot.waitUntil(lambda: not latents.interp.busy() and latents.interp.view.path is not None, timeout=WAIT_MS)
+    used: list[str] = []
+    decode = latents._frames
+
+    def spy(done, **params):  # which latent each interpolation frame is decoded from
+        if params.get("kind") == "interpolate":
+            used.append(params["latent"])
+        return decode(done, **params)
+
+    latents._frames = spy
+    window.show_page("generate")
     with qtbot.waitSignal(latents.analyzed, timeout=WAIT_MS):
         page.gallery.itemClicked.emit(item)
         assert window.current_page_id() == "latents"
-    assert latents.runs.info().name == "s2" and latents.results["a"]["source"] == "generated"
+    qtbot.waitUntil(lambda: (latents.results["a"] or {}).get("source") == "generated", timeout=WAIT_MS)
+    assert latents.runs.info().name == "s2"
     assert latents.traj_seed.value() == 4 and latents.traj_base_steps.value() == 4
+    qtbot.waitUntil(lambda: not latents.interp.busy(), timeout=WAIT_MS)
+    del latents._frames
+    assert used and used[-1] == latents.results["a"]["latent"]  # the interpolation is of the new A
     QApplication.processEvents()
 
 
