@@ -363,7 +363,7 @@ class RunsPage(QWidget):
             self.details.setPlainText(text)
 
     def _parent_text(self, info: Any) -> str:
-        """"run s1 (3), checkpoint at step 1,200": the step the user knows, not the checkpoint's row id."""
+        """ "run s1 (3), checkpoint at step 1,200": the step the user knows, not the checkpoint's row id."""
         parent = self.ctx.repo.run(info.parent_run_id)
         name = f"run {parent.info.name} ({info.parent_run_id})" if parent is not None else f"run {info.parent_run_id}"
         if info.parent_checkpoint_id is None:

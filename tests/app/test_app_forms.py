@@ -60,9 +60,7 @@ def test_the_demos_samples_go_to_a_folder_named_demo(qtbot, make_ctx, home) -> N
     assert page.samples_folder() == home / "samples" / "demo"  # not runs/<id>/samples
 
 
-def test_reconstruct_offers_model_b_comparisons_only_with_a_model_b_and_an_empty_list_says_so(
-    qtbot, make_ctx
-) -> None:
+def test_reconstruct_offers_model_b_comparisons_only_with_a_model_b_and_an_empty_list_says_so(qtbot, make_ctx) -> None:
     from app.pages.reconstruct import ReconstructPage
     from ul_engine.demo import ensure_demo_run
 
