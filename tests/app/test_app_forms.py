@@ -142,3 +142,24 @@ def test_a_crashed_run_that_is_queued_again_no_longer_shows_its_old_error(qtbot,
     assert model.data(status, RUN_ID_ROLE) == run_id
     assert "CUDA out of memory" not in runs.details.toPlainText() and "exit code" not in runs.details.toPlainText()
     assert "CUDA out of memory" not in (model.data(status, Qt.ItemDataRole.ToolTipRole) or "")
+
+
+def test_the_rate_distortion_page_explains_itself_when_there_is_nothing_to_plot(qtbot, make_ctx, store) -> None:
+    from ul_app_testkit import seed_run
+
+    from app.pages.rate_distortion import RateDistortionPage
+
+    ctx = make_ctx()
+    page = RateDistortionPage(ctx)
+    qtbot.addWidget(page)
+    page.show()
+    assert page.plot_stack.currentWidget() is page.empty and "No checkpoints yet" in page.empty.text()
+
+    run = seed_run(store, name="fresh", steps=10)
+    file = store.run_dir(run) / "checkpoints" / "step-00000010.safetensors"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(b"weights")
+    store.add_checkpoint(run, step=10, path=file, sha256="b" * 64)
+    page.refresh()
+    assert page.plot_stack.currentWidget() is page.empty
+    assert "Nothing evaluated yet" in page.empty.text() and "Evaluate missing" in page.empty.text()
