@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -45,6 +46,7 @@ from ul_engine.sample_settings import read_sample_settings
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif)"
 SLOTS = ("a", "b")
+EXPORT_CHUNK = 4  # frames per decode request of an export: the progress advances at this granularity
 SCRUBS = ("interpolate", "noise", "channel", "trajectory")
 OFFSET_RANGE = 3.0  # the channel-offset slider spans ±this
 PREVIEW_DENOISER_STEPS = 8  # the noise scrub's prior/base steps over the whole λ range while dragging
@@ -112,6 +114,7 @@ class LatentsPage(QWidget):
         self.results: dict[str, dict[str, Any] | None] = {"a": None, "b": None}
         self._tokens: dict[str, int] = {"a": 0, "b": 0}
         self._encoding: set[str] = set()  # slots whose image is being encoded (their latents are stale)
+        self.export_steps: list[tuple[int, int, str]] = []  # every progress step of exports (tests)
         self.inspect_slot = "a"
         self.trajectory: list[dict[str, Any]] = []
         self._strip_token = 0
@@ -262,7 +265,12 @@ class LatentsPage(QWidget):
         export.addWidget(self.export_frames)
         export.addWidget(QLabel("fps"))
         export.addWidget(self.export_fps)
+        self.export_progress = QProgressBar()
+        self.export_progress.setMaximumWidth(160)
+        self.export_progress.setToolTip("Frames decoded out of the frames asked for, then writing the files.")
+        self.export_progress.hide()
         export.addWidget(self.export_button)
+        export.addWidget(self.export_progress)
         export.addWidget(self.export_status, 1)
         layout.addLayout(export)
         return panel
@@ -771,18 +779,20 @@ class LatentsPage(QWidget):
 
     def export(self, kind: str, mp4: str | Path, frames: int | None = None) -> bool:
         """Decode `frames` values of a scrub in full (the trajectory: its recorded frames) and write
-        `mp4` and the GIF beside it; `exported` carries the result."""
+        `mp4` and the GIF beside it; `exported` carries the result. The frames are decoded a few at a time,
+        so the bar and the label count them ("Decoding frames 8 / 24"), then say when the files are written."""
         session = self._session()
         mp4 = Path(mp4)
         gif = mp4.with_suffix(".gif")
         fps = self.export_fps.value()
 
         def write(paths: list[str]) -> None:
-            self.export_status.setText(f"Writing {mp4.name} and {gif.name}…")
+            self._export_step(len(paths), len(paths), f"Writing {mp4.name} and {gif.name}…")
+            self.export_progress.setRange(0, 0)  # busy: the encoder reports no steps
             session.request("export_video", on_written, frames=paths, mp4=str(mp4), gif=str(gif), fps=fps)
 
         def on_written(ok: bool, result: Any) -> None:
-            self.export_button.setEnabled(True)
+            self._export_done()
             if not ok:
                 self.export_status.setText(f"Export failed: {result}")
                 return
@@ -818,18 +828,40 @@ class LatentsPage(QWidget):
         if not params.get("latent"):
             self.export_status.setText("Open an image first.")
             return False
+        run_id, out = self.run_id(), self._next_dir(f"export-{kind}")
+        images: list[str] = []
+
+        def next_chunk() -> None:
+            start = len(images)
+            self._export_step(start, n, f"Decoding frames {start} / {n}…")
+            session.request(
+                "latents_frames", decoded, run=run_id, out=out, values=values[start : start + EXPORT_CHUNK],
+                steps=self.full_steps.value(), seed=self.seed.value(), prefix=f"{kind}-{start:04d}", **params,
+            )  # fmt: skip
 
         def decoded(ok: bool, result: Any) -> None:
             if not ok:
-                self.export_button.setEnabled(True)
+                self._export_done()
                 self.export_status.setText(f"Export failed: {result}")
                 return
-            write(result["images"])
+            images.extend(result["images"])
+            if len(images) < n:
+                next_chunk()
+            else:
+                write(images)
 
         self.export_button.setEnabled(False)
-        self.export_status.setText(f"Decoding {n} frames…")
-        session.request(
-            "latents_frames", decoded, run=self.run_id(), out=self._next_dir(f"export-{kind}"), values=values,
-            steps=self.full_steps.value(), seed=self.seed.value(), prefix=kind, **params,
-        )  # fmt: skip
+        next_chunk()
         return True
+
+    def _export_step(self, done: int, total: int, text: str) -> None:
+        self.export_progress.show()
+        self.export_progress.setRange(0, max(1, total))
+        self.export_progress.setValue(done)
+        self.export_progress.setFormat(f"{done} / {total}")
+        self.export_status.setText(text)
+        self.export_steps.append((done, total, text))
+
+    def _export_done(self) -> None:
+        self.export_button.setEnabled(True)
+        self.export_progress.hide()

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence, QPainter
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -112,6 +112,9 @@ class RunsPage(QWidget):
         self.ctx = ctx
         self.controller = ctx.controller
         self.last_dialog: Any = None
+        self.last_export_box: QMessageBox | None = None
+        self._exports: dict[int, Path] = {}  # run id → the folder its running export writes
+        self.controller.export_finished.connect(self._on_exported)
         self.target_provider: Callable[[], list[int]] = self.selected_ids
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 8)
@@ -477,7 +480,33 @@ class RunsPage(QWidget):
         info = self.ctx.store.get_run(ids[0])
         out = self.ask_export_dir(self, info.name)
         if out:
+            self._exports[info.id] = Path(out)
             self.controller.export(info.id, Path(out))
+
+    def _on_exported(self, run_id: int, ok: bool, message: str) -> None:
+        """Say where an export went (or why it failed), with a button that opens the folder."""
+        out = self._exports.pop(run_id, None)
+        if out is None:
+            return
+        row = self.ctx.repo.run(run_id)
+        name = row.info.name if row is not None else f"run {run_id}"
+        box = QMessageBox(self)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        if ok:
+            box.setIcon(QMessageBox.Icon.Information)
+            box.setWindowTitle("Export finished")
+            box.setText(f"{name} was exported to\n{out}")
+            box.setInformativeText("The folder holds the model's weights (safetensors) and their JSON settings.")
+            opener = box.addButton("Open folder", QMessageBox.ButtonRole.ActionRole)
+            opener.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(out))))
+        else:
+            box.setIcon(QMessageBox.Icon.Warning)
+            box.setWindowTitle("Export failed")
+            box.setText(f"{name} could not be exported to {out}:\n{message}")
+        box.addButton(QMessageBox.StandardButton.Ok)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.last_export_box = box
+        box.open()
 
     @staticmethod
     def ask_export_dir(parent: QWidget, name: str) -> str:

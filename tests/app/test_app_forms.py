@@ -163,3 +163,29 @@ def test_the_rate_distortion_page_explains_itself_when_there_is_nothing_to_plot(
     page.refresh()
     assert page.plot_stack.currentWidget() is page.empty
     assert "Nothing evaluated yet" in page.empty.text() and "Evaluate missing" in page.empty.text()
+
+
+def test_run_export_confirms_where_it_wrote_with_an_open_folder_button(qtbot, window, ctx, home, tmp_path,
+                                                                      monkeypatch) -> None:  # fmt: skip
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.pages.runs import RunsPage
+    from ul_engine.cli import main as ul_main
+
+    args = ["--home", str(home), "train", "--preset", "smoke", "--steps", "2", "--name", "tiny"]
+    assert ul_main([*args, "--set", "train.threads=1", "--json"]) == 0
+    ctx.repo.refresh()
+    runs = window.page("runs")
+    run_id = ctx.store.get_run("tiny").id
+    runs.select_run(run_id)
+    out = tmp_path / "bundles" / "tiny"
+    monkeypatch.setattr(RunsPage, "ask_export_dir", staticmethod(lambda parent, name: str(out)))
+    with qtbot.waitSignal(ctx.controller.export_finished, timeout=180_000) as done:
+        runs.export()
+    assert done.args[1], done.args[2]
+    box = runs.last_export_box
+    assert box is not None and box.isVisible() and box.windowTitle() == "Export finished"
+    assert str(out) in box.text() and (out / "decoder.safetensors").is_file()
+    labels = [b.text() for b in box.buttons()]
+    assert "Open folder" in labels
+    box.button(QMessageBox.StandardButton.Ok).click()

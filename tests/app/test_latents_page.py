@@ -140,6 +140,19 @@ def test_exports_read_back_as_mp4_and_gif(qtbot, page_env) -> None:
         assert "Wrote" in page.export_status.text()
 
 
+def test_an_export_counts_its_frames_then_says_it_writes(qtbot, page_env) -> None:
+    page, files = page_env["page"], page_env["files"]
+    page.export_steps.clear()
+    with qtbot.waitSignal(page.exported, timeout=WAIT_MS):
+        assert page.export("interpolate", files / "counted.mp4", frames=10)
+        assert page.export_progress.isVisible() and page.export_progress.maximum() == 10
+    steps = page.export_steps
+    assert [s[:2] for s in steps] == [(0, 10), (4, 10), (8, 10), (10, 10)]  # frames decoded / total…
+    assert steps[1][2] == "Decoding frames 4 / 10…"
+    assert steps[-1][2] == "Writing counted.mp4 and counted.gif…"  # …then writing
+    assert not page.export_progress.isVisible() and video_io.read_mp4_info(files / "counted.mp4")[0] == 10
+
+
 def test_bad_input_gets_a_clear_message(qtbot, page_env) -> None:
     page, files = page_env["page"], page_env["files"]
     bad = files / "notes.png"
