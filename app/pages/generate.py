@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import glossary
 from app.pages.video_generate import VideoSamplingView
 from app.pages.video_reconstruct import is_video_config
 from app.widgets import file_dialogs
@@ -186,7 +187,8 @@ class GeneratePage(QWidget):
         self.sampler = QComboBox()
         for label, name in SAMPLERS:
             self.sampler.addItem(label, name)
-        self.sampler.setToolTip("The sampler of both the base model and the decoder.")
+        self.sampler.setToolTip("Used by both the base model and the decoder. " + glossary.tip("sampler"))
+        glossary.tip_items(self.sampler, [name for _label, name in SAMPLERS])
         self.guidance = QDoubleSpinBox()
         self.guidance.setRange(0.0, 50.0)
         self.guidance.setSingleStep(0.5)

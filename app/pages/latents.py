@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import glossary
 from app.widgets import file_dialogs
 from app.widgets.latent_tiles import SEQUENTIAL_STOPS, ColorBar, LatentTiles, PixelImage
 from app.widgets.run_combo import RunCombo
@@ -340,6 +341,7 @@ class LatentsPage(QWidget):
             placeholder="Open an image to push its latent into noise.",
         )
         self.noise.slider.setValue(150)
+        self.noise.value_label.setToolTip(glossary.tip("noise_level"))
         self.noise.slider.setToolTip("The log-SNR λ the latent is pushed to before the model denoises it back.")
         layout.addWidget(self.noise, 1)
         return tab

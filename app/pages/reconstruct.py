@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import glossary
 from app.pages.video_reconstruct import VideoReconstructView, is_video_config, video_model_refusal
 from app.widgets import file_dialogs
 from app.widgets.checkpoint_picker import CheckpointPicker, preferred, stage1_models
@@ -268,7 +269,8 @@ class ReconstructPage(QWidget):
         self.steps.setToolTip("Decoder sampling steps (noise → image). More steps: slower, usually sharper.")
         self.sampler = QComboBox()
         self.sampler.addItems(list(SAMPLERS))
-        self.sampler.setToolTip("The decoder's sampler: ancestral (stochastic), DDIM or DPM-Solver++(2M).")
+        self.sampler.setToolTip(glossary.tip("sampler"))
+        glossary.tip_items(self.sampler, list(SAMPLERS))
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setValue(int(self.settings.get("reconstruct/seed", 0, int)))
@@ -276,10 +278,7 @@ class ReconstructPage(QWidget):
         self.samples = QSpinBox()
         self.samples.setRange(1, min(16, MAX_SAMPLES))
         self.samples.setValue(int(self.settings.get("reconstruct/samples", 1, int)))
-        self.samples.setToolTip(
-            "K decodes of each latent with different seeds: 2 or more adds their mean and a per-pixel "
-            "standard-deviation map (what the decoder invents rather than reads from the latent)."
-        )
+        self.samples.setToolTip(glossary.tip("samples_k"))
         self.apply_button = QPushButton("Apply to all")
         self.apply_button.setToolTip(
             "Reconstruct every image in the list again with these settings (cached ones at once)."
@@ -415,6 +414,7 @@ class ReconstructPage(QWidget):
         self.tabs.setTabToolTip(3, "Mean of K decodes and their per-pixel standard deviation.")
         body.addWidget(self.tabs, 1)
         self.metrics_panel = metrics_panel()
+        self.metrics_panel.setToolTip(glossary.metrics_tip())
         body.addWidget(self.metrics_panel)
         rv.addLayout(body, 1)
         self.video_view = VideoReconstructView(self.ctx, self._video_model, self._video_params)

@@ -189,3 +189,59 @@ def test_run_export_confirms_where_it_wrote_with_an_open_folder_button(qtbot, wi
     labels = [b.text() for b in box.buttons()]
     assert "Open folder" in labels
     box.button(QMessageBox.StandardButton.Ok).click()
+
+
+def test_every_field_of_the_new_run_form_explains_itself_and_says_what_to_expect(qtbot, ctx) -> None:
+    from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QFormLayout, QLabel, QLineEdit
+
+    from app import glossary
+    from app.pages.new_run import NewRunDialog
+
+    dialog = NewRunDialog(ctx, preset="folder-64")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    fields = [
+        w for kind in (QLineEdit, QAbstractSpinBox, QComboBox, QAbstractButton) for w in dialog.findChildren(kind)
+    ]
+    fields = [w for w in fields if not isinstance(w.parent(), QAbstractSpinBox | QComboBox)]  # inner editors
+    missing = [w.objectName() or w.metaObject().className() + ":" + getattr(w, "text", str)() for w in fields
+               if not w.toolTip().strip()]  # fmt: skip
+    assert len(fields) > 60 and not missing  # every input of the form and of Advanced has a tooltip
+    assert dialog.loss_factor.toolTip() == glossary.tip("loss_factor")
+    labels = {}
+    for form in dialog.findChildren(QFormLayout):
+        for row in range(form.rowCount()):
+            label = form.itemAt(row, QFormLayout.ItemRole.LabelRole)
+            field = form.itemAt(row, QFormLayout.ItemRole.FieldRole)
+            if label and isinstance(label.widget(), QLabel) and field:
+                labels[label.widget().text()] = field.widget()
+    assert "Loss factor (c_lf)" in labels and "Sigmoid bias (b)" in labels  # the precise term stays in the label
+
+    dialog.loss_factor.setValue(1.5)  # folder-64 keeps the paper's factor: say what that means
+    assert "may carry almost nothing" in dialog.expect.text()
+    dialog.loss_factor.setValue(10.0)
+    assert "keep the picture" in dialog.expect.text() and "almost nothing" not in dialog.expect.text()
+    descriptions = [dialog.preset.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(dialog.preset.count())]
+    assert all(d and any(w in d for w in ("minute", "hour", "GPU")) for d in descriptions)  # how long to expect
+    dialog.reject()
+
+
+def test_the_method_terms_have_plain_words_on_every_page(qtbot, make_ctx) -> None:
+    from app import glossary
+    from app.pages.generate import GeneratePage
+    from app.pages.latents import LatentsPage
+    from app.pages.reconstruct import ReconstructPage
+
+    ctx = make_ctx()
+    recon, gen, lat = ReconstructPage(ctx), GeneratePage(ctx), LatentsPage(ctx)
+    for page in (recon, gen, lat):
+        qtbot.addWidget(page)
+    assert recon.samples.toolTip() == glossary.tip("samples_k")
+    for combo in (recon.sampler, gen.sampler):
+        tips = {combo.itemText(i): combo.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(combo.count())}
+        assert tips["ancestral"] == glossary.tip("ancestral") and all(tips.values())
+    assert glossary.tip("noise_level") in lat.noise.value_label.toolTip()
+    assert glossary.tip("kl1").startswith("KL at t = 1")
+    from app.plots import PANELS
+
+    assert next(p for p in PANELS if p.id == "kl1").tip == glossary.tip("kl1")
