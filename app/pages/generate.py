@@ -318,7 +318,7 @@ class GeneratePage(QWidget):
         return True
 
     def _refuse(self, message: str) -> None:
-        """A PNG's settings were not applied: say why here and in the status bar."""
+        """Nothing was applied or written: say why here and in the status bar."""
         self.status.setText(f"Nothing changed: {message}")
         self.ctx.message.emit(message)
 
@@ -565,12 +565,17 @@ class GeneratePage(QWidget):
             if not target:
                 return []
             target_path = Path(target) if Path(target).suffix else Path(target + ".png")
-            written = copy_samples(paths, target_path.parent, names=[target_path.name], overwrite=True)
+            folder, names, overwrite = target_path.parent, [target_path.name], True
         else:
-            folder = file_dialogs.existing_folder(self, f"Save {len(paths)} samples to", "samples")
-            if not folder:
+            chosen = file_dialogs.existing_folder(self, f"Save {len(paths)} samples to", "samples")
+            if not chosen:
                 return []
-            written = copy_samples(paths, Path(folder))
+            folder, names, overwrite = Path(chosen), None, False
+        try:
+            written = copy_samples(paths, folder, names=names, overwrite=overwrite)
+        except OSError as exc:
+            self._refuse(f"could not save to {folder}: {exc.strerror or exc}")
+            return []
         where = written[0] if len(written) == 1 else written[0].parent if written else None
         message = f"Saved {len(written)} sample{'s' if len(written) != 1 else ''} to {where} (settings embedded)."
         self.status.setText(message)

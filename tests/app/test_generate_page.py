@@ -219,6 +219,11 @@ def test_samples_save_with_their_settings_from_the_button_and_the_context_menu(q
     page.save_all()  # the same names again: nothing is overwritten
     assert len(list(out.glob("s2-seed0000*.png"))) == 8 + 2
 
+    blocked = env["files"] / "a-file"
+    blocked.write_text("not a folder")
+    _patch_dialogs(monkeypatch, blocked / "inside")
+    assert page.save_all() == [] and "could not save" in page.status.text()  # one line, no traceback
+
 
 def _write_sample(path: Path, **text: str) -> Path:
     from PIL.PngImagePlugin import PngInfo
