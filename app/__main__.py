@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from app import APP_NAME, ORGANIZATION, __version__, theme
     from app.resources import app_icon
+    from app.widgets.wheel_guard import install_wheel_guard
 
     QCoreApplication.setOrganizationName(ORGANIZATION)
     QCoreApplication.setApplicationName(ORGANIZATION)
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setDesktopFileName("io.github.ulstudio.ULStudio")  # packaging/desktop/: the window finds its entry
     app.setWindowIcon(app_icon())
     theme.apply(app)
+    install_wheel_guard()
     app._ul_theme_watcher = theme.ThemeWatcher(app)
 
     from app.context import AppContext

@@ -25,6 +25,7 @@ from app.context import AppContext
 from app.pages.placeholder import PlaceholderPage
 from app.pages.runs import RunsPage
 from app.resources import app_icon
+from app.widgets.wheel_guard import install_wheel_guard
 from app.workers.training import GRACE_S, TERM_GRACE_S
 
 PAGES = (
@@ -43,6 +44,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, ctx: AppContext, *, restore: bool = True, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        install_wheel_guard()  # before any page exists: its spin boxes are polished with StrongFocus
         self.ctx = ctx
         self.settings = ctx.settings
         self._shown_once = False

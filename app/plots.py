@@ -18,7 +18,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
-from app import theme
+from app import glossary, theme
 
 pg.setConfigOptions(antialias=False, useNumba=False, background=None)
 
@@ -53,7 +53,7 @@ PANELS: tuple[PanelSpec, ...] = (
     ),
     PanelSpec(
         "kl1", "KL at t = 1", ("loss/prior_kl1",),
-        "KL between the noisiest latent and the standard normal; should stay near zero.",
+        glossary.tip("kl1"),
     ),
     PanelSpec(
         "base", "Base model loss", ("loss/base_weighted", "loss/base_elbo"),

@@ -12,6 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from ul_engine.demo import SHIPPED, bundle_checkpoint
 from ul_engine.store import ACTIVE_RUN_STATUSES, JobInfo, RunInfo
 
 BITS_KEYS = {1: "rate/bits_per_pixel", 2: "rate/base_bits_per_pixel"}
@@ -24,6 +25,7 @@ class RunRow:
     info: RunInfo
     summary: dict[str, dict[str, Any]] = field(default_factory=dict)
     has_checkpoint: bool = False
+    card: dict[str, float] = field(default_factory=dict)  # a shipped model's measured numbers (its bundle row)
 
     @property
     def id(self) -> int:
@@ -45,11 +47,25 @@ class RunRow:
         evaluated = self.last("eval/bits_per_pixel")
         if evaluated is not None:
             return evaluated
-        return self.last(BITS_KEYS.get(self.info.stage, "rate/bits_per_pixel"))
+        logged = self.last(BITS_KEYS.get(self.info.stage, "rate/bits_per_pixel"))
+        return logged if logged is not None else self.card.get("bits_per_pixel")
 
     @property
     def psnr(self) -> float | None:
-        return self.last("eval/psnr")
+        evaluated = self.last("eval/psnr")
+        return evaluated if evaluated is not None else self.card.get("psnr")
+
+    @property
+    def failure(self) -> str | None:
+        """The error and exit code of the run's last session, while it is not queued or training again: a
+        crashed run that was re-queued starts clean."""
+        info = self.info
+        if info.status in (*ACTIVE_RUN_STATUSES, "queued"):
+            return None
+        lines = [info.error or ""]
+        if info.exit_code not in (None, 0):
+            lines.append(f"exit code {info.exit_code}")
+        return "\n".join(line for line in lines if line) or None
 
     @property
     def progress(self) -> float | None:
@@ -62,6 +78,16 @@ class RunRow:
         end = self.info.finished_at if not self.info.is_active else None
         end = end or (now or datetime.now(UTC))
         return max(0.0, (end - start).total_seconds())
+
+
+def _card(store: Any, info: RunInfo) -> dict[str, float]:
+    """A shipped model's numbers recorded on its bundle checkpoint (from its model.json): the demo's
+    bits/pixel and PSNR are known without evaluating it here."""
+    if info.status != SHIPPED:
+        return {}
+    row = bundle_checkpoint(store, info)
+    metrics = dict(row.metrics or {}) if row is not None else {}
+    return {k: float(v) for k, v in metrics.items() if k in ("bits_per_pixel", "psnr") and v == v}
 
 
 class RunsRepository(QObject):
@@ -125,9 +151,11 @@ class RunsRepository(QObject):
             try:
                 summary = self.store.summary(info.id)
                 has_ck = bool(self.store.latest_checkpoint(info.id)) if info.stage == 1 else False
+                card = _card(self.store, info)
             except Exception:
                 summary, has_ck = (row.summary, row.has_checkpoint) if row else ({}, False)
-            self.rows[info.id] = RunRow(info, summary, has_ck)
+                card = row.card if row else {}
+            self.rows[info.id] = RunRow(info, summary, has_ck, card)
             changed_ids.append(info.id)
         removed = [rid for rid in self.rows if rid not in seen]
         for rid in removed:

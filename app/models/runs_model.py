@@ -151,11 +151,8 @@ class RunsTableModel(QAbstractTableModel):
 
     def _tooltip(self, row: RunRow, col: int) -> str:
         info = row.info
-        if col == 2 and (info.error or info.exit_code):
-            text = info.error or ""
-            if info.exit_code not in (None, 0):
-                text += f"\nexit code {info.exit_code}"
-            return text.strip()
+        if col == 2 and row.failure:
+            return row.failure
         if col == 0:
             parent = f"\nfrom run {info.parent_run_id}" if info.parent_run_id else ""
             return f"run {info.id} · preset {info.preset}{parent}"

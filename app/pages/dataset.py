@@ -4,7 +4,6 @@ a few thumbnails. The folder is scanned on a thread-pool thread with the engine'
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,6 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -21,6 +19,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from app.widgets import file_dialogs
 
 THUMBS = 6
 THUMB_SIZE = 56
@@ -180,8 +180,7 @@ class DatasetChooser(QWidget):
         self._debounce.start()
 
     def _browse(self) -> None:
-        start = self.path.text() or str(Path.home())
-        folder = QFileDialog.getExistingDirectory(self, "Folder of training images", start)
+        folder = file_dialogs.existing_folder(self, "Folder of training images", "training", self.path.text())
         if folder:
             self.path.setText(folder)
             self._on_path(folder)

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -33,44 +34,66 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.pages.latents import read_png_text
+from app import glossary
 from app.pages.video_generate import VideoSamplingView
 from app.pages.video_reconstruct import is_video_config
+from app.widgets import file_dialogs
 from app.widgets.gallery import Gallery
 from app.widgets.run_combo import RunCombo
 from app.widgets.video_player import is_video_path
+from ul_engine.errors import ULError
+from ul_engine.sample_settings import read_sample_settings
+from ul_engine.store.paths import samples_dir
 
 CHUNK = 4  # samples per session request: the gallery fills at this granularity
 IMAGE_HINT = (
-    "Samples are saved in the run's folder (samples/), each with its run, checkpoint, seed and settings. Drop "
-    "one here to restore its settings; click one to open it in Latents."
+    "Samples are kept in the data folder under samples/<run name>/, each PNG with its run, checkpoint, seed and "
+    "settings; Save… (or right-click a sample) copies them where you want. Drop one here to restore its "
+    "settings; click one to open it in Latents (Ctrl/Shift-click selects)."
 )
 VIDEO_HINT = (
-    "A video run: clips are saved as MP4s in the run's folder (samples/). Drop a video here to continue it from "
-    "its first k frames; each player exports its clip as MP4 or GIF."
+    "A video run: clips are kept as MP4s in the data folder under samples/<run name>/. Drop a video here to "
+    "continue it from its first k frames; each player exports its clip as MP4 or GIF."
 )
 SAMPLERS = (("ancestral", "ancestral"), ("DDIM", "ddim"), ("DPM-Solver++ (2M)", "dpmpp2m"))
 
 
 def sample_settings(path: str | Path) -> dict[str, Any] | None:
     """The settings a sample PNG carries (ul-run, ul-run-name, ul-checkpoint-sha256, ul-seed, ul-params),
-    or None when it carries none."""
-    text = read_png_text(path)
-    if "ul-seed" not in text or not ("ul-run" in text or "ul-run-name" in text):
+    validated as a whole (`ul_engine.sample_settings`); None when it carries none. Raises DataError when they
+    are unusable (a seed out of range, steps the config refuses, an oversized or deeply nested chunk)."""
+    found = read_sample_settings(path)
+    if found is None:
         return None
-    try:
-        params = json.loads(text.get("ul-params") or "{}")
-        seed = int(text["ul-seed"])
-        run = int(text["ul-run"]) if text.get("ul-run", "").isdigit() else None
-    except ValueError:
-        return None
+    params = found.params.model_dump(by_alias=True, exclude_none=True)
+    if "class" not in params:
+        params["class"] = None
     return {
-        "run": run,
-        "run_name": text.get("ul-run-name") or None,
-        "checkpoint_sha256": text.get("ul-checkpoint-sha256") or None,
-        "seed": seed,
-        "params": params if isinstance(params, dict) else {},
+        "run": found.run,
+        "run_name": found.run_name,
+        "checkpoint_sha256": found.checkpoint_sha256,
+        "seed": found.seed,
+        "params": params,
     }
+
+
+def copy_samples(
+    paths: list[str], folder: Path, *, names: list[str] | None = None, overwrite: bool = False
+) -> list[Path]:
+    """Copy sample PNGs into `folder` byte for byte (their settings chunks travel with them); an existing file
+    is kept and the copy gets " (2)", " (3)", … unless `overwrite` (the user confirmed it in the dialog)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, src in enumerate(paths):
+        target = folder / (names[i] if names else Path(src).name)
+        k = 2
+        while target.exists() and not overwrite and target.resolve() != Path(src).resolve():
+            target = folder / f"{Path(target.name).stem.split(' (')[0]} ({k}){target.suffix}"
+            k += 1
+        if target.resolve() != Path(src).resolve():
+            shutil.copyfile(src, target)
+        written.append(target)
+    return written
 
 
 class GeneratePage(QWidget):
@@ -121,6 +144,10 @@ class GeneratePage(QWidget):
         self.gallery = Gallery()
         self.gallery.setObjectName("gallery")
         self.gallery.sample_clicked.connect(self._open_sample)
+        self.gallery.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.gallery.customContextMenuRequested.connect(self._gallery_menu)
+        self.gallery.itemSelectionChanged.connect(self._update_save)
+        self.sample_added.connect(lambda _p: self._update_save())
         self.video = VideoSamplingView()
         self.video.progressed.connect(self._on_video_progress)
         self.video.finished.connect(self._on_video_finished)
@@ -160,7 +187,8 @@ class GeneratePage(QWidget):
         self.sampler = QComboBox()
         for label, name in SAMPLERS:
             self.sampler.addItem(label, name)
-        self.sampler.setToolTip("The sampler of both the base model and the decoder.")
+        self.sampler.setToolTip("Used by both the base model and the decoder. " + glossary.tip("sampler"))
+        glossary.tip_items(self.sampler, [name for _label, name in SAMPLERS])
         self.guidance = QDoubleSpinBox()
         self.guidance.setRange(0.0, 50.0)
         self.guidance.setSingleStep(0.5)
@@ -187,8 +215,16 @@ class GeneratePage(QWidget):
         self.cancel_button.setToolTip("Stop after the current sampler step (Esc).")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        self.save_button = QPushButton("Save…")
+        self.save_button.setToolTip("Save the selected samples (or all) as PNGs with their settings embedded.")
+        self.save_menu = QMenu(self.save_button)
+        self.act_save_selected = self.save_menu.addAction("Save selected…", self.save_selected)
+        self.act_save_all = self.save_menu.addAction("Save all…", self.save_all)
+        self.save_button.setMenu(self.save_menu)
+        self.save_button.setEnabled(False)
         buttons.addWidget(self.generate_button)
         buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.save_button)
         form.addRow(buttons)
         QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.generate)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.cancel)
@@ -248,21 +284,19 @@ class GeneratePage(QWidget):
         }
 
     def load_settings_from_png(self, path: str | Path) -> bool:
-        """Restore the settings a sample PNG carries; n becomes 1, so Generate redraws that very image."""
+        """Restore the settings a sample PNG carries; n becomes 1, so Generate redraws that very image.
+
+        The whole record is checked first (its values, its run, its class, its seed against this page's
+        range); only then is anything changed, so a bad PNG leaves the form exactly as it was."""
         path = Path(path)
-        found = sample_settings(path)
-        if found is None:
-            self.status.setText(f"{path.name} carries no UL Studio sample settings (made by Generate or ul sample).")
-            return False
-        self.runs.refresh()
-        run_id = found["run"]
-        info = self.runs.infos.get(run_id) if run_id is not None else None
-        if info is None or (found["run_name"] and info.name != found["run_name"]):
-            by_name = [r for r in self.runs.infos.values() if r.name == found["run_name"]]
-            info = by_name[0] if by_name else None
-        if info is None:
-            name = found["run_name"] or f"run {run_id}"
-            self.status.setText(f"{path.name} was made by {name}, which is not a stage-2 run in this data folder.")
+        try:
+            found = sample_settings(path)
+            if found is None:
+                raise ULError(f"{path.name} carries no UL Studio sample settings (made by Generate or ul sample).")
+            info = self._run_of(found, path.name)
+            self._check_fits(found, info, path.name)
+        except ULError as exc:
+            self._refuse(str(exc))
             return False
         self.runs.select(info.id)
         self._on_run(info.id)
@@ -282,6 +316,33 @@ class GeneratePage(QWidget):
         note = self._pin_checkpoint(info.id, found["checkpoint_sha256"])
         self.status.setText(f"Settings of {path.name} restored (run {info.name}, seed {found['seed']}). {note}")
         return True
+
+    def _refuse(self, message: str) -> None:
+        """Nothing was applied or written: say why here and in the status bar."""
+        self.status.setText(f"Nothing changed: {message}")
+        self.ctx.message.emit(message)
+
+    def _run_of(self, found: dict[str, Any], name: str) -> Any:
+        self.runs.refresh()
+        run_id = found["run"]
+        info = self.runs.infos.get(run_id) if run_id is not None else None
+        if info is None or (found["run_name"] and info.name != found["run_name"]):
+            by_name = [r for r in self.runs.infos.values() if r.name == found["run_name"]]
+            info = by_name[0] if by_name else None
+        if info is None:
+            run = found["run_name"] or f"run {run_id}"
+            raise ULError(f"{name} was made by {run}, which is not a stage-2 run in this data folder.")
+        return info
+
+    def _check_fits(self, found: dict[str, Any], info: Any, name: str) -> None:
+        """What the record asks that this run or this form cannot do."""
+        if found["seed"] > self.seed.maximum():
+            raise ULError(f"{name}: ul-seed {found['seed']} is above {self.seed.maximum():,}, the largest seed "
+                          f"Generate draws (ul sample --seed takes it)")  # fmt: skip
+        cls = found["params"].get("class")
+        classes = int((dict(info.config).get("data") or {}).get("num_classes", 0) or 0)
+        if cls is not None and cls >= classes:
+            raise ULError(f"{name}: class {cls} does not exist in run {info.name} ({classes} classes)")
 
     def _pin_checkpoint(self, run_id: int, sha: str | None) -> str:
         try:
@@ -312,6 +373,12 @@ class GeneratePage(QWidget):
             else:
                 self.load_settings_from_png(files[0])
 
+    def samples_folder(self) -> Path:
+        """Where the chosen run's samples go: samples/<run name>/ in the data folder."""
+        info = self.runs.info()
+        name = info.name if info is not None else f"run {self.run_id()}"
+        return samples_dir(self.ctx.store.home, name)
+
     def is_video_run(self) -> bool:
         info = self.runs.info()
         return info is not None and is_video_config(dict(info.config))
@@ -335,7 +402,7 @@ class GeneratePage(QWidget):
         if self.is_video_run():
             return self._generate_video(session, settings)
         self._token += 1
-        folder = self.ctx.store.run_dir(settings["run"]) / "samples"
+        folder = self.samples_folder()
         seeds = list(range(settings["seed"], settings["seed"] + settings["n"]))
         self._job = {
             "token": self._token,
@@ -351,6 +418,7 @@ class GeneratePage(QWidget):
             "cancelled": False,
         }
         self.gallery.clear()
+        self._update_save()
         self.generate_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
@@ -362,7 +430,7 @@ class GeneratePage(QWidget):
 
     def _generate_video(self, session: Any, settings: dict[str, Any]) -> bool:
         """Video runs: one `video.sample` request for all clips; the gallery shows players."""
-        folder = self.ctx.store.run_dir(settings["run"]) / "samples"
+        folder = self.samples_folder()
         self._token += 1
         if not self.video.start(session, settings, folder, Path(self.tmp) / f"cancel-{self._token}"):
             self.status.setText(self.video.message.text())
@@ -443,9 +511,76 @@ class GeneratePage(QWidget):
         if job is None:
             return
         total = len(job["seeds"])
-        done = job["done"] + (job["chunk"] * chunk_fraction if job["next"] > job["done"] else 0.0)
-        self.progress.setValue(int(1000 * min(done, total) / total))
-        self.progress.setFormat(f"{job['done']} / {total}")
+        self.progress.setValue(round(1000 * job["done"] / total))  # the bar shows what its label says
+        text = f"{job['done']} / {total}"
+        if job["next"] > job["done"] and chunk_fraction > 0:
+            text += f" · next {job['chunk']}: {100 * min(1.0, chunk_fraction):.0f} %"
+        self.progress.setFormat(text)
+
+    # ---- saving --------------------------------------------------------------------------------------
+
+    def _update_save(self) -> None:
+        paths, selected = self.gallery.paths(), self.gallery.selected_paths()
+        self.save_button.setEnabled(bool(paths))
+        self.act_save_selected.setEnabled(bool(selected))
+        self.act_save_selected.setText(f"Save selected ({len(selected)})…" if selected else "Save selected…")
+        self.act_save_all.setText(f"Save all ({len(paths)})…" if paths else "Save all…")
+
+    def _gallery_menu(self, pos: Any) -> QMenu | None:
+        item = self.gallery.itemAt(pos)
+        if item is not None and not item.isSelected():  # right-click on another sample: it alone is meant
+            self.gallery.clearSelection()
+            item.setSelected(True)
+        paths = self.gallery.paths()
+        if not paths:
+            return None
+        menu = QMenu(self)
+        selected = self.gallery.selected_paths()
+        if len(selected) == 1:
+            menu.addAction("Save this sample…", self.save_selected)
+        elif selected:
+            menu.addAction(f"Save {len(selected)} selected…", self.save_selected)
+        menu.addAction(f"Save all ({len(paths)})…", self.save_all)
+        if selected:
+            menu.addSeparator()
+            menu.addAction("Open in Latents", lambda p=selected[0]: self._open_sample(p))
+        menu.popup(self.gallery.viewport().mapToGlobal(pos))
+        self.last_menu = menu
+        return menu
+
+    def save_selected(self) -> list[Path]:
+        return self.save_samples(self.gallery.selected_paths())
+
+    def save_all(self) -> list[Path]:
+        return self.save_samples(self.gallery.paths())
+
+    def save_samples(self, paths: list[str]) -> list[Path]:
+        """Copy samples (PNG files with their `ul-*` settings chunks) to a file or folder the user chooses."""
+        if not paths:
+            self.status.setText("Nothing to save: generate samples first.")
+            return []
+        if len(paths) == 1:
+            target, _ = file_dialogs.save_file(self, "Save the sample", "samples", Path(paths[0]).name,
+                                               "PNG image (*.png)")  # fmt: skip
+            if not target:
+                return []
+            target_path = Path(target) if Path(target).suffix else Path(target + ".png")
+            folder, names, overwrite = target_path.parent, [target_path.name], True
+        else:
+            chosen = file_dialogs.existing_folder(self, f"Save {len(paths)} samples to", "samples")
+            if not chosen:
+                return []
+            folder, names, overwrite = Path(chosen), None, False
+        try:
+            written = copy_samples(paths, folder, names=names, overwrite=overwrite)
+        except OSError as exc:
+            self._refuse(f"could not save to {folder}: {exc.strerror or exc}")
+            return []
+        where = written[0] if len(written) == 1 else written[0].parent if written else None
+        message = f"Saved {len(written)} sample{'s' if len(written) != 1 else ''} to {where} (settings embedded)."
+        self.status.setText(message)
+        self.ctx.message.emit(message)
+        return written
 
     def cancel(self) -> None:
         job = self._job
@@ -470,7 +605,7 @@ class GeneratePage(QWidget):
         self.cancel_button.setEnabled(False)
         if job is not None:
             total = len(job["seeds"])
-            self.progress.setValue(int(1000 * job["done"] / total))
+            self.progress.setValue(round(1000 * job["done"] / total))
             self.progress.setFormat(f"{job['done']} / {total}")
             Path(job["cancel_file"]).unlink(missing_ok=True)
             seconds = time.perf_counter() - job["started"]
@@ -478,7 +613,10 @@ class GeneratePage(QWidget):
 
     def _open_sample(self, path: str) -> None:
         run_id = self.run_id()
-        found = sample_settings(path)
+        try:
+            found = sample_settings(path)
+        except ULError:
+            found = None
         if found and found["run"] is not None:
             run_id = found["run"]
         self.open_in_latents.emit(path, int(run_id or 0))

@@ -10,7 +10,6 @@ Every scrub exports as MP4 and GIF. All the work happens in the session worker; 
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile
@@ -24,11 +23,11 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -38,12 +37,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import glossary
+from app.widgets import file_dialogs
 from app.widgets.latent_tiles import SEQUENTIAL_STOPS, ColorBar, LatentTiles, PixelImage
 from app.widgets.run_combo import RunCombo
 from app.widgets.scrubber import FilmStrip, Scrubber
+from ul_engine.errors import ULError
+from ul_engine.sample_settings import read_sample_settings
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif)"
 SLOTS = ("a", "b")
+EXPORT_CHUNK = 4  # frames per decode request of an export: the progress advances at this granularity
 SCRUBS = ("interpolate", "noise", "channel", "trajectory")
 OFFSET_RANGE = 3.0  # the channel-offset slider spans ±this
 PREVIEW_DENOISER_STEPS = 8  # the noise scrub's prior/base steps over the whole λ range while dragging
@@ -110,6 +114,8 @@ class LatentsPage(QWidget):
         self.images: dict[str, str | None] = {"a": None, "b": None}
         self.results: dict[str, dict[str, Any] | None] = {"a": None, "b": None}
         self._tokens: dict[str, int] = {"a": 0, "b": 0}
+        self._encoding: set[str] = set()  # slots whose image is being encoded (their latents are stale)
+        self.export_steps: list[tuple[int, int, str]] = []  # every progress step of exports (tests)
         self.inspect_slot = "a"
         self.trajectory: list[dict[str, Any]] = []
         self._strip_token = 0
@@ -260,7 +266,12 @@ class LatentsPage(QWidget):
         export.addWidget(self.export_frames)
         export.addWidget(QLabel("fps"))
         export.addWidget(self.export_fps)
+        self.export_progress = QProgressBar()
+        self.export_progress.setMaximumWidth(160)
+        self.export_progress.setToolTip("Frames decoded out of the frames asked for, then writing the files.")
+        self.export_progress.hide()
         export.addWidget(self.export_button)
+        export.addWidget(self.export_progress)
         export.addWidget(self.export_status, 1)
         layout.addLayout(export)
         return panel
@@ -330,6 +341,7 @@ class LatentsPage(QWidget):
             placeholder="Open an image to push its latent into noise.",
         )
         self.noise.slider.setValue(150)
+        self.noise.value_label.setToolTip(glossary.tip("noise_level"))
         self.noise.slider.setToolTip("The log-SNR λ the latent is pushed to before the model denoises it back.")
         layout.addWidget(self.noise, 1)
         return tab
@@ -451,7 +463,7 @@ class LatentsPage(QWidget):
         return str(path)
 
     def _open_dialog(self, slot: str) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, f"Open image {slot.upper()}", "", IMAGE_FILTER)
+        path = file_dialogs.open_file(self, f"Open image {slot.upper()}", "images", IMAGE_FILTER)
         if path:
             self.set_image(slot, path)
 
@@ -482,7 +494,10 @@ class LatentsPage(QWidget):
             return False
         self._tokens[slot] += 1
         token = self._tokens[slot]
+        self._encoding.add(slot)
         widget.caption.setText(f"{Path(path).name}: encoding…")
+        self.interp.clear(f"Image {slot.upper()} is being encoded; the interpolation follows.")
+        self.strip.clear()
         session.request(
             "latents_analyze",
             lambda ok, result: self._on_analyzed(slot, token, path, ok, result),
@@ -497,6 +512,7 @@ class LatentsPage(QWidget):
     def _on_analyzed(self, slot: str, token: int, path: str, ok: bool, result: Any) -> None:
         if token != self._tokens[slot]:
             return
+        self._encoding.discard(slot)
         widget = self.slots[slot]
         if not ok:
             self.results[slot] = None
@@ -576,13 +592,14 @@ class LatentsPage(QWidget):
             self.runs.select(run_id)
         self.set_image("a", path)
         self.set_inspect("a")
-        meta = read_png_text(path)
         try:
-            params = json.loads(meta.get("ul-params") or "{}")
-        except ValueError:
-            params = {}
-        if meta.get("ul-seed", "").isdigit():
-            self.traj_seed.setValue(int(meta["ul-seed"]))
+            found = read_sample_settings(path)
+        except ULError as exc:  # its trajectory settings are unusable; the image itself still opens
+            self.status.setText(str(exc))
+            found = None
+        params = found.params.model_dump(by_alias=True) if found is not None else {}
+        if found is not None and found.seed <= self.traj_seed.maximum():
+            self.traj_seed.setValue(found.seed)
         if params.get("base_steps"):
             self.traj_base_steps.setValue(int(params["base_steps"]))
         if params.get("decoder_steps"):
@@ -622,7 +639,7 @@ class LatentsPage(QWidget):
 
     def _decode_interpolate(self, t: float, preview: bool, done: Callable[[bool, Any], None]) -> bool:
         a, b = self._latent("a"), self._latent("b")
-        if not (a and b):
+        if not (a and b) or self._encoding:  # an image is being (re-)encoded: its old latent is stale
             return False
         return self._frames(
             done, preview=preview, kind="interpolate", latent=a, latent_b=b, values=[t],
@@ -665,7 +682,7 @@ class LatentsPage(QWidget):
         """The film strip: N full decodes from A to B."""
         a, b = self._latent("a"), self._latent("b")
         session = self._session()
-        if not (a and b) or session is None or self.run_id() is None:
+        if not (a and b) or self._encoding or session is None or self.run_id() is None:
             return False
         n = self.strip_frames.value()
         values = [i / (n - 1) for i in range(n)]
@@ -749,8 +766,8 @@ class LatentsPage(QWidget):
 
     def _export_dialog(self) -> None:
         kind = self.current_scrub()
-        path, _ = QFileDialog.getSaveFileName(self, "Export MP4 (a GIF is written beside it)", f"{kind}.mp4",
-                                              "MP4 video (*.mp4)")  # fmt: skip
+        path, _ = file_dialogs.save_file(self, "Export MP4 (a GIF is written beside it)", "video", f"{kind}.mp4",
+                                         "MP4 video (*.mp4)")  # fmt: skip
         if path:
             if not path.lower().endswith(".mp4"):
                 path += ".mp4"
@@ -764,18 +781,20 @@ class LatentsPage(QWidget):
 
     def export(self, kind: str, mp4: str | Path, frames: int | None = None) -> bool:
         """Decode `frames` values of a scrub in full (the trajectory: its recorded frames) and write
-        `mp4` and the GIF beside it; `exported` carries the result."""
+        `mp4` and the GIF beside it; `exported` carries the result. The frames are decoded a few at a time,
+        so the bar and the label count them ("Decoding frames 8 / 24"), then say when the files are written."""
         session = self._session()
         mp4 = Path(mp4)
         gif = mp4.with_suffix(".gif")
         fps = self.export_fps.value()
 
         def write(paths: list[str]) -> None:
-            self.export_status.setText(f"Writing {mp4.name} and {gif.name}…")
+            self._export_step(len(paths), len(paths), f"Writing {mp4.name} and {gif.name}…")
+            self.export_progress.setRange(0, 0)  # busy: the encoder reports no steps
             session.request("export_video", on_written, frames=paths, mp4=str(mp4), gif=str(gif), fps=fps)
 
         def on_written(ok: bool, result: Any) -> None:
-            self.export_button.setEnabled(True)
+            self._export_done()
             if not ok:
                 self.export_status.setText(f"Export failed: {result}")
                 return
@@ -811,29 +830,40 @@ class LatentsPage(QWidget):
         if not params.get("latent"):
             self.export_status.setText("Open an image first.")
             return False
+        run_id, out = self.run_id(), self._next_dir(f"export-{kind}")
+        images: list[str] = []
+
+        def next_chunk() -> None:
+            start = len(images)
+            self._export_step(start, n, f"Decoding frames {start} / {n}…")
+            session.request(
+                "latents_frames", decoded, run=run_id, out=out, values=values[start : start + EXPORT_CHUNK],
+                steps=self.full_steps.value(), seed=self.seed.value(), prefix=f"{kind}-{start:04d}", **params,
+            )  # fmt: skip
 
         def decoded(ok: bool, result: Any) -> None:
             if not ok:
-                self.export_button.setEnabled(True)
+                self._export_done()
                 self.export_status.setText(f"Export failed: {result}")
                 return
-            write(result["images"])
+            images.extend(result["images"])
+            if len(images) < n:
+                next_chunk()
+            else:
+                write(images)
 
         self.export_button.setEnabled(False)
-        self.export_status.setText(f"Decoding {n} frames…")
-        session.request(
-            "latents_frames", decoded, run=self.run_id(), out=self._next_dir(f"export-{kind}"), values=values,
-            steps=self.full_steps.value(), seed=self.seed.value(), prefix=kind, **params,
-        )  # fmt: skip
+        next_chunk()
         return True
 
+    def _export_step(self, done: int, total: int, text: str) -> None:
+        self.export_progress.show()
+        self.export_progress.setRange(0, max(1, total))
+        self.export_progress.setValue(done)
+        self.export_progress.setFormat(f"{done} / {total}")
+        self.export_status.setText(text)
+        self.export_steps.append((done, total, text))
 
-def read_png_text(path: str | Path) -> dict[str, str]:
-    """A PNG's text chunks (pillow; no torch)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return {str(k): str(v) for k, v in (getattr(im, "text", None) or {}).items()}
-    except OSError:
-        return {}
+    def _export_done(self) -> None:
+        self.export_button.setEnabled(True)
+        self.export_progress.hide()

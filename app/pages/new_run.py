@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import format as fmt
+from app import glossary
 from app.pages.config_form import ConfigForm, deep_merge, flatten, unflatten
 from app.pages.dataset import DatasetChooser
 from ul_engine.config import RunConfig, field_errors, list_presets, load_preset, validate
@@ -203,7 +204,8 @@ class NewRunDialog(QDialog):
         self.create_only.setToolTip("Create the run without starting it; start it later from the Runs page.")
         buttons.addButton(self.create_start, QDialogButtonBox.ButtonRole.AcceptRole)
         buttons.addButton(self.create_only, QDialogButtonBox.ButtonRole.ActionRole)
-        buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        cancel = buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        cancel.setToolTip("Close the form without creating a run (Esc).")
         buttons.rejected.connect(self.reject)
         self.create_start.clicked.connect(lambda: self.create(start=True))
         self.create_only.clicked.connect(lambda: self.create(start=False))
@@ -234,12 +236,12 @@ class NewRunDialog(QDialog):
         self.name = QLineEdit()
         self.name.setObjectName("field:name")
         self.name.setPlaceholderText("automatic (preset-NNN)")
-        self.name.setToolTip("A name for the run; leave it empty for <preset>-NNN.")
+        self.name.setToolTip(glossary.tip("name"))
         self.name_row = _Row(self.name)
         form.addRow("Name", self.name_row)
         self.preset = QComboBox()
         self.preset.setObjectName("field:preset")
-        self.preset.setToolTip("A named starting point for every setting; the fields below can change any of them.")
+        self.preset.setToolTip(glossary.tip("preset"))
         for name in list_presets():
             description = str(load_preset(name).get("description", ""))
             self.preset.addItem(name, name)
@@ -254,9 +256,9 @@ class NewRunDialog(QDialog):
         est_row = QHBoxLayout()
         self.estimate = QLabel()
         self.estimate.setWordWrap(True)
-        self.estimate.setToolTip("Time per 1 000 training steps on this machine, from a short measured trial.")
+        self.estimate.setToolTip(glossary.tip("speed"))
         self.measure = QPushButton("Measure")
-        self.measure.setToolTip("Train this preset for a few steps in the background and time them (about 20 s).")
+        self.measure.setToolTip(glossary.tip("measure"))
         self.measure.clicked.connect(self.measure_speed)
         est_row.addWidget(self.estimate, 1)
         est_row.addWidget(self.measure)
@@ -264,9 +266,9 @@ class NewRunDialog(QDialog):
         self.preset.currentIndexChanged.connect(self._on_preset)
 
         self.parent_combo = QComboBox()
-        self.parent_combo.setToolTip("The stage-1 run whose latents the base model learns to generate.")
+        self.parent_combo.setToolTip(glossary.tip("parent_run"))
         self.checkpoint_combo = QComboBox()
-        self.checkpoint_combo.setToolTip("The stage-1 checkpoint whose encoder makes the latents.")
+        self.checkpoint_combo.setToolTip(glossary.tip("checkpoint"))
         if self.stage == 2:
             wanted_parent = parent_run.id if parent_run else (self.base_run.parent_run_id if self.base_run else None)
             for row in self.ctx.repo.ordered():
@@ -296,23 +298,28 @@ class NewRunDialog(QDialog):
         self.dataset.changed.connect(self._on_dataset)
         form.addRow("Images", self.dataset)
         self.resolution = _spin(0, 100000, step=8)
-        self.resolution.setToolTip(self.form.editors["data.resolution"].widget.toolTip().split("\n")[0])
+        self.resolution.setToolTip(glossary.tip("resolution"))
         self._bind("data.resolution", self.resolution, form, "Resolution (px)")
 
     def _build_model_group(self) -> None:
         form = self._group("Model and loss")
         self.loss_factor = _spin(-1000, 1000, 3, 0.1)
-        self._bind("loss.loss_factor", self.loss_factor, form, "Loss factor")
+        self.loss_factor.setToolTip(glossary.tip("loss_factor"))
+        self._bind("loss.loss_factor", self.loss_factor, form, "Loss factor (c_lf)")
+        self.expect = QLabel()
+        self.expect.setObjectName("hint")
+        self.expect.setWordWrap(True)
+        self.expect.setToolTip("What to expect from this loss factor (measured on the small presets).")
+        form.addRow("", self.expect)
         self.sigmoid_bias = _spin(-1000, 1000, 2, 0.5)
-        self._bind("loss.sigmoid_bias", self.sigmoid_bias, form, "Sigmoid bias")
+        self.sigmoid_bias.setToolTip(glossary.tip("sigmoid_bias"))
+        self._bind("loss.sigmoid_bias", self.sigmoid_bias, form, "Sigmoid bias (b)")
         self.latent_channels = _spin(0, 100000)
+        self.latent_channels.setToolTip(glossary.tip("latent_channels"))
         self._bind("model.latent_channels", self.latent_channels, form, "Latent channels")
         self.downsampling = QComboBox()
         self.downsampling.setObjectName("knob:downsampling")
-        self.downsampling.setToolTip(
-            "Pixels per latent position along each side: higher gives a smaller latent (sets the encoder's and "
-            "decoder's patch size and stages)."
-        )
+        self.downsampling.setToolTip(glossary.tip("downsampling"))
         for factor in DOWNSAMPLING:
             self.downsampling.addItem(f"×{factor}", factor)
         self.downsampling.currentIndexChanged.connect(self._on_downsampling)
@@ -328,20 +335,20 @@ class NewRunDialog(QDialog):
         row = QHBoxLayout(budget)
         row.setContentsMargins(0, 0, 0, 0)
         self.by_steps = QRadioButton("Steps")
-        self.by_steps.setToolTip("Train for a number of optimizer steps.")
+        self.by_steps.setToolTip(glossary.tip("budget"))
         self.by_minutes = QRadioButton("Minutes")
-        self.by_minutes.setToolTip("Train for a wall-clock time instead of a step count.")
+        self.by_minutes.setToolTip(glossary.tip("budget"))
         group = QButtonGroup(self)
         group.addButton(self.by_steps)
         group.addButton(self.by_minutes)
         self.steps = _spin(-1, 10**9, step=100)
         self.steps.setObjectName("knob:train.steps")
-        self.steps.setToolTip("Optimizer steps to train.")
+        self.steps.setToolTip(glossary.tip("steps"))
         self.minutes = QDoubleSpinBox()
         self.minutes.setRange(-1, 10**6)
         self.minutes.setDecimals(1)
         self.minutes.setObjectName("knob:train.minutes")
-        self.minutes.setToolTip("Wall-clock minutes to train.")
+        self.minutes.setToolTip(glossary.tip("minutes"))
         row.addWidget(self.by_steps)
         row.addWidget(self.steps, 1)
         row.addWidget(self.by_minutes)
@@ -354,10 +361,11 @@ class NewRunDialog(QDialog):
         self.steps.valueChanged.connect(self._on_budget)
         self.minutes.valueChanged.connect(self._on_budget)
         self.batch = _spin(0, 10**7)
+        self.batch.setToolTip(glossary.tip("batch_size"))
         self._bind("optim.batch_size", self.batch, form, "Batch size")
         self.device = QComboBox()
         self.device.setObjectName("knob:device")
-        self.device.setToolTip("Where the run trains; runs on the same device wait in the queue for each other.")
+        self.device.setToolTip(glossary.tip("device"))
         self.device.addItem("Automatic (a GPU if there is one)", "auto")
         self.device.addItem("CPU", "cpu")
         for i, name in enumerate(self.ctx.gpus):
@@ -372,7 +380,7 @@ class NewRunDialog(QDialog):
         self.advanced_toggle.setCheckable(True)
         self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.advanced_toggle.setToolTip("Show every field of the run's config, generated from the engine's schema.")
+        self.advanced_toggle.setToolTip(glossary.tip("advanced"))
         self.advanced_toggle.toggled.connect(self._toggle_advanced)
         self.body_layout.addWidget(self.advanced_toggle)
         self.form.hide()
@@ -440,6 +448,7 @@ class NewRunDialog(QDialog):
             self.steps.setEnabled(not by_minutes)
             self.minutes.setEnabled(by_minutes)
             self.dataset.set_resolution(values.get("data.resolution") or 32)
+            self._update_expectation(values)
             self.dataset.set_state(str(values.get("data.kind")), str(values.get("data.path") or ""))
             device = values.get("train.device")
             if device in ("auto", "cpu"):
@@ -508,6 +517,8 @@ class NewRunDialog(QDialog):
         if path == "data.resolution":
             self.dataset.set_resolution(int(value))
             self._update_latent_shape()
+        if path in ("loss.loss_factor", "data.resolution"):
+            self._update_expectation(self.form.values())
         self.schedule_validation()
         self._update_estimate()
 
@@ -546,6 +557,11 @@ class NewRunDialog(QDialog):
             return
         self.form.set_values({"data.kind": kind, "data.path": path})
         self.schedule_validation()
+
+    def _update_expectation(self, values: dict[str, Any]) -> None:
+        lf, res = values.get("loss.loss_factor"), values.get("data.resolution")
+        ok = isinstance(lf, int | float) and not isinstance(lf, bool)
+        self.expect.setText(glossary.expectation(float(lf) if ok else None, res if isinstance(res, int) else None))
 
     def _update_latent_shape(self) -> None:
         values = self.form.values()

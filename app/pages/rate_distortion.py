@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
+    QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -33,9 +34,20 @@ from PySide6.QtWidgets import (
 from app import theme
 from app.workers.evaluate import EvalJob, Evaluator
 from ul_engine.rate_distortion import RDPoint, collect
+from ul_engine.store import ACTIVE_RUN_STATUSES
 
 COLUMNS = ("Run", "Step", "Loss factor", "Bits/pixel", "PSNR dB", "SSIM", "Measured on")
 POINT_ROLE = Qt.ItemDataRole.UserRole + 1
+EMPTY_NO_CHECKPOINTS = (
+    "<h3>No checkpoints yet</h3><p>This page plots each checkpoint of your stage-1 runs at its rate (bits per "
+    "pixel the latent costs, x) and its reconstruction quality (PSNR in dB, y): up and to the left is better. "
+    "Train a stage-1 run on the Runs page; its checkpoints appear in the table below, ready to evaluate.</p>"
+)
+EMPTY_NOT_EVALUATED = (
+    "<h3>Nothing evaluated yet</h3><p>{n} checkpoint{s} in the table below can be evaluated: select some and "
+    "press <b>Evaluate selected</b>, or press <b>Evaluate missing</b>. Each becomes a point at its rate (bits "
+    "per pixel, x) and reconstruction quality (PSNR in dB, y).</p>"
+)
 PREVIEW_PAD = 2  # ul_engine.imaging.grid's padding between tiles
 
 
@@ -104,6 +116,7 @@ class RateDistortionPage(QWidget):
         self.evaluator.started.connect(self._on_eval_started)
         self.evaluator.finished.connect(self._on_eval_finished)
         self._signature: tuple[Any, ...] | None = None
+        self._training_note = ""
         self._build()
         self.refresh()
         ctx.repo.changed.connect(self._on_repo_changed)
@@ -157,6 +170,12 @@ class RateDistortionPage(QWidget):
         outer.addLayout(controls)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
+        self.plot_stack = QStackedWidget()
+        self.empty = QLabel()
+        self.empty.setObjectName("emptyState")
+        self.empty.setWordWrap(True)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setMargin(24)
         self.plot = pg.PlotWidget()
         self.plot.setToolTip("")
         self.item = self.plot.getPlotItem()
@@ -170,7 +189,9 @@ class RateDistortionPage(QWidget):
         self.scatter = pg.ScatterPlotItem(hoverable=True, hoverSize=15, tip=lambda x, y, data: point_tip(data))
         self.scatter.sigClicked.connect(self._on_clicked)
         self.item.addItem(self.scatter)
-        splitter.addWidget(self.plot)
+        self.plot_stack.addWidget(self.plot)
+        self.plot_stack.addWidget(self.empty)
+        splitter.addWidget(self.plot_stack)
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
@@ -250,9 +271,24 @@ class RateDistortionPage(QWidget):
             lf = f" (c_lf {p.loss_factor:g})" if p.loss_factor is not None else ""
             named.setdefault(p.run_id, f"{p.run_name}{lf}")
         self.scatter.setData(spots=spots, size=11, pen=pg.mkPen(background, width=1))
+        self._show_empty_state(bool(spots))
         for run_id, name in named.items():
             self.legend.addItem(pg.ScatterPlotItem(size=10, brush=pg.mkBrush(colors[run_id]), pen=None), name)
         self.item.enableAutoRange()
+
+    def _show_empty_state(self, has_points: bool) -> None:
+        """A sentence instead of an empty 0–1 plot: what the plot will show and how to get there."""
+        if has_points:
+            self.plot_stack.setCurrentWidget(self.plot)
+            return
+        if not self.points:
+            text = EMPTY_NO_CHECKPOINTS
+        elif self.evaluated():  # all points are off a log axis
+            text = "No point has bits/pixel above 0, so none can be drawn on a log axis: untick Log x."
+        else:
+            text = EMPTY_NOT_EVALUATED.format(n=len(self.points), s="s" if len(self.points) != 1 else "")
+        self.empty.setText(text)
+        self.plot_stack.setCurrentWidget(self.empty)
 
     def _fill_table(self) -> None:
         selected = {p.checkpoint_id for p in self.selected_points()}
@@ -292,8 +328,12 @@ class RateDistortionPage(QWidget):
             text = f"{done} of {len(self.points)} checkpoints evaluated"
             if missing:
                 text += f"; {missing} without a result (Evaluate runs `ul eval` on them)"
-            if busy:
-                text += f" · evaluating {len(busy)}…"
+        current = self.evaluator.current
+        if current is not None:
+            k, n = self.evaluator.position()
+            text = f"Evaluating {k} of {n}: {self._run_name(current.run_id)} step {current.step:,} · " + text
+        if self._training_note and busy:
+            text += f" · {self._training_note}"
         self.status.setText(text)
         self.cancel_button.setEnabled(bool(busy))
 
@@ -310,10 +350,9 @@ class RateDistortionPage(QWidget):
 
     def evaluate(self, points: list[RDPoint]) -> int:
         """Queue `ul eval` for these checkpoints; returns how many were queued."""
-        queued = 0
-        for p in points:
-            job = EvalJob(p.run_id, p.step, p.checkpoint_id, self.n_images.value(), self.decoder_steps.value() or None)
-            queued += self.evaluator.submit(job)
+        steps = self.decoder_steps.value() or None
+        jobs = [EvalJob(p.run_id, p.step, p.checkpoint_id, self.n_images.value(), steps) for p in points]
+        queued = self.evaluator.submit_all(jobs)
         self._update_status()
         return queued
 
@@ -325,14 +364,29 @@ class RateDistortionPage(QWidget):
         return self.evaluate(points)
 
     def evaluate_missing(self) -> int:
+        """Evaluate every checkpoint without a result, as they are on disk now: a run that is still training
+        has its checkpoints so far evaluated, and is named, since more will come."""
+        self.refresh()
+        training = sorted({r.info.name for r in self.ctx.repo.ordered()
+                           if r.info.stage == 1 and r.info.status in (*ACTIVE_RUN_STATUSES, "queued")})  # fmt: skip
+        self._training_note = (
+            f"{', '.join(training)} {'is' if len(training) == 1 else 'are'} still training: its checkpoints so far "
+            "are evaluated; press Evaluate missing again for the ones still to come"
+            if training
+            else ""
+        )
         return self.evaluate([p for p in self.points if not p.evaluated])
 
     def _on_eval_started(self, job: EvalJob) -> None:
         self._update_status()
+        k, n = self.evaluator.position()
+        self.ctx.message.emit(f"Evaluating {k} of {n}: {self._run_name(job.run_id)} step {job.step:,}…")
+
+    def _run_name(self, run_id: int) -> str:
+        return next((p.run_name for p in self.points if p.run_id == run_id), f"run {run_id}")
 
     def _on_eval_finished(self, job: EvalJob, ok: bool, message: str) -> None:
-        name = next((p.run_name for p in self.points if p.run_id == job.run_id), f"run {job.run_id}")
-        where = f"{name} step {job.step:,}"
+        where = f"{self._run_name(job.run_id)} step {job.step:,}"
         self.ctx.message.emit(f"Evaluated {where}: {message}" if ok else f"Evaluation of {where} failed: {message}")
         if ok:
             self.ctx.repo.reread(job.run_id)  # the Runs table's PSNR column

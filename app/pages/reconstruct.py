@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QComboBox,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
@@ -44,7 +43,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import glossary
 from app.pages.video_reconstruct import VideoReconstructView, is_video_config, video_model_refusal
+from app.widgets import file_dialogs
 from app.widgets.checkpoint_picker import CheckpointPicker, preferred, stage1_models
 from app.widgets.drop_zone import DropZone
 from app.widgets.image_views import HeatmapView, SideBySide, SplitView, ViewSync, ZoomView, qimage_from_array, titled
@@ -268,7 +269,8 @@ class ReconstructPage(QWidget):
         self.steps.setToolTip("Decoder sampling steps (noise → image). More steps: slower, usually sharper.")
         self.sampler = QComboBox()
         self.sampler.addItems(list(SAMPLERS))
-        self.sampler.setToolTip("The decoder's sampler: ancestral (stochastic), DDIM or DPM-Solver++(2M).")
+        self.sampler.setToolTip(glossary.tip("sampler"))
+        glossary.tip_items(self.sampler, list(SAMPLERS))
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setValue(int(self.settings.get("reconstruct/seed", 0, int)))
@@ -276,10 +278,7 @@ class ReconstructPage(QWidget):
         self.samples = QSpinBox()
         self.samples.setRange(1, min(16, MAX_SAMPLES))
         self.samples.setValue(int(self.settings.get("reconstruct/samples", 1, int)))
-        self.samples.setToolTip(
-            "K decodes of each latent with different seeds: 2 or more adds their mean and a per-pixel "
-            "standard-deviation map (what the decoder invents rather than reads from the latent)."
-        )
+        self.samples.setToolTip(glossary.tip("samples_k"))
         self.apply_button = QPushButton("Apply to all")
         self.apply_button.setToolTip(
             "Reconstruct every image in the list again with these settings (cached ones at once)."
@@ -341,7 +340,7 @@ class ReconstructPage(QWidget):
         self.overall = QProgressBar()
         self.overall.setRange(0, 1)
         self.overall.setValue(0)
-        self.overall.setFormat("%v / %m images")
+        self.overall.setFormat("No images: drop images here")
         self.overall.setToolTip("Images finished (done, failed or cancelled) out of all in the list.")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip(
@@ -378,6 +377,7 @@ class ReconstructPage(QWidget):
             self.pair.addItem(text, key)
         self.pair.setToolTip("Which two images the views compare.")
         self.pair.currentIndexChanged.connect(lambda _=0: self._show(self._shown, force=True))
+        self.compare_picker.changed.connect(self._update_pairs)
         pair_row.addWidget(self.pair, 1)
         rv.addLayout(pair_row)
         body = QHBoxLayout()
@@ -414,6 +414,7 @@ class ReconstructPage(QWidget):
         self.tabs.setTabToolTip(3, "Mean of K decodes and their per-pixel standard deviation.")
         body.addWidget(self.tabs, 1)
         self.metrics_panel = metrics_panel()
+        self.metrics_panel.setToolTip(glossary.metrics_tip())
         body.addWidget(self.metrics_panel)
         rv.addLayout(body, 1)
         self.video_view = VideoReconstructView(self.ctx, self._video_model, self._video_params)
@@ -466,6 +467,7 @@ class ReconstructPage(QWidget):
                 select = (best.run_id, None)
         self.picker.set_models(models, select)
         self.compare_picker.set_models(models)
+        self._update_pairs()
         if not models:
             self.status.setText(
                 "No model yet: train a stage-1 run on the Runs page (the smoke preset takes a minute); "
@@ -571,15 +573,15 @@ class ReconstructPage(QWidget):
     def choose_files(self) -> None:
         exts = " ".join(f"*{e}" for e in _extensions())
         videos = " ".join(f"*{e}" for e in VIDEO_EXTENSIONS)
-        paths, _ = QFileDialog.getOpenFileNames(
-            self, "Add images or videos", "", f"Images and videos ({exts} {videos});;Images ({exts});;"
+        paths = file_dialogs.open_files(
+            self, "Add images or videos", "images", f"Images and videos ({exts} {videos});;Images ({exts});;"
             f"Videos ({videos});;All files (*)"
         )  # fmt: skip
         if paths:
             self.add_paths(paths)
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a folder of images")
+        folder = file_dialogs.existing_folder(self, "Add a folder of images", "images")
         if folder:
             self.add_paths([folder])
 
@@ -838,11 +840,24 @@ class ReconstructPage(QWidget):
         self._show(None)
         self._update_overall()
 
+    def _update_pairs(self) -> None:
+        """The comparisons with model B are offered only when a model B is chosen."""
+        has_b = self.compare_picker.current() is not None
+        model = self.pair.model()
+        for row in range(self.pair.count()):
+            if self.pair.itemData(row) in ("input-b", "a-b"):
+                item = model.item(row)
+                item.setEnabled(has_b)
+                item.setToolTip("" if has_b else "Choose a model in “Compare with” first.")
+        if not has_b and self.pair.currentData() in ("input-b", "a-b"):
+            self.pair.setCurrentIndex(self.pair.findData("input-a"))
+
     def _update_overall(self) -> None:
         items = self.table_model.items
         finished = sum(1 for i in items if i.state in (DONE, ERROR, CANCELLED))
         self.overall.setRange(0, max(1, len(items)))
         self.overall.setValue(finished)
+        self.overall.setFormat("%v / %m images" if items else "No images: drop images here")
         self.cancel_button.setEnabled(self.is_busy())
 
     # ---- showing one image -----------------------------------------------------------------------------
@@ -963,7 +978,7 @@ class ReconstructPage(QWidget):
     # ---- export ----------------------------------------------------------------------------------------
 
     def choose_export(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export reconstructions to")
+        folder = file_dialogs.existing_folder(self, "Export reconstructions to", "export")
         if folder:
             self.export_to(Path(folder))
 

@@ -8,13 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence, QPainter
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -38,6 +37,7 @@ from PySide6.QtWidgets import (
 from app.models.queue_model import JOB_ID_ROLE, MIME, QueueModel
 from app.models.runs_model import PROGRESS_ROLE, RUN_ID_ROLE, STATUS_FILTERS, RunsFilterProxy, RunsTableModel
 from app.pages.welcome import WelcomePanel, demo_run, own_runs
+from app.widgets import file_dialogs
 from ul_engine.errors import ULError
 
 
@@ -112,6 +112,9 @@ class RunsPage(QWidget):
         self.ctx = ctx
         self.controller = ctx.controller
         self.last_dialog: Any = None
+        self.last_export_box: QMessageBox | None = None
+        self._exports: dict[int, Path] = {}  # run id → the folder its running export writes
+        self.controller.export_finished.connect(self._on_exported)
         self.target_provider: Callable[[], list[int]] = self.selected_ids
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 8)
@@ -345,19 +348,34 @@ class RunsPage(QWidget):
         info = row.info
         lines = [f"run {info.id} · {info.name} · preset {info.preset} · stage {info.stage} · {info.status}"]
         if info.parent_run_id:
-            lines.append(f"stage 2 of run {info.parent_run_id} (checkpoint {info.parent_checkpoint_id})")
+            lines.append(f"stage 2 of {self._parent_text(info)}")
         if info.device:
             lines.append(f"device {info.device}" + (f" · pid {info.pid}" if info.pid else ""))
-        if info.error:
-            lines.append(f"error: {info.error}")
-        if info.exit_code not in (None, 0):
-            lines.append(f"exit code {info.exit_code}")
+        if row.failure:  # only the last session's: a re-queued run that trains again shows none
+            error, *rest = row.failure.splitlines()
+            lines.append(f"error: {error}" if info.error else error)
+            lines.extend(rest)
+        if row.card:
+            card = " · ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in row.card.items())
+            lines.append(f"measured when it was made: {card} (docs/demo-model.md)")
         if info.stderr_tail and info.status == "failed":
             lines.append("— last lines of the worker's stderr —")
             lines.extend(info.stderr_tail.splitlines()[-30:])
         text = "\n".join(lines)
         if self.details.toPlainText() != text:
             self.details.setPlainText(text)
+
+    def _parent_text(self, info: Any) -> str:
+        """ "run s1 (3), checkpoint at step 1,200": the step the user knows, not the checkpoint's row id."""
+        parent = self.ctx.repo.run(info.parent_run_id)
+        name = f"run {parent.info.name} ({info.parent_run_id})" if parent is not None else f"run {info.parent_run_id}"
+        if info.parent_checkpoint_id is None:
+            return name
+        try:
+            step = self.ctx.store.get_checkpoint(info.parent_checkpoint_id).step
+        except ULError:
+            return f"{name}, a checkpoint that was since deleted"
+        return f"{name}, checkpoint at step {step:,}"
 
     def _run_all(self, fn: Callable[[int], None], ids: list[int] | None = None) -> None:
         for run_id in ids if ids is not None else self.targets():
@@ -390,7 +408,7 @@ class RunsPage(QWidget):
     @staticmethod
     def ask_training_folder(parent: QWidget) -> str:
         """A folder of the user's images (tests patch this)."""
-        return QFileDialog.getExistingDirectory(parent, "Folder of training images", str(Path.home()))
+        return file_dialogs.existing_folder(parent, "Folder of training images", "training")
 
     def duplicate(self) -> None:
         ids = self.targets()
@@ -462,12 +480,38 @@ class RunsPage(QWidget):
         info = self.ctx.store.get_run(ids[0])
         out = self.ask_export_dir(self, info.name)
         if out:
+            self._exports[info.id] = Path(out)
             self.controller.export(info.id, Path(out))
+
+    def _on_exported(self, run_id: int, ok: bool, message: str) -> None:
+        """Say where an export went (or why it failed), with a button that opens the folder."""
+        out = self._exports.pop(run_id, None)
+        if out is None:
+            return
+        row = self.ctx.repo.run(run_id)
+        name = row.info.name if row is not None else f"run {run_id}"
+        box = QMessageBox(self)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        if ok:
+            box.setIcon(QMessageBox.Icon.Information)
+            box.setWindowTitle("Export finished")
+            box.setText(f"{name} was exported to\n{out}")
+            box.setInformativeText("The folder holds the model's weights (safetensors) and their JSON settings.")
+            opener = box.addButton("Open folder", QMessageBox.ButtonRole.ActionRole)
+            opener.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(out))))
+        else:
+            box.setIcon(QMessageBox.Icon.Warning)
+            box.setWindowTitle("Export failed")
+            box.setText(f"{name} could not be exported to {out}:\n{message}")
+        box.addButton(QMessageBox.StandardButton.Ok)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.last_export_box = box
+        box.open()
 
     @staticmethod
     def ask_export_dir(parent: QWidget, name: str) -> str:
         """Where to export (tests patch this)."""
-        base = QFileDialog.getExistingDirectory(parent, f"Export {name} to…", str(Path.home()))
+        base = file_dialogs.existing_folder(parent, f"Export {name} to…", "models")
         return str(Path(base) / name) if base else ""
 
     def compare_selected(self) -> None:

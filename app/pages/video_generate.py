@@ -16,7 +16,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QFrame,
     QGridLayout,
     QHBoxLayout,
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.widgets import file_dialogs
 from app.widgets.video_player import VIDEO_EXTENSIONS, Clip, ClipLoader, VideoPlayer, is_video_path
 
 UNCONDITIONAL, CONTINUE = "unconditional", "continue"
@@ -62,7 +62,7 @@ class ContextDrop(QFrame):
 
     def _choose(self) -> None:
         videos = " ".join(f"*{e}" for e in VIDEO_EXTENSIONS)
-        path, _ = QFileDialog.getOpenFileName(self, "A clip to continue", "", f"Videos ({videos});;All files (*)")
+        path = file_dialogs.open_file(self, "A clip to continue", "video", f"Videos ({videos});;All files (*)")
         if path:
             self.dropped.emit(path)
 

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import glossary
 from app.widgets.frame_plot import FramePlot
 from app.widgets.metrics_table import metrics_panel
 from app.widgets.video_player import Clip, ClipLoader, VideoPlayer, decode_video
@@ -182,6 +183,7 @@ class VideoReconstructView(QWidget):
         self.player.clock.frameChanged.connect(self.plot.set_current)
         bottom.addWidget(self.plot, 1)
         self.metrics = metrics_panel()
+        self.metrics.setToolTip(glossary.metrics_tip())
         bottom.addWidget(self.metrics)
         rv.addLayout(bottom, 2)
         split.addWidget(right)

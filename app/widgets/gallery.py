@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
-from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QApplication, QListView, QListWidget, QListWidgetItem, QWidget
 
 from app.widgets.latent_tiles import load_qimage
 
@@ -25,8 +25,17 @@ class Gallery(QListWidget):
         self.setUniformItemSizes(True)
         self.setSpacing(6)
         self.set_thumb_size(thumb)
-        self.setToolTip("Generated samples; click one to open it in Latents.")
-        self.itemClicked.connect(lambda item: self.sample_clicked.emit(str(item.data(PATH_ROLE))))
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setToolTip("Generated samples; click one to open it in Latents, Ctrl/Shift-click to select, "
+                        "right-click to save.")  # fmt: skip
+        self.itemClicked.connect(self._on_click)
+
+    def _on_click(self, item: QListWidgetItem) -> None:
+        """A plain click opens the sample; with Ctrl or Shift it only changes the selection."""
+        mods = QApplication.keyboardModifiers()
+        if mods & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier):
+            return
+        self.sample_clicked.emit(str(item.data(PATH_ROLE)))
 
     def set_thumb_size(self, side: int) -> None:
         self.thumb = side
@@ -46,9 +55,13 @@ class Gallery(QListWidget):
         item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), f"seed {seed}" if seed is not None else "")
         item.setData(PATH_ROLE, path)
         item.setData(SEED_ROLE, seed)
-        item.setToolTip(f"{path}\nClick to open in Latents.")
+        item.setToolTip(f"{path}\nClick to open in Latents; right-click to save.")
         self.addItem(item)
         return item
 
     def paths(self) -> list[str]:
         return [str(self.item(i).data(PATH_ROLE)) for i in range(self.count())]
+
+    def selected_paths(self) -> list[str]:
+        """The selected samples, in gallery order."""
+        return [str(self.item(i).data(PATH_ROLE)) for i in range(self.count()) if self.item(i).isSelected()]

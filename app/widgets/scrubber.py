@@ -62,6 +62,8 @@ class Scrubber(QWidget):
         layout.addWidget(self.timing)
         self._in_flight: tuple[float, bool] | None = None
         self._want: tuple[float, bool] | None = None
+        self._generation = 0  # bumped when the inputs change: frames asked for before are not shown
+        self._flight_generation = 0
         self._sent_at = 0.0
         self.shown: list[tuple[float, bool]] = []  # every frame put on screen (tests and benchmarks)
         self.latencies_ms: list[tuple[bool, float]] = []
@@ -78,13 +80,16 @@ class Scrubber(QWidget):
 
     def refresh(self) -> None:
         """Decode the current value in full (after an input changed: the latent, the mode, the steps…)."""
+        self._generation += 1
         self.value_label.setText(self.label_of(self.value()))
         self._ask(self.value(), preview=False)
 
-    def clear(self) -> None:
+    def clear(self, note: str = "") -> None:
+        """Forget the frame on screen and any on its way (an input is changing); `note` says why."""
+        self._generation += 1
         self._want = None
         self.view.set_path(None)
-        self.timing.setText("")
+        self.timing.setText(note)
 
     # ---- slider --------------------------------------------------------------------------------------
 
@@ -106,6 +111,7 @@ class Scrubber(QWidget):
         value, preview = self._want
         self._want = None
         self._in_flight = (value, preview)
+        self._flight_generation = self._generation
         self._sent_at = time.perf_counter()
         if not self.decode(value, preview, self._on_done):
             self._in_flight = None
@@ -114,6 +120,9 @@ class Scrubber(QWidget):
         value, preview = self._in_flight or (self.value(), False)
         self._in_flight = None
         ms = 1000.0 * (time.perf_counter() - self._sent_at)
+        if self._flight_generation != self._generation:  # decoded from inputs that have changed since
+            self._pump()
+            return
         if ok and isinstance(result, dict) and result.get("image"):
             self.view.set_path(result["image"])
             self.view.setToolTip(self.label_of(value))

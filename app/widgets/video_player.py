@@ -23,7 +23,6 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMenu,
@@ -35,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.widgets import file_dialogs
 from app.widgets.image_views import qimage_from_array
 from app.widgets.latent_tiles import PixelImage
 from ul_engine.errors import ULError
@@ -585,8 +585,8 @@ class VideoPlayer(QWidget):
         if not self.clips:
             return
         stem = Path(self.clips[index or 0].path or "clip").stem if index is not None else "side-by-side"
-        path, chosen = QFileDialog.getSaveFileName(
-            self, "Export the clip", f"{stem}.mp4", "MP4 video (*.mp4);;Animated GIF (*.gif)"
+        path, chosen = file_dialogs.save_file(
+            self, "Export the clip", "video", f"{stem}.mp4", "MP4 video (*.mp4);;Animated GIF (*.gif)"
         )
         if not path:
             return

@@ -49,20 +49,36 @@ class Evaluator(QObject):
         self.queue: deque[EvalJob] = deque()
         self.current: EvalJob | None = None
         self.proc: QProcess | None = None
+        self.batch_total = 0  # jobs submitted since the evaluator was last idle ("evaluating 3 of 9")
+        self.batch_started = 0
 
     def pending(self) -> list[EvalJob]:
         return ([self.current] if self.current else []) + list(self.queue)
 
     def submit(self, job: EvalJob) -> bool:
         """Queue a job unless the same checkpoint is already waiting or running; returns whether it was queued."""
-        if any(j.checkpoint_id == job.checkpoint_id for j in self.pending()):
-            return False
-        self.queue.append(job)
+        return self.submit_all([job]) == 1
+
+    def submit_all(self, jobs: list[EvalJob]) -> int:
+        """Queue several jobs at once (so the first already counts as "1 of n"); returns how many were new."""
+        if not self.pending():
+            self.batch_total = self.batch_started = 0
+        added = 0
+        for job in jobs:
+            if any(j.checkpoint_id == job.checkpoint_id for j in self.pending()):
+                continue
+            self.queue.append(job)
+            added += 1
+        self.batch_total += added
         self._next()
-        return True
+        return added
 
     def is_busy(self) -> bool:
         return self.current is not None
+
+    def position(self) -> tuple[int, int]:
+        """(k, n): the running job is the k-th of the n submitted since the evaluator was last idle."""
+        return self.batch_started, self.batch_total
 
     def cancel(self) -> None:
         """Drop the waiting jobs and kill the running one (nothing is recorded for it)."""
@@ -75,6 +91,7 @@ class Evaluator(QObject):
         if self.current is not None or not self.queue:
             return
         job = self.current = self.queue.popleft()
+        self.batch_started += 1
         proc = self.proc = QProcess(self)
         problem = self._check(job)
         if problem:

@@ -140,6 +140,19 @@ def test_exports_read_back_as_mp4_and_gif(qtbot, page_env) -> None:
         assert "Wrote" in page.export_status.text()
 
 
+def test_an_export_counts_its_frames_then_says_it_writes(qtbot, page_env) -> None:
+    page, files = page_env["page"], page_env["files"]
+    page.export_steps.clear()
+    with qtbot.waitSignal(page.exported, timeout=WAIT_MS):
+        assert page.export("interpolate", files / "counted.mp4", frames=10)
+        assert page.export_progress.isVisible() and page.export_progress.maximum() == 10
+    steps = page.export_steps
+    assert [s[:2] for s in steps] == [(0, 10), (4, 10), (8, 10), (10, 10)]  # frames decoded / total…
+    assert steps[1][2] == "Decoding frames 4 / 10…"
+    assert steps[-1][2] == "Writing counted.mp4 and counted.gif…"  # …then writing
+    assert not page.export_progress.isVisible() and video_io.read_mp4_info(files / "counted.mp4")[0] == 10
+
+
 def test_bad_input_gets_a_clear_message(qtbot, page_env) -> None:
     page, files = page_env["page"], page_env["files"]
     bad = files / "notes.png"
@@ -149,3 +162,38 @@ def test_bad_input_gets_a_clear_message(qtbot, page_env) -> None:
     qtbot.waitUntil(lambda: "notes.png" in page.status.text(), timeout=WAIT_MS)
     assert "cannot" in page.status.text().lower() or "not" in page.status.text().lower()
     assert page.results["b"] is None and not page.slots["b"].input.has_image()
+
+
+def test_a_sample_loaded_as_image_a_redraws_the_interpolation(qtbot, page_env) -> None:
+    page, files = page_env["page"], page_env["files"]
+    a, b = write_image(files / "a2.png", 11), write_image(files / "b2.png", 12)
+    for slot, path in (("a", a), ("b", b)):
+        with qtbot.waitSignal(page.analyzed, timeout=WAIT_MS):
+            page.set_image(slot, path)
+    scrub = page.interp
+    page.tabs.setCurrentIndex(0)
+    _wait_idle(qtbot, scrub)
+    scrub.slider.setValue(30)
+    _wait_idle(qtbot, scrub)
+    before = scrub.view.path
+    old_latent = page.results["a"]["latent"]
+    used: list[str] = []
+    decode = page._frames
+
+    def spy(done, **params):  # which latent each interpolation frame is decoded from
+        if params.get("kind") == "interpolate":
+            used.append(params["latent"])
+        return decode(done, **params)
+
+    page._frames = spy
+    try:
+        with qtbot.waitSignal(page.analyzed, timeout=WAIT_MS):
+            page.open_sample(str(write_image(files / "sample.png", 13)), 2)
+            assert scrub.view.path is None and "being encoded" in scrub.timing.text()  # no stale frame meanwhile
+        _wait_idle(qtbot, scrub)
+    finally:
+        del page._frames
+    new_latent = page.results["a"]["latent"]
+    assert new_latent != old_latent
+    assert used and used[-1] == new_latent  # the frame on screen is of the new A, without touching the slider
+    assert scrub.view.path != before and scrub.shown[-1] == (0.30, False)

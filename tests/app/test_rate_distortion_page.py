@@ -168,3 +168,30 @@ def test_clicking_a_point_opens_its_reconstructions(qtbot, live, rd_home: Path) 
         assert item.entry["ok"] and item.entry["checkpoint_step"] == 5
         assert item.entry["metrics"]["psnr"] is not None
     assert json.dumps(recon.picker.current())  # the selection is plain data
+
+
+def test_evaluate_shows_which_checkpoint_of_how_many_and_takes_a_training_runs_checkpoints(
+    qtbot, live, rd_home: Path
+) -> None:
+    sets = ["train.checkpoint_every=5", "train.threads=1", "sampling.decoder_steps=2"]
+    args = ["--home", str(rd_home), "train", "--preset", "smoke", "--name", "still-on", "--steps", "10"]
+    assert ul_main([*args, *(a for s in sets for a in ("--set", s)), "--json"]) == 0
+    store = live.ctx.store
+    run = store.get_run("still-on")
+    store.update_run(run.id, status="running")  # as while its worker trains: two checkpoints so far
+    live.ctx.repo.refresh()
+    live.show_page("rd")
+    page = live.page("rd")
+    page.n_images.setValue(2)
+    page.decoder_steps.setValue(1)
+    texts: list[str] = []
+    page.evaluator.started.connect(lambda _job: texts.append(page.status.text()))
+    try:
+        with qtbot.waitSignal(page.evaluator.idle, timeout=180_000):
+            assert page.evaluate_missing() == 2  # both checkpoints of the run still training
+            assert "still-on is still training" in page.status.text()
+    finally:
+        store.update_run(run.id, status="completed")
+    assert texts[0].startswith("Evaluating 1 of 2: still-on step 5")
+    assert texts[1].startswith("Evaluating 2 of 2: still-on step 10")
+    assert {("still-on", 5), ("still-on", 10)} <= set(spots(page))

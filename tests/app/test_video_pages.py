@@ -175,7 +175,7 @@ def test_video_run_generates_clips_that_export_to_mp4(qtbot, gen_page, tmp_path:
     run_frames = int(gen_page.runs.info().config["data"]["frames"])
     clip = players[0].clips[0]
     assert len(clip) == run_frames and clip.title == "seed 3"
-    out_dir = gen_page.ctx.store.run_dir(gen_page.run_id()) / "samples"
+    out_dir = gen_page.ctx.store.home / "samples" / gen_page.runs.info().name  # named by the run, not its id
     assert all(Path(p).is_file() and Path(p).is_relative_to(out_dir) for p in gen_page.video.outputs)
 
     out = tmp_path / "exported.mp4"

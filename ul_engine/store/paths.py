@@ -26,3 +26,17 @@ def from_stored(home: Path, stored: str) -> Path:
     """The absolute path for stored text."""
     p = Path(stored)
     return p if p.is_absolute() else home / p
+
+
+SAMPLES = "samples"
+_UNSAFE = '\\/:*?"<>|'
+
+
+def samples_dir(home: Path | str, run_name: str) -> Path:
+    """home/samples/<run name>/: where the app saves a run's generated samples (not created here).
+
+    Named by the run's name, which the user chose and recognises (the demo's samples go to samples/demo/,
+    not runs/1/samples/). Characters a file system refuses become "_". Samples written earlier under
+    runs/<id>/samples/ stay where they are and open as before."""
+    safe = "".join("_" if c in _UNSAFE or ord(c) < 32 else c for c in run_name).strip(" .") or "run"
+    return Path(home) / SAMPLES / safe
