@@ -25,8 +25,8 @@ PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1
 COLUMNS = (
     ("file", "File", "The image file"),
     ("status", "Status", "Progress, or what happened to this image"),
-    ("psnr", "PSNR dB", "Peak signal-to-noise ratio of the reconstruction (torchmetrics)"),
-    ("ssim", "SSIM", "Structural similarity of the reconstruction (torchmetrics)"),
+    ("psnr", "PSNR dB", "Peak signal-to-noise ratio of the reconstruction: higher is closer to the input"),
+    ("ssim", "SSIM", "Structural similarity (Wang et al. 2004, 11×11 Gaussian window): 1 is identical"),
     ("bits_per_pixel", "bits/px", "What the latent costs under the run's prior, per image pixel"),
     ("bits_per_dim", "bits/dim", "What the latent costs under the run's prior, per latent dimension"),
     ("decode_seconds", "decode s", "Seconds per decode (the diffusion decoder's sampling)"),
