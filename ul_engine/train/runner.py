@@ -214,6 +214,13 @@ class RunContext:
         self.stage1 = bundle.load_stage1(stage1_dir, self.acc.device)
         for p in self.stage1.parameters():
             p.requires_grad_(False)
+        if cfg.data.kind == "latents":  # encoded once by `ul encode`: the folder is the latent cache
+            from ul_engine.ecosystem.latents import check_latents, load_latents
+
+            check_latents(cfg, parent.sha256)
+            latents, labels, _ = load_latents(cfg.data.path)
+            self.emit({"event": "status", "status": "latents_cached", "count": len(latents), "path": cfg.data.path})
+            return Stage2Objective(LatentBase(cfg), latents, labels, cfg, self.acc.device, rank=rank, world_size=world)
         source = make_source(cfg.data)
         self.source = source
         count = source_length(source, cfg.train.latent_cache_size)
