@@ -327,3 +327,38 @@ def test_diffusers_export_of_a_stage2_run_samples_like_ul_sample(home: Path, sta
     ours = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in cli]).astype(int)
     theirs = np.load(str(tmp_path / "p.png") + ".samples.npy").astype(int)
     assert np.abs(ours - theirs).max() <= 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the user guide's "train your own model on the latents" example, as printed
+
+
+def guide_example() -> str:
+    text = (ROOT / "docs" / "user-guide.md").read_text()
+    section = text[text.index("### Train your own model on the latents") :]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("```", start)]
+
+
+def test_the_guides_latents_example_runs_on_an_encoded_folder(encoded, tmp_path: Path) -> None:
+    import ast
+
+    out, _ = encoded
+    code = guide_example()
+    imported = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            imported.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert imported == {"json", "sys", "pathlib", "torch", "safetensors"}, "torch and safetensors only"
+    assert len(code.strip().splitlines()) <= 45
+    script = tmp_path / "train_latents.py"
+    script.write_text(code)
+    proc = subprocess.run([sys.executable, str(script), str(out), "2"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    losses = [float(line.split()[1]) for line in proc.stdout.strip().splitlines()]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    samples, _ = io.load_tensors(tmp_path / "my-samples.safetensors")
+    assert samples["z_clean"].shape == (8, 4, 4, 4) and torch.isfinite(samples["z_clean"]).all()
