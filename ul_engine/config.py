@@ -230,6 +230,10 @@ class TrainConfig(_Section):
         4096, ge=1, le=10_000_000, description="Stage 2: how many images are encoded once into the latent cache."
     )
     compile: bool = Field(False, description="torch.compile the transformers (pays off on long runs).")
+    log_to: list[Literal["tensorboard"]] = Field(
+        [],
+        description='Also write the metrics live elsewhere: ["tensorboard"] → runs/<id>/tensorboard (needs the extra).',
+    )
     init_from: str = Field(
         "",
         description="Stage 1: start from an inference bundle folder's weights (fine-tuning); 'demo': the shipped one.",

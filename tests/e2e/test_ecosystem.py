@@ -362,3 +362,34 @@ def test_the_guides_latents_example_runs_on_an_encoded_folder(encoded, tmp_path:
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
     samples, _ = io.load_tensors(tmp_path / "my-samples.safetensors")
     assert samples["z_clean"].shape == (8, 4, 4, 4) and torch.isfinite(samples["z_clean"]).all()
+
+
+def test_log_to_tensorboard_mirrors_the_stored_metrics_live(home: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ul_json(home, "train", "--preset", "smoke", "--name", "tb", "--steps", "3", "--set", 'train.log_to=["tensorboard"]',
+            "--set", "train.checkpoint_every=2")  # fmt: skip
+    store = Store.open(home)
+    try:
+        run = store.get_run("tb")
+        last = max(store.list_checkpoints(run.id), key=lambda c: c.step)
+    finally:
+        store.close()
+    assert last.step == 3
+    last.path.unlink()  # as if the run had died before its last checkpoint: it resumes from step 2
+    ul_json(home, "resume", "tb", "--steps", "2")  # step 3 is trained (and logged) again, then step 4
+    store = Store.open(home)
+    try:
+        folder = store.run_dir(run.id) / "tensorboard"
+        keys = store.metric_keys(run.id)
+        stored = {k: store.read_metric(run.id, k) for k in keys}
+    finally:
+        store.close()
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    assert sorted(acc.Tags()["scalars"]) == keys
+    for key in ("loss/total", "rate/bits_per_pixel"):
+        events = acc.Scalars(key)
+        assert [e.step for e in events] == stored[key].steps.astype(int).tolist() == [1, 2, 3, 4]
+        np.testing.assert_allclose([e.value for e in events], stored[key].values, rtol=1e-6)
+        np.testing.assert_allclose([e.wall_time for e in events], stored[key].wall_times, atol=1e-3)

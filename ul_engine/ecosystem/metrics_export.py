@@ -137,3 +137,31 @@ def tensorboard_writer_class() -> Any:
             "TensorBoard output needs the tensorboard package: pip install 'ul-studio[tensorboard]'"
         ) from None
     return SummaryWriter
+
+
+class TensorBoardMirror:
+    """`train.log_to = ["tensorboard"]`: what the trainer logs, also written live as TensorBoard events.
+
+    The writer opens with the first logged step as `purge_step`, so after a resume TensorBoard drops the
+    events of steps that the run abandoned (the store truncates the same steps)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.writer_class = tensorboard_writer_class()  # fails before training, not at the first flush
+        self.writer: Any = None
+
+    def write(self, rows: list[tuple[int, float, dict[str, float]]]) -> None:
+        if not rows:
+            return
+        if self.writer is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.writer = self.writer_class(log_dir=str(self.folder), purge_step=rows[0][0])
+        for step, wall, values in rows:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, global_step=step, walltime=wall)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
