@@ -220,6 +220,14 @@ def test_stage2_trains_from_the_encoded_folder(home: Path, encoded, stage2: str,
     assert not list(run_dir.glob("latents-*.safetensors")), "the folder feeds stage 2: nothing is encoded again"
     samples = ul_json(home, "sample", "--run", stage2, "--n", "2", "--out", str(tmp_path / "samples"))
     assert len(samples["outputs"]) == 2  # the frozen stage-1 decoder turns its latents into images
+    # encoding with the stage-2 run uses its frozen stage-1 encoder, and the stats name that checkpoint
+    again = tmp_path / "again"
+    ul_json(home, "encode", "--run", stage2, str(json.loads((out / "latent_stats.json").read_text())["source"]
+            ["folder"]), "--out", str(again))  # fmt: skip
+    first, second = (json.loads((d / "latent_stats.json").read_text()) for d in (out, again))
+    assert second["checkpoint"] == first["checkpoint"] and second["run"]["name"] == "s1"
+    shards = [io.load_tensors(out / shard["file"])[0]["z"] for shard in first["shards"]]
+    torch.testing.assert_close(io.load_tensors(again / "latents-00000.safetensors")[0]["z"], torch.cat(shards))
 
 
 def test_stage2_refuses_latents_it_cannot_use(capsys, home: Path, images: Path, encoded, tmp_path: Path) -> None:

@@ -73,11 +73,13 @@ def cmd_encode(args: argparse.Namespace) -> dict[str, Any]:
         raise ULError("--seed must be a non-negative integer")
     if not Path(args.data).expanduser().is_dir():
         raise ULError(f"{args.data} is not a folder (give an image or video folder)")
-    loaded = load_run(_store(args), args.run, step=args.checkpoint)
+    store = _store(args)
+    loaded = load_run(store, args.run, step=args.checkpoint)
     update, bar = _bar(args, "item")
     try:
         result = encode_folder(loaded, args.data, args.out, batch=args.batch, noisy=args.noisy, seed=args.seed,
-                               dtype=args.dtype, shard_size=args.shard_size, progress=update)  # fmt: skip
+                               dtype=args.dtype, shard_size=args.shard_size, progress=update,
+                               source_of=_stage1_source(store, loaded.run))  # fmt: skip
     finally:
         bar.close()
     if not args.json:
@@ -86,6 +88,19 @@ def cmd_encode(args: argparse.Namespace) -> dict[str, Any]:
         for s in result["skipped"]:
             print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
     return result
+
+
+def _stage1_source(store: Any, run: Any) -> dict[str, Any] | None:
+    """A trained stage-2 run encodes with its stage-1 parent's checkpoint: the stats name that one."""
+    if run.stage != 2 or run.parent_checkpoint_id is None:
+        return None
+    try:
+        parent = store.get_checkpoint(run.parent_checkpoint_id)
+        name = store.get_run(parent.run_id).name
+    except ULError:  # the stage-1 run was deleted since: its sha256 is still on the stage-2 run
+        return {"run": {"id": run.parent_run_id, "name": None},
+                "checkpoint": {"step": None, "sha256": run.parent_checkpoint_sha256}}  # fmt: skip
+    return {"run": {"id": parent.run_id, "name": name}, "checkpoint": {"step": parent.step, "sha256": parent.sha256}}
 
 
 def cmd_metrics(args: argparse.Namespace) -> dict[str, Any]:

@@ -83,8 +83,12 @@ def encode_folder(
     dtype: str = "fp32",
     shard_size: int = 1024,
     progress: Progress | None = None,
+    source_of: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Encode `data` with a loaded run's encoder into `out`; returns the summary `ul encode --json` prints."""
+    """Encode `data` with a loaded run's encoder into `out`; returns the summary `ul encode --json` prints.
+
+    `source_of`: {"run": {...}, "checkpoint": {"step", "sha256"}} of the stage-1 model (default: the loaded run
+    and checkpoint; a stage-2 run passes its stage-1 parent, whose checkpoint made its encoder)."""
     if batch < 1 or shard_size < 1:
         raise ULError("--batch and --shard-size must be at least 1")
     if dtype not in DTYPES:
@@ -96,8 +100,13 @@ def encode_folder(
     model = getattr(loaded.stage1, "inner", loaded.stage1)  # a tiled (demo) model: its own nets at its own size
     cfg: RunConfig = model.cfg
     source, items, skipped = folder_items(cfg, data)
+    run = loaded.run
+    source_of = source_of or {
+        "run": {"id": getattr(run, "id", None), "name": getattr(run, "name", None)},
+        "checkpoint": {"step": loaded.checkpoint_step, "sha256": loaded.checkpoint_sha256},
+    }
     base = {
-        "checkpoint_sha256": loaded.checkpoint_sha256,
+        "checkpoint_sha256": source_of["checkpoint"]["sha256"],
         "latent": "z0" if noisy else "z_clean",
         "seed": seed if noisy else None,
         "dtype": dtype,
@@ -127,7 +136,7 @@ def encode_folder(
     if total == 0:
         example = next(iter(skipped.items()), ("", "no items"))
         raise DataError(f"none of the {len(items)} items in {data} could be encoded (e.g. {example[0]}: {example[1]})")
-    stats = _stats(loaded, cfg, data, out, shards, base, skipped)
+    stats = _stats(source_of, cfg, data, out, shards, base, skipped)
     io.write_json(out / STATS_NAME, stats)
     return {
         "out": str(out),
@@ -234,7 +243,7 @@ def _remove_stale(out: Path, count: int) -> None:
 
 
 def _stats(
-    loaded: Any,
+    source_of: dict[str, Any],
     cfg: RunConfig,
     data: Path,
     out: Path,
@@ -257,7 +266,6 @@ def _stats(
     std = np.sqrt(np.maximum(total_sq / max(n, 1) - mean * mean, 0.0))
     lam = cfg.loss.latent_logsnr_max
     alpha0, sigma0 = alpha_sigma_scalar(lam)
-    run = loaded.run
     return {
         "format": FORMAT,
         "latent": base["latent"],
@@ -267,8 +275,8 @@ def _stats(
         "shards": shards,
         "channel_mean": mean.tolist(),
         "channel_std": std.tolist(),
-        "run": {"id": getattr(run, "id", None), "name": getattr(run, "name", None)},
-        "checkpoint": {"step": loaded.checkpoint_step, "sha256": loaded.checkpoint_sha256},
+        "run": source_of["run"],
+        "checkpoint": source_of["checkpoint"],
         "source": {
             "folder": str(data.resolve()),
             "kind": "video-folder" if cfg.model.time_axis else "image-folder",
