@@ -317,7 +317,8 @@ def test_diffusers_export_reconstructs_like_ul_reconstruct(home: Path, tmp_path:
     ours = np.asarray(Image.open(recon["output"]).convert("RGB")).astype(int)
     theirs = np.asarray(Image.open(tmp_path / "p.png").convert("RGB")).astype(int)
     assert ours.shape == theirs.shape == (16, 24, 3)
-    assert np.abs(ours - theirs).max() <= 1  # the same float ops: equal up to 8-bit rounding of float noise
+    # the same float ops: equal, up to a rare 8-bit rounding flip where thread counts reorder a float sum
+    assert np.abs(ours - theirs).max() <= 1 and (ours != theirs).mean() < 0.01
 
 
 def test_diffusers_export_of_a_stage2_run_samples_like_ul_sample(home: Path, stage2: str, tmp_path: Path) -> None:
@@ -334,7 +335,7 @@ def test_diffusers_export_of_a_stage2_run_samples_like_ul_sample(home: Path, sta
                   "--out", str(tmp_path / "cli"))["outputs"]  # fmt: skip
     ours = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in cli]).astype(int)
     theirs = np.load(str(tmp_path / "p.png") + ".samples.npy").astype(int)
-    assert np.abs(ours - theirs).max() <= 1
+    assert np.abs(ours - theirs).max() <= 1 and (ours != theirs).mean() < 0.01
 
 
 # ---------------------------------------------------------------------------------------------------------

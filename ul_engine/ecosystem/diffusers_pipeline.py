@@ -114,8 +114,8 @@ class ULPipeline(DiffusionPipeline):
     def encode(self, images: Any, seeds: Sequence[int] | None = None) -> torch.Tensor:
         """Images → z_clean (B, C, h, w); with `seeds`, the paper's z0 = α0·z_clean + σ0·ε, ε from seed i.
 
-        `images`: a float tensor (B, 3, H, W) (or clips (B, 3, T, H, W)) in [−1, 1], or uint8 arrays
-        (B, H, W, 3) / a list of PIL images; sides must be multiples of the model's downsampling."""
+        `images`: a float tensor (B, 3, H, W) (or clips (B, 3, T, H, W)) in [−1, 1], uint8 arrays (B, H, W, 3)
+        (or clips (B, T, H, W, 3)), or a list of PIL images; sides must be multiples of the downsampling."""
         model = self.stage1
         x = _as_model_input(images).to(self.device)
         z_clean = model.encode(x)
@@ -194,17 +194,21 @@ def _sampler(name: str) -> str:
 
 
 def _as_model_input(images: Any) -> torch.Tensor:
-    """Tensors in [−1, 1] pass through; uint8 arrays and PIL images become (B, 3, H, W) in [−1, 1]."""
+    """Tensors in [−1, 1] pass through; uint8 images (B, H, W, 3) and PIL images are converted as
+    `ul reconstruct` converts them, clips (B, T, H, W, 3) as training does."""
+    from ul_engine.data.loader import to_model_tensor
+    from ul_engine.pipeline import image_to_model_input
+
     if isinstance(images, torch.Tensor):
         return images.float()
     if isinstance(images, list | tuple):
         images = np.stack([np.asarray(im.convert("RGB") if hasattr(im, "convert") else im) for im in images])
     arr = np.asarray(images)
-    if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3:
+    if arr.dtype != np.uint8 or arr.ndim not in (3, 4, 5) or arr.shape[-1] != 3:
         raise ULError("images must be a float tensor in [-1, 1], uint8 arrays (B, H, W, 3) or PIL images")
-    if arr.ndim == 3:
-        arr = arr[None]
-    return torch.from_numpy(np.array(arr)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    if arr.ndim == 5:
+        return to_model_tensor(np.array(arr))
+    return torch.cat([image_to_model_input(np.array(a), 1)[0] for a in (arr[None] if arr.ndim == 3 else arr)])
 
 
 def _output(x: torch.Tensor, output_type: str) -> Any:
