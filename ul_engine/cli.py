@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ul_engine import __version__
+from ul_engine.ecosystem.cli import COMMANDS as ECOSYSTEM_COMMANDS
+from ul_engine.ecosystem.cli import add_parsers as add_ecosystem_parsers
 from ul_engine.errors import ULError
 
 EXIT_USER_ERROR = 2
@@ -196,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--json", action="store_true")
 
     sub.add_parser("doctor", help="check the installation")
+    add_ecosystem_parsers(sub)  # encode, metrics, export --format diffusers
     return p
 
 
@@ -759,6 +762,12 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.train.runner import export_run
 
+    if args.export_format == "diffusers":
+        from ul_engine.ecosystem.cli import cmd_export_diffusers
+
+        return cmd_export_diffusers(args)
+    if args.checkpoint is not None:
+        raise ULError("--checkpoint is for --format diffusers; the bundle is the run's latest exported model")
     store = _store(args)
     files = export_run(store, args.run, args.out)
     if not args.json:
@@ -794,6 +803,7 @@ COMMANDS = {
     "queue": cmd_queue,
     "doctor": cmd_doctor,
 }
+COMMANDS.update(ECOSYSTEM_COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -137,7 +137,12 @@ def stage2_config(
         raw["train"] = {**raw["train"], "steps": steps}
     if minutes is not None and steps is None:
         raw["train"] = {**raw["train"], "minutes": minutes, "steps": 0}
-    return validate(raw), ckpt
+    cfg = validate(raw)
+    if cfg.data.kind == "latents":  # a folder from `ul encode`: its shape, its z_clean and its checkpoint
+        from ul_engine.ecosystem.latents import check_latents
+
+        check_latents(cfg, ckpt.sha256)
+    return cfg, ckpt
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:

@@ -24,11 +24,15 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    kind: Literal["shapes", "image-folder", "bouncing", "video-folder"] = Field(
-        "shapes", description="Where training images (shapes, image-folder) or clips (bouncing, video-folder) come from"
+    kind: Literal["shapes", "image-folder", "bouncing", "video-folder", "latents"] = Field(
+        "shapes",
+        description="Where training images (shapes, image-folder) or clips (bouncing, video-folder) come from; "
+        "latents: stage 2 from a folder written by `ul encode`",
     )
     resolution: int = Field(32, ge=8, le=4096, description="Side of the square training images in pixels.")
-    path: str = Field("", description="Folder of images or videos (the folder kinds); searched recursively.")
+    path: str = Field(
+        "", description="Folder of images or videos (the folder kinds), searched recursively; or of encoded latents."
+    )
     frames: int = Field(1, ge=1, le=1024, description="Frames per training clip (1: images; video kinds need ≥ 2).")
     frame_stride: int = Field(
         1, ge=1, le=64, description="video-folder: take every n-th frame of a file when cutting clips."
@@ -226,6 +230,10 @@ class TrainConfig(_Section):
         4096, ge=1, le=10_000_000, description="Stage 2: how many images are encoded once into the latent cache."
     )
     compile: bool = Field(False, description="torch.compile the transformers (pays off on long runs).")
+    log_to: list[Literal["tensorboard"]] = Field(
+        [],
+        description='Also write the metrics live elsewhere: ["tensorboard"] → runs/<id>/tensorboard (needs the extra).',
+    )
     init_from: str = Field(
         "",
         description="Stage 1: start from an inference bundle folder's weights (fine-tuning); 'demo': the shipped one.",
@@ -272,8 +280,12 @@ class RunConfig(_Section):
             raise ValueError("optim.batch_size must be divisible by optim.grad_accum")
         if self.optim.cooldown and not self.train.steps:
             raise ValueError("optim.cooldown needs train.steps > 0: the cooldown ends at the last step")
-        if self.data.kind in ("image-folder", "video-folder") and not self.data.path:
+        if self.data.kind in ("image-folder", "video-folder", "latents") and not self.data.path:
             raise ValueError(f"data.path is required when data.kind is {self.data.kind}")
+        if self.data.kind == "latents" and self.stage != 2:
+            raise ValueError(
+                "data.kind latents (a folder written by `ul encode`) feeds stage 2 only; stage 1 needs images"
+            )
         self._video_consistent()
         for name, width, heads in (
             ("model.prior", self.model.prior.width, self.model.prior.heads),
@@ -288,7 +300,7 @@ class RunConfig(_Section):
     def _video_consistent(self) -> None:
         """Clip length, temporal downsampling and context fit together; image runs keep frames = 1."""
         m, d = self.model, self.data
-        video = d.kind in ("bouncing", "video-folder")
+        video = m.time_axis if d.kind == "latents" else d.kind in ("bouncing", "video-folder")  # latents: either
         if video != m.time_axis:
             raise ValueError(
                 f"data.kind {d.kind} needs model.time_axis = {str(video).lower()} (video data ↔ a video model)"

@@ -142,22 +142,33 @@ def _stratified_logsnr(sched: schedule.CosineSchedule, batch: int, device: torch
     return sched.logsnr(t).to(device), sched.neg_dlogsnr_dt(t).to(device)
 
 
-class UnifiedLatents(nn.Module):
-    """Encoder E, prior P and decoder D trained jointly on L = L_z + L_x (Algorithm 1)."""
+def build_stage1_net(cfg: RunConfig, name: str) -> nn.Module:
+    """One stage-1 net ("encoder", "prior" or "decoder") as UnifiedLatents holds it (exports rebuild them alone)."""
+    m = cfg.model
+    if name == "encoder":
+        # Table 6 D (learned variance): mean and log-variance, 2·C channels
+        return build_encoder(m, 2 * m.latent_channels if cfg.ablation.learned_variance else None)
+    if name == "prior":
+        return build_prior(m)
+    if name == "decoder":
+        return build_decoder(m)
+    raise ValueError(f"unknown stage-1 net {name!r}")
 
-    def __init__(self, cfg: RunConfig) -> None:
+
+class UnifiedLatents(nn.Module):
+    """Encoder E, prior P and decoder D trained jointly on L = L_z + L_x (Algorithm 1).
+
+    `nets`: already built (encoder, prior, decoder) to wrap instead of building new ones (exported models)."""
+
+    def __init__(self, cfg: RunConfig, nets: tuple[nn.Module, nn.Module, nn.Module] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        m, loss = cfg.model, cfg.loss
+        loss = cfg.loss
         self.ablation = cfg.ablation
-        if self.ablation.learned_variance:  # Table 6 D: mean and log-variance, 2·C channels
-            self.encoder = build_encoder(m, 2 * m.latent_channels)
-        else:
-            self.encoder = build_encoder(m)
-        self.prior = build_prior(m)
+        encoder, prior, decoder = nets or tuple(build_stage1_net(cfg, n) for n in ("encoder", "prior", "decoder"))
+        self.encoder, self.prior, self.decoder = encoder, prior, decoder
         if self.ablation.prior == "normal":  # N(0, I) replaces it; frozen so no optimizer or DDP sees it
             self.prior.requires_grad_(False)
-        self.decoder = build_decoder(m)
         self.latent_schedule = schedule.latent_schedule(loss.latent_logsnr_min, loss.latent_logsnr_max)
         self.image_schedule = schedule.image_schedule(
             loss.image_logsnr_min, loss.image_logsnr_max, resolution=cfg.data.resolution, shift_ref=loss.image_shift_ref
@@ -390,11 +401,11 @@ class LatentBase(nn.Module):
     the rest unconditional, so one model samples both ways.
     """
 
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(self, cfg: RunConfig, net: nn.Module | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_classes = cfg.data.num_classes
-        self.net = build_base(cfg.model, self.num_classes)
+        self.net = net if net is not None else build_base(cfg.model, self.num_classes)
         self.schedule = schedule.latent_schedule(cfg.loss.latent_logsnr_min, cfg.loss.latent_logsnr_max)
         self.context_frames = cfg.model.base.context_frames if cfg.model.time_axis else 0
 

@@ -165,7 +165,17 @@ class MonitorPage(QWidget):
         self.overlay_label = QLabel("")
         self.overlay_label.setObjectName("hint")
         row.addWidget(self.overlay_label, 1)
+        self.export_button = QPushButton("Export metrics…")
+        self.export_button.setToolTip("Write this run's curves to CSV, JSON lines or a TensorBoard event folder.")
+        self.export_button.clicked.connect(self.export_metrics)
+        row.addWidget(self.export_button)
         return row
+
+    def export_metrics(self) -> Any:
+        from app.widgets.export_metrics import open_export_dialog
+
+        self.export_dialog = open_export_dialog(self, self.ctx, self.run_id)
+        return self.export_dialog
 
     def _build_options(self) -> QHBoxLayout:
         row = QHBoxLayout()

@@ -100,21 +100,28 @@ class ImageFolderSource:
         """File `index` (or the next readable one) fitted to a square; `rng` drives a random crop,
         `crop` overrides the folder's crop (previews always use the centre)."""
         n = len(self.files)
-        crop = crop or self.crop
         for step in range(n):
             i = (int(index) + step) % n
             path = self.files[i]
             if str(path) in self.skipped:
                 continue
             try:
-                loaded = load_image_rgb(path, max_pixels=self.max_pixels, min_size=self.resolution)
+                return self.read(i, rng, crop)
             except DataError as exc:
                 self.skipped[str(path)] = _reason_only(exc, path)
-                continue
-            image = fit_square(loaded.array, self.resolution, crop, rng if crop == "random" else None)
-            return image, self.labels[i]
         example = next(iter(self.skipped.items()))
         raise DataError(f"none of the {n} image files in {self.root} could be read (e.g. {example[0]}: {example[1]})")
+
+    def read(
+        self,
+        index: int,
+        rng: np.random.Generator | None = None,
+        crop: Literal["center", "random"] | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """File `index` itself fitted to a square, or a DataError naming it (`ul encode` lists, never substitutes)."""
+        crop, i = crop or self.crop, int(index)
+        loaded = load_image_rgb(self.files[i], max_pixels=self.max_pixels, min_size=self.resolution)
+        return fit_square(loaded.array, self.resolution, crop, rng if crop == "random" else None), self.labels[i]
 
     def scan(self, limit: int | None = None) -> ScanReport:
         """Open the header of each file (the first `limit` if given): missing, empty, non-image and

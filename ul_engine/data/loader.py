@@ -38,6 +38,11 @@ def make_source(cfg: DataConfig) -> Source:
         return ShapesSource(cfg.resolution, cfg.seed, cfg.num_classes)
     if cfg.kind == "bouncing":
         return BouncingSource(cfg.resolution, cfg.frames, cfg.seed, cfg.num_classes)
+    if cfg.kind == "latents":
+        raise DataError(
+            f"data.kind = latents: {cfg.path} holds latents written by `ul encode`, not images; it feeds stage-2 "
+            "training only (images for this run come from its stage-1 run's data)"
+        )
     if cfg.kind == "video-folder":
         if not cfg.path:
             raise DataError("data.path is required when data.kind is video-folder")

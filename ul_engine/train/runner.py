@@ -62,16 +62,27 @@ class StoreHooks:
         self.buffer: list[tuple[int, float, dict[str, float]]] = []
         self.last_flush = time.monotonic()
         self.trainer: Trainer | None = None
+        self.mirror: Any = None  # train.log_to = ["tensorboard"]: the same rows as TensorBoard events
+        if ctx.is_main and "tensorboard" in ctx.cfg.train.log_to:
+            from ul_engine.ecosystem.metrics_export import TensorBoardMirror
+
+            self.mirror = TensorBoardMirror(ctx.run_dir / "tensorboard")
 
     def flush(self, step: int | None = None) -> None:
         store, run_id = self.ctx.store, self.ctx.run_id
         if self.buffer:
             rows, self.buffer = self.buffer, []
             store.log_metrics(run_id, rows)
+            if self.mirror is not None:
+                self.mirror.write(rows)
             self.ctx.emit({"event": "metrics", "step": rows[-1][0], "count": len(rows), "values": rows[-1][2]})
         if step is not None:
             store.heartbeat(run_id, step)
         self.last_flush = time.monotonic()
+
+    def close(self) -> None:
+        if self.mirror is not None:
+            self.mirror.close()
 
     def on_metrics(self, step: int, wall_time: float, values: dict[str, float]) -> None:
         if not self.ctx.is_main:
@@ -214,6 +225,13 @@ class RunContext:
         self.stage1 = bundle.load_stage1(stage1_dir, self.acc.device)
         for p in self.stage1.parameters():
             p.requires_grad_(False)
+        if cfg.data.kind == "latents":  # encoded once by `ul encode`: the folder is the latent cache
+            from ul_engine.ecosystem.latents import check_latents, load_latents
+
+            check_latents(cfg, parent.sha256)
+            latents, labels, _ = load_latents(cfg.data.path)
+            self.emit({"event": "status", "status": "latents_cached", "count": len(latents), "path": cfg.data.path})
+            return Stage2Objective(LatentBase(cfg), latents, labels, cfg, self.acc.device, rank=rank, world_size=world)
         source = make_source(cfg.data)
         self.source = source
         count = source_length(source, cfg.train.latent_cache_size)
@@ -388,6 +406,7 @@ def train_run(
             if ctx.progress_bar is not None:
                 ctx.progress_bar.close()
         hooks.flush(trainer.state.step)
+        hooks.close()
         status = "completed" if reason.kind in ("steps", "time") else "stopped"
         store.update_run(run_id, status=status, step=trainer.state.step, finished_at=_now(), pid=None)
         ctx.emit({"event": "status", "status": status, "step": trainer.state.step, "reason": reason.kind})
@@ -396,6 +415,8 @@ def train_run(
         if hooks is not None:
             with contextlib.suppress(Exception):
                 hooks.flush(trainer.state.step if trainer else None)
+            with contextlib.suppress(Exception):
+                hooks.close()
         message = _failure_message(exc)
         status = "stopped" if isinstance(exc, KeyboardInterrupt | InterruptedError) else "failed"
         store.update_run(run_id, status=status, error=message, finished_at=_now(), pid=None)
