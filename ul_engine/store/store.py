@@ -342,8 +342,8 @@ class Store:
         allowed = {frm for frm, tos in RUN_TRANSITIONS.items() if to in tos}
         if expect is not None:
             wanted = {expect} if isinstance(expect, str) else set(expect)
-            if wanted - allowed:
-                raise ValueError(f"a run can never go from {sorted(wanted - allowed)} to {to!r}")
+            if not wanted & allowed:
+                raise ValueError(f"a run can never go from {sorted(wanted)} to {to!r}")
             allowed &= wanted
         for key in ("stderr_tail", "error"):
             if key in fields:
