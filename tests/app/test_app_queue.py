@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from ul_app_testkit import FAKE_WORKER, fake_command
 
 from app.workers import procs
+from ul_engine.store.liveness import hostname
 
 
 def new_run(store, name: str) -> int:
@@ -92,7 +93,7 @@ def test_a_worker_that_died_while_the_app_was_closed_is_marked_interrupted(store
     job = store.next_job("cpu")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    store.update_run(run_id, status="running", pid=dead.pid, started_at=datetime.now(UTC))
+    store.transition(run_id, "running", pid=dead.pid, host=hostname(), started_at=datetime.now(UTC))
     ctx = make_ctx()
     ctx.start()
     run = store.get_run(run_id)
