@@ -10,6 +10,7 @@ once → `terminate()` (SIGTERM: the worker finishes its step and checkpoints) a
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from pathlib import Path
@@ -19,6 +20,7 @@ from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
 from app.workers import procs
 from ul_engine.errors import RunStateError
+from ul_engine.store import ACTIVE_RUN_STATUSES
 from ul_engine.worker import protocol
 
 GRACE_S = 10.0
@@ -149,7 +151,7 @@ class RunProcess(QObject):
             return
         first = not self.stop_requested
         self.stop_requested = True
-        self.poll_output()  # the session the worker announced, if it did
+        self._learn_session()
         if self.session is None:
             if first:
                 self._set_phase("requested")
@@ -166,6 +168,16 @@ class RunProcess(QObject):
         if first:
             self._set_phase("requested")
             QTimer.singleShot(int(grace_s * 1000), lambda: self._escalate(term_grace_s))
+
+    def _learn_session(self) -> None:
+        """The session of our worker: announced in its events, or on the run row under our worker's pid."""
+        self.poll_output()
+        if self.session is not None:
+            return
+        with contextlib.suppress(Exception):  # the database is busy: treated as not claimed yet
+            run = self.store.get_run(self.run_id)
+            if run.status in ACTIVE_RUN_STATUSES and run.pid is not None and run.pid == self.pid():
+                self.session = run.session
 
     def _escalate(self, term_grace_s: float) -> None:
         if self.done or not self.is_running():
