@@ -206,7 +206,9 @@ class QueueRunner(QObject):
                     if not stopped and not run.error:
                         fallback = f"the worker exited with code {code}" if code != -1 else "the worker ended silently"
                         ending["error"] = _last_line(tail) or fallback
-                    end_session(self.store, run_id, proc.session, "stopped" if stopped else "failed", **ending)
+                    # a re-attached worker (exit unknown) that left its run active died: resumable, not failed
+                    to = "stopped" if stopped else "interrupted" if code == -1 else "failed"
+                    end_session(self.store, run_id, proc.session, to, **ending)
                 if fields:
                     self.store.update_run(run_id, **fields)
         if job_id is not None:
