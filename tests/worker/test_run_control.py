@@ -130,6 +130,18 @@ def test_stop_of_a_dead_worker_still_marked_running_makes_it_resumable(store: St
     assert last_json(resumed.stdout)["status"] == "completed"
 
 
+def test_a_worker_whose_session_was_ended_elsewhere_stops_and_writes_no_status(store: Store):
+    """A worker on another machine judged gone by its heartbeat must not train on beside a new session."""
+    run_id = make_run(store, "judged-gone", **{"train.steps": 5000, "train.checkpoint_every": 1000})
+    worker = start_worker(worker_command(store.home, run_id), run_id)
+    wait_for(lambda: store.get_run(run_id).step >= 3)
+    session = store.get_run(run_id).session
+    store.transition(run_id, "interrupted", session=session, error="no heartbeat for 30 s")
+    assert worker.wait(timeout=HANG_S) == 0
+    run = store.get_run(run_id)
+    assert (run.status, run.session, run.error) == ("interrupted", session, "no heartbeat for 30 s")
+
+
 # ---- 3. two resumes of one run: exactly one trains ----------------------------------------------------------
 
 
