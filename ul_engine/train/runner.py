@@ -125,8 +125,8 @@ class StoreHooks:
         action = store.pending_request(run_id, session=session)
         if action is None:
             return None
-        if action in ("save_now", "sample_now", "resume", "pause"):
-            store.take_request(run_id, session=session)
+        if action != "stop":  # take it; a stop that replaced it meanwhile comes back from take_request
+            action = store.take_request(run_id, session=session) or action
         if action == "pause":
             self.ctx.move("paused", expect="running")
             self.ctx.emit({"event": "status", "status": "paused", "step": step})
@@ -140,9 +140,10 @@ class StoreHooks:
         if self.ctx.lost:
             return "stop"
         action = self.ctx.store.pending_request(self.ctx.run_id, session=self.ctx.session)
+        if action == "resume":
+            action = self.ctx.store.take_request(self.ctx.run_id, session=self.ctx.session) or action
         if action in ("resume", "stop"):
             if action == "resume":
-                self.ctx.store.take_request(self.ctx.run_id, session=self.ctx.session)
                 self.ctx.move("running", expect="paused")
             else:
                 self.ctx.move("stopping", expect=("running", "paused"))
