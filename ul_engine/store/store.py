@@ -2,7 +2,8 @@
 
 Each call opens its own short transaction (session-per-call) and returns frozen records, so any process
 may hold a Store: the GUI polls while workers write, each worker being the only writer of its run.
-Writes start with BEGIN IMMEDIATE and wait up to the busy timeout for another writer to finish.
+Writes start with BEGIN IMMEDIATE and wait up to the busy timeout for another writer to finish. A run's
+status changes only through `transition`, a compare-and-set on the table of allowed transitions.
 """
 
 from __future__ import annotations
@@ -371,7 +372,7 @@ class Store:
     @staticmethod
     def _refusal(run: Run, to: str, session: int | None) -> str:
         if session is not None and run.session != session:
-            return f"run '{run.name}' was {run.status} by another worker session; it cannot become {to} for this one"
+            return f"run '{run.name}' belongs to another worker session now ({run.status}); it cannot become {to}"
         if run.status in ACTIVE_RUN_STATUSES and to == "running":
             where = f" (pid {run.pid}{' on ' + run.host if run.host else ''})" if run.pid else ""
             return f"run '{run.name}' is {run.status} in another process{where}; stop it first"
