@@ -7,6 +7,7 @@ one line naming the problem and exits 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 from ul_engine import __version__
 from ul_engine.ecosystem.cli import COMMANDS as ECOSYSTEM_COMMANDS
 from ul_engine.ecosystem.cli import add_parsers as add_ecosystem_parsers
-from ul_engine.errors import ULError
+from ul_engine.errors import RunStateError, ULError
 
 EXIT_USER_ERROR = 2
 EXIT_KEY = "_exit_code"  # a command's result may carry a non-zero exit (e.g. some inputs failed)
@@ -345,12 +346,11 @@ def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
     store = _store(args)
     run = store.get_run(args.run)
     if run.status in ("running", "paused", "stopping"):
-        stale = store.mark_stale_runs()
-        if run.id not in stale:
-            if run.status == "paused":
-                store.request(run.id, "resume")
-                return {"run": run.id, "stage": run.stage, "status": "resuming", "step": run.step, "losses": {}}
-            raise ULError(f"run {run.name} is {run.status} in another process; stop it first")
+        store.mark_stale_runs()  # a dead worker on this machine: interrupted at once, resumable below
+        run = store.get_run(run.id)
+        if run.status == "paused" and store.request(run.id, "resume", session=run.session):
+            return {"run": run.id, "stage": run.stage, "status": "resuming", "step": run.step, "losses": {}}
+    # train_run claims the run with one compare-and-set: of two resumes at once, one trains, one exits 2.
     launch = _launch_options(args, run.config["train"].get("num_processes", 1), run.config["train"]["device"])
     if launch.distributed:
         return _train_in_worker(store, run.id, args, launch, steps=args.steps, minutes=args.minutes)
@@ -375,11 +375,12 @@ def cmd_stop(args: argparse.Namespace) -> dict[str, Any]:
     if run.status == "queued":
         for job in store.list_jobs("queued", run_id=run.id):
             store.cancel_job(job.id)
-        store.update_run(run.id, status="stopped")
-        return {"run": run.id, "status": "stopped", "how": "dequeued"}
+        with contextlib.suppress(RunStateError):  # still queued without a job: leave the queue all the same
+            store.transition(run.id, "stopped", expect="queued")
+        return {"run": run.id, "status": store.get_run(run.id).status, "how": "dequeued"}
     if run.status not in ("running", "paused", "stopping"):
         raise ULError(f"run {run.name} is {run.status}; nothing to stop")
-    how = stop_run(store, run.id, grace_s=args.grace)
+    how = stop_run(store, run.id, grace_s=args.grace)  # a dead worker: the run becomes interrupted, resumable
     return {"run": run.id, "status": store.get_run(run.id).status, "how": how}
 
 

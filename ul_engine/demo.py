@@ -150,7 +150,7 @@ def ensure_demo_run(store: Any, *, folder: Path | None = None, force: bool = Fal
             run = _find(store, DEMO_NAME)
             return run if is_shipped(run) else None
         now = datetime.now(UTC)
-        store.update_run(run.id, status=SHIPPED, step=step, started_at=now, finished_at=now, device="shipped")
+        store.transition(run.id, SHIPPED, step=step, started_at=now, finished_at=now, device="shipped")
         if force:
             with contextlib.suppress(OSError):
                 (Path(store.home) / DISMISSED).unlink(missing_ok=True)

@@ -29,3 +29,7 @@ class DiskFullError(ULError):
 
 class TrainingDiverged(ULError):
     """Too many consecutive non-finite losses or gradients."""
+
+
+class RunStateError(ULError):
+    """A run is not in a status that allows the asked change (e.g. resuming a run another process trains)."""

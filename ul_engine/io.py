@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ul_engine import faults
 from ul_engine.errors import CheckpointError, DiskFullError
 
 _PICKLE_PREFIXES = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
@@ -43,6 +44,7 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
+        faults.kill_point("before_rename", path)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:

@@ -5,22 +5,27 @@ was queued while the app was closed starts when it opens. A job that fails keeps
 200 lines of the worker's stderr (on the job and on the run), and the queue goes on with the next one.
 
 On start the runner re-attaches to runs whose worker outlived an earlier session of the app (status
-running/paused/stopping and a live pid), and marks runs whose worker died meanwhile as interrupted.
+running/paused/stopping and a live worker process on this machine), and marks runs whose worker died
+meanwhile as interrupted; every tick it marks runs whose worker died since (`Store.mark_stale_runs`), so a
+run killed outside the app is resumable at once. Status changes go through `Store.transition`, scoped to the
+worker session they concern.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.workers import procs
 from app.workers.training import AttachedProcess, RunProcess, TrainingProcess
-from ul_engine.errors import ULError
+from ul_engine.errors import RunStateError, ULError
 from ul_engine.store import ACTIVE_RUN_STATUSES
+from ul_engine.store.liveness import hostname
+from ul_engine.worker.supervisor import end_session
 
 CommandFactory = Callable[[Any, int], tuple[str, list[str]]]
 """(job, run_id) -> (program, args): tests swap in a fake worker."""
@@ -85,31 +90,21 @@ class QueueRunner(QObject):
         """Follow runs trained by workers from an earlier session; mark dead ones interrupted."""
         attached: list[int] = []
         now = _now()
+        self.store.mark_stale_runs(timeout_s=STALE_HEARTBEAT_S)
         for run in self.store.list_runs(ACTIVE_RUN_STATUSES):
-            if run.id in self.processes:
-                continue
+            if run.id in self.processes or not run.pid or run.host not in (None, hostname()):
+                continue  # a worker on another machine: its status shows, its process cannot be followed
             jobs = self.store.list_jobs("running", run_id=run.id)
             job = jobs[0] if jobs else None
-            last_sign = run.heartbeat_at or run.started_at or run.created_at
-            fresh = last_sign is not None and now - last_sign < timedelta(seconds=STALE_HEARTBEAT_S)
-            alive = procs.pid_alive(run.pid) if run.pid else fresh
-            if alive:
-                proc = AttachedProcess(self.store, run.id, run.pid or 0, job.id if job else None, parent=self)
-                proc.device = job.device if job else ("cpu" if (run.device or "cpu") == "cpu" else "cuda:0")
-                self._connect(proc)
-                self.processes[run.id] = proc
-                proc.start()
-                attached.append(run.id)
-                continue
-            self.store.update_run(
-                run.id,
-                status="interrupted",
-                finished_at=now,
-                pid=None,
-                error=run.error or "the worker stopped while the app was closed; resume to continue",
-            )
-            for j in jobs:
-                self.store.update_job(j.id, status="failed", finished_at=now, error="the worker stopped")
+            proc = AttachedProcess(
+                self.store, run.id, run.pid, job.id if job else None, parent=self, session=run.session,
+                pid_started_at=run.pid_started_at,
+            )  # fmt: skip
+            proc.device = job.device if job else ("cpu" if (run.device or "cpu") == "cpu" else "cuda:0")
+            self._connect(proc)
+            self.processes[run.id] = proc
+            proc.start()
+            attached.append(run.id)
         for job in self.store.list_jobs("running"):
             if job.run_id in self.processes:
                 continue
@@ -140,6 +135,11 @@ class QueueRunner(QObject):
         QTimer.singleShot(0, self.tick)
 
     def tick(self) -> None:
+        try:  # a worker that died outside the app (kill -9, crash): interrupted now, resumable at once
+            if self.store.mark_stale_runs(timeout_s=STALE_HEARTBEAT_S):
+                self.changed.emit()
+        except (ULError, SQLAlchemyError):
+            pass  # a busy database: the next tick tries again
         if not self.enabled:
             return
         busy = self.busy_devices()
@@ -198,14 +198,19 @@ class QueueRunner(QObject):
                 fields["exit_code"] = code
             if not ok:
                 fields["stderr_tail"] = tail or None
-            if run.status in (*ACTIVE_RUN_STATUSES, "queued"):
-                stopped = proc.stop_requested
-                fields.update(status="stopped" if stopped else "failed", finished_at=now, pid=None)
-                if not stopped and not run.error:
-                    fallback = f"the worker exited with code {code}" if code != -1 else "the worker ended silently"
-                    fields["error"] = _last_line(tail) or fallback
-            if fields:
-                self.store.update_run(run_id, **fields)
+            ours = proc.session is not None and run.session == proc.session
+            if ours or (proc.session is None and run.status == "queued"):
+                if run.status in (*ACTIVE_RUN_STATUSES, "queued"):
+                    stopped = proc.stop_requested
+                    ending = {"finished_at": now, "pid": None}
+                    if not stopped and not run.error:
+                        fallback = f"the worker exited with code {code}" if code != -1 else "the worker ended silently"
+                        ending["error"] = _last_line(tail) or fallback
+                    # a re-attached worker (exit unknown) that left its run active died: resumable, not failed
+                    to = "stopped" if stopped else "interrupted" if code == -1 else "failed"
+                    end_session(self.store, run_id, proc.session, to, **ending)
+                if fields:
+                    self.store.update_run(run_id, **fields)
         if job_id is not None:
             error = None if ok else (_last_line(tail) or f"exit code {code}")
             with contextlib.suppress(ULError):
@@ -239,8 +244,9 @@ class QueueRunner(QObject):
             self.store.cancel_job(job.id)
         run = self.store.get_run(run_id)
         if run.status in ACTIVE_RUN_STATUSES:  # a worker we do not follow: ask through the database
-            self.store.request(run_id, "stop")
-            self.store.update_run(run_id, status="stopping")
+            self.store.request(run_id, "stop", session=run.session)
+            with contextlib.suppress(RunStateError):
+                self.store.transition(run_id, "stopping", expect=("running", "paused"), session=run.session)
         self.changed.emit()
 
     def stop_all(self, **ladder: float) -> None:

@@ -10,6 +10,7 @@ once → `terminate()` (SIGTERM: the worker finishes its step and checkpoints) a
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
 from app.workers import procs
+from ul_engine.errors import RunStateError
+from ul_engine.store import ACTIVE_RUN_STATUSES
 from ul_engine.worker import protocol
 
 GRACE_S = 10.0
@@ -98,6 +101,8 @@ class RunProcess(QObject):
         self.job_id = job_id
         self.device = "cpu"
         self.stop_requested = False
+        self.session: int | None = None
+        """The worker session this process runs (announced by the worker when it claims the run)."""
         self.stop_phase_now: str | None = None
         self.last_progress: dict[str, Any] | None = None
         self.done = False
@@ -120,6 +125,8 @@ class RunProcess(QObject):
                     continue
                 if ev.get("event") == "progress":
                     self.last_progress = {**ev, "received_at": time.time()}
+                if ev.get("event") == "status" and isinstance(ev.get("session"), int):
+                    self.session = ev["session"]
                 self.event.emit(ev)
                 text = describe_event(ev)
                 if text:
@@ -136,19 +143,41 @@ class RunProcess(QObject):
     # ---- stop ladder ---------------------------------------------------------------------------------
 
     def stop(self, grace_s: float = GRACE_S, term_grace_s: float = TERM_GRACE_S) -> None:
-        """Ask the worker to stop now; SIGTERM after `grace_s`, kill `term_grace_s` later."""
+        """Ask the worker to stop now; SIGTERM after `grace_s`, kill `term_grace_s` later.
+
+        The request names the worker's session, so it can never stop a later one. A worker that has not
+        claimed its run yet has nothing to save: it is terminated at once."""
         if self.done:
             return
         first = not self.stop_requested
         self.stop_requested = True
+        self._learn_session()
+        if self.session is None:
+            if first:
+                self._set_phase("requested")
+                self._terminate()
+                QTimer.singleShot(int(term_grace_s * 1000), self._escalate_kill)
+            return
         try:
-            self.store.request(self.run_id, "stop")
-            self.store.update_run(self.run_id, status="stopping")
+            self.store.request(self.run_id, "stop", session=self.session)
+            self.store.transition(self.run_id, "stopping", expect=("running", "paused"), session=self.session)
+        except RunStateError:
+            pass  # already stopping, or the session ended by itself
         except Exception as exc:  # the database is busy or gone: the signals below still stop it
             self.log_line.emit(f"could not record the stop request: {exc}")
         if first:
             self._set_phase("requested")
             QTimer.singleShot(int(grace_s * 1000), lambda: self._escalate(term_grace_s))
+
+    def _learn_session(self) -> None:
+        """The session of our worker: announced in its events, or on the run row under our worker's pid."""
+        self.poll_output()
+        if self.session is not None:
+            return
+        with contextlib.suppress(Exception):  # the database is busy: treated as not claimed yet
+            run = self.store.get_run(self.run_id)
+            if run.status in ACTIVE_RUN_STATUSES and run.pid is not None and run.pid == self.pid():
+                self.session = run.session
 
     def _escalate(self, term_grace_s: float) -> None:
         if self.done or not self.is_running():
@@ -283,9 +312,21 @@ class TrainingProcess(RunProcess):
 class AttachedProcess(RunProcess):
     """A worker that outlived an earlier session of the app, followed through its pid and log files."""
 
-    def __init__(self, store: Any, run_id: int, pid: int, job_id: int | None = None, parent: QObject | None = None):
+    def __init__(
+        self,
+        store: Any,
+        run_id: int,
+        pid: int,
+        job_id: int | None = None,
+        parent: QObject | None = None,
+        *,
+        session: int | None = None,
+        pid_started_at: float | None = None,
+    ):
         super().__init__(store, run_id, job_id, parent)
         self._pid = int(pid)
+        self._pid_started_at = pid_started_at
+        self.session = session
         events, stderr = procs.newest_logs(Path(store.home), self.run_id)
         if events is not None:
             self._out = _Tail(events, from_end=True)
@@ -301,7 +342,7 @@ class AttachedProcess(RunProcess):
         self._alive_timer.start()
 
     def is_running(self) -> bool:
-        return procs.pid_alive(self._pid)
+        return procs.pid_alive(self._pid, self._pid_started_at)
 
     def pid(self) -> int | None:
         return self._pid

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import time
 from datetime import UTC, datetime
 
 from ul_engine.store import Store
+from ul_engine.store.liveness import this_process
+from ul_engine.store.types import START_STATUSES
 
 
 def emit(event: dict) -> None:
@@ -37,23 +38,26 @@ def main() -> int:
         print("RuntimeError: the fake worker crashed", file=sys.stderr)
         return 3
     now = datetime.now(UTC)
-    store.update_run(run, status="running", pid=os.getpid(), started_at=now, heartbeat_at=now, device="cpu")
-    emit({"event": "status", "run": run, "status": "running", "step": 0})
+    claimed = store.transition(
+        run, "running", expect=START_STATUSES, started_at=now, heartbeat_at=now, device="cpu", **this_process()
+    )
+    session = claimed.session
+    emit({"event": "status", "run": run, "status": "running", "step": 0, "session": session})
     if args.ignore_stop:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     steps = 5 if args.mode == "ok" else 10**9
     for step in range(1, steps + 1):
         store.log_metrics(run, [(step, time.time(), {"loss/total": 1.0 / step})])
-        store.heartbeat(run, step)
+        store.heartbeat(run, step, session=session)
         emit({"event": "progress", "run": run, "step": step, "total": steps, "it_per_s": 10.0, "eta_s": 1.0})
-        request = store.pending_request(run)
+        request = store.pending_request(run, session=session)
         if request == "stop" and not args.ignore_stop:
-            store.take_request(run)
-            store.update_run(run, status="stopped", finished_at=datetime.now(UTC), pid=None)
+            store.take_request(run, session=session)
+            store.transition(run, "stopped", session=session, finished_at=datetime.now(UTC), pid=None)
             emit({"event": "status", "run": run, "status": "stopped", "step": step})
             return 0
         time.sleep(0.05 if args.mode == "ok" else 0.2)
-    store.update_run(run, status="completed", finished_at=datetime.now(UTC), pid=None)
+    store.transition(run, "completed", session=session, finished_at=datetime.now(UTC), pid=None)
     emit({"event": "status", "run": run, "status": "completed", "step": steps})
     return 0
 

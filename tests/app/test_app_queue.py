@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from ul_app_testkit import FAKE_WORKER, fake_command
 
 from app.workers import procs
+from ul_engine.store.liveness import hostname
 
 
 def new_run(store, name: str) -> int:
@@ -92,12 +93,41 @@ def test_a_worker_that_died_while_the_app_was_closed_is_marked_interrupted(store
     job = store.next_job("cpu")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    store.update_run(run_id, status="running", pid=dead.pid, started_at=datetime.now(UTC))
+    store.transition(run_id, "running", pid=dead.pid, host=hostname(), started_at=datetime.now(UTC))
     ctx = make_ctx()
     ctx.start()
     run = store.get_run(run_id)
     assert run.status == "interrupted" and "resume" in run.error
     assert [j.status for j in store.list_jobs(run_id=run_id)] == ["failed"] and job is not None
+
+
+CLAIM_AND_SLEEP = (
+    "import sys, time\n"
+    "from ul_engine.store import Store\n"
+    "from ul_engine.store.liveness import this_process\n"
+    "Store.open(sys.argv[1]).transition(int(sys.argv[2]), 'running', **this_process())\n"
+    "print('claimed', flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def test_a_worker_killed_while_the_app_is_open_is_interrupted_at_once(qtbot, store, home, make_ctx) -> None:
+    """A worker the app does not follow (started from a terminal) is killed: the next tick marks it."""
+    run_id = new_run(store, "outside")
+    ctx = make_ctx()
+    ctx.start()
+    outside = subprocess.Popen(
+        [sys.executable, "-c", CLAIM_AND_SLEEP, str(home), str(run_id)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert outside.stdout is not None and outside.stdout.readline().strip() == "claimed"
+        qtbot.wait(2500)  # a few ticks: a live worker is left alone
+        assert store.get_run(run_id).status == "running"
+    finally:
+        outside.kill()
+        outside.wait()
+    qtbot.waitUntil(lambda: store.get_run(run_id).status == "interrupted", timeout=20_000)
+    assert "is gone" in store.get_run(run_id).error
 
 
 def test_fake_worker_exists() -> None:

@@ -67,7 +67,11 @@ def seed_run(
         write_png(path, seed=i)
         store.add_artifact(run.id, kind="preview", path=path, step=step)
     started = datetime.now(UTC) - timedelta(seconds=steps)
-    store.update_run(run.id, status=status, step=steps, started_at=started, finished_at=datetime.now(UTC))
+    store.update_run(run.id, step=steps)
+    if status != "created":
+        store.transition(run.id, "running", started_at=started)
+    if status not in ("created", "running"):
+        store.transition(run.id, status, finished_at=datetime.now(UTC))
     return run.id
 
 

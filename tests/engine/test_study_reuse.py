@@ -15,7 +15,8 @@ from ul_engine.study import _ensure_run
 
 def _stored(store: Store, cfg_dict: dict, name: str) -> None:
     run = store.create_run(name=name, stage=1, preset="smoke", config=cfg_dict, total_steps=60)
-    store.update_run(run.id, status="completed", step=60)
+    store.transition(run.id, "running")
+    store.transition(run.id, "completed", step=60)
 
 
 def test_a_run_stored_before_a_new_default_field_is_reused(tmp_path: Path) -> None:

@@ -93,17 +93,19 @@ def test_create_get_list_update_and_lineage(store: Store) -> None:
         store.create_run(name="123", stage=1, preset="x", config={})
 
     started = datetime.now(UTC)
-    store.update_run(run.id, status="running", started_at=started, device="cpu", pid=4242)
+    store.transition(run.id, "running", started_at=started, device="cpu", pid=4242)
     store.heartbeat(run.id, 17)
     got = store.get_run(run.id)
     assert (got.status, got.step, got.device, got.pid) == ("running", 17, "cpu", 4242)
     assert abs((got.started_at - started).total_seconds()) < 1e-3 and got.heartbeat_at is not None
     assert got.progress == pytest.approx(0.17)
-    store.update_run(run.id, status="failed", exit_code=1, stderr_tail="x" * 100_000, error="boom")
+    store.transition(run.id, "failed", exit_code=1, stderr_tail="x" * 100_000, error="boom")
     got = store.get_run("shapes-32-001")
     assert got.exit_code == 1 and len(got.stderr_tail) == 16_384 and got.error == "boom"
     with pytest.raises(ValueError, match="unknown run status"):
-        store.update_run(run.id, status="exploded")
+        store.transition(run.id, "exploded")
+    with pytest.raises(TypeError, match="use Store"):
+        store.update_run(run.id, status="completed")
     with pytest.raises(TypeError, match="cannot set"):
         store.update_run(run.id, config={})
 
@@ -410,14 +412,133 @@ def test_runs_without_heartbeat_are_marked_interrupted(store: Store) -> None:
     job = store.enqueue(dead)
     assert store.next_job().id == job.id
     old = datetime.now(UTC) - timedelta(seconds=120)
-    store.update_run(live, status="running", started_at=old)
+    store.transition(live, "running", started_at=old)
     store.heartbeat(live, 10)
-    store.update_run(dead, status="running", started_at=old, heartbeat_at=old)
-    store.update_run(done, status="completed", started_at=old, heartbeat_at=old)
+    store.transition(dead, "running", expect="queued", started_at=old, heartbeat_at=old)
+    store.transition(done, "running", started_at=old, heartbeat_at=old)
+    store.transition(done, "completed")
     assert store.mark_stale_runs(timeout_s=30) == [dead]
     assert store.get_run(dead).status == "interrupted" and "heartbeat" in store.get_run(dead).error
     assert store.list_jobs(run_id=dead)[0].status == "failed"
     assert store.get_run(live).status == "running" and store.get_run(done).status == "completed"
+
+
+def _at(store: Store, status: str) -> int:
+    """A run brought to `status` through legal transitions only."""
+    run = new_run(store)
+    path = {
+        "created": [], "queued": ["queued"], "running": ["running"], "paused": ["running", "paused"],
+        "stopping": ["running", "stopping"], "completed": ["running", "completed"], "stopped": ["running", "stopped"],
+        "interrupted": ["running", "interrupted"], "failed": ["running", "failed"], "shipped": ["shipped"],
+    }[status]  # fmt: skip
+    for to in path:
+        store.transition(run, to)
+    assert store.get_run(run).status == status
+    return run
+
+
+def test_status_changes_follow_the_transition_table_and_nothing_else(store: Store) -> None:
+    from ul_engine.errors import RunStateError
+    from ul_engine.store.types import RUN_STATUSES, RUN_TRANSITIONS
+
+    assert set(RUN_TRANSITIONS) == set(RUN_STATUSES)
+    for frm in RUN_STATUSES:
+        for to in RUN_STATUSES:
+            run = _at(store, frm)
+            if to in RUN_TRANSITIONS[frm]:
+                assert store.transition(run, to).status == to
+            else:
+                with pytest.raises(RunStateError, match=f"is {frm}|came with UL Studio"):
+                    store.transition(run, to)
+                assert store.get_run(run).status == frm, "a refused change writes nothing"
+    run = _at(store, "stopped")
+    with pytest.raises(RunStateError):
+        store.transition(run, "running", expect=("created",))  # allowed by the table, not by the caller
+    with pytest.raises(ValueError, match="never go"):
+        store.transition(run, "running", expect=("running",))
+    with pytest.raises(TypeError, match="cannot set"):
+        store.transition(run, "running", config={})
+
+
+def test_going_to_running_is_one_compare_and_set_across_processes(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    with Store.open(home) as store:
+        run = _at(store, "stopped")
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_claim, args=(home, run, barrier, results)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    outcomes = sorted(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert outcomes.count("won") == 1 and outcomes.count("refused") == 5, outcomes
+    with Store.open(home) as store:
+        assert store.get_run(run).status == "running" and store.get_run(run).session == 2
+
+
+def _claim(home: Path, run: int, barrier, results) -> None:  # type: ignore[no-untyped-def]
+    from ul_engine.errors import RunStateError
+    from ul_engine.store.types import START_STATUSES
+
+    store = Store.open(home)
+    barrier.wait()
+    try:
+        store.transition(run, "running", expect=START_STATUSES)
+        results.put("won")
+    except RunStateError:
+        results.put("refused")
+
+
+def test_control_requests_belong_to_the_session_they_were_made_for(store: Store) -> None:
+    run = _at(store, "running")
+    first = store.get_run(run).session
+    assert store.request(run, "stop", session=first)
+    assert store.pending_request(run, session=first) == "stop"
+    store.transition(run, "stopped", session=first)
+    assert store.get_run(run).control_request is None, "a finished session drops its requests"
+    assert store.request(run, "stop") and store.get_run(run).control_session == first  # e.g. `ul stop` once more
+    second = store.transition(run, "running").session
+    assert second == first + 1 and store.pending_request(run, session=second) is None
+    assert not store.request(run, "stop", session=first), "a request for an ended session is not stored"
+    assert store.pending_request(run) is None and store.take_request(run, session=second) is None
+    # pause -> running continues the same session; its request is still seen
+    store.transition(run, "paused", session=second)
+    assert store.request(run, "pause") and store.transition(run, "running", session=second).session == second
+    assert store.pending_request(run, session=second) == "pause"
+    assert store.take_request(run, session=first) is None and store.take_request(run, session=second) == "pause"
+    # a status change scoped to an old session is refused
+    from ul_engine.errors import RunStateError
+
+    with pytest.raises(RunStateError, match="another worker session"):
+        store.transition(run, "stopping", session=first)
+    assert not store.heartbeat(run, 5, session=first) and store.heartbeat(run, 5, session=second)
+
+
+def test_a_dead_worker_on_this_machine_is_interrupted_at_once(store: Store) -> None:
+    from ul_engine.store import liveness
+
+    me = liveness.this_process()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    reused = _at(store, "created")  # our live pid, but another start time: the pid was reused
+    gone = _at(store, "created")
+    alive = _at(store, "created")
+    elsewhere = _at(store, "created")
+    now = datetime.now(UTC)
+    store.transition(reused, "running", pid=me["pid"], pid_started_at=me["pid_started_at"] - 5, host=me["host"])
+    store.transition(gone, "running", pid=dead.pid, pid_started_at=None, host=me["host"])
+    store.transition(alive, "running", heartbeat_at=now - timedelta(hours=1), **me)
+    store.transition(elsewhere, "running", pid=dead.pid, host="another-machine", heartbeat_at=now)
+    assert sorted(store.mark_stale_runs(timeout_s=30)) == sorted([reused, gone])
+    for run in (reused, gone):
+        info = store.get_run(run)
+        assert info.status == "interrupted" and "is gone" in info.error
+        assert store.transition(run, "running").status == "running", "resumable at once"
+    assert store.get_run(alive).status == "running", "a live worker is never judged by its heartbeat here"
+    assert store.get_run(elsewhere).status == "running", "another machine: the heartbeat decides"
+    store.update_run(elsewhere, heartbeat_at=now - timedelta(seconds=60))
+    assert store.mark_stale_runs(timeout_s=30) == [elsewhere]
 
 
 # ---- schema, migrations, imports --------------------------------------------------------------------------
@@ -502,6 +623,37 @@ def test_migrations_downgrade_and_upgrade_again(tmp_path: Path) -> None:
     assert con.execute("SELECT is_ema FROM checkpoints ORDER BY id").fetchall() == [(0,), (1,)]
     con.close()
     assert store_db.upgrade(path) is not None and store_db.current_revision(path) == store_db.head_revision()
+
+
+def test_migration_0003_adds_sessions_and_worker_identity_and_goes_back(tmp_path: Path) -> None:
+    from alembic import command
+
+    path = tmp_path / "ul.sqlite"
+    shutil.copy(FIXTURE_V1, path)
+    store_db.upgrade(path, "0002")
+
+    def columns() -> set[str]:
+        con = sqlite3.connect(path)
+        try:
+            return {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+        finally:
+            con.close()
+
+    added = {"session", "control_session", "pid_started_at", "host"}
+    assert not added & columns()
+    store_db.upgrade(path)
+    assert added <= columns()
+    with Store.open(tmp_path) as store:
+        old = store.list_runs()
+        assert [(r.session, r.control_session, r.host, r.pid_started_at) for r in old] == [(0, None, None, None)] * 2
+        assert store.transition(old[0].id, "running").session == 1
+    engine = store_db.make_engine(path, pooled=False)
+    with engine.connect() as conn:
+        conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+        with conn.begin():
+            command.downgrade(store_db.alembic_config(conn), "0002")
+    engine.dispose()
+    assert store_db.current_revision(path) == "0002" and not added & columns()
 
 
 def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:

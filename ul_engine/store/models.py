@@ -75,6 +75,10 @@ class Run(Base):
     control_request: Mapped[str | None] = mapped_column(String(20))
     control_requested_at: Mapped[datetime | None] = mapped_column(EpochTime)
     pid: Mapped[int | None] = mapped_column(Integer)
+    pid_started_at: Mapped[float | None] = mapped_column(Float)  # the worker's process start time (psutil)
+    host: Mapped[str | None] = mapped_column(String(255))  # where the worker runs: its pid is checked there only
+    session: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # +1 per worker start
+    control_session: Mapped[int | None] = mapped_column(Integer)  # the session control_request targets
 
 
 class MetricKey(Base):

@@ -2,7 +2,8 @@
 
 Each call opens its own short transaction (session-per-call) and returns frozen records, so any process
 may hold a Store: the GUI polls while workers write, each worker being the only writer of its run.
-Writes start with BEGIN IMMEDIATE and wait up to the busy timeout for another writer to finish.
+Writes start with BEGIN IMMEDIATE and wait up to the busy timeout for another writer to finish. A run's
+status changes only through `transition`, a compare-and-set on the table of allowed transitions.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ul_engine.errors import CheckpointError, ConfigError, RunNotFound, ULError
-from ul_engine.store import db
+from ul_engine.errors import CheckpointError, ConfigError, RunNotFound, RunStateError, ULError
+from ul_engine.store import db, liveness
 from ul_engine.store import metrics as metric_ops
 from ul_engine.store.models import Artifact, Checkpoint, Job, Reconstruction, Run
 from ul_engine.store.paths import from_stored, to_stored
@@ -33,8 +34,10 @@ from ul_engine.store.types import (
     ACTIVE_RUN_STATUSES,
     ARTIFACT_KINDS,
     CONTROL_REQUESTS,
+    FINISHED_RUN_STATUSES,
     JOB_STATUSES,
     RUN_STATUSES,
+    RUN_TRANSITIONS,
     ArtifactInfo,
     CheckpointInfo,
     JobInfo,
@@ -49,10 +52,12 @@ TAIL_CHARS = 16_384
 _REQUEST_PRIORITY = {"stop": 3, "pause": 2, "resume": 2, "save_now": 1, "sample_now": 1}
 _RUN_FIELDS = frozenset(
     {
-        "name", "status", "step", "total_steps", "started_at", "finished_at", "heartbeat_at", "device", "pid",
-        "exit_code", "stderr_tail", "error", "preset",
+        "name", "step", "total_steps", "started_at", "finished_at", "heartbeat_at", "device", "pid",
+        "pid_started_at", "host", "exit_code", "stderr_tail", "error", "preset",
     }
 )  # fmt: skip
+"""What `update_run` sets; the status changes only through `transition`."""
+_TRANSITION_FIELDS = _RUN_FIELDS - {"name", "preset"}
 _JOB_FIELDS = frozenset(
     {"status", "position", "device", "attempts", "started_at", "finished_at", "exit_code", "stderr_tail", "error"}
 )
@@ -174,6 +179,7 @@ class Store:
             finished_at=r.finished_at, heartbeat_at=r.heartbeat_at, step=r.step, total_steps=r.total_steps,
             device=r.device, error=r.error, exit_code=r.exit_code, stderr_tail=r.stderr_tail,
             control_request=r.control_request, control_requested_at=r.control_requested_at, pid=r.pid,
+            session=r.session, control_session=r.control_session, pid_started_at=r.pid_started_at, host=r.host,
         )  # fmt: skip
 
     @staticmethod
@@ -277,13 +283,14 @@ class Store:
             return [self._run_info(r) for r in s.scalars(stmt)]
 
     def update_run(self, run_id: int, **fields: Any) -> None:
-        """Set run fields: status, step, total_steps, started_at, finished_at, heartbeat_at, device, pid,
-        exit_code, stderr_tail, error, name, preset. Times are aware datetimes (or unix seconds)."""
+        """Set run fields: step, total_steps, started_at, finished_at, heartbeat_at, device, pid, pid_started_at,
+        host, exit_code, stderr_tail, error, name, preset. Times are aware datetimes (or unix seconds).
+        The status is not among them: it changes only through `transition`."""
+        if "status" in fields:
+            raise TypeError("update_run() does not set the status; use Store.transition(run_id, to, expect=...)")
         unknown = set(fields) - _RUN_FIELDS
         if unknown:
             raise TypeError(f"update_run() cannot set {sorted(unknown)}; allowed: {sorted(_RUN_FIELDS)}")
-        if "status" in fields and fields["status"] not in RUN_STATUSES:
-            raise ValueError(f"unknown run status {fields['status']!r}; one of {RUN_STATUSES}")
         if "name" in fields:
             fields["name"] = _check_name(fields["name"])
         for key in ("stderr_tail", "error"):
@@ -298,19 +305,105 @@ class Store:
         except IntegrityError as exc:
             raise ConfigError(f"a run named '{fields.get('name')}' already exists") from exc
 
-    def heartbeat(self, run_id: int, step: int) -> None:
-        """Record that the run's worker is alive at `step` (workers call this every few seconds, paused too)."""
+    def transition(
+        self,
+        run_id: int,
+        to: str,
+        *,
+        expect: str | Iterable[str] | None = None,
+        session: int | None = None,
+        **fields: Any,
+    ) -> RunInfo:
+        """Change a run's status: the one way any status changes. Returns the run as it is afterwards.
+
+        One compare-and-set UPDATE: it applies only if the current status may go to `to` (RUN_TRANSITIONS),
+        is among `expect` when given, and the run is still in `session` when given; otherwise nothing changes
+        and RunStateError says what the run is. So of two processes starting the same run, exactly one wins.
+        Going to "running" from a status that is not active starts a new session (session + 1) and drops
+        pending control requests; a finished status drops them too. `fields` are those of `update_run`.
+        """
+        with self._session(write=True) as s:
+            return self._run_info(self._transition(s, run_id, to, expect=expect, session=session, **fields))
+
+    def _transition(
+        self,
+        s: Session,
+        run_id: int,
+        to: str,
+        *,
+        expect: str | Iterable[str] | None = None,
+        session: int | None = None,
+        **fields: Any,
+    ) -> Run:
+        if to not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {to!r}; one of {RUN_STATUSES}")
+        unknown = set(fields) - _TRANSITION_FIELDS
+        if unknown:
+            raise TypeError(f"transition() cannot set {sorted(unknown)}; allowed: {sorted(_TRANSITION_FIELDS)}")
+        allowed = {frm for frm, tos in RUN_TRANSITIONS.items() if to in tos}
+        if expect is not None:
+            wanted = {expect} if isinstance(expect, str) else set(expect)
+            if not wanted & allowed:
+                raise ValueError(f"a run can never go from {sorted(wanted)} to {to!r}")
+            allowed &= wanted
+        for key in ("stderr_tail", "error"):
+            if key in fields:
+                fields[key] = _tail(fields[key])
+        values: dict[str, Any] = {**fields, "status": to}
+        active = Run.status.in_(ACTIVE_RUN_STATUSES)
+        if to == "running":  # a new worker session, unless a paused run continues
+            values["session"] = case((active, Run.session), else_=Run.session + 1)
+            for col in ("control_request", "control_requested_at", "control_session", "pid", "pid_started_at", "host"):
+                if col not in fields:  # a new session drops the old one's requests and worker identity
+                    values[col] = case((active, getattr(Run, col)), else_=None)
+        elif to in FINISHED_RUN_STATUSES or to in ("queued", "created", "shipped"):
+            values.update(control_request=None, control_requested_at=None, control_session=None)
+        stmt = update(Run).where(Run.id == run_id, Run.status.in_(sorted(allowed)))
+        if session is not None:
+            stmt = stmt.where(Run.session == int(session))
+        done = s.execute(stmt.values(**values).execution_options(synchronize_session=False)).rowcount
+        run = s.get(Run, run_id, populate_existing=True)
+        if run is None:
+            raise RunNotFound(f"no run with id {run_id}")
+        if done == 0:
+            raise RunStateError(self._refusal(run, to, session))
+        return run
+
+    @staticmethod
+    def _refusal(run: Run, to: str, session: int | None) -> str:
+        if session is not None and run.session != session:
+            return f"run '{run.name}' belongs to another worker session now ({run.status}); it cannot become {to}"
+        if run.status in ACTIVE_RUN_STATUSES and to == "running":
+            where = f" (pid {run.pid}{' on ' + run.host if run.host else ''})" if run.pid else ""
+            return f"run '{run.name}' is {run.status} in another process{where}; stop it first"
+        if run.status == "shipped" and to in ("running", "queued"):
+            return f"run '{run.name}' came with UL Studio; it cannot be trained"
+        return f"run '{run.name}' is {run.status}; it cannot become {to}"
+
+    def heartbeat(self, run_id: int, step: int, *, session: int | None = None) -> bool:
+        """Record that the run's worker is alive at `step` (workers call this every few seconds, paused too).
+
+        With `session`: only while that session still owns the run (active, same session); returns False when
+        it no longer does (the run was marked interrupted, or another worker started it), so the worker stops.
+        """
         with self._session(write=True) as s:
             stmt = update(Run).where(Run.id == run_id).values(heartbeat_at=_now(), step=int(step))
+            if session is not None:
+                stmt = stmt.where(Run.session == int(session), Run.status.in_(ACTIVE_RUN_STATUSES))
             if s.execute(stmt).rowcount == 0:
-                raise RunNotFound(f"no run with id {run_id}")
+                if s.get(Run, run_id) is None:
+                    raise RunNotFound(f"no run with id {run_id}")
+                return False
+            return True
 
-    def request(self, run_id: int, action: str | None) -> bool:
+    def request(self, run_id: int, action: str | None, *, session: int | None = None) -> bool:
         """Ask the run's worker to pause|resume|stop|sample_now|save_now (None clears the request).
 
-        One request is pending at a time; a weaker one does not replace a stronger one (stop > pause/resume
-        > sample_now/save_now), so a click on "sample" cannot swallow a "stop". Returns whether it was stored.
-        The caller updates the status (e.g. to "stopping") if it wants that shown at once.
+        A request belongs to one worker session: `session` (default: the run's current one). A request for a
+        session that has ended is not stored, and a later session never sees it. One request is pending at a
+        time; a weaker one does not replace a stronger one (stop > pause/resume > sample_now/save_now), so a
+        click on "sample" cannot swallow a "stop". Returns whether it was stored. The caller moves the status
+        (e.g. to "stopping") with `transition` if it wants that shown at once.
         """
         if action is not None and action not in CONTROL_REQUESTS:
             raise ValueError(f"unknown request {action!r}; one of {CONTROL_REQUESTS}")
@@ -318,52 +411,79 @@ class Store:
             run = s.get(Run, run_id)
             if run is None:
                 raise RunNotFound(f"no run with id {run_id}")
-            current = run.control_request
+            if session is not None and session != run.session:
+                return False
+            current = run.control_request if run.control_session == run.session else None
             if action is not None and current is not None and _REQUEST_PRIORITY[current] > _REQUEST_PRIORITY[action]:
                 return False
             run.control_request = action
             run.control_requested_at = None if action is None else _now()
+            run.control_session = None if action is None else run.session
             return True
 
-    def pending_request(self, run_id: int) -> str | None:
-        """The request waiting for the run's worker, without clearing it."""
+    def pending_request(self, run_id: int, *, session: int | None = None) -> str | None:
+        """The request waiting for the run's worker (of `session`, default the current one), without clearing it."""
         with self._session() as s:
             run = s.get(Run, run_id)
             if run is None:
                 raise RunNotFound(f"no run with id {run_id}")
-            return run.control_request
+            target = run.session if session is None else session
+            return run.control_request if run.control_session == target == run.session else None
 
-    def take_request(self, run_id: int) -> str | None:
+    def take_request(self, run_id: int, *, session: int | None = None) -> str | None:
         """Read and clear the pending request in one transaction (the worker's side of `request`)."""
         with self._session(write=True) as s:
             run = s.get(Run, run_id)
             if run is None:
                 raise RunNotFound(f"no run with id {run_id}")
+            target = run.session if session is None else session
+            if run.control_session != target or target != run.session:
+                return None
             action, run.control_request, run.control_requested_at = run.control_request, None, None
+            run.control_session = None
             return action
 
     def mark_stale_runs(self, timeout_s: float = 30.0) -> list[int]:
-        """Mark runs whose worker stopped heartbeating (running/paused/stopping, last sign of life older than
-        `timeout_s`) as "interrupted", and fail their running jobs; returns their ids."""
+        """Mark active runs (running/paused/stopping) whose worker is gone as "interrupted" and fail their
+        running jobs; returns their ids, so they can be resumed at once.
+
+        A worker on this host is gone when its pid is dead or belongs to another process (its start time
+        differs): seen at once. A worker elsewhere (or of unknown identity) is gone when its last sign of
+        life is older than `timeout_s`. Each mark is a compare-and-set on the session it judged, so a run
+        that a new worker started meanwhile is left alone.
+        """
         now = _now()
-        cutoff = now - timedelta(seconds=timeout_s)
-        last_sign = func.coalesce(Run.heartbeat_at, Run.started_at, Run.created_at)
-        with self._session(write=True) as s:
-            runs = s.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES), last_sign < cutoff)).all()
-            for run in runs:
-                run.status = "interrupted"
-                run.finished_at = now
-                run.control_request = None
-                run.control_requested_at = None
-                run.error = run.error or f"the worker stopped responding (no heartbeat for {timeout_s:g} s)"
-            ids = [r.id for r in runs]
-            if ids:
+        with self._session() as s:
+            runs = s.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES))).all()
+        marked = []
+        for run in runs:
+            reason = self._gone(run, now, timeout_s)
+            if reason is None:
+                continue
+            with contextlib.suppress(RunStateError), self._session(write=True) as s:
+                self._transition(
+                    s, run.id, "interrupted", expect=ACTIVE_RUN_STATUSES, session=run.session, finished_at=now,
+                    error=run.error or reason,
+                )  # fmt: skip
                 s.execute(
                     update(Job)
-                    .where(Job.run_id.in_(ids), Job.status == "running")
+                    .where(Job.run_id == run.id, Job.status == "running")
                     .values(status="failed", finished_at=now, error="the worker stopped responding")
                 )
-            return ids
+                marked.append(run.id)
+        return marked
+
+    @staticmethod
+    def _gone(run: Run, now: datetime, timeout_s: float) -> str | None:
+        """Why the run's worker is taken as gone, or None while it may be alive."""
+        alive = liveness.worker_alive(run.pid, run.pid_started_at, run.host)
+        if alive is False:
+            return f"the worker (pid {run.pid}) is gone; resume to continue from the last checkpoint"
+        if alive is None:
+            last_sign = run.heartbeat_at or run.started_at or run.created_at
+            if last_sign is not None and now - last_sign > timedelta(seconds=timeout_s):
+                return f"the worker stopped responding (no heartbeat for {timeout_s:g} s)"
+        return None
 
     def delete_run(self, run_id: int, *, remove_files: bool = True) -> None:
         """Delete a run with its metrics, checkpoints, artifacts and jobs (and its folder if `remove_files`).
@@ -696,7 +816,7 @@ class Store:
                 pending = s.scalar(select(Job.id).where(*open_jobs))
                 if pending is not None:
                     raise ULError(f"run '{run.name}' is already in the queue")
-                run.status = "queued"
+                self._transition(s, run_id, "queued")
             last = s.scalar(select(func.max(Job.position)).where(Job.status == "queued"))
             job = Job(
                 run_id=run_id, kind=kind, status="queued", position=(last + 1) if last is not None else 0,
@@ -740,7 +860,7 @@ class Store:
             job.status, job.finished_at = "cancelled", _now()
             run = s.get(Run, job.run_id)
             if job.kind == "train" and run is not None and run.status == "queued":
-                run.status = "created" if run.started_at is None else "stopped"
+                self._transition(s, run.id, "created" if run.started_at is None else "stopped", expect="queued")
             return True
 
     def next_job(self, device: str | None = None) -> JobInfo | None:

@@ -26,6 +26,26 @@ ACTIVE_RUN_STATUSES: tuple[str, ...] = ("running", "paused", "stopping")
 
 FINISHED_RUN_STATUSES: tuple[str, ...] = ("completed", "stopped", "interrupted", "failed")
 
+RUN_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "created": ("queued", "running", "shipped"),
+    "queued": ("running", "created", "stopped", "failed"),
+    "running": ("paused", "stopping", "completed", "stopped", "failed", "interrupted"),
+    "paused": ("running", "stopping", "stopped", "failed", "interrupted"),
+    "stopping": ("stopped", "completed", "failed", "interrupted"),
+    "completed": ("queued", "running"),
+    "stopped": ("queued", "running"),
+    "interrupted": ("queued", "running"),
+    "failed": ("queued", "running"),
+    "shipped": (),
+}
+"""The only status changes `Store.transition` makes: from-status -> allowed to-statuses.
+
+A worker starts a new session by moving a run to "running" from a status that is not active; "paused" ->
+"running" continues the same session. Finished runs go back to "queued" or "running" on resume."""
+
+START_STATUSES: tuple[str, ...] = tuple(s for s, to in RUN_TRANSITIONS.items() if "running" in to and s != "paused")
+"""Statuses from which a worker may start a new session (a compare-and-set on the status)."""
+
 JOB_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
 
 CONTROL_REQUESTS: tuple[str, ...] = ("pause", "resume", "stop", "sample_now", "save_now")
@@ -60,6 +80,13 @@ class RunInfo:
     control_request: str | None
     control_requested_at: datetime | None
     pid: int | None
+    session: int = 0
+    """Incremented each time a worker starts training the run; control requests name the session they target."""
+    control_session: int | None = None
+    pid_started_at: float | None = None
+    """The worker process's start time (unix seconds), so a reused pid is not taken for the worker."""
+    host: str | None = None
+    """The worker's host name: its pid and start time are checked on that host only."""
 
     @property
     def is_active(self) -> bool:

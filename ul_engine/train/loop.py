@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ul_engine import io
+from ul_engine import faults, io
 from ul_engine.config import RunConfig
 from ul_engine.errors import CheckpointError, TrainingDiverged
 from ul_engine.train.ema import EMA
@@ -44,6 +44,10 @@ class Hooks(Protocol):
 
     def on_metrics(self, step: int, wall_time: float, values: dict[str, float]) -> None: ...
 
+    def before_checkpoint(self, step: int) -> None:
+        """Called before a checkpoint file is written: what it covers (metrics up to `step`) is committed first."""
+        ...
+
     def on_checkpoint(self, step: int, path: Path, sha256: str, metrics: dict[str, float]) -> None: ...
 
     def on_progress(self, step: int, total: int, it_per_s: float, eta_s: float | None) -> None: ...
@@ -61,6 +65,9 @@ class Hooks(Protocol):
 
 class NullHooks:
     def on_metrics(self, step: int, wall_time: float, values: dict[str, float]) -> None:
+        pass
+
+    def before_checkpoint(self, step: int) -> None:
         pass
 
     def on_checkpoint(self, step: int, path: Path, sha256: str, metrics: dict[str, float]) -> None:
@@ -330,7 +337,9 @@ class Trainer:
             **self.extra_meta,
         }
         path = self.checkpoint_path(step)
+        self.hooks.before_checkpoint(step)
         sha = io.save_tensors(path, tensors, meta)
+        faults.kill_point("after_rename", path)
         self._apply_retention()
         self.hooks.on_checkpoint(step, path, sha, dict(self.state.last_metrics))
         return path

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import signal
 import sys
@@ -20,14 +19,16 @@ from typing import Any
 
 import torch
 
-from ul_engine import bundle
+from ul_engine import bundle, io
 from ul_engine.config import RunConfig, validate
 from ul_engine.data import BatchStream, fixed_validation_batch, make_source
-from ul_engine.errors import DiskFullError, TrainingDiverged, ULError
+from ul_engine.errors import CheckpointError, DiskFullError, RunStateError, TrainingDiverged, ULError
 from ul_engine.imaging import grid, save_png, tensor_to_uint8
 from ul_engine.model import LatentBase, UnifiedLatents
 from ul_engine.pipeline import ema_copy, stage1_from_checkpoint
-from ul_engine.train.loop import Trainer, make_accelerator, resolve_device
+from ul_engine.store import liveness
+from ul_engine.store.types import ACTIVE_RUN_STATUSES, START_STATUSES
+from ul_engine.train.loop import CHECKPOINT_FORMAT, Trainer, make_accelerator, resolve_device
 from ul_engine.train.stages import Stage1Objective, Stage2Objective, build_latent_cache, cache_path, source_length
 
 Emit = Callable[[dict[str, Any]], None]
@@ -55,7 +56,11 @@ class TrainResult:
 
 
 class StoreHooks:
-    """Connects the loop to the store: batched metrics (≥ 1 flush/s), heartbeats, control, checkpoints."""
+    """Connects the loop to the store: batched metrics (≥ 1 flush/s), heartbeats, control, checkpoints.
+
+    Everything is scoped to the worker's session: requests for other sessions are not seen, and a heartbeat
+    that finds the session over (the run was marked interrupted, or another worker took it) stops training.
+    """
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -76,13 +81,18 @@ class StoreHooks:
             if self.mirror is not None:
                 self.mirror.write(rows)
             self.ctx.emit({"event": "metrics", "step": rows[-1][0], "count": len(rows), "values": rows[-1][2]})
-        if step is not None:
-            store.heartbeat(run_id, step)
+        if step is not None and self.ctx.is_main and not store.heartbeat(run_id, step, session=self.ctx.session):
+            self.ctx.lost = True
         self.last_flush = time.monotonic()
 
     def close(self) -> None:
         if self.mirror is not None:
             self.mirror.close()
+
+    def before_checkpoint(self, step: int) -> None:
+        # The metrics a checkpoint covers are committed before its file appears: a kill right after the
+        # rename leaves no step of the curve missing (a resume from this file keeps them all).
+        self.flush(step)
 
     def on_metrics(self, step: int, wall_time: float, values: dict[str, float]) -> None:
         if not self.ctx.is_main:
@@ -120,27 +130,34 @@ class StoreHooks:
     def poll(self, step: int) -> str | None:
         if time.monotonic() - self.last_flush >= 1.0:
             self.flush(step)
-        action = self.ctx.store.pending_request(self.ctx.run_id)
+        if self.ctx.lost:
+            return "stop"
+        store, run_id, session = self.ctx.store, self.ctx.run_id, self.ctx.session
+        action = store.pending_request(run_id, session=session)
         if action is None:
             return None
-        if action in ("save_now", "sample_now", "resume"):
-            self.ctx.store.request(self.ctx.run_id, None)
+        if action != "stop":  # take it; a stop that replaced it meanwhile comes back from take_request
+            action = store.take_request(run_id, session=session) or action
         if action == "pause":
-            self.ctx.store.request(self.ctx.run_id, None)
-            self.ctx.store.update_run(self.ctx.run_id, status="paused")
+            self.ctx.move("paused", expect="running")
             self.ctx.emit({"event": "status", "status": "paused", "step": step})
         if action == "stop":
-            self.ctx.store.update_run(self.ctx.run_id, status="stopping")
+            self.ctx.move("stopping", expect=("running", "paused"))
             self.ctx.emit({"event": "status", "status": "stopping", "step": step})
         return None if action == "resume" else action
 
     def on_paused(self, step: int) -> str | None:
         self.flush(step)
-        action = self.ctx.store.pending_request(self.ctx.run_id)
+        if self.ctx.lost:
+            return "stop"
+        action = self.ctx.store.pending_request(self.ctx.run_id, session=self.ctx.session)
+        if action == "resume":
+            action = self.ctx.store.take_request(self.ctx.run_id, session=self.ctx.session) or action
         if action in ("resume", "stop"):
             if action == "resume":
-                self.ctx.store.request(self.ctx.run_id, None)
-            self.ctx.store.update_run(self.ctx.run_id, status="running" if action == "resume" else "stopping")
+                self.ctx.move("running", expect="paused")
+            else:
+                self.ctx.move("stopping", expect=("running", "paused"))
             self.ctx.emit({"event": "status", "status": "running" if action == "resume" else "stopping", "step": step})
             return action
         time.sleep(0.2)
@@ -174,6 +191,31 @@ class RunContext:
         if not self.is_main:
             self.store = ReadOnlyStore(store)  # rank 0 alone writes to the database and files
         self.stage1: UnifiedLatents | None = None  # frozen stage-1 model (stage 2 only)
+        self.session: int | None = None  # the worker session this process started (rank 0)
+        self.lost = False  # the session ended under us (marked interrupted, or taken by another worker)
+
+    def start_session(self) -> None:
+        """Claim the run: one compare-and-set to "running" that starts a new session; RunStateError if another
+        process trains it. Nothing is written before this succeeds."""
+        if not self.is_main:
+            return
+        self.store.mark_stale_runs()  # a dead worker of this run (on this machine: seen at once) never blocks it
+        run = self.store.transition(
+            self.run_id, "running", expect=START_STATUSES, device=self.device, error=None, exit_code=None,
+            started_at=_now(), finished_at=None, **liveness.this_process(),
+        )  # fmt: skip
+        self.session = run.session
+        self.emit({"event": "status", "status": "starting", "device": self.device, "session": self.session})
+
+    def move(self, to: str, *, expect: str | tuple[str, ...] = ACTIVE_RUN_STATUSES, **fields: Any) -> bool:
+        """Move this session's run to `to`; False (nothing written) when the status or session has moved on."""
+        if not self.is_main:
+            return False
+        try:
+            self.store.transition(self.run_id, to, expect=expect, session=self.session, **fields)
+        except RunStateError:
+            return False
+        return True
 
     def emit(self, event: dict[str, Any]) -> None:
         if self.emit_fn is not None and self.is_main:
@@ -249,7 +291,7 @@ class RunContext:
             if bar is not None:
                 bar.n = done
                 bar.refresh()
-            return self.store.pending_request(self.run_id) == "stop"
+            return self.store.pending_request(self.run_id, session=self.session) == "stop"
 
         if self.is_main:
             build_latent_cache(self.stage1, source, count, path, device=self.acc.device, progress=progress)
@@ -327,6 +369,7 @@ class ReadOnlyStore:
             "add_artifact",
             "truncate_metrics",
             "take_request",
+            "transition",
         }
     )
 
@@ -368,8 +411,7 @@ def train_run(
     ctx = RunContext(store, run_ref, emit=emit, progress=progress)
     store = ctx.store
     run_id = ctx.run_id
-    store.update_run(run_id, status="running", device=ctx.device, pid=os.getpid(), error=None, started_at=_now())
-    ctx.emit({"event": "status", "status": "starting", "device": ctx.device})
+    ctx.start_session()  # before the try: a refused start writes nothing to the run
     trainer: Trainer | None = None
     hooks: StoreHooks | None = None
     try:
@@ -377,12 +419,13 @@ def train_run(
         hooks = StoreHooks(ctx)
         hooks.trainer = trainer
         trainer.hooks = hooks
-        latest = trainer.latest_checkpoint()
+        latest = reconcile_checkpoints(ctx, trainer.checkpoint_dir) if ctx.is_main else trainer.latest_checkpoint()
         if latest is not None:
             trainer.load_checkpoint(latest)
-            # Steps logged after that checkpoint belong to an abandoned future; the curve continues from here.
-            store.truncate_metrics(run_id, after_step=trainer.state.step)
             ctx.emit({"event": "status", "status": "resumed", "step": trainer.state.step, "from": str(latest)})
+        # Steps logged after the checkpoint (or after step 0 without one) belong to an abandoned future:
+        # the curve continues from here with one value per trained step.
+        store.truncate_metrics(run_id, after_step=trainer.state.step)
         start = trainer.state.step
         total = start + steps if steps is not None else max(ctx.cfg.train.steps, start)
         if steps is None and minutes is None and ctx.cfg.train.steps == 0 and ctx.cfg.train.minutes == 0:
@@ -408,7 +451,8 @@ def train_run(
         hooks.flush(trainer.state.step)
         hooks.close()
         status = "completed" if reason.kind in ("steps", "time") else "stopped"
-        store.update_run(run_id, status=status, step=trainer.state.step, finished_at=_now(), pid=None)
+        if not ctx.move(status, step=trainer.state.step, finished_at=_now(), pid=None):
+            status = store.get_run(run_id).status  # the session was ended from outside (e.g. interrupted)
         ctx.emit({"event": "status", "status": status, "step": trainer.state.step, "reason": reason.kind})
         return TrainResult(run_id, ctx.cfg.stage, status, trainer.state.step, _losses(trainer.state.last_metrics))
     except BaseException as exc:
@@ -419,9 +463,75 @@ def train_run(
                 hooks.close()
         message = _failure_message(exc)
         status = "stopped" if isinstance(exc, KeyboardInterrupt | InterruptedError) else "failed"
-        store.update_run(run_id, status=status, error=message, finished_at=_now(), pid=None)
+        ctx.move(status, error=message, finished_at=_now(), pid=None)
         ctx.emit({"event": "error" if status == "failed" else "status", "status": status, "message": message})
         raise
+
+
+WORKER_FOLDERS = ("checkpoints", "model", "stage1", "previews")
+"""Folders of a run that only its training worker writes: temp files found there at start are from killed writes."""
+
+
+def reconcile_checkpoints(ctx: RunContext, folder: Path) -> Path | None:
+    """Make the database agree with the checkpoint folder after a crash; returns the checkpoint to resume from.
+
+    Runs right after this process claimed the run, so no other writer of these folders is alive:
+    - temp files of killed writes (`.NAME.XXXX.tmp`) are deleted;
+    - rows whose file is gone (retention deleted it just before a kill) are dropped;
+    - a `step-N.safetensors` without a row (killed right after its rename) is registered once it loads as a
+      training checkpoint of this run at step N; a file that does not is left alone and reported.
+    The newest usable checkpoint is returned (None: start from step 0).
+    """
+    store, run_id = ctx.store, ctx.run_id
+    temps = [p for name in WORKER_FOLDERS for p in (ctx.run_dir / name).glob(".*.tmp")]
+    for tmp in [*temps, *ctx.run_dir.glob(".latents-*.tmp")]:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            ctx.emit({"event": "status", "status": "removed_temp_file", "path": str(tmp)})
+    rows = {c.path: c for c in store.list_checkpoints(run_id, kind="full")}
+    for path in rows:
+        if not path.is_file():
+            store.delete_checkpoint_row(run_id, path=path)
+    usable: list[Path] = []
+    for path in sorted(folder.glob("step-*.safetensors")):
+        if path in rows:
+            usable.append(path)
+            continue
+        try:
+            step, logged = _check_orphan_checkpoint(path, run_id)
+        except CheckpointError as exc:
+            message = f"{path} has no database row and is not usable ({exc}); it is left alone"
+            print(f"ul: warning: {message}", file=sys.stderr, flush=True)
+            ctx.emit({"event": "warning", "message": message, "path": str(path)})
+            continue
+        metrics = {k: float(v) for k, v in logged.items() if isinstance(v, int | float)}
+        store.add_checkpoint(run_id, step=step, path=path, sha256=io.sha256_file(path), kind="full", metrics=metrics)
+        ctx.emit({"event": "checkpoint", "step": step, "path": str(path), "registered": True})
+        usable.append(path)
+    return usable[-1] if usable else None
+
+
+def _check_orphan_checkpoint(path: Path, run_id: int) -> tuple[int, dict[str, Any]]:
+    """(step, logged metrics) of a checkpoint file found without a row; CheckpointError says what is wrong."""
+    tensors, meta = io.load_tensors(path)
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError("not a UL Studio training checkpoint")
+    try:
+        step = int(meta["step"])
+        config = json.loads(meta["config"])
+        groups = json.loads(meta["param_groups"])
+        metrics = json.loads(meta.get("metrics", "{}"))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"its metadata is incomplete or malformed ({exc})") from None
+    if f"step-{step:08d}.safetensors" != path.name:
+        raise CheckpointError(f"its metadata says step {step}")
+    if meta.get("run_id", str(run_id)) != str(run_id):
+        raise CheckpointError(f"it belongs to run {meta.get('run_id')}")
+    if not isinstance(config, dict) or not isinstance(groups, list) or not isinstance(metrics, dict):
+        raise CheckpointError("its metadata is malformed")
+    if not any(k.startswith("model.") for k in tensors):
+        raise CheckpointError("it holds no model weights")
+    return step, metrics
 
 
 def _failure_message(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ step) → SIGTERM to the process group after a grace period (the worker still ch
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -163,49 +164,41 @@ def signal_tree(pid: int, sig: int) -> bool:
     return True
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id exists and is not a zombie (on Windows os.kill would end it, so psutil)."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - psutil comes with accelerate
-        psutil = None
-    if psutil is not None:
-        try:
-            proc = psutil.Process(pid)
-            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return False
-    if sys.platform == "win32":  # pragma: no cover
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def pid_alive(pid: int | None, started_at: float | None = None) -> bool:
+    """Whether process `pid` on this machine exists, is not a zombie and (given `started_at`) is the same process."""
+    from ul_engine.store.liveness import process_alive
+
+    return process_alive(pid, started_at)
 
 
 def stop_run(
     store: Any, run_id: int, *, worker: WorkerProcess | None = None, grace_s: float = 10.0, term_s: float = 5.0
 ) -> str:
-    """Walk the stop ladder; returns how it ended: 'cooperative', 'terminated', 'killed' or 'not running'."""
+    """Walk the stop ladder for the run's current worker session; returns how it ended: 'cooperative',
+    'terminated', 'killed', 'requested' (the worker runs on another machine: it stops at its next step) or
+    'not running' (no worker: a dead one leaves the run interrupted, resumable at once)."""
+    from ul_engine.errors import RunStateError
+    from ul_engine.store import ACTIVE_RUN_STATUSES
+    from ul_engine.store.liveness import worker_alive
+
+    store.mark_stale_runs()
     run = store.get_run(run_id)
-    pid = worker.pid if worker is not None else run.pid
-    store.request(run_id, "stop")
-    if run.status in ("running", "paused"):
-        store.update_run(run_id, status="stopping")
-    if pid is None or not pid_alive(pid):
+    if run.status not in ACTIVE_RUN_STATUSES:
         return "not running"
+    store.request(run_id, "stop", session=run.session)
+    with contextlib.suppress(RunStateError):
+        store.transition(run_id, "stopping", expect=("running", "paused"), session=run.session)
+    if worker is None and worker_alive(run.pid, run.pid_started_at, run.host) is None:
+        return "requested"
+    pid = worker.pid if worker is not None else run.pid
+    assert pid is not None
 
     def exited(deadline: float) -> bool:
         while time.monotonic() < deadline:
             if worker is not None:
                 if worker.poll() is not None:
                     return True
-            elif not pid_alive(pid):
+            elif not pid_alive(pid, run.pid_started_at):
                 return True
             time.sleep(0.05)
         return False
@@ -217,7 +210,11 @@ def stop_run(
         return "terminated"
     signal_tree(pid, signal.SIGKILL)
     exited(time.monotonic() + 5)
-    store.update_run(run_id, status="stopped", error="killed after it did not stop in time", pid=None)
+    with contextlib.suppress(RunStateError):
+        store.transition(
+            run_id, "stopped", expect=ACTIVE_RUN_STATUSES, session=run.session, pid=None,
+            error="killed after it did not stop in time",
+        )  # fmt: skip
     return "killed"
 
 
@@ -227,21 +224,20 @@ def run_job(store: Any, job: Any, *, launch: LaunchOptions | None = None, env: d
 
     command = worker_command(store.home, job.run_id, launch=launch)
     store.update_job(job.id, status="running", started_at=datetime.now(UTC))
-    store.update_run(job.run_id, status="running")
-    worker = start_worker(command, job.run_id, env=env)
+    worker = start_worker(command, job.run_id, env=env)  # the worker itself moves the run to "running"
     code = worker.wait()
     tail = "\n".join(worker.stderr_tail)
+    session = worker_session(worker.events)
     run = store.get_run(job.run_id)
     failed = code != 0 or run.status == "failed"
-    error = None
+    error, ended = None, False
     if failed:
         error = run.error or next(
             (e.get("message") for e in reversed(worker.events) if e.get("event") == "error"), None
         )
         last_line = tail.strip().splitlines()[-1] if tail.strip() else f"worker exited with code {code}"
         error = error or last_line
-        if run.status in ("running", "paused", "stopping", "queued"):
-            store.update_run(job.run_id, status="failed", error=error)
+        ended = end_session(store, job.run_id, session, "failed", error=error)
     store.update_job(
         job.id,
         status="failed" if failed else "done",
@@ -250,8 +246,28 @@ def run_job(store: Any, job: Any, *, launch: LaunchOptions | None = None, env: d
         error=error,
         finished_at=datetime.now(UTC),
     )
-    store.update_run(job.run_id, exit_code=code, stderr_tail=tail)
+    if session is not None or ended:  # a worker refused because another process trains the run leaves it alone
+        store.update_run(job.run_id, exit_code=code, stderr_tail=tail)
     return code
+
+
+def worker_session(events: list[dict[str, Any]]) -> int | None:
+    """The session a worker announced when it claimed its run (None: it never did)."""
+    return next((e["session"] for e in events if e.get("event") == "status" and "session" in e), None)
+
+
+def end_session(store: Any, run_id: int, session: int | None, to: str, **fields: Any) -> bool:
+    """After a worker exited: move its run to `to` if that worker's session still owns it (session known), or
+    if the run is still "queued" (the worker never claimed it). Another process's session is left alone."""
+    from ul_engine.errors import RunStateError
+    from ul_engine.store import ACTIVE_RUN_STATUSES
+
+    expect = ACTIVE_RUN_STATUSES if session is not None else ("queued",)
+    try:
+        store.transition(run_id, to, expect=expect, session=session, **fields)
+    except RunStateError:
+        return False
+    return True
 
 
 def run_queue(store: Any, device: str = "cpu", *, launch: LaunchOptions | None = None, once: bool = False) -> list[int]:
