@@ -18,7 +18,7 @@ from ul_app_testkit import save_artifact
 
 from app.widgets.metrics_table import DONE
 from ul_engine.cli import main as ul_main
-from ul_engine.store import Store
+from ul_engine.store import Store, liveness
 
 RUNS = {"lf-low": 1.5, "lf-high": 8.0}
 
@@ -178,7 +178,8 @@ def test_evaluate_shows_which_checkpoint_of_how_many_and_takes_a_training_runs_c
     assert ul_main([*args, *(a for s in sets for a in ("--set", s)), "--json"]) == 0
     store = live.ctx.store
     run = store.get_run("still-on")
-    store.update_run(run.id, status="running")  # as while its worker trains: two checkpoints so far
+    # As while its worker trains (this process stands in for the worker, so it is alive): two checkpoints so far.
+    store.transition(run.id, "running", **liveness.this_process())
     live.ctx.repo.refresh()
     live.show_page("rd")
     page = live.page("rd")
@@ -191,7 +192,7 @@ def test_evaluate_shows_which_checkpoint_of_how_many_and_takes_a_training_runs_c
             assert page.evaluate_missing() == 2  # both checkpoints of the run still training
             assert "still-on is still training" in page.status.text()
     finally:
-        store.update_run(run.id, status="completed")
+        store.transition(run.id, "completed", expect="running")
     assert texts[0].startswith("Evaluating 1 of 2: still-on step 5")
     assert texts[1].startswith("Evaluating 2 of 2: still-on step 10")
     assert {("still-on", 5), ("still-on", 10)} <= set(spots(page))
