@@ -26,6 +26,7 @@ from ul_engine.data import BatchStream, fixed_validation_batch, make_source
 from ul_engine.errors import DiskFullError, TrainingDiverged, ULError
 from ul_engine.imaging import grid, save_png, tensor_to_uint8
 from ul_engine.model import LatentBase, UnifiedLatents
+from ul_engine.model_files import recorded_sha256
 from ul_engine.pipeline import ema_copy, stage1_from_checkpoint
 from ul_engine.train.loop import Trainer, make_accelerator, resolve_device
 from ul_engine.train.stages import Stage1Objective, Stage2Objective, build_latent_cache, cache_path, source_length
@@ -204,7 +205,7 @@ class RunContext:
         if not (stage1_dir / "decoder.json").is_file():
             if not parent.path.is_file():
                 raise ULError(f"the stage-1 checkpoint {parent.path} is gone; train stage 2 from another checkpoint")
-            model = stage1_from_checkpoint(parent.path)
+            model = stage1_from_checkpoint(parent.path, sha256=parent.sha256)
             bundle.export_module(
                 model,
                 stage1_dir,
@@ -361,7 +362,7 @@ def train_run(
         trainer.hooks = hooks
         latest = trainer.latest_checkpoint()
         if latest is not None:
-            trainer.load_checkpoint(latest)
+            trainer.load_checkpoint(latest, sha256=recorded_sha256(store, run_id, latest))
             # Steps logged after that checkpoint belong to an abandoned future; the curve continues from here.
             store.truncate_metrics(run_id, after_step=trainer.state.step)
             ctx.emit({"event": "status", "status": "resumed", "step": trainer.state.step, "from": str(latest)})
