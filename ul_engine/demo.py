@@ -67,11 +67,30 @@ def sample_photos() -> list[Path]:
 
 
 def bundle_sha256(folder: Path) -> str:
-    """One sha256 for the whole bundle: over each weight file's name and sha256, so any changed file changes it."""
+    """One sha256 for the whole bundle: over each weight file's name and sha256, so any changed file changes it.
+
+    Remembered in this process while every file keeps its inode, size, mtime and ctime (any write or rename
+    changes the ctime), so registering the demo and then loading it hashes its files once, not twice.
+    """
+    paths = sorted(Path(folder).glob("*.safetensors"))
+    key = tuple((str(p.resolve()), *_signature(p)) for p in paths)
+    if key in _BUNDLE_SHA:
+        return _BUNDLE_SHA[key]
     h = hashlib.sha256()
-    for path in sorted(Path(folder).glob("*.safetensors")):
+    for path in paths:
         h.update(f"{path.name}:{io.sha256_file(path)}\n".encode())
-    return h.hexdigest()
+    if len(_BUNDLE_SHA) > 16:
+        _BUNDLE_SHA.clear()
+    _BUNDLE_SHA[key] = h.hexdigest()
+    return _BUNDLE_SHA[key]
+
+
+_BUNDLE_SHA: dict[tuple[Any, ...], str] = {}
+
+
+def _signature(path: Path) -> tuple[int, int, int, int, int]:
+    st = io.regular_file(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _component(folder: Path) -> tuple[str, dict[str, Any]]:

@@ -207,6 +207,18 @@ def test_non_finite_weights_are_refused(copies: dict[str, Path], bad: float) -> 
     assert not copies["out"].exists() or not any(copies["out"].iterdir()), "no output from damaged weights"
 
 
+def test_a_registered_bundle_changed_afterwards_is_refused_by_run_id(copies: dict[str, Path]) -> None:
+    """`--run demo` registers the folder's current weights; a run id loads what was registered, so a weight
+    file edited in between (valid, same shapes) is caught by the recorded sha256."""
+    assert reconstruct_demo(copies).code == 0
+    runs = json.loads(ul(copies["home"], "runs", "--json").stdout.strip().splitlines()[-1])
+    demo_id = next(r["id"] for r in runs["runs"] if r["name"] == "demo")
+    rewrite_st(copies["bundle"] / "prior.safetensors", change_meta=lambda m: m.update(note="edited"))
+    result = ul(copies["home"], "reconstruct", "--run", str(demo_id), str(copies["image"]), "--out",
+                str(copies["out"] / "again"), env={"UL_DEMO_MODEL": str(copies["bundle"])})  # fmt: skip
+    one_line_error(result, str(copies["bundle"]), "changed since it was registered")
+
+
 # ----------------------------------------------------------------------------------------------
 # A run's checkpoint for inference (`--checkpoint STEP`)
 
