@@ -49,8 +49,8 @@ def load_stage1(folder: Path, device: str | torch.device = "cpu", *, sha256: str
 
     folder = Path(folder)
     cfg = model_files.bundle_config(folder)
-    meta = model_files.on_meta(lambda: UnifiedLatents(cfg))
     source = f"the config in {folder / 'encoder.json'}"
+    meta = model_files.on_meta(lambda: UnifiedLatents(cfg), source)
     headers = {}
     for name in STAGE1_COMPONENTS:
         headers[name] = io.read_header(folder / f"{name}.safetensors")
@@ -69,19 +69,21 @@ def init_stage1_from(model: nn.Module, folder: Path) -> None:
     The nets must have the same shapes: a clear error names the first tensor that differs.
     """
     folder = Path(folder)
+    source = "this run's model (use the bundle's model sizes)"
+    name = "bundle"
     try:
         model_files.bundle_config(folder)
+        headers = {}
+        for name in STAGE1_COMPONENTS:  # every file is checked before any weight is copied
+            headers[name] = io.read_header(folder / f"{name}.safetensors")
+            model_files.check_fits(headers[name], getattr(model, name).state_dict(), source=source)
+        tensors = {}
+        for name in STAGE1_COMPONENTS:
+            tensors[name] = model_files.load_finite(headers[name])
     except CheckpointError as exc:
-        raise ModelFileError(f"train.init_from: {exc}") from None
+        raise ModelFileError(f"train.init_from: {name}: {exc}") from None
     for name in STAGE1_COMPONENTS:
-        sub = getattr(model, name)
-        try:
-            tensors = model_files.load_component(
-                folder / f"{name}.safetensors", sub, source="this run's model (use the bundle's model sizes)"
-            )
-        except CheckpointError as exc:
-            raise ModelFileError(f"train.init_from: {name}: {exc}") from None
-        model_files.assign(sub, tensors)
+        model_files.assign(getattr(model, name), tensors[name])
 
 
 def load_base(folder: Path, device: str | torch.device = "cpu"):
@@ -91,10 +93,9 @@ def load_base(folder: Path, device: str | torch.device = "cpu"):
     folder = Path(folder)
     model_files.require_bundle(folder, ("base",))
     _, cfg = model_files.component_info(folder, "base")
-    meta = model_files.on_meta(lambda: LatentBase(cfg))
-    tensors = model_files.load_component(
-        folder / "base.safetensors", meta.net, source=f"the config in {folder / 'base.json'}"
-    )
+    source = f"the config in {folder / 'base.json'}"
+    meta = model_files.on_meta(lambda: LatentBase(cfg), source)
+    tensors = model_files.load_component(folder / "base.safetensors", meta.net, source=source)
     model = LatentBase(cfg)
     model_files.assign(model.net, tensors)
     return model.to(device).eval()

@@ -153,7 +153,7 @@ def pickle_kind(head: bytes, last: bytes = b"") -> str | None:
         return "or a NumPy file that may hold one"
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return f"protocol {head[1]}"
-    if last == b"." and head[:1] in (b"(", b"}", b"]", b"c", b"I", b"S", b"N"):
+    if last == b"." and head[:1] in (b"(", b"}", b"]", b"c"):  # a container or a global, then STOP
         return "protocol 0 or 1"
     return None
 
@@ -161,8 +161,14 @@ def pickle_kind(head: bytes, last: bytes = b"") -> str | None:
 def read_header(path: Path, what: str = "model file") -> Header:
     """Parse a safetensors header without reading tensor data; a pickle or a damaged header is one line."""
     path = Path(path)
-    st = regular_file(path, what)
-    size = st.st_size
+    size = regular_file(path, what).st_size
+    try:
+        return _parse_header(path, size)
+    except OSError as exc:
+        raise ModelFileError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+
+
+def _parse_header(path: Path, size: int) -> Header:
     with open(path, "rb") as f:
         head = f.read(8)
         length = int.from_bytes(head, "little") if len(head) == 8 else -1
@@ -186,6 +192,8 @@ def read_header(path: Path, what: str = "model file") -> Header:
         raw = json.loads(blob)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path} has a damaged safetensors header (not JSON: {exc})") from None
+    except RecursionError:
+        raise ModelFileError(f"{path} has a damaged safetensors header (nested too deeply)") from None
     if not isinstance(raw, dict):
         raise ModelFileError(f"{path} has a damaged safetensors header (not a JSON object)")
     return Header(path, _tensor_entries(raw, path, size - 8 - length), _header_metadata(raw, path), size)

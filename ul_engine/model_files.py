@@ -168,12 +168,16 @@ def json_metadata(header: io.Header, key: str, default: Any = ...) -> Any:
 # 2–3. Header against the model, built on the meta device
 
 
-def on_meta(build: Callable[[], nn.Module]) -> nn.Module:
-    """`build()` on the meta device: shapes and dtypes without a byte of parameter memory."""
+def on_meta(build: Callable[[], nn.Module], source: str) -> nn.Module:
+    """`build()` on the meta device: shapes and dtypes without a byte of parameter memory. A config that
+    validates but still cannot be built (`source` says where it came from) is one line too."""
     import torch
 
-    with torch.device("meta"):
-        return build()
+    try:
+        with torch.device("meta"):
+            return build()
+    except Exception as exc:
+        raise ModelFileError(f"{source} does not describe a buildable model ({type(exc).__name__}: {exc})") from None
 
 
 def float_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -322,7 +326,8 @@ def checkpoint_ema(path: Path, stage: int, build: Callable[[RunConfig], nn.Modul
     cfg = checkpoint_config(header)
     if cfg.stage != stage:
         raise ModelFileError(f"{path} is a stage-{cfg.stage} checkpoint; a stage-{stage} checkpoint is needed")
-    check_fits(header, float_state(on_meta(lambda: build(cfg))), prefix="ema", source=f"the config in {path}")
+    source = f"the config in {path}"
+    check_fits(header, float_state(on_meta(lambda: build(cfg), source)), prefix="ema", source=source)
     verify_sha256(path, recorded)
     return cfg, load_finite(header, prefix="ema")
 
