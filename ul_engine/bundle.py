@@ -1,24 +1,24 @@
 """Inference bundles: one safetensors + one JSON per component, loadable without the training code.
 
 A bundle folder holds encoder/prior/decoder (stage 1) and base (stage 2) files. Each JSON carries the
-resolved run config, so the nets can be rebuilt from the folder alone; nothing is unpickled.
+resolved run config, so the nets can be rebuilt from the folder alone; nothing is unpickled, and nothing is
+allocated before `ul_engine.model_files` has checked the files against the model the config describes.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ul_engine import io
+from ul_engine import io, model_files
 from ul_engine.config import RunConfig
-from ul_engine.errors import CheckpointError
+from ul_engine.errors import CheckpointError, ModelFileError
 
-FORMAT = "ul-studio-bundle/1"
-STAGE1_COMPONENTS = ("encoder", "prior", "decoder")
+FORMAT = model_files.BUNDLE_FORMAT
+STAGE1_COMPONENTS = model_files.STAGE1_COMPONENTS
 
 
 def export_module(
@@ -38,37 +38,28 @@ def export_module(
     return written
 
 
-def read_component_info(folder: Path, name: str) -> dict[str, Any]:
-    path = Path(folder) / f"{name}.json"
-    if not path.is_file():
-        raise CheckpointError(f"{folder} has no {name}.json; not a UL Studio model folder")
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
-    if info.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has format {info.get('format')!r}, expected {FORMAT}")
-    return info
+def load_stage1(folder: Path, device: str | torch.device = "cpu", *, sha256: str | None = None):
+    """Rebuild the stage-1 model (EMA weights) from a bundle folder, in eval mode.
 
-
-def _load_into(sub: nn.Module, folder: Path, name: str) -> None:
-    tensors, _ = io.load_tensors(Path(folder) / f"{name}.safetensors")
-    state = sub.state_dict()
-    missing = set(state) - set(tensors)
-    if missing:
-        raise CheckpointError(f"{name}.safetensors lacks {len(missing)} tensors (e.g. {sorted(missing)[0]})")
-    sub.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items() if k in state})
-
-
-def load_stage1(folder: Path, device: str | torch.device = "cpu"):
-    """Rebuild the stage-1 model (EMA weights) from a bundle folder, in eval mode."""
+    Everything is checked before the model is allocated (see `ul_engine.model_files`): the JSONs and their
+    one config, each file's tensors against the model built on the meta device, then `sha256` (the store's
+    record of the folder, when given); weights are read last and must be finite.
+    """
     from ul_engine.model import UnifiedLatents
 
-    info = read_component_info(folder, "encoder")
-    cfg = RunConfig.model_validate({**info["config"], "stage": 1})
+    folder = Path(folder)
+    cfg = model_files.bundle_config(folder)
+    source = f"the config in {folder / 'encoder.json'}"
+    meta = model_files.on_meta(lambda: UnifiedLatents(cfg), source)
+    headers = {}
+    for name in STAGE1_COMPONENTS:
+        headers[name] = io.read_header(folder / f"{name}.safetensors")
+        model_files.check_fits(headers[name], getattr(meta, name).state_dict(), source=source)
+    model_files.verify_bundle_sha256(folder, sha256)
+    tensors = {name: model_files.load_finite(header) for name, header in headers.items()}
     model = UnifiedLatents(cfg)
     for name in STAGE1_COMPONENTS:
-        _load_into(getattr(model, name), folder, name)
+        model_files.assign(getattr(model, name), tensors[name])
     return model.to(device).eval()
 
 
@@ -77,28 +68,36 @@ def init_stage1_from(model: nn.Module, folder: Path) -> None:
 
     The nets must have the same shapes: a clear error names the first tensor that differs.
     """
+    folder = Path(folder)
+    source = "this run's model (use the bundle's model sizes)"
+    name = "bundle"
+    try:
+        model_files.bundle_config(folder)
+        headers = {}
+        for name in STAGE1_COMPONENTS:  # every file is checked before any weight is copied
+            headers[name] = io.read_header(folder / f"{name}.safetensors")
+            model_files.check_fits(headers[name], getattr(model, name).state_dict(), source=source)
+        tensors = {}
+        for name in STAGE1_COMPONENTS:
+            tensors[name] = model_files.load_finite(headers[name])
+    except CheckpointError as exc:
+        raise ModelFileError(f"train.init_from: {name}: {exc}") from None
     for name in STAGE1_COMPONENTS:
-        read_component_info(folder, name)
-        tensors, _ = io.load_tensors(Path(folder) / f"{name}.safetensors")
-        state = getattr(model, name).state_dict()
-        for key, value in state.items():
-            if key not in tensors:
-                raise CheckpointError(f"train.init_from: {folder} has no {name} tensor {key}; the nets differ")
-            if tensors[key].shape != value.shape:
-                raise CheckpointError(
-                    f"train.init_from: {name}.{key} is {tuple(tensors[key].shape)} in {folder} but "
-                    f"{tuple(value.shape)} here; use the same model sizes as the bundle"
-                )
-        _load_into(getattr(model, name), folder, name)
+        model_files.assign(getattr(model, name), tensors[name])
 
 
 def load_base(folder: Path, device: str | torch.device = "cpu"):
+    """A bundle's stage-2 base model, checked like `load_stage1` (the folder's sha256 is checked there)."""
     from ul_engine.model import LatentBase
 
-    info = read_component_info(folder, "base")
-    cfg = RunConfig.model_validate(info["config"])
+    folder = Path(folder)
+    model_files.require_bundle(folder, ("base",))
+    _, cfg = model_files.component_info(folder, "base")
+    source = f"the config in {folder / 'base.json'}"
+    meta = model_files.on_meta(lambda: LatentBase(cfg), source)
+    tensors = model_files.load_component(folder / "base.safetensors", meta.net, source=source)
     model = LatentBase(cfg)
-    _load_into(model.net, folder, "base")
+    model_files.assign(model.net, tensors)
     return model.to(device).eval()
 
 

@@ -73,10 +73,10 @@ def load_run(store: Any, run_ref: int | str, *, need_base: bool = False, step: i
                 f"run {run.name} is a stage-1 run; sampling needs a stage-2 run "
                 f"(ul train --stage 2 --from-run {run.name})"
             )
-        stage1 = stage1_from_checkpoint(ckpt.path, device)
+        stage1 = stage1_from_checkpoint(ckpt.path, device, sha256=ckpt.sha256)
         return LoadedRun(run, stage1.cfg, stage1, None, ckpt.step, ckpt.sha256)
     stage1 = bundle.load_stage1(store.run_dir(run.id) / "stage1", device)
-    base = base_from_checkpoint(ckpt.path, device)
+    base = base_from_checkpoint(ckpt.path, device, sha256=ckpt.sha256)
     return LoadedRun(run, base.cfg, stage1, base, ckpt.step, ckpt.sha256)
 
 
@@ -90,7 +90,7 @@ def _load_bundle_run(run: Any, ckpt: Any, device: str, need_base: bool) -> Loade
     # trained on small crops only: larger images go through it in tiles of that size, decoded as overlapping
     # windows blended at every step (see ul_engine/tiling.py; measured: +0.3 to +1.5 dB on the sample photos)
     side, down = cfg.data.resolution, cfg.model.downsample()
-    stage1 = Tiled(bundle.load_stage1(folder, device), side, overlap=side // 4 // down * down)
+    stage1 = Tiled(bundle.load_stage1(folder, device, sha256=ckpt.sha256), side, overlap=side // 4 // down * down)
     base = bundle.load_base(folder, device) if bundle.has_base(folder) else None
     if need_base and base is None:
         raise ULError(f"run {run.name} has no base model; sampling needs a stage-2 model")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ul_engine import io
+from ul_engine import io, model_files
 from ul_engine.errors import ConfigError
 
 DEMO_NAME = "demo"
@@ -35,22 +35,28 @@ DISMISSED = ".demo-dismissed"
 RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
 SHIPPED_DIR = RESOURCES_DIR / "models" / "demo"
 SAMPLES_DIR = RESOURCES_DIR / "samples"
-STAGE1_FILES = ("encoder", "prior", "decoder")
+STAGE1_FILES = model_files.STAGE1_COMPONENTS
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def configured_folder() -> Path | None:
+    """The folder the demo is to come from ($UL_DEMO_MODEL, else the shipped one), complete or not; None when
+    $UL_DEMO_MODEL turns the demo off."""
+    env = os.environ.get(DEMO_ENV, "").strip()
+    if env.lower() in ("none", "off", "0"):
+        return None
+    return Path(env).expanduser() if env else SHIPPED_DIR
 
 
 def demo_folder() -> Path | None:
     """The demo bundle folder ($UL_DEMO_MODEL, else the shipped one), or None when it is not complete."""
-    env = os.environ.get(DEMO_ENV, "").strip()
-    if env.lower() in ("none", "off", "0"):
-        return None
-    folder = Path(env).expanduser() if env else SHIPPED_DIR
-    return folder if is_bundle(folder) else None
+    folder = configured_folder()
+    return folder if folder is not None and is_bundle(folder) else None
 
 
 def is_bundle(folder: Path) -> bool:
     """Whether `folder` holds a full stage-1 bundle (encoder, prior, decoder: JSON + safetensors)."""
-    return all((Path(folder) / f"{n}{ext}").is_file() for n in STAGE1_FILES for ext in (".json", ".safetensors"))
+    return Path(folder).is_dir() and not model_files.missing_files(folder, STAGE1_FILES)
 
 
 def sample_photos() -> list[Path]:
@@ -61,24 +67,44 @@ def sample_photos() -> list[Path]:
 
 
 def bundle_sha256(folder: Path) -> str:
-    """One sha256 for the whole bundle: over each weight file's name and sha256, so any changed file changes it."""
+    """One sha256 for the whole bundle: over each weight file's name and sha256, so any changed file changes it.
+
+    Remembered in this process while every file keeps its inode, size, mtime and ctime (any write or rename
+    changes the ctime), so registering the demo and then loading it hashes its files once, not twice.
+    """
+    paths = sorted(Path(folder).glob("*.safetensors"))
+    key = tuple((str(p.resolve()), *_signature(p)) for p in paths)
+    if key in _BUNDLE_SHA:
+        return _BUNDLE_SHA[key]
     h = hashlib.sha256()
-    for path in sorted(Path(folder).glob("*.safetensors")):
+    for path in paths:
         h.update(f"{path.name}:{io.sha256_file(path)}\n".encode())
-    return h.hexdigest()
+    if len(_BUNDLE_SHA) > 16:
+        _BUNDLE_SHA.clear()
+    _BUNDLE_SHA[key] = h.hexdigest()
+    return _BUNDLE_SHA[key]
+
+
+_BUNDLE_SHA: dict[tuple[Any, ...], str] = {}
+
+
+def _signature(path: Path) -> tuple[int, int, int, int, int]:
+    st = io.regular_file(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _component(folder: Path) -> tuple[str, dict[str, Any]]:
-    """The bundle's top component ("base" for a stage-2 bundle, else "decoder") and its JSON."""
+    """The bundle's top component ("base" for a stage-2 bundle, else "decoder") and its JSON, checked (an
+    object with a valid config and step) so a damaged bundle is one line here, not a KeyError."""
     name = "base" if (folder / "base.json").is_file() and (folder / "base.safetensors").is_file() else "decoder"
-    return name, json.loads((folder / f"{name}.json").read_text())
+    return name, model_files.component_info(folder, name)[0]
 
 
 def model_card(folder: Path) -> dict[str, Any]:
     """The bundle's `model.json` (training command, time, metrics), or {} when absent or unreadable."""
     try:
         data = json.loads((Path(folder) / "model.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # ValueError: not JSON, not UTF-8
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -134,7 +160,7 @@ def ensure_demo_run(store: Any, *, folder: Path | None = None, force: bool = Fal
     if run is None and not force and is_dismissed(store.home):
         return None
     component, info = _component(folder)
-    step = int(info.get("step") or 0)
+    step = model_files.whole_number(info.get("step") or 0, str(folder / f"{component}.json"), "step")
     card = model_card(folder)
     if run is None:
         config = _run_config(info["config"])
@@ -168,8 +194,13 @@ def ensure_demo_run(store: Any, *, folder: Path | None = None, force: bool = Fal
 
 
 def get_run(store: Any, ref: int | str) -> Any:
-    """`store.get_run`, except that `demo` registers the shipped demo model first when needed."""
+    """`store.get_run`, except that `demo` registers the shipped demo model first when needed; a demo folder
+    that lacks a file is named with what it lacks (not "no run named demo")."""
     if isinstance(ref, str) and ref.strip() == DEMO_NAME:
+        mine = _find(store, DEMO_NAME)
+        folder = configured_folder()
+        if folder is not None and (mine is None or is_shipped(mine)) and (folder.exists() or folder != SHIPPED_DIR):
+            model_files.require_bundle(folder, STAGE1_FILES)
         ensure_demo_run(store, force=True)
     return store.get_run(ref)
 

@@ -23,6 +23,12 @@ class CheckpointError(ULError):
     """A checkpoint or model file is missing, corrupt, or holds something other than plain tensors."""
 
 
+class ModelFileError(CheckpointError):
+    """A model file (bundle, checkpoint) was refused before its weights were allocated or used: a pickle, a
+    damaged header or JSON, a config that does not fit the tensors, non-float or non-finite weights, or
+    bytes that changed since the file was recorded. The message names the file and the first fault."""
+
+
 class DiskFullError(ULError):
     """The disk filled up while writing; earlier files are kept."""
 

@@ -1,12 +1,12 @@
 """What users ask of a trained run: load it, encode, reconstruct, sample — one place for the CLI, workers and app.
 
-Models load from safetensors only: a training checkpoint's EMA tensors, or an exported bundle folder.
+Models load from safetensors only: a training checkpoint's EMA tensors, or an exported bundle folder, each
+checked by `ul_engine.model_files` before anything is allocated.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,44 +15,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ul_engine import io
-from ul_engine.config import RunConfig
-from ul_engine.errors import CheckpointError, ULError
+from ul_engine import model_files
+from ul_engine.errors import ULError
 from ul_engine.metrics.fidelity import psnr_ssim  # PSNR/SSIM live in ul_engine.metrics; callers import both
 from ul_engine.model import LN2, LatentBase, UnifiedLatents
 
 
-def _config_from_meta(meta: dict[str, str], path: Path) -> RunConfig:
-    if "config" not in meta:
-        raise CheckpointError(f"{path.name} carries no run config; not a UL Studio checkpoint")
-    return RunConfig.model_validate(json.loads(meta["config"]))
+def _from_checkpoint(
+    path: Path, stage: int, device: str | torch.device, sha256: str | None = None
+) -> torch.nn.Module:
+    """The stage's model with the EMA weights of a full training checkpoint, in eval mode.
 
-
-def _ema_into(module: torch.nn.Module, path: Path) -> None:
-    tensors, _ = io.load_tensors(path, prefix="ema")
-    state = module.state_dict()
-    missing = [k for k, v in state.items() if v.is_floating_point() and k not in tensors]
-    if missing:
-        raise CheckpointError(f"{path.name} lacks EMA tensors for {missing[0]} (and {len(missing) - 1} more)")
-    module.load_state_dict({**state, **{k: v.to(state[k].dtype) for k, v in tensors.items() if k in state}})
-
-
-def _from_checkpoint(path: Path, stage: int, device: str | torch.device) -> torch.nn.Module:
-    """The stage's model with the EMA weights of a full training checkpoint, in eval mode."""
-    cfg = _config_from_meta(io.read_metadata(path), path)
-    if cfg.stage != stage:
-        raise CheckpointError(f"{path.name} is a stage-{cfg.stage} checkpoint; a stage-{stage} checkpoint is needed")
-    model = UnifiedLatents(cfg) if stage == 1 else LatentBase(cfg)
-    _ema_into(model, path)
+    The checkpoint's metadata, its tensors against the model built on the meta device, and `sha256` (the
+    store's record, when given) are checked before the model is allocated (`ul_engine.model_files`).
+    """
+    build = UnifiedLatents if stage == 1 else LatentBase
+    cfg, tensors = model_files.checkpoint_ema(Path(path), stage, build, sha256)
+    model = build(cfg)
+    model_files.assign(model, tensors)
     return model.to(device).eval()
 
 
-def stage1_from_checkpoint(path: Path, device: str | torch.device = "cpu") -> UnifiedLatents:
-    return _from_checkpoint(path, 1, device)  # type: ignore[return-value]
+def stage1_from_checkpoint(
+    path: Path, device: str | torch.device = "cpu", *, sha256: str | None = None
+) -> UnifiedLatents:
+    return _from_checkpoint(path, 1, device, sha256)  # type: ignore[return-value]
 
 
-def base_from_checkpoint(path: Path, device: str | torch.device = "cpu") -> LatentBase:
-    return _from_checkpoint(path, 2, device)  # type: ignore[return-value]
+def base_from_checkpoint(path: Path, device: str | torch.device = "cpu", *, sha256: str | None = None) -> LatentBase:
+    return _from_checkpoint(path, 2, device, sha256)  # type: ignore[return-value]
 
 
 def ema_copy(module: torch.nn.Module, ema: object) -> torch.nn.Module:

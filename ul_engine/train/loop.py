@@ -7,7 +7,6 @@ EMA and the optimizer state bit for bit. So 20 steps straight equal 10 + resume 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -19,12 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ul_engine import faults, io
+from ul_engine import faults, io, model_files
 from ul_engine.config import RunConfig
-from ul_engine.errors import CheckpointError, TrainingDiverged
+from ul_engine.errors import TrainingDiverged
 from ul_engine.train.ema import EMA
 
-CHECKPOINT_FORMAT = "ul-studio-checkpoint/1"
+CHECKPOINT_FORMAT = model_files.CHECKPOINT_FORMAT
 
 
 class Objective(Protocol):
@@ -353,15 +352,18 @@ class Trainer:
         files = sorted(self.checkpoint_dir.glob("step-*.safetensors"))
         return files[-1] if files else None
 
-    def load_checkpoint(self, path: Path) -> None:
-        tensors, meta = io.load_tensors(path)
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path.name} is not a UL Studio training checkpoint")
+    def load_checkpoint(self, path: Path, sha256: str | None = None) -> None:
+        """Resume from `path`, checked first against this run's model, EMA and optimizer (and `sha256`, the
+        store's record of the file, when given) by `ul_engine.model_files`."""
+        ck = model_files.read_training_state(
+            path, model=self.unwrapped, ema=self.ema.shadow, optimizer=self.optimizer, recorded=sha256
+        )
+        tensors = ck.tensors
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         self.unwrapped.load_state_dict(model_state)
         self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
         self.ema.shadow = {k: v.to(self.acc.device) for k, v in self.ema.shadow.items()}
-        opt_state: dict[str, Any] = {"state": {}, "param_groups": json.loads(meta["param_groups"])}
+        opt_state: dict[str, Any] = {"state": {}, "param_groups": ck.param_groups}
         for key, value in tensors.items():
             if key.startswith("optim."):
                 _, idx, name = key.split(".", 2)
@@ -370,12 +372,11 @@ class Trainer:
         for group, params in zip(opt_state["param_groups"], ids, strict=True):
             group["params"] = params
         self.optimizer.load_state_dict(opt_state)
-        loop = json.loads(meta.get("loop", "{}"))
-        self.state.step = int(meta["step"])
-        self.state.bad_steps = int(loop.get("bad_steps", 0))
-        self.state.consecutive_bad = int(loop.get("consecutive_bad", 0))
-        self.state.examples_seen = int(loop.get("examples_seen", 0))
-        self.state.last_metrics = json.loads(meta.get("metrics", "{}"))
+        self.state.step = ck.step
+        self.state.bad_steps = ck.loop["bad_steps"]
+        self.state.consecutive_bad = ck.loop["consecutive_bad"]
+        self.state.examples_seen = ck.loop["examples_seen"]
+        self.state.last_metrics = ck.metrics
 
 
 class _nullcontext:

@@ -19,16 +19,17 @@ from typing import Any
 
 import torch
 
-from ul_engine import bundle, io
+from ul_engine import bundle, io, model_files
 from ul_engine.config import RunConfig, validate
 from ul_engine.data import BatchStream, fixed_validation_batch, make_source
 from ul_engine.errors import CheckpointError, DiskFullError, RunStateError, TrainingDiverged, ULError
 from ul_engine.imaging import grid, save_png, tensor_to_uint8
 from ul_engine.model import LatentBase, UnifiedLatents
+from ul_engine.model_files import recorded_sha256
 from ul_engine.pipeline import ema_copy, stage1_from_checkpoint
 from ul_engine.store import liveness
 from ul_engine.store.types import ACTIVE_RUN_STATUSES, START_STATUSES
-from ul_engine.train.loop import CHECKPOINT_FORMAT, Trainer, make_accelerator, resolve_device
+from ul_engine.train.loop import Trainer, make_accelerator, resolve_device
 from ul_engine.train.stages import Stage1Objective, Stage2Objective, build_latent_cache, cache_path, source_length
 
 Emit = Callable[[dict[str, Any]], None]
@@ -257,7 +258,7 @@ class RunContext:
         if not (stage1_dir / "decoder.json").is_file():
             if not parent.path.is_file():
                 raise ULError(f"the stage-1 checkpoint {parent.path} is gone; train stage 2 from another checkpoint")
-            model = stage1_from_checkpoint(parent.path)
+            model = stage1_from_checkpoint(parent.path, sha256=parent.sha256)
             bundle.export_module(
                 model,
                 stage1_dir,
@@ -421,7 +422,7 @@ def train_run(
         trainer.hooks = hooks
         latest = reconcile_checkpoints(ctx, trainer.checkpoint_dir) if ctx.is_main else trainer.latest_checkpoint()
         if latest is not None:
-            trainer.load_checkpoint(latest)
+            trainer.load_checkpoint(latest, sha256=recorded_sha256(store, run_id, latest))
             ctx.emit({"event": "status", "status": "resumed", "step": trainer.state.step, "from": str(latest)})
         # Steps logged after the checkpoint (or after step 0 without one) belong to an abandoned future:
         # the curve continues from here with one value per trained step.
@@ -512,24 +513,22 @@ def reconcile_checkpoints(ctx: RunContext, folder: Path) -> Path | None:
 
 
 def _check_orphan_checkpoint(path: Path, run_id: int) -> tuple[int, dict[str, Any]]:
-    """(step, logged metrics) of a checkpoint file found without a row; CheckpointError says what is wrong."""
-    tensors, meta = io.load_tensors(path)
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError("not a UL Studio training checkpoint")
-    try:
-        step = int(meta["step"])
-        config = json.loads(meta["config"])
-        groups = json.loads(meta["param_groups"])
-        metrics = json.loads(meta.get("metrics", "{}"))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"its metadata is incomplete or malformed ({exc})") from None
+    """(step, logged metrics) of a checkpoint file found without a row, from its header alone (the model-file
+    checks of `model_files`; the tensors are checked in full when this file is resumed from); CheckpointError
+    says what is wrong."""
+    header = io.read_header(path, "checkpoint")
+    model_files.checkpoint_config(header)
+    where = f"{path} (metadata)"
+    step = model_files.whole_number(header.metadata.get("step"), where, "step")
+    groups = model_files.json_metadata(header, "param_groups")
+    metrics = model_files.json_metadata(header, "metrics", {})
     if f"step-{step:08d}.safetensors" != path.name:
         raise CheckpointError(f"its metadata says step {step}")
-    if meta.get("run_id", str(run_id)) != str(run_id):
-        raise CheckpointError(f"it belongs to run {meta.get('run_id')}")
-    if not isinstance(config, dict) or not isinstance(groups, list) or not isinstance(metrics, dict):
+    if header.metadata.get("run_id", str(run_id)) != str(run_id):
+        raise CheckpointError(f"it belongs to run {header.metadata.get('run_id')}")
+    if not isinstance(groups, list) or not isinstance(metrics, dict):
         raise CheckpointError("its metadata is malformed")
-    if not any(k.startswith("model.") for k in tensors):
+    if not header.under("model"):
         raise CheckpointError("it holds no model weights")
     return step, metrics
 
