@@ -7,7 +7,7 @@ one line naming the problem and exits 2, without a traceback.
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -22,21 +22,106 @@ EXIT_KEY = "_exit_code"  # a command's result may carry a non-zero exit (e.g. so
 
 
 class _Parser(argparse.ArgumentParser):
+    json_errors = False
+    """Set by `main` when `--json` is on the command line: a usage error then also ends with one JSON object."""
+
     def error(self, message: str) -> None:  # argparse's default exits 2 too; keep one line
-        self.exit(EXIT_USER_ERROR, f"ul: error: {message}\n")
+        sys.stderr.write(f"ul: error: {message}\n")
+        if _Parser.json_errors:
+            _emit_json({"error": message, "usage_error": True})
+        self.exit(EXIT_USER_ERROR)
+
+
+# ---- argument types: checked while parsing, so a bad value costs no work ---------------------------------
+
+
+def _whole(lo: int, hi: int | None = None) -> Any:
+    """An int type accepting lo ≤ value (≤ hi)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            span = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(lo: float, hi: float | None = None, *, above: bool = False) -> Any:
+    """A finite float type accepting lo ≤ value (lo < value with `above`) and value ≤ hi."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        too_low = value <= lo if above else value < lo
+        if not math.isfinite(value) or too_low or (hi is not None and value > hi):
+            span = f"{'above' if above else 'at least'} {lo:g}" + (f" and at most {hi:g}" if hi is not None else "")
+            raise argparse.ArgumentTypeError(f"must be a finite number {span}, got {text}")
+        return value
+
+    return parse
+
+
+def _checked(check: Any) -> Any:
+    """A path type running one of ul_engine.user_paths' checks; its one-line message becomes the usage error."""
+
+    def parse(text: str) -> Path:
+        try:
+            return Path(check(Path(text).expanduser()))
+        except ULError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _out_folder(text: str) -> Path:
+    from ul_engine.user_paths import check_output_folder
+
+    return _checked(check_output_folder)(text)
+
+
+def _out_file(text: str) -> Path:
+    from ul_engine.user_paths import check_output_file
+
+    return _checked(check_output_file)(text)
+
+
+def _in_file(text: str) -> Path:
+    from ul_engine.user_paths import check_file
+
+    return _checked(check_file)(text)
+
+
+def _home(text: str) -> Path:
+    from ul_engine.user_paths import check_output_folder
+
+    return _checked(lambda p: check_output_folder(p, writable=False))(text)
+
+
+STEPS = _whole(1)
+DECODER_STEPS = _whole(1, 4096)
+SEED = _whole(0, 2**62 - 1)
+COUNT = _whole(1)
+STEP = _whole(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ul", description="Train and use Unified Latents models.")
     p.add_argument("--version", action="version", version=f"ul-studio {__version__}")
-    p.add_argument("--home", type=Path, help="data folder (default: $UL_HOME or the user data folder)")
+    p.add_argument("--home", type=_home, help="data folder (default: $UL_HOME or the user data folder)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="create a run and train it")
     t.add_argument("--preset", default="shapes-32")
     t.add_argument("--stage", type=int, choices=(1, 2), default=1)
     t.add_argument("--from-run", help="stage 2: the stage-1 run (id or name)")
-    t.add_argument("--checkpoint", type=int, help="stage 2: a checkpoint step of --from-run (default: latest)")
+    t.add_argument("--checkpoint", type=STEP, help="stage 2: a checkpoint step of --from-run (default: latest)")
     _budget(t)
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--name")
@@ -57,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("run")
         c.add_argument("--json", action="store_true")
         if name == "stop":
-            c.add_argument("--grace", type=float, default=10.0, help="seconds before SIGTERM")
+            c.add_argument("--grace", type=_number(0.0, 3600.0), default=10.0, help="seconds before SIGTERM")
 
     d = sub.add_parser("delete", help="delete a run, its files and its metrics")
     d.add_argument("run")
@@ -67,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("queue", help="the persistent training queue")
     q.add_argument("action", choices=("list", "add", "move", "cancel", "run"), nargs="?", default="list")
     q.add_argument("target", nargs="?", help="add: a run; move/cancel: a job id")
-    q.add_argument("position", nargs="?", type=int, help="move: the new position (0 = first)")
+    q.add_argument("position", nargs="?", type=STEP, help="move: the new position (0 = first)")
     q.add_argument("--device", default="cpu")
     q.add_argument("--json", action="store_true")
 
@@ -77,83 +162,93 @@ def build_parser() -> argparse.ArgumentParser:
     rc = sub.add_parser("reconstruct", help="encode and decode images through a run's latent")
     rc.add_argument("--run", required=True)
     rc.add_argument("inputs", nargs="+", metavar="INPUT")
-    rc.add_argument("--out", type=Path, default=Path("reconstructions"))
-    rc.add_argument("--decoder-steps", type=int)
+    rc.add_argument("--out", type=_out_folder, default="reconstructions")
+    rc.add_argument("--decoder-steps", type=DECODER_STEPS)
     rc.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
-    rc.add_argument("--seed", type=int, default=0)
-    rc.add_argument("--checkpoint", type=int, metavar="STEP", help="the run's checkpoint at STEP (default: latest)")
+    rc.add_argument("--seed", type=SEED, default=0)
+    rc.add_argument("--checkpoint", type=STEP, metavar="STEP", help="the run's checkpoint at STEP (default: latest)")
     rc.add_argument("--compare", metavar="RUN2", help="also reconstruct with RUN2 (same image, seeds, parameters)")
-    rc.add_argument("--compare-checkpoint", type=int, metavar="STEP", help="RUN2's checkpoint (default: latest)")
-    rc.add_argument("--samples", type=int, default=1, metavar="K",
+    rc.add_argument("--compare-checkpoint", type=STEP, metavar="STEP", help="RUN2's checkpoint (default: latest)")
+    rc.add_argument("--samples", type=_whole(1, 64), default=1, metavar="K",
                     help="K decodes with different seeds; writes their mean and std map beside the output")  # fmt: skip
-    rc.add_argument("--max-frames", type=int, metavar="N", help="videos: reconstruct at most the first N frames")
+    rc.add_argument("--max-frames", type=COUNT, metavar="N", help="videos: reconstruct at most the first N frames")
     rc.add_argument("--json", action="store_true")
 
     s = sub.add_parser("sample", help="generate images with a stage-2 run")
     s.add_argument("--run", required=True)
-    s.add_argument("--n", type=int, default=8)
-    s.add_argument("--out", type=Path, default=Path("samples"))
-    s.add_argument("--steps", type=int, help="base-model steps")
-    s.add_argument("--decoder-steps", type=int)
+    s.add_argument("--n", type=_whole(1, 100_000), default=8)
+    s.add_argument("--out", type=_out_folder, default="samples")
+    s.add_argument("--steps", type=STEPS, help="base-model steps")
+    s.add_argument("--decoder-steps", type=DECODER_STEPS)
     s.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--guidance", type=float, default=None)
-    s.add_argument("--class", dest="class_label", type=int)
-    s.add_argument("--frames", type=int, metavar="N", help="video runs: frames per clip (default: the clip length)")
-    s.add_argument("--context", metavar="VIDEO", help="video runs: continue this clip from its first frames")
-    s.add_argument("--context-frames", type=int, metavar="K", help="with --context: how many frames are given")
+    s.add_argument("--seed", type=SEED, default=0)
+    s.add_argument("--guidance", type=_number(0.0, 50.0), default=None, help="classifier-free guidance (1: none)")
+    s.add_argument("--class", dest="class_label", type=STEP)
+    s.add_argument("--frames", type=COUNT, metavar="N", help="video runs: frames per clip (default: the clip length)")
+    s.add_argument(
+        "--context", type=_in_file, metavar="VIDEO", help="video runs: continue this clip from its first frames"
+    )
+    s.add_argument("--context-frames", type=COUNT, metavar="K", help="with --context: how many frames are given")
     s.add_argument("--format", dest="video_format", choices=("mp4", "gif"), default="mp4", help="video runs")
     s.add_argument("--json", action="store_true")
 
     ip = sub.add_parser("interpolate", help="a video of decodes between two images' latents")
     ip.add_argument("--run", required=True)
     ip.add_argument("inputs", nargs=2, metavar="IMAGE", help="the two images (A and B)")
-    ip.add_argument("--frames", type=int, default=24)
-    ip.add_argument("--out", type=Path, required=True, help="an .mp4 or .gif file")
+    ip.add_argument("--frames", type=_whole(2, 2000), default=24)
+    ip.add_argument("--out", type=_out_file, required=True, help="an .mp4 or .gif file")
     ip.add_argument("--mode", choices=("slerp", "lerp"), default="slerp")
-    ip.add_argument("--decoder-steps", type=int)
+    ip.add_argument("--decoder-steps", type=DECODER_STEPS)
     ip.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
-    ip.add_argument("--seed", type=int, default=0)
-    ip.add_argument("--fps", type=float, default=12.0)
+    ip.add_argument("--seed", type=SEED, default=0)
+    ip.add_argument(
+        "--fps",
+        type=_number(0.0, 240.0, above=True),
+        default=12.0,
+        help="frames per second (a GIF holds 100/k for whole k ≥ 2; the JSON says what the file holds)",
+    )
     ip.add_argument("--json", action="store_true")
 
     e = sub.add_parser("eval", help="PSNR, SSIM and bits on a fixed validation set")
     e.add_argument("--run", required=True)
-    e.add_argument("--n", type=int, default=64)
-    e.add_argument("--decoder-steps", type=int)
-    e.add_argument("--checkpoint", type=int, metavar="STEP", help="a checkpoint step (default: the latest)")
+    e.add_argument("--n", type=_whole(1, 100_000), default=64)
+    e.add_argument("--decoder-steps", type=DECODER_STEPS)
+    e.add_argument("--checkpoint", type=STEP, metavar="STEP", help="a checkpoint step (default: the latest)")
     e.add_argument(
         "--fd",
-        type=int,
+        type=STEP,
         default=0,
         metavar="N",
         help="FD-shapes (image runs) or FVD-bouncing (video runs) of N stage-2 samples against N validation items",
     )
     e.add_argument("--prior-samples", action="store_true", help="with --fd: sample the stage-1 prior instead")
-    e.add_argument("--steps", dest="base_steps", type=int, help="with --fd: base-model (or prior) sampling steps")
+    e.add_argument("--steps", dest="base_steps", type=STEPS, help="with --fd: base-model (or prior) sampling steps")
     e.add_argument(
         "--inception-weights",
+        type=_in_file,
         metavar="PATH",
         help="with --fd on an image run: a local Inception-v3 weights file for real FID (recognised by its sha256)",
     )
-    e.add_argument("--seed", type=int, default=0, help="with --fd: the first sample's seed")
+    e.add_argument("--seed", type=SEED, default=0, help="with --fd: the first sample's seed")
     e.add_argument("--no-record", dest="record", action="store_false", help="do not store the result on the checkpoint")
     e.add_argument("--json", action="store_true")
 
     st = sub.add_parser("study", help="the paper's tables at small scale: train a grid of runs, write a report")
     st.add_argument("--quick", action="store_true", help="the small grid (about 15 minutes on 2 CPU cores)")
     _budget(st)
-    st.add_argument("--stage2-steps", type=int, help="stage-2 steps per run (default: the grid's)")
-    st.add_argument("--out", type=Path, default=Path("docs/results.md"), help="the Markdown report")
+    st.add_argument("--stage2-steps", type=STEPS, help="stage-2 steps per run (default: the grid's)")
+    st.add_argument("--out", type=_out_file, default="docs/results.md", help="the Markdown report")
     st.add_argument("--preset", default="shapes-32")
-    st.add_argument("--lf", dest="loss_factors", type=float, action="append", help="a loss factor (repeatable)")
-    st.add_argument("--baseline-lf", type=float, help="the ablations' loss factor (default 10)")
-    st.add_argument("--threads", type=int, default=0, help="CPU threads for every run (0: torch's default)")
+    st.add_argument(
+        "--lf", dest="loss_factors", type=_number(0.0, above=True), action="append", help="a loss factor (repeatable)"
+    )
+    st.add_argument("--baseline-lf", type=_number(0.0, above=True), help="the ablations' loss factor (default 10)")
+    st.add_argument("--threads", type=STEP, default=0, help="CPU threads for every run (0: torch's default)")
     st.add_argument("--tag", help="run-name prefix (default: study or study-quick)")
-    st.add_argument("--eval-n", type=int, help="validation images for PSNR/SSIM/bits")
-    st.add_argument("--fd", dest="fd_n", type=int, help="samples for FD-shapes")
-    st.add_argument("--decoder-steps", type=int)
-    st.add_argument("--base-steps", type=int)
+    st.add_argument("--eval-n", type=COUNT, help="validation images for PSNR/SSIM/bits")
+    st.add_argument("--fd", dest="fd_n", type=_whole(2), help="samples for FD-shapes")
+    st.add_argument("--decoder-steps", type=DECODER_STEPS)
+    st.add_argument("--base-steps", type=STEPS)
     st.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     st.add_argument("--dry-run", action="store_true", help="print the grid and its commands; train nothing")
     st.add_argument("--json", action="store_true")
@@ -163,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure training and sampling speed on this machine")
     b.add_argument("--preset", default="shapes-32")
-    b.add_argument("--steps", type=int, default=5)
+    b.add_argument("--steps", type=STEPS, default=5)
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument(
         "--compile", action="store_true", help="also train with the transformers compiled (torch.compile) and compare"
@@ -175,26 +270,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--app", action="store_true", help="also the app's cold start, its plot redraw and the store's metric reads"
     )
     b.add_argument(
-        "--app-points", type=int, default=1_000_000, metavar="N", help="with --app: points per plotted/read series"
+        "--app-points",
+        type=_whole(2),
+        default=1_000_000,
+        metavar="N",
+        help="with --app: points per plotted/read series",
     )
     b.add_argument("--json", action="store_true")
 
     ex = sub.add_parser("export", help="write a run's inference bundle (safetensors + JSON)")
     ex.add_argument("run")
-    ex.add_argument("--out", type=Path, required=True)
+    ex.add_argument("--out", type=_out_folder, required=True)
     ex.add_argument("--json", action="store_true")
 
-    sub.add_parser("doctor", help="check the installation")
+    doc = sub.add_parser("doctor", help="check the installation")
+    doc.add_argument("--json", action="store_true")
     return p
 
 
 def _launch_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("several GPUs or machines (passed to accelerate launch)")
-    g.add_argument("--processes", type=int, help="processes (one per GPU) on this machine")
-    g.add_argument("--num-machines", type=int)
-    g.add_argument("--machine-rank", type=int)
+    g.add_argument("--processes", type=STEP, help="processes (one per GPU) on this machine; 0: one per GPU")
+    g.add_argument("--num-machines", type=COUNT)
+    g.add_argument("--machine-rank", type=STEP)
     g.add_argument("--main-process-ip")
-    g.add_argument("--main-process-port", type=int)
+    g.add_argument("--main-process-port", type=_whole(1, 65535))
 
 
 def _launch_options(args: argparse.Namespace, cfg_processes: int, device: str) -> Any:
@@ -215,8 +315,8 @@ def _launch_options(args: argparse.Namespace, cfg_processes: int, device: str) -
 
 def _budget(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--steps", type=int)
-    g.add_argument("--minutes", type=float)
+    g.add_argument("--steps", type=STEP)
+    g.add_argument("--minutes", type=_number(0.0, above=True))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,7 +330,10 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _emit_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    """Every `--json` result goes through here: strict JSON, non-finite numbers as null with a reason."""
+    from ul_engine import json_output
+
+    sys.stdout.write(json_output.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
@@ -425,7 +528,8 @@ def _job_json(job: Any) -> dict[str, Any]:
 
 def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
     store = _store(args)
-    store.mark_stale_runs()
+    if not store.read_only:  # a read-only data folder is listed as it is
+        store.mark_stale_runs()
     rows = []
     for r in store.list_runs():
         summary = store.summary(r.id)
@@ -503,7 +607,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
 
     def line(r: dict[str, Any]) -> str:
         if r.get("error"):
-            return f"{r['input']}: error: {r['error']}"
+            return _failure_line(r["input"], r["error"])
         text = (f"{r['input']} -> {r['output']}  PSNR {r['psnr']:.2f} dB  "
                 f"{r['bits_per_pixel']:.4f} bits/px  {r['bits_per_dim']:.3f} bits/dim")  # fmt: skip
         if r.get("mean"):
@@ -529,6 +633,15 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     return {"results": results, EXIT_KEY: EXIT_USER_ERROR if failed else 0}
 
 
+def _failure_line(path: str | Path, error: str) -> str:
+    """`<path>: error: <reason>`, naming the input once although the reader's message starts with it too."""
+    for prefix in (f"{path}: ", f"{Path(path).name}: "):
+        if error.startswith(prefix):
+            error = error[len(prefix) :]
+            break
+    return f"{path}: error: {error}"
+
+
 def _reconstruct_videos(store: Any, args: argparse.Namespace, files: list[Path]) -> dict[str, Any]:
     """Video inputs: per file an MP4 of the frames used, its reconstruction, and per-frame PSNR."""
     from ul_engine.commands import load_run
@@ -550,7 +663,7 @@ def _reconstruct_videos(store: Any, args: argparse.Namespace, files: list[Path])
         results.append(r)
         if not args.json:
             if r.get("error"):
-                print(f"{path}: error: {r['error']}")
+                print(_failure_line(path, r["error"]))
             else:
                 print(f"{path} -> {r['reconstruction']}  {r['frames']} frames  PSNR {r['psnr']:.2f} dB  "
                       f"{r['bits_per_pixel']:.4f} bits/px  {r['bits_per_dim']:.3f} bits/dim")  # fmt: skip
@@ -712,7 +825,9 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         result["metric_read"] = ui_bench.metric_read_figures(args.app_points)
         result["app"] = ui_bench.app_figures(args.app_points)
     if not args.json:
-        print(json.dumps(result, indent=2))
+        from ul_engine import json_output
+
+        print(json_output.dumps(result, indent=2))
         for stage in ("stage1", "stage2"):
             if "compile" in result:
                 c = result["compile"][stage]
@@ -745,8 +860,9 @@ def cmd_doctor(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.doctor import diagnose
 
     report = diagnose(args.home)
-    for k, v in report.items():
-        print(f"{k:>18}: {v}")
+    if not args.json:
+        for k, v in report.items():
+            print(f"{k:>18}: {v}")
     return report
 
 
@@ -771,8 +887,10 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    _Parser.json_errors = "--json" in argv
     args = build_parser().parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    args.argv = argv
     try:
         result = COMMANDS[args.command](args)
     except ULError as exc:
