@@ -626,11 +626,76 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
             if "compare" in r:
                 print(f"  {r['compare']['run']}@{r['compare']['checkpoint_step']}: {line(r['compare'])}")
 
-    reconstruct_many(main, files, params, compare=other, out_dir=Path(args.out), progress=report)
+    steps = _StepProgress(args.json)
+    reconstruct_many(main, files, params, compare=other, out_dir=Path(args.out), progress=report, step_progress=steps)
+    steps.close()
     failed = sum(1 for r in results if r.get("error") or (r.get("compare") or {}).get("error"))
     if failed:
         sys.stderr.write(f"ul: error: {failed} of {len(results)} inputs could not be reconstructed\n")
     return {"results": results, EXIT_KEY: EXIT_USER_ERROR if failed else 0}
+
+
+class _StepProgress:
+    """Progress inside one input, so a large image never looks hung: after the first second, with `--json` a JSON
+    line on stderr every second ({"event": "progress", "input", "done", "total", "what", "elapsed_s", "eta_s"}),
+    else one line on stderr (rewritten in place on a terminal, every 10 s otherwise). The expected time left is
+    the mean time per unit after the encode times the units left."""
+
+    def __init__(self, json_mode: bool) -> None:
+        import time
+
+        self.json_mode, self.tty = json_mode, sys.stderr.isatty()
+        self.interval = 1.0 if json_mode else (0.5 if self.tty else 10.0)
+        self.clock = time.monotonic
+        self.input: str | None = None
+        self.started = self.first_done = self.last = 0.0
+        self.pending_newline = False
+
+    def __call__(self, path: Path | str, done: int, total: int, what: str) -> None:
+        now = self.clock()
+        if str(path) != self.input or done == 0:
+            self.close()
+            self.input, self.started, self.first_done, self.last = str(path), now, 0.0, 0.0
+        if done == 1:
+            self.first_done = now
+        elapsed = now - self.started
+        if done == 0 or elapsed < 1.0 or now - self.last < self.interval:
+            return
+        self.last = now
+        eta = None
+        if done >= 2 and self.first_done:
+            eta = (now - self.first_done) / (done - 1) * (total - done)
+        if self.json_mode:
+            from ul_engine import json_output
+
+            event = {"event": "progress", "input": self.input, "done": done, "total": total, "what": what,
+                     "elapsed_s": round(elapsed, 1), "eta_s": None if eta is None else round(eta, 1)}  # fmt: skip
+            sys.stderr.write(json_output.dumps(event) + "\n")
+        else:
+            left = "" if eta is None else f", about {_duration(eta)} left"
+            text = f"{self.input}: {what} ({done}/{total}, {_duration(elapsed)}{left})"
+            sys.stderr.write(f"\r\x1b[K{text}" if self.tty else text + "\n")
+            self.pending_newline = self.tty
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.pending_newline:
+            sys.stderr.write("\n")
+            self.pending_newline = False
+
+
+def _json_progress(path: Path) -> tuple[Any, Any]:
+    reporter = _StepProgress(json_mode=True)
+    return (lambda done, total, what: reporter(path, done, total, what)), reporter.close
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def _failure_line(path: str | Path, error: str) -> str:
@@ -651,6 +716,8 @@ def _reconstruct_videos(store: Any, args: argparse.Namespace, files: list[Path])
     results: list[dict[str, Any]] = []
     for path in files:
         progress, close = terminal_progress(not args.json)
+        if args.json:  # JSON lines on stderr, as for images
+            progress, close = _json_progress(path)
         try:
             r = reconstruct_clip(loaded, path, Path(args.out), decoder_steps=args.decoder_steps, seed=args.seed,
                                  sampler=args.sampler, max_frames=args.max_frames, progress=progress)  # fmt: skip

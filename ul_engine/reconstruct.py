@@ -601,9 +601,11 @@ def reconstruct_many(
     out_dir: Path | None = None,
     progress: Callable[[int, dict[str, Any]], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    step_progress: Callable[[Path, int, int, str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Each path in turn (a bad one gets its error, the others go on); stops between images — or inside
-    one, discarding it — once `cancelled()` is true. With `out_dir`, files go there with CLI names."""
+    one, discarding it — once `cancelled()` is true. With `out_dir`, files go there with CLI names.
+    `step_progress(path, done, total, what)` is called inside each image (encode, every decoder step, the rate)."""
     results: list[dict[str, Any]] = []
     stems: dict[str, int] = {}
     for i, p in enumerate(paths):
@@ -611,6 +613,9 @@ def reconstruct_many(
             break
         p = Path(p)
         kwargs: dict[str, Any] = {"cancelled": cancelled}
+        if step_progress is not None:
+            step_progress(p, 0, 0, "reading")  # the image's clock starts before it is read
+            kwargs["progress"] = lambda done, total, what, p=p: step_progress(p, done, total, what)
         kwargs_b = dict(kwargs)
         if out_dir is not None:
             stem = p.stem
