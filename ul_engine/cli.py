@@ -636,16 +636,19 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _StepProgress:
-    """Progress inside one input, so a large image never looks hung: after the first second, with `--json` a JSON
-    line on stderr every second ({"event": "progress", "input", "done", "total", "what", "elapsed_s", "eta_s"}),
-    else one line on stderr (rewritten in place on a terminal, every 10 s otherwise). The expected time left is
-    the mean time per unit after the encode times the units left."""
+    """Progress inside one input, so a large image never looks hung: after its first second (UL_PROGRESS_AFTER_S),
+    with `--json` a JSON line on stderr every second ({"event": "progress", "input", "done", "total", "what",
+    "elapsed_s", "eta_s"}), else one line on stderr (rewritten in place on a terminal, every 10 s otherwise).
+    The expected time left is the mean time per unit after the encode times the units left."""
 
     def __init__(self, json_mode: bool) -> None:
         import time
 
         self.json_mode, self.tty = json_mode, sys.stderr.isatty()
         self.interval = 1.0 if json_mode else (0.5 if self.tty else 10.0)
+        self.after = float(os.environ.get("UL_PROGRESS_AFTER_S") or 1.0)  # 0: report every unit (tests)
+        if self.after <= 0:
+            self.interval = 0.0
         self.clock = time.monotonic
         self.input: str | None = None
         self.started = self.first_done = self.last = 0.0
@@ -659,7 +662,7 @@ class _StepProgress:
         if done == 1:
             self.first_done = now
         elapsed = now - self.started
-        if done == 0 or elapsed < 1.0 or now - self.last < self.interval:
+        if done == 0 or elapsed < self.after or now - self.last < self.interval:
             return
         self.last = now
         eta = None

@@ -91,7 +91,7 @@ def test_check_file_names_what_the_path_is(special: dict[str, tuple[Path, str]],
 @pytest.mark.parametrize(
     "reader",
     [load_image_rgb, probe_image, read_video, probe_video, file_sha256, lambda p: cache_dir(None, None, p, {})],
-    ids=["load_image_rgb", "probe_image", "read_video", "probe_video", "reconstruct-cache-sha256", "video-cache-sha256"],
+    ids=["load_image_rgb", "probe_image", "read_video", "probe_video", "reconstruct-sha256", "video-cache-sha256"],
 )
 @pytest.mark.parametrize("name", ["fifo", "dev_zero", "loop", "folder"])
 def test_every_reader_and_hash_checks_first(
