@@ -21,8 +21,10 @@ _PICKLE_PREFIXES = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    from ul_engine.user_paths import check_file
+
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(check_file(path, allow_empty=True), "rb") as f:  # checked first: a FIFO or /dev/zero never ends
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()

@@ -829,11 +829,15 @@ class LatentsPage(QWidget):
 
 
 def read_png_text(path: str | Path) -> dict[str, str]:
-    """A PNG's text chunks (pillow; no torch)."""
+    """A PNG's text chunks (pillow; no torch); {} for a path that is not a regular file (never opened: a FIFO
+    would block the GUI)."""
     from PIL import Image
 
+    from ul_engine.errors import ULError
+    from ul_engine.user_paths import check_file
+
     try:
-        with Image.open(path) as im:
+        with Image.open(check_file(path)) as im:
             return {str(k): str(v) for k, v in (getattr(im, "text", None) or {}).items()}
-    except OSError:
+    except (OSError, ULError):
         return {}

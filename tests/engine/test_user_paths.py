@@ -22,6 +22,7 @@ from ul_engine.data.image_folder import ImageFolderSource
 from ul_engine.data.readers import load_image_rgb, probe_image
 from ul_engine.data.video_folder import VideoFolderSource
 from ul_engine.errors import DataError, ULError
+from ul_engine.io import sha256_file
 from ul_engine.reconstruct import file_sha256
 from ul_engine.user_paths import check_file, check_folder, check_output_file, check_output_folder
 from ul_engine.video_commands import cache_dir
@@ -90,8 +91,24 @@ def test_check_file_names_what_the_path_is(special: dict[str, tuple[Path, str]],
 
 @pytest.mark.parametrize(
     "reader",
-    [load_image_rgb, probe_image, read_video, probe_video, file_sha256, lambda p: cache_dir(None, None, p, {})],
-    ids=["load_image_rgb", "probe_image", "read_video", "probe_video", "reconstruct-sha256", "video-cache-sha256"],
+    [
+        load_image_rgb,
+        probe_image,
+        read_video,
+        probe_video,
+        file_sha256,
+        lambda p: cache_dir(None, None, p, {}),
+        sha256_file,
+    ],
+    ids=[
+        "load_image_rgb",
+        "probe_image",
+        "read_video",
+        "probe_video",
+        "reconstruct-sha256",
+        "video-cache-sha256",
+        "model-file-sha256",
+    ],
 )
 @pytest.mark.parametrize("name", ["fifo", "dev_zero", "loop", "folder"])
 def test_every_reader_and_hash_checks_first(
