@@ -959,7 +959,10 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(argv) if argv is not None else sys.argv[1:]
     _Parser.json_errors = "--json" in argv
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a usage error (already reported), --help or --version: the same code as a return
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     args.argv = argv
     try:
         result = COMMANDS[args.command](args)

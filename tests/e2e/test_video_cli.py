@@ -10,7 +10,7 @@ import pytest
 
 from ul_engine.cli import main as ul_main
 from ul_engine.data.bouncing import BouncingSource
-from ul_engine.video_io import read_gif_info, read_video, write_clip_mp4
+from ul_engine.video_io import gif_frame_rate, read_gif_info, read_video, write_clip_mp4
 
 
 def ul(capsys: pytest.CaptureFixture[str], home: Path, *args: str) -> tuple[int, dict, str]:
@@ -85,6 +85,8 @@ def test_sample_clips_unconditional_longer_and_as_gif(
     assert code == 0 and out["outputs"][0].endswith(".gif")
     frames, size = read_gif_info(out["outputs"][0])
     assert size == (16, 16) and 1 <= frames <= 8
+    # GIF keeps whole centiseconds: the clips' 8 fps are held as 12 cs per frame, and the JSON says so
+    assert out["fps"] == pytest.approx(gif_frame_rate(out["outputs"][0])) == pytest.approx(100 / 12)
 
 
 def test_sample_continues_a_given_clip(
