@@ -16,6 +16,7 @@ from typing import Any
 
 from ul_engine import __version__
 from ul_engine.errors import ULError
+from ul_engine.user_paths import check_file, check_output_file, check_output_folder
 
 EXIT_USER_ERROR = 2
 EXIT_KEY = "_exit_code"  # a command's result may carry a non-zero exit (e.g. some inputs failed)
@@ -80,29 +81,10 @@ def _checked(check: Any) -> Any:
     return parse
 
 
-def _out_folder(text: str) -> Path:
-    from ul_engine.user_paths import check_output_folder
-
-    return _checked(check_output_folder)(text)
-
-
-def _out_file(text: str) -> Path:
-    from ul_engine.user_paths import check_output_file
-
-    return _checked(check_output_file)(text)
-
-
-def _in_file(text: str) -> Path:
-    from ul_engine.user_paths import check_file
-
-    return _checked(check_file)(text)
-
-
-def _home(text: str) -> Path:
-    from ul_engine.user_paths import check_output_folder
-
-    return _checked(lambda p: check_output_folder(p, writable=False))(text)
-
+_out_folder = _checked(check_output_folder)
+_out_file = _checked(check_output_file)
+_in_file = _checked(check_file)
+_home = _checked(lambda p: check_output_folder(p, writable=False))  # a read-only data folder is fine for reading
 
 STEPS = _whole(1)
 DECODER_STEPS = _whole(1, 4096)
