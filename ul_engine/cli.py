@@ -207,7 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", dest="base_steps", type=STEPS, help="with --fd: base-model (or prior) sampling steps")
     e.add_argument(
         "--inception-weights",
-        type=_in_file,
         metavar="PATH",
         help="with --fd on an image run: a local Inception-v3 weights file for real FID (recognised by its sha256)",
     )
