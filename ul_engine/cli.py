@@ -563,6 +563,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
         return _reconstruct_videos(store, args, files)
     if any(is_video_path(f) for f in files):
         raise ULError("give either videos or images to one `ul reconstruct`, not both")
+    if not files:
+        raise ULError(f"no input images found in {', '.join(args.inputs)}")
     main = Reconstructor(load_run(store, args.run, step=args.checkpoint), store)
     other = None
     if args.compare:
@@ -570,8 +572,6 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     params = main.default_params(
         decoder_steps=args.decoder_steps, sampler=args.sampler, seed=args.seed, samples=args.samples
     )
-    if not files:
-        raise ULError("no input images found")
 
     def flat(e: dict[str, Any]) -> dict[str, Any]:
         m, f = e.get("metrics") or {}, e.get("files") or {}

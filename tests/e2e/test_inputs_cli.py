@@ -201,3 +201,10 @@ def test_reconstruct_reports_progress_with_the_expected_time_as_json_lines(tmp_p
     assert done == sorted(done) and done[-1] == events[-1]["total"]
     assert any(e["eta_s"] is not None and e["eta_s"] >= 0 for e in events)
     assert len(proc.stdout.strip().splitlines()) == 1  # stdout stays one JSON object
+
+
+def test_a_folder_named_like_an_image_is_searched_and_an_empty_one_fails_before_loading(tmp_path: Path) -> None:
+    (tmp_path / "photo.png").mkdir()
+    proc = ul(tmp_path / "home", "reconstruct", "--run", "no-such-run", str(tmp_path / "photo.png"), "--json")
+    assert proc.returncode == 2 and "no-such-run" not in proc.stderr
+    assert strict_json(proc.stdout.strip())["error"] == f"no input images found in {tmp_path / 'photo.png'}"
