@@ -72,7 +72,8 @@ def test_read_only_data_folder_reads_work_and_writes_say_so(tmp_path: Path) -> N
     code, stdout, _ = outputs(out, "runs_plain")
     assert code == 0 and "kept" in stdout
     code, stdout, stderr = outputs(out, "doctor")
-    assert code == 0 and json.loads(stdout.strip().splitlines()[-1])["runs"] == 1, stderr
+    report = json.loads(stdout.strip().splitlines()[-1])
+    assert code == 0 and report["runs"] == 1 and report["data folder"] == f"{home} (read-only)", stderr
     for name in ("train", "delete"):
         code, stdout, stderr = outputs(out, name)
         assert code == 2 and "Traceback" not in stderr, stderr
@@ -133,6 +134,7 @@ def test_full_disk_under_the_database_is_one_line_and_keeps_earlier_data(tmp_pat
     script += f"{py} -c {q(FILL)} {q(str(filler))}\n"
     script += capture(home, out, "train", "train --preset smoke --steps 1 --name new --json")
     script += capture(home, out, "runs_full", "runs")
+    script += capture(home, out, "doctor_full", "doctor --json")
     script += f"rm {q(str(filler))}\n"
     script += capture(home, out, "runs_after", "runs --json")
     proc = in_namespace(script)
@@ -145,6 +147,8 @@ def test_full_disk_under_the_database_is_one_line_and_keeps_earlier_data(tmp_pat
         code, stdout, stderr = outputs(out, name)
         assert code == 2 and stderr.strip() == f"ul: error: {line}", stderr
     assert json.loads(outputs(out, "train")[1].strip())["error"] == line
+    code, stdout, stderr = outputs(out, "doctor_full")  # the report still comes, naming the problem
+    assert code == 0 and json.loads(stdout.strip().splitlines()[-1])["database"] == f"unusable: {line}", stderr
     code, stdout, stderr = outputs(out, "runs_after")
     assert code == 0, stderr
     assert [r["name"] for r in json.loads(stdout.strip().splitlines()[-1])["runs"]] == ["kept"]
