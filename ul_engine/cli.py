@@ -7,8 +7,9 @@ one line naming the problem and exits 2, without a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
+    doc = sub.add_parser("doctor", help="check the installation")
+    doc.add_argument("--json", action="store_true")
+    add_ecosystem_parsers(sub)  # encode, metrics, export --format diffusers
 import os
 import sys
 from collections.abc import Sequence
@@ -16,30 +17,96 @@ from pathlib import Path
 from typing import Any
 
 from ul_engine import __version__
-from ul_engine.ecosystem.cli import COMMANDS as ECOSYSTEM_COMMANDS
-from ul_engine.ecosystem.cli import add_parsers as add_ecosystem_parsers
-from ul_engine.errors import RunStateError, ULError
+    doc = sub.add_parser("doctor", help="check the installation")
+    doc.add_argument("--json", action="store_true")
+    add_ecosystem_parsers(sub)  # encode, metrics, export --format diffusers
 
 EXIT_USER_ERROR = 2
 EXIT_KEY = "_exit_code"  # a command's result may carry a non-zero exit (e.g. some inputs failed)
 
 
 class _Parser(argparse.ArgumentParser):
+    json_errors = False
+    """Set by `main` when `--json` is on the command line: a usage error then also ends with one JSON object."""
+
     def error(self, message: str) -> None:  # argparse's default exits 2 too; keep one line
-        self.exit(EXIT_USER_ERROR, f"ul: error: {message}\n")
+        sys.stderr.write(f"ul: error: {message}\n")
+        if _Parser.json_errors:
+            _emit_json({"error": message, "usage_error": True})
+        self.exit(EXIT_USER_ERROR)
+
+
+# ---- argument types: checked while parsing, so a bad value costs no work ---------------------------------
+
+
+def _whole(lo: int, hi: int | None = None) -> Any:
+    """An int type accepting lo ≤ value (≤ hi)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            span = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(lo: float, hi: float | None = None, *, above: bool = False) -> Any:
+    """A finite float type accepting lo ≤ value (lo < value with `above`) and value ≤ hi."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        too_low = value <= lo if above else value < lo
+        if not math.isfinite(value) or too_low or (hi is not None and value > hi):
+            span = f"{'above' if above else 'at least'} {lo:g}" + (f" and at most {hi:g}" if hi is not None else "")
+            raise argparse.ArgumentTypeError(f"must be a finite number {span}, got {text}")
+        return value
+
+    return parse
+
+
+def _checked(check: Any) -> Any:
+    """A path type running one of ul_engine.user_paths' checks; its one-line message becomes the usage error."""
+
+    def parse(text: str) -> Path:
+        try:
+            return Path(check(Path(text).expanduser()))
+        except ULError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+_out_folder = _checked(check_output_folder)
+_out_file = _checked(check_output_file)
+_in_file = _checked(check_file)
+_home = _checked(lambda p: check_output_folder(p, writable=False))  # a read-only data folder is fine for reading
+
+STEPS = _whole(1)
+DECODER_STEPS = _whole(1, 4096)
+SEED = _whole(0, 2**62 - 1)
+COUNT = _whole(1)
+STEP = _whole(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ul", description="Train and use Unified Latents models.")
     p.add_argument("--version", action="version", version=f"ul-studio {__version__}")
-    p.add_argument("--home", type=Path, help="data folder (default: $UL_HOME or the user data folder)")
+    p.add_argument("--home", type=_home, help="data folder (default: $UL_HOME or the user data folder)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="create a run and train it")
     t.add_argument("--preset", default="shapes-32")
     t.add_argument("--stage", type=int, choices=(1, 2), default=1)
     t.add_argument("--from-run", help="stage 2: the stage-1 run (id or name)")
-    t.add_argument("--checkpoint", type=int, help="stage 2: a checkpoint step of --from-run (default: latest)")
+    t.add_argument("--checkpoint", type=STEP, help="stage 2: a checkpoint step of --from-run (default: latest)")
     _budget(t)
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--name")
@@ -60,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("run")
         c.add_argument("--json", action="store_true")
         if name == "stop":
-            c.add_argument("--grace", type=float, default=10.0, help="seconds before SIGTERM")
+            c.add_argument("--grace", type=_number(0.0, 3600.0), default=10.0, help="seconds before SIGTERM")
 
     d = sub.add_parser("delete", help="delete a run, its files and its metrics")
     d.add_argument("run")
@@ -70,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("queue", help="the persistent training queue")
     q.add_argument("action", choices=("list", "add", "move", "cancel", "run"), nargs="?", default="list")
     q.add_argument("target", nargs="?", help="add: a run; move/cancel: a job id")
-    q.add_argument("position", nargs="?", type=int, help="move: the new position (0 = first)")
+    q.add_argument("position", nargs="?", type=STEP, help="move: the new position (0 = first)")
     q.add_argument("--device", default="cpu")
     q.add_argument("--json", action="store_true")
 
@@ -80,83 +147,92 @@ def build_parser() -> argparse.ArgumentParser:
     rc = sub.add_parser("reconstruct", help="encode and decode images through a run's latent")
     rc.add_argument("--run", required=True)
     rc.add_argument("inputs", nargs="+", metavar="INPUT")
-    rc.add_argument("--out", type=Path, default=Path("reconstructions"))
-    rc.add_argument("--decoder-steps", type=int)
+    rc.add_argument("--out", type=_out_folder, default="reconstructions")
+    rc.add_argument("--decoder-steps", type=DECODER_STEPS)
     rc.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
-    rc.add_argument("--seed", type=int, default=0)
-    rc.add_argument("--checkpoint", type=int, metavar="STEP", help="the run's checkpoint at STEP (default: latest)")
+    rc.add_argument("--seed", type=SEED, default=0)
+    rc.add_argument("--checkpoint", type=STEP, metavar="STEP", help="the run's checkpoint at STEP (default: latest)")
     rc.add_argument("--compare", metavar="RUN2", help="also reconstruct with RUN2 (same image, seeds, parameters)")
-    rc.add_argument("--compare-checkpoint", type=int, metavar="STEP", help="RUN2's checkpoint (default: latest)")
-    rc.add_argument("--samples", type=int, default=1, metavar="K",
+    rc.add_argument("--compare-checkpoint", type=STEP, metavar="STEP", help="RUN2's checkpoint (default: latest)")
+    rc.add_argument("--samples", type=_whole(1, 64), default=1, metavar="K",
                     help="K decodes with different seeds; writes their mean and std map beside the output")  # fmt: skip
-    rc.add_argument("--max-frames", type=int, metavar="N", help="videos: reconstruct at most the first N frames")
+    rc.add_argument("--max-frames", type=COUNT, metavar="N", help="videos: reconstruct at most the first N frames")
     rc.add_argument("--json", action="store_true")
 
     s = sub.add_parser("sample", help="generate images with a stage-2 run")
     s.add_argument("--run", required=True)
-    s.add_argument("--n", type=int, default=8)
-    s.add_argument("--out", type=Path, default=Path("samples"))
-    s.add_argument("--steps", type=int, help="base-model steps")
-    s.add_argument("--decoder-steps", type=int)
+    s.add_argument("--n", type=_whole(1, 100_000), default=8)
+    s.add_argument("--out", type=_out_folder, default="samples")
+    s.add_argument("--steps", type=STEPS, help="base-model steps")
+    s.add_argument("--decoder-steps", type=DECODER_STEPS)
     s.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--guidance", type=float, default=None)
-    s.add_argument("--class", dest="class_label", type=int)
-    s.add_argument("--frames", type=int, metavar="N", help="video runs: frames per clip (default: the clip length)")
-    s.add_argument("--context", metavar="VIDEO", help="video runs: continue this clip from its first frames")
-    s.add_argument("--context-frames", type=int, metavar="K", help="with --context: how many frames are given")
+    s.add_argument("--seed", type=SEED, default=0)
+    s.add_argument("--guidance", type=_number(0.0, 50.0), default=None, help="classifier-free guidance (1: none)")
+    s.add_argument("--class", dest="class_label", type=STEP)
+    s.add_argument("--frames", type=COUNT, metavar="N", help="video runs: frames per clip (default: the clip length)")
+    s.add_argument(
+        "--context", type=_in_file, metavar="VIDEO", help="video runs: continue this clip from its first frames"
+    )
+    s.add_argument("--context-frames", type=COUNT, metavar="K", help="with --context: how many frames are given")
     s.add_argument("--format", dest="video_format", choices=("mp4", "gif"), default="mp4", help="video runs")
     s.add_argument("--json", action="store_true")
 
     ip = sub.add_parser("interpolate", help="a video of decodes between two images' latents")
     ip.add_argument("--run", required=True)
     ip.add_argument("inputs", nargs=2, metavar="IMAGE", help="the two images (A and B)")
-    ip.add_argument("--frames", type=int, default=24)
-    ip.add_argument("--out", type=Path, required=True, help="an .mp4 or .gif file")
+    ip.add_argument("--frames", type=_whole(2, 2000), default=24)
+    ip.add_argument("--out", type=_out_file, required=True, help="an .mp4 or .gif file")
     ip.add_argument("--mode", choices=("slerp", "lerp"), default="slerp")
-    ip.add_argument("--decoder-steps", type=int)
+    ip.add_argument("--decoder-steps", type=DECODER_STEPS)
     ip.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
-    ip.add_argument("--seed", type=int, default=0)
-    ip.add_argument("--fps", type=float, default=12.0)
+    ip.add_argument("--seed", type=SEED, default=0)
+    ip.add_argument(
+        "--fps",
+        type=_number(0.0, 240.0, above=True),
+        default=12.0,
+        help="frames per second (a GIF holds 100/k for whole k ≥ 2; the JSON says what the file holds)",
+    )
     ip.add_argument("--json", action="store_true")
 
     e = sub.add_parser("eval", help="PSNR, SSIM and bits on a fixed validation set")
     e.add_argument("--run", required=True)
-    e.add_argument("--n", type=int, default=64)
-    e.add_argument("--decoder-steps", type=int)
-    e.add_argument("--checkpoint", type=int, metavar="STEP", help="a checkpoint step (default: the latest)")
+    e.add_argument("--n", type=_whole(1, 100_000), default=64)
+    e.add_argument("--decoder-steps", type=DECODER_STEPS)
+    e.add_argument("--checkpoint", type=STEP, metavar="STEP", help="a checkpoint step (default: the latest)")
     e.add_argument(
         "--fd",
-        type=int,
+        type=STEP,
         default=0,
         metavar="N",
         help="FD-shapes (image runs) or FVD-bouncing (video runs) of N stage-2 samples against N validation items",
     )
     e.add_argument("--prior-samples", action="store_true", help="with --fd: sample the stage-1 prior instead")
-    e.add_argument("--steps", dest="base_steps", type=int, help="with --fd: base-model (or prior) sampling steps")
+    e.add_argument("--steps", dest="base_steps", type=STEPS, help="with --fd: base-model (or prior) sampling steps")
     e.add_argument(
         "--inception-weights",
         metavar="PATH",
         help="with --fd on an image run: a local Inception-v3 weights file for real FID (recognised by its sha256)",
     )
-    e.add_argument("--seed", type=int, default=0, help="with --fd: the first sample's seed")
+    e.add_argument("--seed", type=SEED, default=0, help="with --fd: the first sample's seed")
     e.add_argument("--no-record", dest="record", action="store_false", help="do not store the result on the checkpoint")
     e.add_argument("--json", action="store_true")
 
     st = sub.add_parser("study", help="the paper's tables at small scale: train a grid of runs, write a report")
     st.add_argument("--quick", action="store_true", help="the small grid (about 15 minutes on 2 CPU cores)")
     _budget(st)
-    st.add_argument("--stage2-steps", type=int, help="stage-2 steps per run (default: the grid's)")
-    st.add_argument("--out", type=Path, default=Path("docs/results.md"), help="the Markdown report")
+    st.add_argument("--stage2-steps", type=STEPS, help="stage-2 steps per run (default: the grid's)")
+    st.add_argument("--out", type=_out_file, default="docs/results.md", help="the Markdown report")
     st.add_argument("--preset", default="shapes-32")
-    st.add_argument("--lf", dest="loss_factors", type=float, action="append", help="a loss factor (repeatable)")
-    st.add_argument("--baseline-lf", type=float, help="the ablations' loss factor (default 10)")
-    st.add_argument("--threads", type=int, default=0, help="CPU threads for every run (0: torch's default)")
+    st.add_argument(
+        "--lf", dest="loss_factors", type=_number(0.0, above=True), action="append", help="a loss factor (repeatable)"
+    )
+    st.add_argument("--baseline-lf", type=_number(0.0, above=True), help="the ablations' loss factor (default 10)")
+    st.add_argument("--threads", type=STEP, default=0, help="CPU threads for every run (0: torch's default)")
     st.add_argument("--tag", help="run-name prefix (default: study or study-quick)")
-    st.add_argument("--eval-n", type=int, help="validation images for PSNR/SSIM/bits")
-    st.add_argument("--fd", dest="fd_n", type=int, help="samples for FD-shapes")
-    st.add_argument("--decoder-steps", type=int)
-    st.add_argument("--base-steps", type=int)
+    st.add_argument("--eval-n", type=COUNT, help="validation images for PSNR/SSIM/bits")
+    st.add_argument("--fd", dest="fd_n", type=_whole(2), help="samples for FD-shapes")
+    st.add_argument("--decoder-steps", type=DECODER_STEPS)
+    st.add_argument("--base-steps", type=STEPS)
     st.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     st.add_argument("--dry-run", action="store_true", help="print the grid and its commands; train nothing")
     st.add_argument("--json", action="store_true")
@@ -166,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure training and sampling speed on this machine")
     b.add_argument("--preset", default="shapes-32")
-    b.add_argument("--steps", type=int, default=5)
+    b.add_argument("--steps", type=STEPS, default=5)
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument(
         "--compile", action="store_true", help="also train with the transformers compiled (torch.compile) and compare"
@@ -178,16 +254,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--app", action="store_true", help="also the app's cold start, its plot redraw and the store's metric reads"
     )
     b.add_argument(
-        "--app-points", type=int, default=1_000_000, metavar="N", help="with --app: points per plotted/read series"
+        "--app-points",
+        type=_whole(2),
+        default=1_000_000,
+        metavar="N",
+        help="with --app: points per plotted/read series",
     )
     b.add_argument(
         "--quality", action="store_true",
         help="instead: sample quality (FD-shapes) per CPU-minute of training, UL vs a pixel-space UNet and an "
         "SD-style KL autoencoder + latent diffusion (needs [bench] extra)",
     )  # fmt: skip
-    b.add_argument("--minutes", type=float, default=10.0, help="with --quality: CPU-minutes per contender")
-    b.add_argument("--samples", type=int, default=1000, help="with --quality: samples for FD-shapes")
-    b.add_argument("--threads", type=int, default=1, help="with --quality: torch threads")
+    b.add_argument(
+        "--minutes", type=_number(0, above=True), default=10.0, help="with --quality: CPU-minutes per contender"
+    )
+    b.add_argument("--samples", type=_whole(2), default=1000, help="with --quality: samples for FD-shapes")
+    b.add_argument("--threads", type=_whole(1, 256), default=1, help="with --quality: torch threads")
     b.add_argument(
         "--contenders", default="ul,pixel,ldm", help="with --quality: which of ul, pixel, ldm (comma-separated)"
     )
@@ -195,21 +277,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="write a run's inference bundle (safetensors + JSON)")
     ex.add_argument("run")
-    ex.add_argument("--out", type=Path, required=True)
+    ex.add_argument("--out", type=_out_folder, required=True)
     ex.add_argument("--json", action="store_true")
 
-    sub.add_parser("doctor", help="check the installation")
+    doc = sub.add_parser("doctor", help="check the installation")
+    doc.add_argument("--json", action="store_true")
     add_ecosystem_parsers(sub)  # encode, metrics, export --format diffusers
     return p
 
 
 def _launch_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("several GPUs or machines (passed to accelerate launch)")
-    g.add_argument("--processes", type=int, help="processes (one per GPU) on this machine")
-    g.add_argument("--num-machines", type=int)
-    g.add_argument("--machine-rank", type=int)
+    g.add_argument("--processes", type=STEP, help="processes (one per GPU) on this machine; 0: one per GPU")
+    g.add_argument("--num-machines", type=COUNT)
+    g.add_argument("--machine-rank", type=STEP)
     g.add_argument("--main-process-ip")
-    g.add_argument("--main-process-port", type=int)
+    g.add_argument("--main-process-port", type=_whole(1, 65535))
 
 
 def _launch_options(args: argparse.Namespace, cfg_processes: int, device: str) -> Any:
@@ -230,8 +313,8 @@ def _launch_options(args: argparse.Namespace, cfg_processes: int, device: str) -
 
 def _budget(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--steps", type=int)
-    g.add_argument("--minutes", type=float)
+    g.add_argument("--steps", type=STEP)
+    g.add_argument("--minutes", type=_number(0.0, above=True))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,7 +328,10 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _emit_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    """Every `--json` result goes through here: strict JSON, non-finite numbers as null with a reason."""
+    from ul_engine import json_output
+
+    sys.stdout.write(json_output.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
@@ -440,7 +526,8 @@ def _job_json(job: Any) -> dict[str, Any]:
 
 def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
     store = _store(args)
-    store.mark_stale_runs()
+    if not store.read_only:  # a read-only data folder is listed as it is
+        store.mark_stale_runs()
     rows = []
     for r in store.list_runs():
         summary = store.summary(r.id)
@@ -493,6 +580,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
         return _reconstruct_videos(store, args, files)
     if any(is_video_path(f) for f in files):
         raise ULError("give either videos or images to one `ul reconstruct`, not both")
+    if not files:
+        raise ULError(f"no input images found in {', '.join(args.inputs)}")
     main = Reconstructor(load_run(store, args.run, step=args.checkpoint), store)
     other = None
     if args.compare:
@@ -500,8 +589,6 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     params = main.default_params(
         decoder_steps=args.decoder_steps, sampler=args.sampler, seed=args.seed, samples=args.samples
     )
-    if not files:
-        raise ULError("no input images found")
 
     def flat(e: dict[str, Any]) -> dict[str, Any]:
         m, f = e.get("metrics") or {}, e.get("files") or {}
@@ -518,7 +605,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
 
     def line(r: dict[str, Any]) -> str:
         if r.get("error"):
-            return f"{r['input']}: error: {r['error']}"
+            return _failure_line(r["input"], r["error"])
         text = (f"{r['input']} -> {r['output']}  PSNR {r['psnr']:.2f} dB  "
                 f"{r['bits_per_pixel']:.4f} bits/px  {r['bits_per_dim']:.3f} bits/dim")  # fmt: skip
         if r.get("mean"):
@@ -537,11 +624,88 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
             if "compare" in r:
                 print(f"  {r['compare']['run']}@{r['compare']['checkpoint_step']}: {line(r['compare'])}")
 
-    reconstruct_many(main, files, params, compare=other, out_dir=Path(args.out), progress=report)
+    steps = _StepProgress(args.json)
+    reconstruct_many(main, files, params, compare=other, out_dir=Path(args.out), progress=report, step_progress=steps)
+    steps.close()
     failed = sum(1 for r in results if r.get("error") or (r.get("compare") or {}).get("error"))
     if failed:
         sys.stderr.write(f"ul: error: {failed} of {len(results)} inputs could not be reconstructed\n")
     return {"results": results, EXIT_KEY: EXIT_USER_ERROR if failed else 0}
+
+
+class _StepProgress:
+    """Progress inside one input, so a large image never looks hung: after its first second (UL_PROGRESS_AFTER_S),
+    with `--json` a JSON line on stderr every second ({"event": "progress", "input", "done", "total", "what",
+    "elapsed_s", "eta_s"}), else one line on stderr (rewritten in place on a terminal, every 10 s otherwise).
+    The expected time left is the mean time per unit after the encode times the units left."""
+
+    def __init__(self, json_mode: bool) -> None:
+        import time
+
+        self.json_mode, self.tty = json_mode, sys.stderr.isatty()
+        self.interval = 1.0 if json_mode else (0.5 if self.tty else 10.0)
+        self.after = float(os.environ.get("UL_PROGRESS_AFTER_S") or 1.0)  # 0: report every unit (tests)
+        if self.after <= 0:
+            self.interval = 0.0
+        self.clock = time.monotonic
+        self.input: str | None = None
+        self.started = self.first_done = self.last = 0.0
+        self.pending_newline = False
+
+    def __call__(self, path: Path | str, done: int, total: int, what: str) -> None:
+        now = self.clock()
+        if str(path) != self.input or done == 0:
+            self.close()
+            self.input, self.started, self.first_done, self.last = str(path), now, 0.0, 0.0
+        if done == 1:
+            self.first_done = now
+        elapsed = now - self.started
+        if done == 0 or elapsed < self.after or now - self.last < self.interval:
+            return
+        self.last = now
+        eta = None
+        if done >= 2 and self.first_done:
+            eta = (now - self.first_done) / (done - 1) * (total - done)
+        if self.json_mode:
+            from ul_engine import json_output
+
+            event = {"event": "progress", "input": self.input, "done": done, "total": total, "what": what,
+                     "elapsed_s": round(elapsed, 1), "eta_s": None if eta is None else round(eta, 1)}  # fmt: skip
+            sys.stderr.write(json_output.dumps(event) + "\n")
+        else:
+            left = "" if eta is None else f", about {_duration(eta)} left"
+            text = f"{self.input}: {what} ({done}/{total}, {_duration(elapsed)}{left})"
+            sys.stderr.write(f"\r\x1b[K{text}" if self.tty else text + "\n")
+            self.pending_newline = self.tty
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.pending_newline:
+            sys.stderr.write("\n")
+            self.pending_newline = False
+
+
+def _json_progress(path: Path) -> tuple[Any, Any]:
+    reporter = _StepProgress(json_mode=True)
+    return (lambda done, total, what: reporter(path, done, total, what)), reporter.close
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _failure_line(path: str | Path, error: str) -> str:
+    """`<path>: error: <reason>`, naming the input once although the reader's message starts with it too."""
+    for prefix in (f"{path}: ", f"{Path(path).name}: "):
+        if error.startswith(prefix):
+            error = error[len(prefix) :]
+            break
+    return f"{path}: error: {error}"
 
 
 def _reconstruct_videos(store: Any, args: argparse.Namespace, files: list[Path]) -> dict[str, Any]:
@@ -553,6 +717,8 @@ def _reconstruct_videos(store: Any, args: argparse.Namespace, files: list[Path])
     results: list[dict[str, Any]] = []
     for path in files:
         progress, close = terminal_progress(not args.json)
+        if args.json:  # JSON lines on stderr, as for images
+            progress, close = _json_progress(path)
         try:
             r = reconstruct_clip(loaded, path, Path(args.out), decoder_steps=args.decoder_steps, seed=args.seed,
                                  sampler=args.sampler, max_frames=args.max_frames, progress=progress)  # fmt: skip
@@ -565,7 +731,7 @@ def _reconstruct_videos(store: Any, args: argparse.Namespace, files: list[Path])
         results.append(r)
         if not args.json:
             if r.get("error"):
-                print(f"{path}: error: {r['error']}")
+                print(_failure_line(path, r["error"]))
             else:
                 print(f"{path} -> {r['reconstruction']}  {r['frames']} frames  PSNR {r['psnr']:.2f} dB  "
                       f"{r['bits_per_pixel']:.4f} bits/px  {r['bits_per_dim']:.3f} bits/dim")  # fmt: skip
@@ -717,8 +883,6 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     if args.quality:
         from ul_engine.quality_bench import quality_comparison
 
-        if args.threads < 1:
-            raise ULError("--threads must be at least 1")
         log = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr))
         result = {"quality": quality_comparison(
             args.preset, args.minutes, samples=args.samples, threads=args.threads, overrides=args.overrides,
@@ -742,7 +906,9 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         result["metric_read"] = ui_bench.metric_read_figures(args.app_points)
         result["app"] = ui_bench.app_figures(args.app_points)
     if not args.json:
-        print(json.dumps(result, indent=2))
+        from ul_engine import json_output
+
+        print(json_output.dumps(result, indent=2))
         for stage in ("stage1", "stage2"):
             if "compile" in result:
                 c = result["compile"][stage]
@@ -781,8 +947,9 @@ def cmd_doctor(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.doctor import diagnose
 
     report = diagnose(args.home)
-    for k, v in report.items():
-        print(f"{k:>18}: {v}")
+    if not args.json:
+        for k, v in report.items():
+            print(f"{k:>18}: {v}")
     return report
 
 
@@ -808,8 +975,13 @@ COMMANDS.update(ECOSYSTEM_COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    _Parser.json_errors = "--json" in argv
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a usage error (already reported), --help or --version: the same code as a return
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    args.argv = argv
     try:
         result = COMMANDS[args.command](args)
     except ULError as exc:

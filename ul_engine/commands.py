@@ -25,6 +25,7 @@ from ul_engine.pipeline import (
     sample_images,
     stage1_from_checkpoint,
 )
+from ul_engine.user_paths import check_file, check_output_folder
 
 MAX_RECONSTRUCT_SIDE = 2048
 
@@ -255,6 +256,7 @@ def sample_files(
     """Generate n images; each PNG carries run, checkpoint sha256, seed and parameters in its metadata."""
     if n < 1:
         raise ULError("--n must be at least 1")
+    check_output_folder(out_dir)  # before sampling: a file where the folder goes fails now, not after the work
     loaded = load_run(store, run_ref, need_base=True)
     assert loaded.base is not None
     cfg = loaded.cfg
@@ -345,8 +347,8 @@ def evaluate_run(
         raise ULError("--n must be at least 1")
     if fd < 0 or fd == 1:
         raise ULError("--fd needs at least 2 samples (a covariance)")
-    if inception_weights and not Path(inception_weights).expanduser().is_file():
-        raise ULError(f"--inception-weights: {inception_weights} does not exist")
+    if inception_weights:
+        check_file(Path(inception_weights).expanduser())  # before hashing it: a FIFO or a device never ends
     loaded = load_run(store, run_ref, step=step)
     if fd and loaded.base is None and not prior_samples:
         raise ULError(

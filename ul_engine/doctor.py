@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ul_engine import __version__
+from ul_engine.errors import ULError
 
 
 def _version(distribution: str) -> str:
@@ -55,10 +56,15 @@ def diagnose(home: Path | None = None) -> dict[str, Any]:
     except Exception as exc:
         report["ffmpeg"] = f"unavailable ({exc})"
     env_home = os.environ.get("UL_HOME")
-    store = Store.open(home or (Path(env_home) if env_home else None))
-    report["data folder"] = str(store.home)
-    report["database"] = str(store.db_path)
-    report["runs"] = len(store.list_runs())
+    try:  # a broken data folder is part of the report, not the end of it
+        store = Store.open(home or (Path(env_home) if env_home else None))
+        report["data folder"] = str(store.home) + (" (read-only)" if store.read_only else "")
+        report["database"] = str(store.db_path)
+        report["runs"] = len(store.list_runs())
+    except ULError as exc:
+        report["data folder"] = str(home or env_home or "default")
+        report["database"] = f"unusable: {exc}"
+        report["runs"] = None
     from ul_engine.demo import demo_folder, sample_photos
 
     folder = demo_folder()

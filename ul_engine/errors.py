@@ -33,6 +33,10 @@ class DiskFullError(ULError):
     """The disk filled up while writing; earlier files are kept."""
 
 
+class ReadOnlyDataFolder(ULError):
+    """The data folder cannot be written (a read-only mount or permissions); reading commands still work."""
+
+
 class TrainingDiverged(ULError):
     """Too many consecutive non-finite losses or gradients."""
 

@@ -32,6 +32,7 @@ from ul_engine.data.readers import fit_square, from_model_range, to_model_range
 from ul_engine.diffusion import gaussian, samplers
 from ul_engine.errors import ULError
 from ul_engine.model import LN2, LatentBase, UnifiedLatents
+from ul_engine.user_paths import check_file, check_output_file
 
 SAMPLE_DECODER_SEED_OFFSET = 10_000_019  # pipeline.sample_images: decoder seeds = base seed + this
 INTERPOLATION_MODES = ("slerp", "lerp")
@@ -501,6 +502,11 @@ def interpolate_files(
         raise ULError(f"--out must end in .mp4 or .gif, not {out.name!r}")
     if mode not in INTERPOLATION_MODES:
         raise ULError(f"--mode must be one of {', '.join(INTERPOLATION_MODES)}")
+    if not (math.isfinite(fps) and fps > 0):
+        raise ULError(f"--fps must be a finite number above 0, got {fps}")
+    check_output_file(out)  # before any work: a file where a folder should be fails now, not after decoding
+    for path in (image_a, image_b):
+        check_file(path)
     loaded = load_run(store, run_ref)
     cfg, model = loaded.cfg, loaded.stage1
     steps = int(decoder_steps or cfg.sampling.decoder_steps)

@@ -33,8 +33,10 @@ FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    from ul_engine.user_paths import check_file
+
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(check_file(path, allow_empty=True), "rb") as f:  # checked first: a FIFO or /dev/zero never ends
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()

@@ -36,6 +36,7 @@ import numpy as np
 
 from ul_engine import io
 from ul_engine.errors import ULError
+from ul_engine.user_paths import check_file
 
 # Bump when anything that changes the files or metrics of a reconstruction changes (a new params hash
 # then misses every old cache entry). HASHED_MAX_SIDE must equal commands.MAX_RECONSTRUCT_SIDE (a test).
@@ -111,7 +112,8 @@ class ReconstructParams:
 
 
 def file_sha256(path: str | Path) -> str:
-    return io.sha256_file(Path(path))
+    """The cache key's sha256; the path is checked first (a FIFO or /dev/zero would never finish hashing)."""
+    return io.sha256_file(check_file(path))
 
 
 def cache_folder(home: Path, input_sha256: str, checkpoint_id: int, params_hash: str) -> Path:
@@ -382,9 +384,9 @@ class Reconstructor:
         entry = self._base_entry(path, params)
         try:
             try:
-                sha = file_sha256(path)
-            except OSError:
-                load_image_rgb(path)  # raises the reader's own message (missing, folder, permission…)
+                sha = file_sha256(path)  # DataError (one line) for a missing, special or empty file
+            except PermissionError:
+                load_image_rgb(path)  # raises the reader's own message
                 raise
             entry["sha256"] = sha
             caching = self.store is not None and self.checkpoint_id is not None
@@ -599,9 +601,11 @@ def reconstruct_many(
     out_dir: Path | None = None,
     progress: Callable[[int, dict[str, Any]], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    step_progress: Callable[[Path, int, int, str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Each path in turn (a bad one gets its error, the others go on); stops between images — or inside
-    one, discarding it — once `cancelled()` is true. With `out_dir`, files go there with CLI names."""
+    one, discarding it — once `cancelled()` is true. With `out_dir`, files go there with CLI names.
+    `step_progress(path, done, total, what)` is called inside each image (encode, every decoder step, the rate)."""
     results: list[dict[str, Any]] = []
     stems: dict[str, int] = {}
     for i, p in enumerate(paths):
@@ -609,6 +613,9 @@ def reconstruct_many(
             break
         p = Path(p)
         kwargs: dict[str, Any] = {"cancelled": cancelled}
+        if step_progress is not None:
+            step_progress(p, 0, 0, "reading")  # the image's clock starts before it is read
+            kwargs["progress"] = lambda done, total, what, p=p: step_progress(p, done, total, what)
         kwargs_b = dict(kwargs)
         if out_dir is not None:
             stem = p.stem

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ul_engine.config import SamplingConfig
 from ul_engine.errors import DataError
+from ul_engine.user_paths import check_file
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_CHUNK_BYTES = 64 * 1024
@@ -65,9 +66,7 @@ class SampleSettings(BaseModel):
 
 def read_png_text_chunks(path: str | Path, keys: tuple[str, ...] = KEYS) -> dict[str, str]:
     """The `keys` among a PNG's tEXt/zTXt/iTXt chunks, each bounded by MAX_CHUNK_BYTES (DataError otherwise)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path.name}: not a regular file")
+    path = check_file(path)  # a FIFO or a device is refused before it is opened (it would block the GUI)
     out: dict[str, str] = {}
     try:
         with path.open("rb") as fh:

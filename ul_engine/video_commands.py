@@ -17,6 +17,7 @@ import numpy as np
 from ul_engine import io
 from ul_engine.data.readers import fit_square
 from ul_engine.errors import ULError
+from ul_engine.user_paths import check_file
 from ul_engine.video_io import VIDEO_EXTENSIONS, read_video, write_video
 
 VIDEO_CACHE_FORMAT = 1
@@ -86,13 +87,10 @@ def reconstruct_clip(
 
 def cache_dir(store: Any, loaded: Any, path: str | Path, params: dict[str, Any]) -> Path:
     """runs/<id>/video-cache/<sha256 of the file>-s<step>-<params hash>: other bytes, step or params miss."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    digest = io.sha256_file(check_file(path))  # checked first: a FIFO or /dev/zero would never finish hashing
     blob = json.dumps({**params, "format": VIDEO_CACHE_FORMAT, "sha": loaded.checkpoint_sha256}, sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()[:12]
-    return store.run_dir(loaded.run.id) / "video-cache" / f"{digest.hexdigest()[:20]}-s{loaded.checkpoint_step}-{key}"
+    return store.run_dir(loaded.run.id) / "video-cache" / f"{digest[:20]}-s{loaded.checkpoint_step}-{key}"
 
 
 def reconstruct_cached(
@@ -105,8 +103,6 @@ def reconstruct_cached(
 ) -> dict[str, Any]:
     """The session op's reconstruction: cached per run by (file bytes, checkpoint, params)."""
     _require_video(loaded)
-    if not Path(path).is_file():
-        raise ULError(f"{path}: no such file")
     folder = cache_dir(store, loaded, path, params)
     result_file = folder / "result.json"
     if result_file.is_file():
@@ -172,9 +168,10 @@ def sample_clips(
     )  # fmt: skip
     out_dir = Path(out_dir)
     outputs = []
+    fps = float(cfg.data.fps)
     for i, clip in enumerate(clips):
         path = out_dir / f"{loaded.run.name}-seed{seed + i:06d}.{fmt}"
-        write_video(path, list(clip), fps=cfg.data.fps)
+        fps = write_video(path, list(clip), fps=cfg.data.fps)["fps"]  # what the file holds (GIF: 100/k)
         io.write_json(path.with_suffix(path.suffix + ".json"), {
             "run": loaded.run.id, "run_name": loaded.run.name, "checkpoint_sha256": loaded.checkpoint_sha256,
             "seed": seed + i, **params,
@@ -183,7 +180,7 @@ def sample_clips(
             store.add_artifact(loaded.run.id, kind="sample", path=path.resolve(), step=loaded.checkpoint_step,
                                seed=seed + i, params=params)  # fmt: skip
         outputs.append(str(path))
-    return {"outputs": outputs, "frames": params["frames"], "fps": cfg.data.fps, "context_frames": k}
+    return {"outputs": outputs, "frames": params["frames"], "fps": fps, "context_frames": k}
 
 
 def generated_clips(

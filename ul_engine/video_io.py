@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ul_engine.errors import DataError, ULError
+from ul_engine.user_paths import check_file
 
 MACRO_BLOCK = 16
 DEFAULT_MIN_SIDE = 256
@@ -89,6 +90,8 @@ def write_mp4(
     """Write an H.264 MP4 (yuv420p, plays everywhere); atomic. Returns {path, frames, size: [w, h], fps}."""
     import imageio_ffmpeg
 
+    if not (math.isfinite(fps) and fps > 0):
+        raise ULError(f"the frame rate must be a finite number above 0, got {fps}")
     path = Path(path)
     prepared = prepare(frames, min_side, multiple)
     h, w = prepared[0].shape[:2]
@@ -133,6 +136,8 @@ def write_gif(
     path = Path(path)
     prepared = prepare(frames, min_side, 1)
     images = [Image.fromarray(f) for f in prepared]
+    if not (math.isfinite(fps) and fps > 0):
+        raise ULError(f"the frame rate must be a finite number above 0, got {fps}")
     duration = max(20, round(1000.0 / float(fps) / 10) * 10)
     tmp = _tmp_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +150,11 @@ def write_gif(
         if tmp.exists():
             tmp.unlink()
     count, size = read_gif_info(path)
-    return {"path": str(path), "frames": count, "size": list(size), "fps": 1000.0 / duration}
+    held = gif_frame_rate(path)
+    info: dict[str, Any] = {"path": str(path), "frames": count, "size": list(size), "fps": held}
+    if abs(held - float(fps)) > 1e-6:
+        info["fps_requested"] = float(fps)  # GIF stores whole centiseconds per frame (at least 2)
+    return info
 
 
 def read_mp4_info(path: str | Path) -> tuple[int, tuple[int, int]]:
@@ -175,12 +184,7 @@ def _open_video(path: Path) -> tuple[Any, dict[str, Any]]:
     """imageio-ffmpeg's frame generator and its header, or a DataError naming what is wrong."""
     import imageio_ffmpeg
 
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if not path.is_file():
-        raise DataError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty")
+    check_file(path)  # before ffmpeg opens it: a FIFO or a device would never end
     try:
         reader = imageio_ffmpeg.read_frames(str(path))
         meta = reader.__next__()
@@ -261,6 +265,15 @@ def read_video(
         "height": height,
         "array": np.stack(kept) if kept else None,
     }
+
+
+def gif_frame_rate(path: str | Path) -> float:
+    """Frames per second as the GIF file holds them (its first frame's delay, in centiseconds)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        duration = float(im.info.get("duration") or 0.0)
+    return 1000.0 / duration if duration > 0 else 0.0
 
 
 def read_gif_info(path: str | Path) -> tuple[int, tuple[int, int]]:

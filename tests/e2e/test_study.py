@@ -97,7 +97,7 @@ def test_eval_fd_names_its_metrics(study: tuple[Path, Path, dict]):
     [
         (["eval", "--run", "study-quick-lf10", "--fd", "8"], "--prior-samples"),
         (["eval", "--run", "study-quick-lf10-s2", "--inception-weights", "x.pth"], "needs --fd"),
-        (["eval", "--run", "study-quick-lf10-s2", "--fd", "4", "--inception-weights", "/nonexistent.pth"], "exist"),
+        (["eval", "--run", "study-quick-lf10-s2", "--fd", "4", "--inception-weights", "/no.pth"], "file not found"),
         (["study", "--steps", "3", "--minutes", "1"], "not allowed with argument"),
         (["study", "--set", "ablation.prior=gaussian", "--dry-run"], "ablation.prior"),
     ],

@@ -10,7 +10,7 @@ import pytest
 
 from ul_engine.cli import main as ul_main
 from ul_engine.data.bouncing import BouncingSource
-from ul_engine.video_io import read_gif_info, read_video, write_clip_mp4
+from ul_engine.video_io import gif_frame_rate, read_gif_info, read_video, write_clip_mp4
 
 
 def ul(capsys: pytest.CaptureFixture[str], home: Path, *args: str) -> tuple[int, dict, str]:
@@ -68,7 +68,7 @@ def test_reconstruct_video_and_bad_files(
 
 def test_reconstruct_rejects_zero_max_frames(video_home: Path, clip_file: Path, capsys: pytest.CaptureFixture[str]):
     code, out, _err = ul(capsys, video_home, "reconstruct", "--run", "v1", str(clip_file), "--max-frames", "0")
-    assert code == 2 and "max_frames" in out["results"][0]["error"]
+    assert code == 2 and "--max-frames: must be at least 1" in out["error"]  # refused while parsing
 
 
 def test_sample_clips_unconditional_longer_and_as_gif(
@@ -85,6 +85,8 @@ def test_sample_clips_unconditional_longer_and_as_gif(
     assert code == 0 and out["outputs"][0].endswith(".gif")
     frames, size = read_gif_info(out["outputs"][0])
     assert size == (16, 16) and 1 <= frames <= 8
+    # GIF keeps whole centiseconds: the clips' 8 fps are held as 12 cs per frame, and the JSON says so
+    assert out["fps"] == pytest.approx(gif_frame_rate(out["outputs"][0])) == pytest.approx(100 / 12)
 
 
 def test_sample_continues_a_given_clip(

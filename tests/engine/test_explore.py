@@ -269,7 +269,7 @@ def test_ul_interpolate(trained: Path, tmp_path: Path) -> None:
     assert result["frames"] == 5 and result["size"] == [256, 256] and result["mode"] == "slerp"
     assert video_io.read_mp4_info(out) == (5, (256, 256))
     for args, message in (
-        (("--frames", "1", "--out", str(out)), "at least 2"),
+        (("--frames", "1", "--out", str(out)), "must be between 2 and 2000"),
         (("--frames", "3", "--out", str(tmp_path / "x.avi")), "must end in .mp4 or .gif"),
     ):
         bad = _ul(trained, "interpolate", "--run", "s1", str(a), str(b), *args)

@@ -131,7 +131,7 @@ def test_bad_video_files_give_clear_messages(tmp_path: Path):
         read_video(bad["no_header.mp4"])
     with pytest.raises(DataError, match="cannot decode this file as video"):
         probe_video(bad["notes.mp4"])
-    with pytest.raises(DataError, match="no such file"):
+    with pytest.raises(DataError, match="file not found"):
         probe_video(tmp_path / "missing.mp4")
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ul_engine.data.readers import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, fit_square, load_image_rgb, probe_image
 from ul_engine.errors import DataError
+from ul_engine.user_paths import check_folder
 
 
 @dataclass
@@ -45,11 +46,7 @@ class ImageFolderSource:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        root = Path(path).expanduser()
-        if not root.exists():
-            raise DataError(f"image folder not found: {root}")
-        if not root.is_dir():
-            raise DataError(f"not a folder: {root}")
+        root = check_folder(Path(path).expanduser(), what="folder of images")
         self.root = root
         self.resolution = int(resolution)
         self.crop = crop

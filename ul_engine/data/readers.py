@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from ul_engine.errors import DataError
+from ul_engine.user_paths import check_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -147,19 +148,8 @@ def fit_square(
 
 
 def _check_path(path: str | Path) -> Path:
-    p = Path(path)
-    try:
-        if not p.exists():
-            raise DataError(f"{p}: file not found")
-        if p.is_dir():
-            raise DataError(f"{p}: is a folder, not an image file")
-        if not p.is_file():
-            raise DataError(f"{p}: not a regular file")
-        if p.stat().st_size == 0:
-            raise DataError(f"{p}: file is empty (0 bytes)")
-    except OSError as exc:
-        raise DataError(f"{p}: cannot access ({_reason(exc)})") from None
-    return p
+    """A regular, non-empty file, checked before anything opens it (a FIFO or /dev/zero would hang a read)."""
+    return check_file(path)
 
 
 def _open(p: Path) -> Image.Image:

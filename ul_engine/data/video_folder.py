@@ -18,6 +18,7 @@ import numpy as np
 
 from ul_engine.data.readers import fit_square
 from ul_engine.errors import DataError
+from ul_engine.user_paths import check_folder
 from ul_engine.video_io import VIDEO_EXTENSIONS, read_video
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,7 @@ class VideoFolderSource:
         crop: Literal["center", "random"] = "center",
         seed: int = 0,
     ) -> None:
-        root = Path(path).expanduser()
-        if not root.exists():
-            raise DataError(f"video folder not found: {root}")
-        if not root.is_dir():
-            raise DataError(f"not a folder: {root}")
+        root = check_folder(Path(path).expanduser(), what="folder of videos")
         if frames < 1 or frame_stride < 1:
             raise DataError("clips need at least 1 frame and a frame stride of at least 1")
         self.root, self.resolution, self.frames = root, int(resolution), int(frames)

@@ -8,19 +8,29 @@ Why this shape:
   that reads and then writes can fail with "database is locked" without ever waiting for the lock.
 - Upgrades go through Alembic; before an existing database is upgraded it is copied (with SQLite's
   online backup API, which includes the WAL) to `ul.sqlite.bak-YYYYmmdd-HHMMSS` beside it.
+- A data folder the process cannot write (a read-only mount, a folder without write permission) is opened
+  read-only (`mode=ro`; `immutable=1` when WAL's shared-memory file cannot be created there), so reading
+  commands work; writing raises `ReadOnlyDataFolder`. SQLite's "database or disk is full" becomes the same
+  one-line `DiskFullError` as a checkpoint write on a full disk (the transaction is rolled back).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from ul_engine.errors import ULError
+from ul_engine.errors import DiskFullError, ReadOnlyDataFolder, ULError
 
 BUSY_TIMEOUT_S = 10.0
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -150,3 +160,96 @@ def upgrade(db_path: Path, revision: str = "head") -> Path | None:
     finally:
         engine.dispose()
     return backup_path
+
+
+# ---- read-only data folders and full disks ---------------------------------------------------------------
+
+
+def folder_is_read_only(home: Path) -> bool:
+    """Whether this process cannot write the data folder (or its existing database): a read-only mount,
+    or permissions (os.access reports EROFS even to root)."""
+    db_path = home / "ul.sqlite"
+    if home.is_dir() and not os.access(home, os.W_OK | os.X_OK):
+        return True
+    return db_path.is_file() and not os.access(db_path, os.W_OK)
+
+
+def _read_only_uri(db_path: Path, immutable: bool) -> str:
+    return f"file:{quote(str(db_path.absolute()))}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def _connect_read_only(db_path: Path) -> tuple[str, sqlite3.Connection]:
+    """A read-only connection that can read the file: `mode=ro` needs WAL's -shm file (or the right to create
+    it); where neither holds, `immutable=1` reads the main file as it is (nothing can write it anyway)."""
+    last: Exception | None = None
+    for immutable in (False, True):
+        uri = _read_only_uri(db_path, immutable)
+        con = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return uri, con
+        except sqlite3.Error as exc:
+            con.close()
+            last = exc
+    raise ULError(f"{db_path}: cannot open the database read-only ({last})")
+
+
+def make_read_only_engine(home: Path) -> Engine:
+    """An engine for a data folder this process cannot write; ReadOnlyDataFolder when it cannot serve reads."""
+    db_path = home / "ul.sqlite"
+    if not db_path.is_file():
+        raise ReadOnlyDataFolder(f"the data folder {home} is read-only and holds no database yet")
+    uri, con = _connect_read_only(db_path)
+    try:
+        has = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'").fetchone()
+        row = con.execute("SELECT version_num FROM alembic_version").fetchone() if has else None
+    finally:
+        con.close()
+    if (row[0] if row else None) != head_revision():
+        raise ReadOnlyDataFolder(
+            f"the data folder {home} is read-only and its database needs an upgrade; open it once where it can be "
+            "written"
+        )
+    engine = create_engine(
+        "sqlite://",
+        creator=lambda: sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False),
+    )
+    event.listen(engine, "connect", _on_connect)
+    event.listen(engine, "begin", _on_begin)
+    return engine
+
+
+def read_only_error(home: Path) -> ReadOnlyDataFolder:
+    return ReadOnlyDataFolder(f"the data folder {home} is read-only; this command needs to write to it")
+
+
+def _no_space(home: Path) -> bool:
+    """Whether the data folder's file system is (practically) full: SQLite reports a failure to create or grow
+    its shared-memory file as a plain "disk I/O error"."""
+    try:
+        st = os.statvfs(home)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+@contextlib.contextmanager
+def one_line_errors(home: Path) -> Iterator[None]:
+    """SQLite's full-disk and read-only failures as the one-line errors a user can act on; others unchanged."""
+    try:
+        yield
+    except (sqlite3.Error, DBAPIError) as exc:
+        text = str(getattr(exc, "orig", None) or exc).lower()
+        if "database or disk is full" in text or ("disk i/o error" in text and _no_space(home)):
+            raise DiskFullError(f"disk full while writing {home / 'ul.sqlite'}; earlier files are kept") from None
+        if "readonly database" in text:
+            raise read_only_error(home) from None
+        if "disk i/o error" in text:
+            raise ULError(f"{home / 'ul.sqlite'}: disk I/O error; the last committed data is kept") from None
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskFullError(f"disk full while writing in {home}; earlier files are kept") from None
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise read_only_error(home) from None
+        raise

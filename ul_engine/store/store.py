@@ -112,6 +112,8 @@ class Store:
         self._engine = engine
         self._writer = engine.execution_options(**{db.BEGIN_OPTION: "BEGIN IMMEDIATE"})
         self._key_ids: dict[str, int] = {}
+        self.read_only = False
+        """True when the data folder cannot be written: reads work, writes raise ReadOnlyDataFolder."""
 
     # ---- lifecycle -----------------------------------------------------------------------------------
 
@@ -121,12 +123,19 @@ class Store:
 
         Creates home/ and home/runs/; an older database is first copied to `ul.sqlite.bak-<time>`.
         """
+        from ul_engine.user_paths import check_output_folder
+
         home = Path(home).expanduser() if home is not None else default_home()
-        home = home.absolute()
-        (home / "runs").mkdir(parents=True, exist_ok=True)
+        home = check_output_folder(home.absolute(), writable=False)  # a file or a FIFO named as home: one line
+        if db.folder_is_read_only(home):  # read commands work; writes raise ReadOnlyDataFolder
+            store = cls(home, db.make_read_only_engine(home))
+            store.read_only = True
+            return store
         db_path = home / DB_NAME
-        backup_path = db.upgrade(db_path)
-        db.enable_wal(db_path)
+        with db.one_line_errors(home):
+            (home / "runs").mkdir(parents=True, exist_ok=True)
+            backup_path = db.upgrade(db_path)
+            db.enable_wal(db_path)
         return cls(home, db.make_engine(db_path), backup_path)
 
     def close(self) -> None:
@@ -141,12 +150,20 @@ class Store:
 
     @contextlib.contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
-        with Session(self._writer if write else self._engine, expire_on_commit=False) as session, session.begin():
+        if write and self.read_only:
+            raise db.read_only_error(self.home)
+        with (
+            db.one_line_errors(self.home),
+            Session(self._writer if write else self._engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
             yield session
 
     @contextlib.contextmanager
     def _cursor(self, write: bool = False) -> Iterator[sqlite3.Cursor]:
-        with (self._writer if write else self._engine).connect() as conn, conn.begin():
+        if write and self.read_only:
+            raise db.read_only_error(self.home)
+        with db.one_line_errors(self.home), (self._writer if write else self._engine).connect() as conn, conn.begin():
             cur = conn.connection.driver_connection.cursor()
             try:
                 yield cur
