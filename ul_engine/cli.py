@@ -7,9 +7,8 @@ one line naming the problem and exits 2, without a traceback.
 from __future__ import annotations
 
 import argparse
-    doc = sub.add_parser("doctor", help="check the installation")
-    doc.add_argument("--json", action="store_true")
-    add_ecosystem_parsers(sub)  # encode, metrics, export --format diffusers
+import contextlib
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -17,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ul_engine import __version__
-    doc = sub.add_parser("doctor", help="check the installation")
-    doc.add_argument("--json", action="store_true")
-    add_ecosystem_parsers(sub)  # encode, metrics, export --format diffusers
+from ul_engine.ecosystem.cli import COMMANDS as ECOSYSTEM_COMMANDS
+from ul_engine.ecosystem.cli import add_parsers as add_ecosystem_parsers
+from ul_engine.errors import RunStateError, ULError
+from ul_engine.user_paths import check_file, check_output_file, check_output_folder
 
 EXIT_USER_ERROR = 2
 EXIT_KEY = "_exit_code"  # a command's result may carry a non-zero exit (e.g. some inputs failed)
