@@ -36,15 +36,15 @@ import numpy as np
 
 from ul_engine import io
 from ul_engine.errors import ULError
+from ul_engine.metrics import SSIM_WINDOW
 from ul_engine.user_paths import check_file
 
 # Bump when anything that changes the files or metrics of a reconstruction changes (a new params hash
 # then misses every old cache entry). HASHED_MAX_SIDE must equal commands.MAX_RECONSTRUCT_SIDE (a test).
-RECONSTRUCT_FORMAT = 2  # 2: tiled (demo) models decode blended windows
+RECONSTRUCT_FORMAT = 3  # 2: tiled (demo) models decode blended windows; 3: SSIM as published
 HASHED_MAX_SIDE = 2048
 SAMPLERS = ("ancestral", "ddim", "dpmpp2m")
 MAX_SAMPLES = 64
-SSIM_MIN_SIDE = 7  # torchmetrics' SSIM uses an 11×11 Gaussian window with reflection padding
 
 # File names inside a cache folder, and beside a CLI output (prefix "<stem>.").
 CACHE_NAMES = {
@@ -467,8 +467,8 @@ class Reconstructor:
                 f"padded from {w}×{h} to {pw}×{ph} by repeating the edge pixels (the model needs sides that are "
                 f"multiples of {self.multiple} and at least {min_side}); cropped back after decoding"
             )
-        if min(h, w) < SSIM_MIN_SIDE:
-            notices.append(f"no SSIM: the image is smaller than SSIM's {SSIM_MIN_SIDE}×{SSIM_MIN_SIDE} window")
+        if min(h, w) < SSIM_WINDOW:
+            notices.append(f"no SSIM: the image is smaller than SSIM's {SSIM_WINDOW}×{SSIM_WINDOW} window")
 
         model = self.model
         device = next(model.parameters()).device

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-SSIM_SIGMA = 1.5
-SSIM_WINDOW = 2 * int(3.5 * SSIM_SIGMA + 0.5) + 1  # 11: scikit-image's window for gaussian_weights=True
+from ul_engine.metrics import SSIM_SIGMA, SSIM_WINDOW
+
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
