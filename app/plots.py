@@ -167,10 +167,19 @@ SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def decade_label(exponent: int) -> str:
-    """10 to a whole power, the way a reader expects it: 1, 10, 0.1 near 1, else 10⁻⁴ / 10⁵."""
+    """10 to a whole power, the way a reader expects it: 0.01 … 1000 near 1, else 10⁻⁴ / 10⁵."""
     if -2 <= exponent <= 3:
         return f"{10.0**exponent:g}"
     return "10" + str(exponent).translate(SUPERSCRIPT)
+
+
+def plain_label(value: float) -> str:
+    """Three significant digits; very small or large values as m·10ⁿ (the decades' style)."""
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:.3g}"
+    exponent = math.floor(math.log10(abs(value)))
+    mantissa = f"{value / 10.0**exponent:.3g}"
+    return ("" if mantissa == "1" else f"{mantissa}·") + decade_label(exponent)
 
 
 class ReadableAxis(pg.AxisItem):
@@ -202,25 +211,15 @@ class ReadableAxis(pg.AxisItem):
         step = _nice_step((b - a) / max(2, min(budget, 5)))
         values = np.arange(math.ceil(a / step) * step, b + step * 1e-9, step)
         values = values[values > 0]
-        return [(None, [float(np.log10(v)) for v in values])]
+        return [(0.0, [float(np.log10(v)) for v in values])]
 
     def logTickStrings(self, values: list[float], scale: float, spacing: Any) -> list[str]:
-        strings = []
-        whole = spacing is not None  # the decade level; the other levels come without a spacing
-        for v in values:
-            if whole:
-                strings.append(decade_label(round(v)))
-            elif abs(v - round(v)) < 1e-9 or not self._minor_is_nice(v):
-                strings.append(f"{10.0**v:.3g}")
-            else:
-                strings.append("")
-        return strings
-
-    @staticmethod
-    def _minor_is_nice(v: float) -> bool:
-        """2…9 × 10^k minor ticks stay unlabelled (the decades carry the labels)."""
-        mantissa = 10.0 ** (v - math.floor(v))
-        return abs(mantissa - round(mantissa)) < 1e-6 and 2 <= round(mantissa) <= 9
+        """Decades (spacing >= 1): 10ⁿ; plain values within a decade (spacing 0): 3 digits; 2…9 minors: none."""
+        if spacing is None:
+            return ["" for _ in values]
+        if spacing == 0.0:
+            return [plain_label(10.0**v) for v in values]
+        return [decade_label(round(v)) for v in values]
 
 
 def _signature(d: CurveData) -> tuple:

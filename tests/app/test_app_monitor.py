@@ -85,7 +85,7 @@ def test_previews_slider_goes_back_in_time(qtbot, store, window) -> None:
     assert "reconstructions" in monitor.preview_caption.text()
     monitor.preview_slider.setValue(0)
     assert monitor.preview_caption.text().startswith("step 20 · 1 of 3")
-    assert monitor.preview._pixmap is not None
+    assert len(monitor.preview.thumbs) == 1  # no recorded layout: the preview whole
 
 
 def test_stage2_and_evaluation_panels_appear_with_their_metrics(qtbot, store, window) -> None:
