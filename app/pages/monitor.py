@@ -890,11 +890,16 @@ class MonitorPage(QWidget):
         title = f"{step} · image {index + 1} of {len(self.preview.items)}"
         if self.preview_dialog is not None:
             self.preview_dialog.close()
-        self.preview_dialog = PreviewDialog(self.preview.items[index], title, self)
-        self.preview_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self.preview_dialog.destroyed.connect(lambda *_: setattr(self, "preview_dialog", None))
-        self.preview_dialog.show()
-        return self.preview_dialog
+        dialog = PreviewDialog(self.preview.items[index], title, self)
+        dialog.finished.connect(lambda _code, d=dialog: self._forget_dialog(d))
+        self.preview_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def _forget_dialog(self, dialog: PreviewDialog) -> None:
+        if self.preview_dialog is dialog:
+            self.preview_dialog = None
+        dialog.deleteLater()
 
     # ---- log -----------------------------------------------------------------------------------------
 
