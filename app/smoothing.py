@@ -91,7 +91,7 @@ class EmaCache:
             smoothed = raw / (1.0 - np.power(weight, k))
             need = self.count + m
             if need > len(self._x):
-                cap = max(need, 2 * len(self._x), 1024)
+                cap = max(need + need // 4, 2 * len(self._x), 1024)
                 x, y = np.empty(cap), np.empty(cap)
                 x[: self.count], y[: self.count] = self._x[: self.count], self._y[: self.count]
                 self._x, self._y = x, y

@@ -53,12 +53,14 @@ class SeriesBuffer:
         return self._walls[: self.n]
 
     def replace(self, steps: np.ndarray, values: np.ndarray, walls: np.ndarray) -> None:
-        self._steps = np.ascontiguousarray(steps, np.float64).copy()
-        self._values = np.ascontiguousarray(values, np.float64).copy()
-        self._walls = np.ascontiguousarray(walls, np.float64).copy()
-        self.n = len(self._steps)
-        self.nonfinite = int(self.n - np.count_nonzero(np.isfinite(self._values)))
-        self.walls_sorted = bool(np.all(np.diff(self._walls) >= 0))
+        self.n = n = len(steps)
+        cap = n + max(1024, n // 4)  # room for the points that follow, so the next appends copy nothing
+        for name, data in (("_steps", steps), ("_values", values), ("_walls", walls)):
+            buf = np.empty(cap, np.float64)
+            buf[:n] = data
+            setattr(self, name, buf)
+        self.nonfinite = int(n - np.count_nonzero(np.isfinite(self.values)))
+        self.walls_sorted = bool(np.all(np.diff(self.walls) >= 0))
         self.smooth.reset()
         self._levels.reset()
         self._minutes_t0 = float("nan")
@@ -99,7 +101,7 @@ class SeriesBuffer:
         if t0 != self._minutes_t0:  # a fresh array: views handed out before keep their values
             self._minutes_t0, self._minutes_n, self._minutes = t0, 0, np.zeros(0, np.float64)
         if len(self._minutes) < self.n:
-            grown = np.empty(max(self.n, 2 * len(self._minutes), 1024))
+            grown = np.empty(max(self.n + self.n // 4, 2 * len(self._minutes), 1024))
             grown[: self._minutes_n] = self._minutes[: self._minutes_n]
             self._minutes = grown
         self._minutes[self._minutes_n : self.n] = (self._walls[self._minutes_n : self.n] - t0) / 60.0

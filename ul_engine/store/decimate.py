@@ -167,10 +167,10 @@ class MinMaxPyramid:
     @staticmethod
     def _store(levels: list[np.ndarray], level: int, first: int, data: np.ndarray, length: int) -> np.ndarray:
         if len(levels) < level:
-            levels.append(np.empty(max(length, 64)))
+            levels.append(np.empty(length + length // 4 + 64))  # room for the samples that follow
         buf = levels[level - 1]
         if length > len(buf):
-            grown = np.empty(max(length, 2 * len(buf)))
+            grown = np.empty(max(length + length // 4, 2 * len(buf)))
             grown[:first] = buf[:first]
             levels[level - 1] = buf = grown
         buf[first:length] = data
