@@ -55,7 +55,7 @@ PANELS: tuple[PanelSpec, ...] = (
         "lower means a smaller latent.", "bits / pixel",
     ),
     PanelSpec(
-        "preview_psnr", "Reconstruction quality of the previews", ("preview/psnr",),
+        "preview_psnr", "Preview reconstruction PSNR", ("preview/psnr",),
         "PSNR of the preview reconstructions against their inputs, measured at each preview (higher is "
         "better; about 30 dB looks close to the input).", "dB", optional=True, smooth=False,
     ),
@@ -157,6 +157,18 @@ def panel_for_key(key: str) -> PanelSpec:
     """A panel of its own for a logged key no predefined panel shows (so every term is plotted), titled in
     words; its unit is unknown, so the tooltip names the raw key."""
     return PanelSpec(key, _words(key), (key,), f"The logged metric {key}.")
+
+
+CURVE_LABELS = {
+    "loss/decoder": "weighted", "loss/decoder_elbo": "ELBO", "loss/base_weighted": "weighted",
+    "loss/base_elbo": "ELBO", "rate/bits_per_pixel": "stage 1", "rate/base_bits_per_pixel": "base model",
+    "rate/bits_per_latent_dim": "stage 1", "rate/base_bits_per_latent_dim": "base model",
+}  # fmt: skip
+
+
+def curve_label(key: str) -> str:
+    """How a legend names one term of a panel: a word, not the metric's key."""
+    return CURVE_LABELS.get(key) or key.rpartition("/")[2].replace("_", " ")
 
 
 def known_keys() -> set[str]:
@@ -273,6 +285,45 @@ class _Curve:
     drawn: tuple | None = None  # what the items hold now: (data id, x range, columns, log x)
 
 
+class WrapLabel(QLabel):
+    """A word-wrapped label that asks its layout for the height its text needs at its width, without the
+    height-for-width negotiation that makes a grid in a scroll area stretch every row."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+        policy = self.sizePolicy()
+        policy.setHeightForWidth(False)
+        self.setSizePolicy(policy)
+
+    def hasHeightForWidth(self) -> bool:
+        return False
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        need = super().heightForWidth(max(1, self.width()))
+        if need > 0 and need != self.minimumHeight():
+            self.setMinimumHeight(need)
+
+    def minimumSizeHint(self) -> Any:
+        hint = super().minimumSizeHint()
+        hint.setWidth(0)
+        return hint
+
+    def sizeHint(self) -> Any:
+        hint = super().sizeHint()
+        if self.minimumHeight() > 0:
+            hint.setHeight(self.minimumHeight())  # the height at the width it has, not at a guessed one
+        return hint
+
+
 class PlotPanel(QFrame):
     """One titled plot with raw + smoothed curves per (run, key), log axes, step/time x, a hover read-out and
     a legend line under the plot."""
@@ -291,8 +342,8 @@ class PlotPanel(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.setSpacing(2)
-        self.title = QLabel(f"<b>{spec.title}</b>" + (f" ({spec.y_label})" if spec.y_label else ""))
-        self.title.setToolTip(spec.tip)
+        self.title = WrapLabel(f"<b>{spec.title}</b>" + (f" ({spec.y_label})" if spec.y_label else ""))
+        self.title.setToolTip(spec.tip)  # a long title takes a second line, never the plot's width
         layout.addWidget(self.title)
         axes = {"left": ReadableAxis("left"), "bottom": ReadableAxis("bottom")}
         for axis in axes.values():  # two tick levels: the third one's grid lines cost more to paint than the data
@@ -307,10 +358,9 @@ class PlotPanel(QFrame):
         if spec.y_label:
             self.item.setLabel("left", spec.y_label)
         layout.addWidget(self.plot, 1)
-        self.legend = QLabel("")
+        self.legend = WrapLabel("")
         self.legend.setObjectName("plotLegend")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
-        self.legend.setWordWrap(True)
         self.legend.setToolTip("The curves of this plot; toggle legends with the Legends box above the plots.")
         self.legend.hide()
         layout.addWidget(self.legend)
@@ -354,6 +404,14 @@ class PlotPanel(QFrame):
         if (log_x, log_y) != (self.log_x, self.log_y):
             self.log_x, self.log_y = log_x, log_y
             self.item.setLogMode(x=log_x, y=log_y)
+            for name, log in (("bottom", log_x), ("left", log_y)):  # log ticks carry their own powers of ten
+                axis = self.item.getAxis(name)
+                axis.autoSIPrefix = not log
+                if log:
+                    axis.autoSIPrefixScale, axis.labelUnitPrefix = 1.0, ""
+                    axis._updateLabel()
+                else:
+                    axis.updateAutoSIPrefix()
             self._redraw_all()
 
     def set_x_mode(self, mode: str) -> None:

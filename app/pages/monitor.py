@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from app import format as fmt
 from app import theme
-from app.plots import PANELS, CurveData, PanelSpec, PlotPanel, known_keys, panel_for_key
+from app.plots import PANELS, CurveData, PanelSpec, PlotPanel, curve_label, known_keys, panel_for_key
 from app.widgets.image_views import HeatmapView, SideBySide, ZoomView, array_from_qimage, qimage_from_array
 from app.workers import procs
 from app.workers.training import describe_event
@@ -240,6 +240,15 @@ class PreviewStrip(QScrollArea):
             self.thumbs.append(thumb)
         self._columns = 0
         self._arrange()
+        QTimer.singleShot(0, self._rearrange)  # once laid out, the width is known
+
+    def _rearrange(self) -> None:
+        if self.thumbs and self._columns_for_width() != self._columns:
+            self._arrange()
+
+    def _columns_for_width(self) -> int:
+        width = max(t.pixmap().width() for t in self.thumbs) + self.grid.spacing() + 4
+        return max(1, (self.viewport().width() - 4) // width)
 
     def _arrange(self) -> None:
         while self.grid.count():
@@ -249,18 +258,14 @@ class PreviewStrip(QScrollArea):
             self.placeholder.show()
             return
         self.placeholder.hide()
-        width = max(t.pixmap().width() for t in self.thumbs) + self.grid.spacing() + 4
-        self._columns = max(1, (self.viewport().width() - 4) // width)
+        self._columns = self._columns_for_width()
         for i, thumb in enumerate(self.thumbs):
             self.grid.addWidget(thumb, i // self._columns, i % self._columns, Qt.AlignmentFlag.AlignLeft)
         self.grid.setRowStretch(len(self.thumbs) // self._columns + 1, 1)
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
-        if self.thumbs:
-            width = max(t.pixmap().width() for t in self.thumbs) + self.grid.spacing() + 4
-            if max(1, (self.viewport().width() - 4) // width) != self._columns:
-                self._arrange()
+        self._rearrange()
 
     def sizeHint(self) -> QSize:
         return QSize(320, 240)
@@ -469,7 +474,7 @@ class MonitorPage(QWidget):
         bar.rangeChanged.connect(self._keep_log_at_bottom)
         lv.addWidget(self.log)
         side.addWidget(logs)
-        side.setSizes([280, 380])
+        side.setSizes([420, 240])
         return side
 
     # ---- which runs ----------------------------------------------------------------------------------
@@ -695,7 +700,7 @@ class MonitorPage(QWidget):
                 run_index = watched.index(run_id)
                 row = self.ctx.repo.run(run_id)
                 name = row.info.name if row else f"run {run_id}"
-                short = key.split("/", 1)[-1]
+                short = curve_label(key)
                 label = (f"{name} · {short}" if len(spec.keys) > 1 else name) if multi else short
                 curve_id = f"{run_id}|{key}"
                 panel.ensure_curve(
