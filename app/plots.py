@@ -25,7 +25,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from app import theme
-from ul_engine.store.decimate import MinMaxPyramid, view_points
+from ul_engine.store.decimate import ColumnCache, MinMaxPyramid, following_range, view_points
 
 pg.setConfigOptions(antialias=False, useNumba=False, background=None)
 
@@ -283,6 +283,8 @@ class _Curve:
     data: CurveData | None = None
     extra: dict = field(default_factory=dict)
     drawn: tuple | None = None  # what the items hold now: (data id, x range, columns, log x)
+    raw_cache: ColumnCache = field(default_factory=ColumnCache)
+    smooth_cache: ColumnCache = field(default_factory=ColumnCache)
 
 
 class WrapLabel(QLabel):
@@ -492,9 +494,12 @@ class PlotPanel(QFrame):
         return max(64, int(self.item.vb.width()) or 0)
 
     def _x_range(self, x: np.ndarray) -> tuple[float, float]:
-        """The data x range the view shows: the whole series while the x axis follows the data."""
+        """The data x range the view shows. While the x axis follows the data: the whole series, on a column
+        grid that only grows in steps, so points arriving reuse the columns already filled."""
         if self.item.vb.state["autoRange"][0] is not False or not len(x):
-            return (float(x[0]), float(x[-1])) if len(x) else (0.0, 1.0)
+            if not len(x):
+                return 0.0, 1.0
+            return following_range(float(x[0]), float(x[-1]), log_x=self.log_x)
         lo, hi = self.item.vb.viewRange()[0]
         if self.log_x:
             lo, hi = 10.0 ** max(min(lo, 300), -300), 10.0 ** max(min(hi, 300), -300)
@@ -515,11 +520,11 @@ class PlotPanel(QFrame):
         kwargs: dict = {"skipFiniteCheck": finite_only}
         if not finite_only:
             kwargs["connect"] = "finite"
-        x, y = self._visible(d.raw_x, d.raw_y, d.raw_levels, d.x_sorted, x_lo, x_hi)
+        x, y = self._visible(d.raw_x, d.raw_y, d.raw_levels, d.x_sorted, x_lo, x_hi, curve.raw_cache)
         curve.raw.setData(x, y, **kwargs)
         points = len(x)
         if smoothed:
-            sx, sy = self._visible(d.smooth_x, d.smooth_y, d.smooth_levels, d.x_sorted, x_lo, x_hi)
+            sx, sy = self._visible(d.smooth_x, d.smooth_y, d.smooth_levels, d.x_sorted, x_lo, x_hi, curve.smooth_cache)
             curve.smooth.setData(sx, sy, skipFiniteCheck=not (self.log_x or self.log_y))
             points += len(sx)
         else:
@@ -528,11 +533,18 @@ class PlotPanel(QFrame):
         self.drawn_points = sum(c.extra.get("points", 0) for c in self.curves.values())
 
     def _visible(
-        self, x: np.ndarray, y: np.ndarray, levels: MinMaxPyramid | None, x_sorted: bool, x_lo: float, x_hi: float
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        levels: MinMaxPyramid | None,
+        x_sorted: bool,
+        x_lo: float,
+        x_hi: float,
+        cache: ColumnCache,
     ) -> tuple[np.ndarray, np.ndarray]:
         if levels is None or not x_sorted or len(x) != levels.n:
             return x, y  # unsorted x (a clock that went back): every point, pyqtgraph copes
-        return view_points(x, y, levels, x_lo, x_hi, self._columns(), log_x=self.log_x)
+        return view_points(x, y, levels, x_lo, x_hi, self._columns(), log_x=self.log_x, cache=cache)
 
     def _on_view_changed(self, *_args: Any) -> None:
         """A zoom, pan or resize: hand every curve the points of the new view (cheap: O(columns · log n))."""

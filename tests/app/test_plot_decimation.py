@@ -12,7 +12,7 @@ import pytest
 from app.models.metrics_model import SeriesBuffer
 from app.plots import PANELS, CurveData, PlotPanel
 from app.smoothing import ema_debiased
-from ul_engine.store.decimate import MinMaxPyramid, view_points
+from ul_engine.store.decimate import ColumnCache, MinMaxPyramid, following_range, view_points
 
 
 def brute_columns(x, y, lo, hi, columns, log_x=False):
@@ -128,5 +128,21 @@ def test_the_panel_hands_pyqtgraph_one_column_of_points_per_pixel_and_follows_zo
                                                    has_nonfinite=True))  # fmt: skip
     drawn_x, drawn_y = curve.raw.getData()
     assert drawn_x[-1] == 400_100 and np.nanmax(drawn_y) == 2e6
-    expected = view_points(buf.steps, buf.values, MinMaxPyramid.built(buf.values), 1, 400_100, panel._columns())
+    lo, hi = following_range(1, 400_100)  # the grid of a view that follows the data
+    assert lo == 1 and hi >= 400_100
+    expected = view_points(buf.steps, buf.values, MinMaxPyramid.built(buf.values), lo, hi, panel._columns())
     np.testing.assert_array_equal(drawn_y, expected[1])
+    assert curve.raw_cache.reused > 0  # the columns the new points did not touch were not asked again
+
+
+def test_a_column_cache_fed_appends_equals_a_fresh_decimation() -> None:
+    x, y = series(300_000, seed=5)
+    pyr, cache = MinMaxPyramid(), ColumnCache()
+    lo, hi = following_range(1, 300_000)
+    for end in (150_000, 150_001, 151_000, 220_000, 300_000):
+        pyr.extend(y[:end])
+        got = view_points(x[:end], y[:end], pyr, lo, hi, 600, cache=cache)
+        want = view_points(x[:end], y[:end], MinMaxPyramid.built(y[:end]), lo, hi, 600)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    assert 0 < cache.reused < 600  # the filled columns were reused, the touched ones asked again

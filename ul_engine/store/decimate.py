@@ -209,6 +209,34 @@ class MinMaxPyramid:
             level += 1
 
 
+class ColumnCache:
+    """The per-column extremes of one series on one column grid, kept between draws: when samples were only
+    appended (same pyramid generation, same grid), the columns whose samples did not change are reused and
+    only the others (the last ones) are asked again. A new grid (a zoom) or a rewrite computes them all."""
+
+    def __init__(self) -> None:
+        self.grid: tuple | None = None
+        self.starts = self.ends = np.zeros(0, np.int64)
+        self.mins = self.maxs = np.zeros(0)
+        self.reused = 0  # columns taken over from the last call (tests)
+
+    def extremes(
+        self, y: np.ndarray, pyramid: MinMaxPyramid, grid: tuple, starts: np.ndarray, ends: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        same = grid == self.grid and len(starts) == len(self.starts)
+        keep = (starts == self.starts) & (ends == self.ends) if same else np.zeros(len(starts), bool)
+        mins = np.full(len(starts), np.nan)
+        maxs = np.full(len(starts), np.nan)
+        if keep.any():
+            mins[keep], maxs[keep] = self.mins[keep], self.maxs[keep]
+        ask = ~keep & (ends > starts)
+        if ask.any():
+            mins[ask], maxs[ask] = pyramid.column_extremes(y, starts[ask], ends[ask])
+        self.grid, self.starts, self.ends, self.mins, self.maxs = grid, starts, ends, mins, maxs
+        self.reused = int(keep.sum())
+        return mins, maxs
+
+
 def view_points(
     x: np.ndarray,
     y: np.ndarray,
@@ -218,13 +246,14 @@ def view_points(
     columns: int,
     *,
     log_x: bool = False,
+    cache: ColumnCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The points to draw of a series with ascending x over [x_lo, x_hi] on `columns` pixel columns.
 
     Where there are more than two samples per column, each column that has samples gives two points at the x
     of its first sample: the exact min and max of its samples (no spike is hidden), and the last visible sample
     ends the line. Otherwise the samples themselves. One sample beyond each edge is kept so lines run to the
-    border. `pyramid` must cover `y`.
+    border. `pyramid` must cover `y`; a `cache` kept for the series reuses the columns that did not change.
     """
     n = len(x)
     if n == 0:
@@ -242,9 +271,10 @@ def view_points(
     bounds[0], bounds[-1] = i0, i1
     bounds[1:-1] = np.searchsorted(x[i0:i1], inner, "left") + i0
     starts, ends = bounds[:-1], bounds[1:]
+    grid = (pyramid.generation, id(pyramid), x_lo, x_hi, columns, log_x)
+    mins, maxs = (cache or ColumnCache()).extremes(y, pyramid, grid, starts, ends)
     used = ends > starts
-    starts, ends = starts[used], ends[used]
-    mins, maxs = pyramid.column_extremes(y, starts, ends)
+    starts, mins, maxs = starts[used], mins[used], maxs[used]
     xs = np.repeat(x[starts], 2)
     ys = np.empty(2 * len(starts))
     ys[0::2], ys[1::2] = mins, maxs
@@ -252,3 +282,16 @@ def view_points(
     xs = np.concatenate([x[a:i0], xs, x[i1 - 1 : b]])
     ys = np.concatenate([y[a:i0], ys, y[i1 - 1 : b]])
     return xs, ys
+
+
+def following_range(first: float, last: float, *, log_x: bool = False, ratio: float = 1.25) -> tuple[float, float]:
+    """The x range to decimate a series over while the view follows its data: from its first sample to a
+    bound that grows in steps of `ratio`, so the column grid stays put while points arrive (and the columns
+    already filled are reused) until the data outgrows it."""
+    if log_x and first > 0 and last > first:
+        span = math.log(last / first)
+        return first, first * math.exp(ratio ** math.ceil(math.log(span, ratio)))
+    span = last - first
+    if span <= 0:
+        return first, last
+    return first, first + ratio ** math.ceil(math.log(span, ratio))
