@@ -288,3 +288,20 @@ def test_previews_are_large_thumbnails_that_open_input_reconstruction_and_differ
     np.testing.assert_array_equal(dialog.heatmap.values, abs_difference(inputs[3], recons[3]))
     save_artifact(dialog, "monitor-preview-dialog")
     dialog.close()
+
+
+def test_a_stage2_preview_splits_into_its_samples_and_an_unknown_one_stays_whole() -> None:
+    from app.pages.monitor import split_preview
+
+    rng = np.random.default_rng(9)
+    samples = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    tiles = grid(samples, cols=8)
+    scale = max(1, 128 // tiles.shape[0])
+    big = tiles.repeat(scale, axis=0).repeat(scale, axis=1)  # as the worker writes it, enlarged
+    layout = {"kind": "samples", "tile": [16, 16], "pad": 2, "scale": scale}
+    items = split_preview(big, {"count": 8, "layout": layout})
+    assert len(items) == 8 and all(item.input is None for item in items)
+    for item, sample in zip(items, samples, strict=True):
+        np.testing.assert_array_equal(item.image, sample)
+    whole = split_preview(big, {"count": 8, "layout": {"kind": "clips", "tile": [16, 16], "pad": 2, "scale": 1}})
+    assert len(whole) == 1 and whole[0].image is big
