@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -88,15 +88,32 @@ class MainWindow(QMainWindow):
         ctx.repo.changed.connect(self.runs.update_actions)
 
         if restore:
-            geometry = self.settings.geometry()
-            if geometry is not None:
-                self.restoreGeometry(geometry)
-            else:
-                self.resize(1280, 800)
+            self.restore_placement()
         else:
             self.resize(1280, 800)
         last = self.settings.last_page() if restore else "runs"
         self.show_page(last if last in self.pages else "runs")
+
+    def restore_placement(self) -> None:
+        """The size and place the window had when it was closed, kept on a screen that exists now.
+
+        The size itself is stored and set (not `restoreGeometry`'s frame geometry, which platforms shrink by
+        the title bar when the window filled the screen), before the window is first shown.
+        """
+        size, pos = self.settings.window_size(), self.settings.window_pos()
+        if size is None:
+            geometry = self.settings.geometry()  # what earlier versions saved
+            if geometry is None or not self.restoreGeometry(geometry):
+                self.resize(1280, 800)
+            return
+        screen = (QGuiApplication.screenAt(pos) if pos is not None else None) or QGuiApplication.primaryScreen()
+        if screen is not None:
+            size = size.boundedTo(screen.availableGeometry().size()).expandedTo(self.minimumSize())
+        self.resize(size)
+        if pos is not None and screen is not None and screen.availableGeometry().contains(pos):
+            self.move(pos)
+        if self.settings.window_maximized():
+            self.setWindowState(self.windowState() | Qt.WindowState.WindowMaximized)
 
     # ---- pages ---------------------------------------------------------------------------------------
 
@@ -107,6 +124,7 @@ class MainWindow(QMainWindow):
         if page_id == "runs":
             page: QWidget = RunsPage(self.ctx)
             page.open_in_monitor.connect(lambda run_id: self.open_monitor(run_id))
+            page.run_started.connect(lambda run_id: self.open_monitor(run_id))
             page.compare.connect(lambda ids: self.open_monitor(ids[0], ids[1:]))
             page.open_reconstruct.connect(self.open_reconstruct_run)
             page.target_provider = self._action_targets
@@ -115,13 +133,10 @@ class MainWindow(QMainWindow):
         elif page_id == "monitor":
             from app.pages.monitor import MonitorPage
 
+            if not self.ctx.repo.rows:
+                self.ctx.repo.refresh()  # at launch: the runs now, so the Monitor opens on one, not empty
             page = MonitorPage(self.ctx)
-            active = self.ctx.repo.active_ids()
-            rows = self.ctx.repo.ordered()
-            if active:
-                page.show_runs(active[0])
-            elif rows:
-                page.show_runs(rows[-1].id)
+            page.show_default_run()
         elif page_id == "reconstruct":
             from app.pages.reconstruct import ReconstructPage
 
@@ -398,6 +413,10 @@ class MainWindow(QMainWindow):
 
     def _save_and_shutdown(self) -> None:
         self.settings.set_geometry(self.saveGeometry())
+        maximized = self.isMaximized()
+        normal = self.normalGeometry() if maximized else None
+        size = normal.size() if normal is not None and normal.isValid() else self.size()
+        self.settings.set_window_placement(size, self.pos(), maximized)
         self.settings.set_last_page(self.current_page_id())
         self.settings.sync()
         for page_id in ("reconstruct", "rd"):

@@ -1,16 +1,22 @@
 """pyqtgraph panels for training curves, made to stay fluid with millions of points per curve.
 
-- Every curve uses peak (min/max) downsampling matched to the pixel width and clip-to-view, with float64
-  x arrays (searchsorted on float32/int x is orders of magnitude slower in pyqtgraph's clipping).
+- pyqtgraph only ever gets what the plot can show: per pixel column of the visible x range, the exact min and
+  max of the samples in it (`ul_engine.store.decimate.view_points`), answered from min/max levels that each
+  series keeps and extends as points arrive. A zoom or a resize asks again; nothing passes over every point.
 - Finite-only data is passed with `skipFiniteCheck`; series that logged NaN/inf are drawn with gaps.
 - Smoothing is the EMA with debias computed on the raw series (`app.smoothing`); the raw curve is drawn
-  faintly behind the smoothed one.
+  faintly behind the smoothed one. Series that are not noisy (the learning rate, counters, evaluations) are
+  never smoothed.
+- Log axes label whole decades only (or, within one decade, a few plain numbers), so labels never pile up.
+- The legend is a line of text under the plot: it names the curves without covering any data.
 - Widgets never redraw per event: the Monitor marks curves dirty and flushes them on a timer.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -19,6 +25,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from app import glossary, theme
+from ul_engine.store.decimate import ColumnCache, MinMaxPyramid, following_range, view_points
 
 pg.setConfigOptions(antialias=False, useNumba=False, background=None)
 
@@ -31,9 +38,14 @@ class PanelSpec:
     title: str
     keys: tuple[str, ...]
     tip: str
-    y_label: str = ""
+    y_label: str = ""  # the unit, shown on the value axis and after the title
     optional: bool = False  # only shown when one of its keys has data
     paired: bool = False  # the keys are two views of one term: the second is drawn dashed
+    smooth: bool = True  # False for series that are not noisy (a schedule, a counter, sparse evaluations)
+
+    @property
+    def heading(self) -> str:
+        return f"{self.title} ({self.y_label})" if self.y_label else self.title
 
 
 PANELS: tuple[PanelSpec, ...] = (
@@ -43,68 +55,220 @@ PANELS: tuple[PanelSpec, ...] = (
         "lower means a smaller latent.", "bits / pixel",
     ),
     PanelSpec(
-        "decoder", "Decoder loss", ("loss/decoder", "loss/decoder_elbo"),
-        "The decoder's weighted diffusion loss (solid) and its unweighted ELBO term (dashed).", paired=True,
+        "preview_psnr", "Preview reconstruction PSNR", ("preview/psnr",),
+        "PSNR of the preview reconstructions against their inputs, measured at each preview (higher is "
+        "better; about 30 dB looks close to the input).", "dB", optional=True, smooth=False,
     ),
-    PanelSpec("total", "Total loss", ("loss/total",), "The loss the optimizer minimises (prior + decoder terms)."),
+    PanelSpec(
+        "decoder", "Decoder loss", ("loss/decoder", "loss/decoder_elbo"),
+        "The decoder's weighted diffusion loss (solid) and its unweighted ELBO term (dashed).", "nats",
+        paired=True,
+    ),
+    PanelSpec(
+        "total", "Total loss", ("loss/total",), "The loss the optimizer minimises (prior + decoder terms).", "nats"
+    ),
     PanelSpec(
         "prior", "Prior diffusion loss", ("loss/prior_diffusion",),
-        "The latent prior's diffusion (rate) term of the loss in nats.",
+        "The latent prior's diffusion (rate) term of the loss.", "nats",
     ),
     PanelSpec(
         "kl1", "KL at t = 1", ("loss/prior_kl1",),
-        glossary.tip("kl1"),
+        glossary.tip("kl1"), "nats",
     ),
     PanelSpec(
         "base", "Base model loss", ("loss/base_weighted", "loss/base_elbo"),
-        "Stage 2: the base model's weighted loss (solid) and ELBO (dashed).", optional=True, paired=True,
+        "Stage 2: the base model's weighted loss (solid) and ELBO (dashed).", "nats", optional=True, paired=True,
     ),
-    PanelSpec("lr", "Learning rate", ("optim/lr",), "The optimizer's learning rate (warm-up, then constant)."),
+    PanelSpec(
+        "lr", "Learning rate", ("optim/lr",), "The optimizer's learning rate (warm-up, then constant).",
+        "per step", smooth=False,
+    ),
     PanelSpec(
         "grad", "Gradient norm", ("optim/grad_norm",),
-        "Global gradient norm before clipping; spikes hint at instability.",
+        "Global gradient norm before clipping; spikes hint at instability.", "L2 norm",
     ),
     PanelSpec(
         "speed", "Throughput", ("perf/examples_per_s",), "Training examples per second.", "examples / s"
     ),
     PanelSpec(
-        "psnr", "Evaluation: PSNR", ("eval/psnr",), "Reconstruction PSNR on the fixed validation set (dB).",
-        "dB", optional=True,
+        "psnr", "Evaluation: PSNR", ("eval/psnr",), "Reconstruction PSNR on the fixed validation set.",
+        "dB", optional=True, smooth=False,
     ),
     PanelSpec(
         "eval_bpp", "Evaluation: bits/pixel", ("eval/bits_per_pixel",),
-        "Bits per pixel on the fixed validation set.", "bits / pixel", optional=True,
+        "Bits per pixel on the fixed validation set.", "bits / pixel", optional=True, smooth=False,
+    ),
+    PanelSpec(
+        "eval_ssim", "Evaluation: SSIM", ("eval/ssim",),
+        "Structural similarity of the reconstructions on the fixed validation set (1 = identical).", "0–1",
+        optional=True, smooth=False,
+    ),
+    PanelSpec(
+        "eval_bpd", "Evaluation: bits per latent dimension", ("eval/bits_per_dim",),
+        "The latent's rate per latent dimension on the fixed validation set.", "bits / dim", optional=True,
+        smooth=False,
+    ),
+    PanelSpec(
+        "nats", "Latent rate per image", ("rate/nats",), "The latent's rate: the information it carries per image.",
+        "nats / image",
+    ),
+    PanelSpec(
+        "bits_dim", "Latent rate per dimension", ("rate/bits_per_latent_dim", "rate/base_bits_per_latent_dim"),
+        "The latent's rate per latent dimension (stage 2: under the base model).", "bits / latent dim",
+    ),
+    PanelSpec(
+        "bits_sub", "Latent rate per colour value", ("rate/bits_per_subpixel",),
+        "The latent's rate per colour channel value of the image.", "bits / subpixel",
+    ),
+    PanelSpec(
+        "normal_kl", "Rate under a standard normal prior", ("rate/normal_kl_bits_per_pixel",),
+        "What the latent would cost under a plain standard normal instead of the learned prior.", "bits / pixel",
+        optional=True,
+    ),
+    PanelSpec(
+        "prior_kl_normal", "Prior KL to a standard normal", ("loss/prior_kl_normal",),
+        "The KL term of the latent to a standard normal (when that loss term is on).", "nats", optional=True,
+    ),
+    PanelSpec(
+        "entropy", "Encoder entropy", ("loss/encoder_entropy",),
+        "The entropy term of the encoder's noise (when that loss term is on).", "nats", optional=True,
+    ),
+    PanelSpec(
+        "z_std", "Latent spread", ("latent/z_clean_std",),
+        "Standard deviation of the encoder's clean latent: near 0 means the latent carries little.",
+        "std, latent units",
+    ),
+    PanelSpec(
+        "bad_steps", "Skipped steps", ("train/bad_steps",),
+        "Consecutive steps skipped for a non-finite loss or gradient; training stops when too many follow.",
+        "steps", smooth=False,
     ),
 )  # fmt: skip
 
-KEY_TIPS = {
-    "rate/nats": "The latent's rate in nats per image.",
-    "rate/bits_per_latent_dim": "The latent's rate in bits per latent dimension.",
-    "rate/bits_per_subpixel": "The latent's rate in bits per colour channel value.",
-    "rate/base_bits_per_latent_dim": "Stage 2: the base model's bits per latent dimension.",
-    "latent/z_clean_std": "Standard deviation of the encoder's clean latent.",
-    "train/bad_steps": "Consecutive steps skipped for a non-finite loss or gradient.",
-}
+
+def _words(key: str) -> str:
+    group, _, name = key.rpartition("/")
+    text = name.replace("_", " ").strip() or key
+    text = text[:1].upper() + text[1:]
+    return f"{text} ({group.replace('/', ' · ')})" if group else text
 
 
 def panel_for_key(key: str) -> PanelSpec:
-    """A panel of its own for a logged key no predefined panel shows (so every term is plotted)."""
-    return PanelSpec(key, key, (key,), KEY_TIPS.get(key, f"The logged metric {key}."))
+    """A panel of its own for a logged key no predefined panel shows (so every term is plotted), titled in
+    words; its unit is unknown, so the tooltip names the raw key."""
+    return PanelSpec(key, _words(key), (key,), f"The logged metric {key}.")
+
+
+CURVE_LABELS = {
+    "loss/decoder": "weighted", "loss/decoder_elbo": "ELBO", "loss/base_weighted": "weighted",
+    "loss/base_elbo": "ELBO", "rate/bits_per_pixel": "stage 1", "rate/base_bits_per_pixel": "base model",
+    "rate/bits_per_latent_dim": "stage 1", "rate/base_bits_per_latent_dim": "base model",
+}  # fmt: skip
+
+
+def curve_label(key: str) -> str:
+    """How a legend names one term of a panel: a word, not the metric's key."""
+    return CURVE_LABELS.get(key) or key.rpartition("/")[2].replace("_", " ")
 
 
 def known_keys() -> set[str]:
     return {k for spec in PANELS for k in spec.keys}
 
 
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def decade_label(exponent: int) -> str:
+    """10 to a whole power, the way a reader expects it: 0.01 … 1000 near 1, else 10⁻⁴ / 10⁵."""
+    if -2 <= exponent <= 3:
+        return f"{10.0**exponent:g}"
+    return "10" + str(exponent).translate(SUPERSCRIPT)
+
+
+def plain_label(value: float) -> str:
+    """Three significant digits; very small or large values as m·10ⁿ (the decades' style)."""
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:.3g}"
+    exponent = math.floor(math.log10(abs(value)))
+    mantissa = f"{value / 10.0**exponent:.3g}"
+    return ("" if mantissa == "1" else f"{mantissa}·") + decade_label(exponent)
+
+
+class ReadableAxis(pg.AxisItem):
+    """An axis whose log mode labels few, whole ticks: decades (every k-th when they would crowd), unlabelled
+    2…9 minor ticks while there is room for them, and plain nice numbers when the range is under a decade."""
+
+    LABEL_PX = {"left": 22, "right": 22, "top": 60, "bottom": 60}  # room one label needs along the axis
+
+    def _budget(self, size: float) -> int:
+        return max(2, int(size // self.LABEL_PX.get(self.orientation, 40)))
+
+    def logTickValues(self, minVal: float, maxVal: float, size: float, stdTicks: list) -> list:
+        lo, hi = sorted((minVal, maxVal))
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo <= 0:
+            return [(None, [])]
+        budget = self._budget(size)
+        first, last = math.ceil(lo - 1e-9), math.floor(hi + 1e-9)
+        decades = list(range(first, last + 1))
+        if len(decades) >= 2:
+            every = max(1, math.ceil(len(decades) / budget))
+            majors = [float(d) for d in decades if d % every == 0]
+            minors: list[float] = []
+            if every == 1 and (hi - lo) <= budget / 3:
+                for d in range(math.floor(lo), math.ceil(hi)):
+                    minors.extend(d + math.log10(m) for m in range(2, 10) if lo < d + math.log10(m) < hi)
+            return [(1.0 * every, majors), (None, minors)]
+        # under about a decade: nice linear values inside it, placed on the log axis
+        a, b = 10.0**lo, 10.0**hi
+        step = _nice_step((b - a) / max(2, min(budget, 5)))
+        values = np.arange(math.ceil(a / step) * step, b + step * 1e-9, step)
+        values = values[values > 0]
+        return [(0.0, [float(np.log10(v)) for v in values])]
+
+    def logTickStrings(self, values: list[float], scale: float, spacing: Any) -> list[str]:
+        """Decades (spacing >= 1): 10ⁿ; plain values within a decade (spacing 0): 3 digits; 2…9 minors: none."""
+        if spacing is None:
+            return ["" for _ in values]
+        if spacing == 0.0:
+            return [plain_label(10.0**v) for v in values]
+        return [decade_label(round(v)) for v in values]
+
+
+def _signature(d: CurveData) -> tuple:
+    """What identifies a series' points: lengths, ends and the levels' generation (a rewrite starts a new one)."""
+
+    def ends(a: np.ndarray | None) -> tuple:
+        return (len(a), float(a[0]), float(a[-1])) if a is not None and len(a) else (0,)
+
+    def levels(p: MinMaxPyramid | None) -> tuple:
+        return (id(p), p.generation, p.n) if p is not None else (None,)
+
+    return ends(d.raw_x), ends(d.smooth_x), levels(d.raw_levels), levels(d.smooth_levels), d.has_nonfinite
+
+
+def _nice_step(raw: float) -> float:
+    if raw <= 0 or not math.isfinite(raw):
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(raw))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * power >= raw:
+            return m * power
+    return 10 * power
+
+
 @dataclass
 class CurveData:
-    """What one curve shows: x (float64, sorted) and y, raw and smoothed."""
+    """What one curve shows: x (float64, ascending) and y, raw and smoothed, with the min/max levels of the
+    y values when the series keeps them (else the panel builds its own)."""
 
     raw_x: np.ndarray
     raw_y: np.ndarray
     smooth_x: np.ndarray | None = None
     smooth_y: np.ndarray | None = None
     has_nonfinite: bool = False
+    raw_levels: MinMaxPyramid | None = None
+    smooth_levels: MinMaxPyramid | None = None
+    x_sorted: bool = True
 
 
 @dataclass
@@ -118,10 +282,53 @@ class _Curve:
     smooth: pg.PlotDataItem
     data: CurveData | None = None
     extra: dict = field(default_factory=dict)
+    drawn: tuple | None = None  # what the items hold now: (data id, x range, columns, log x)
+    raw_cache: ColumnCache = field(default_factory=ColumnCache)
+    smooth_cache: ColumnCache = field(default_factory=ColumnCache)
+
+
+class WrapLabel(QLabel):
+    """A word-wrapped label that asks its layout for the height its text needs at its width, without the
+    height-for-width negotiation that makes a grid in a scroll area stretch every row."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+        policy = self.sizePolicy()
+        policy.setHeightForWidth(False)
+        self.setSizePolicy(policy)
+
+    def hasHeightForWidth(self) -> bool:
+        return False
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._fit()
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        need = super().heightForWidth(max(1, self.width()))
+        if need > 0 and need != self.minimumHeight():
+            self.setMinimumHeight(need)
+
+    def minimumSizeHint(self) -> Any:
+        hint = super().minimumSizeHint()
+        hint.setWidth(0)
+        return hint
+
+    def sizeHint(self) -> Any:
+        hint = super().sizeHint()
+        if self.minimumHeight() > 0:
+            hint.setHeight(self.minimumHeight())  # the height at the width it has, not at a guessed one
+        return hint
 
 
 class PlotPanel(QFrame):
-    """One titled plot with raw + smoothed curves per (run, key), log axes, step/time x and a hover read-out."""
+    """One titled plot with raw + smoothed curves per (run, key), log axes, step/time x, a hover read-out and
+    a legend line under the plot."""
 
     def __init__(self, spec: PanelSpec, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -132,24 +339,33 @@ class PlotPanel(QFrame):
         self.smoothing = 0.0
         self.x_mode = "step"
         self.log_x = self.log_y = False
+        self.show_legend = True
+        self.drawn_points = 0  # points handed to pyqtgraph by the last draw of every curve (tests, benchmarks)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         layout.setSpacing(2)
-        self.title = QLabel(f"<b>{spec.title}</b>")
-        self.title.setToolTip(spec.tip)
+        self.title = WrapLabel(f"<b>{spec.title}</b>" + (f" ({spec.y_label})" if spec.y_label else ""))
+        self.title.setToolTip(spec.tip)  # a long title takes a second line, never the plot's width
         layout.addWidget(self.title)
-        self.plot = pg.PlotWidget()
+        axes = {"left": ReadableAxis("left"), "bottom": ReadableAxis("bottom")}
+        for axis in axes.values():  # two tick levels: the third one's grid lines cost more to paint than the data
+            axis.setStyle(maxTickLevel=1)
+        self.plot = pg.PlotWidget(axisItems=axes)
         self.plot.setMinimumHeight(170)
         self.plot.setToolTip("")
         self.item: pg.PlotItem = self.plot.getPlotItem()
-        self.item.setDownsampling(auto=True, mode="peak")
-        self.item.setClipToView(True)
         self.item.showGrid(x=True, y=True, alpha=0.15)
         self.item.hideButtons()
         self.item.setMenuEnabled(True)
         if spec.y_label:
             self.item.setLabel("left", spec.y_label)
         layout.addWidget(self.plot, 1)
+        self.legend = WrapLabel("")
+        self.legend.setObjectName("plotLegend")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setToolTip("The curves of this plot; toggle legends with the Legends box above the plots.")
+        self.legend.hide()
+        layout.addWidget(self.legend)
         self.readout = QLabel(" ")
         self.readout.setObjectName("muted")
         self.readout.setTextFormat(Qt.TextFormat.RichText)
@@ -158,8 +374,9 @@ class PlotPanel(QFrame):
         self.cursor.setZValue(50)
         self.cursor.hide()
         self.item.addItem(self.cursor, ignoreBounds=True)
-        self.legend: pg.LegendItem | None = None
         self.plot.scene().sigMouseMoved.connect(self._on_mouse)
+        self.item.vb.sigXRangeChanged.connect(self._on_view_changed)
+        self.item.vb.sigResized.connect(self._on_view_changed)
         self.apply_theme()
 
     # ---- appearance ----------------------------------------------------------------------------------
@@ -174,6 +391,7 @@ class PlotPanel(QFrame):
         self.cursor.setPen(pg.mkPen(colors["muted"], width=1, style=Qt.PenStyle.DashLine))
         for curve in self.curves.values():
             self._style(curve)
+        self._rebuild_legend()
 
     def _style(self, curve: _Curve) -> None:
         width = 2.0 if curve.primary else 1.4
@@ -185,17 +403,32 @@ class PlotPanel(QFrame):
         curve.smooth.setVisible(self.smoothing > 0)
 
     def set_log(self, log_x: bool, log_y: bool) -> None:
-        self.log_x, self.log_y = log_x, log_y
-        self.item.setLogMode(x=log_x, y=log_y)
+        if (log_x, log_y) != (self.log_x, self.log_y):
+            self.log_x, self.log_y = log_x, log_y
+            self.item.setLogMode(x=log_x, y=log_y)
+            for name, log in (("bottom", log_x), ("left", log_y)):  # log ticks carry their own powers of ten
+                axis = self.item.getAxis(name)
+                axis.autoSIPrefix = not log
+                if log:
+                    axis.autoSIPrefixScale, axis.labelUnitPrefix = 1.0, ""
+                    axis._updateLabel()
+                else:
+                    axis.updateAutoSIPrefix()
+            self._redraw_all()
 
     def set_x_mode(self, mode: str) -> None:
         self.x_mode = mode
         self.item.setLabel("bottom", "step" if mode == "step" else "time since start (min)")
 
     def set_smoothing(self, weight: float) -> None:
-        self.smoothing = float(weight)
+        """The EMA weight this panel's curves are drawn with (0 for panels whose series are not smoothed)."""
+        self.smoothing = float(weight) if self.spec.smooth else 0.0
         for curve in self.curves.values():
             self._style(curve)
+
+    def set_legend_visible(self, visible: bool) -> None:
+        self.show_legend = bool(visible)
+        self._rebuild_legend()
 
     # ---- curves --------------------------------------------------------------------------------------
 
@@ -211,13 +444,11 @@ class PlotPanel(QFrame):
                 self._rebuild_legend()
             return
         raw = pg.PlotDataItem(name=None)
-        smooth = pg.PlotDataItem(name=label)
-        # raw data: min/max per pixel column, so no spike is hidden; the smoothed line has no spikes left,
-        # so striding through it (no pass over every point) draws the same picture faster
-        for item, method in ((raw, "peak"), (smooth, "subsample")):
-            item.setDownsampling(auto=True, method=method)
-            item.setClipToView(True)
+        smooth = pg.PlotDataItem(name=None)
+        for item in (raw, smooth):  # the points come decimated to the pixel columns already
             self.item.addItem(item)
+            item.setDownsampling(ds=1, auto=False)
+            item.setClipToView(False)
         raw.setZValue(1 if not primary else 3)
         smooth.setZValue(2 if not primary else 4)
         curve = _Curve(label, color, dashed, primary, order, raw, smooth)
@@ -233,41 +464,98 @@ class PlotPanel(QFrame):
         self._rebuild_legend()
 
     def _rebuild_legend(self) -> None:
-        if self.legend is not None:
-            self.legend.scene() and self.legend.scene().removeItem(self.legend)
-            self.legend = None
-        keys = {curve_id.split("|", 1)[-1] for curve_id in self.curves}
-        if len(keys) < 2:  # runs are told apart by the colour key above the plots; a legend would only cover data
+        """One line under the plot naming every curve in its colour and dash (it covers no data)."""
+        if not self.show_legend or len(self.curves) < 2:
+            self.legend.hide()
+            self.legend.setText("")
             return
-        colors = theme.plot_colors()
-        background = QColor(colors["background"])
-        background.setAlpha(200)
-        self.legend = pg.LegendItem(
-            offset=(-8, 8),
-            labelTextColor=colors["foreground"],
-            labelTextSize="8pt",
-            brush=background,
-            pen=pg.mkPen(colors["muted"], width=0.5),
-            verSpacing=-6,
-        )
-        self.legend.setParentItem(self.item.vb)
+        parts = []
         for curve in sorted(self.curves.values(), key=lambda c: c.order):
-            self.legend.addItem(curve.smooth if self.smoothing > 0 else curve.raw, curve.label)
+            mark = "╌╌" if curve.dashed else "━━"
+            parts.append(f"<span style='color:{curve.color}'>{mark}</span>&nbsp;{curve.label}")
+        self.legend.setText("&nbsp;&nbsp; ".join(parts))
+        self.legend.show()
 
     def set_curve_data(self, curve_id: str, data: CurveData) -> None:
-        """Hand new arrays to one curve (call from the redraw timer, not per event)."""
+        """Hand new arrays to one curve (call from the redraw timer, not per event). Nothing is redrawn when
+        the series did not change since the last call (same points, same levels)."""
         curve = self.curves[curve_id]
+        if data.raw_levels is None and data.x_sorted:
+            data.raw_levels = MinMaxPyramid()
+            data.raw_levels.extend(data.raw_y)
+        if data.smooth_levels is None and data.smooth_y is not None and data.x_sorted:
+            data.smooth_levels = MinMaxPyramid()
+            data.smooth_levels.extend(data.smooth_y)
         curve.data = data
+        curve.extra["signature"] = _signature(data)
+        self._draw(curve)
+
+    def _columns(self) -> int:
+        return max(64, int(self.item.vb.width()) or 0)
+
+    def _x_range(self, x: np.ndarray) -> tuple[float, float]:
+        """The data x range the view shows. While the x axis follows the data: the whole series, on a column
+        grid that only grows in steps, so points arriving reuse the columns already filled."""
+        if self.item.vb.state["autoRange"][0] is not False or not len(x):
+            if not len(x):
+                return 0.0, 1.0
+            return following_range(float(x[0]), float(x[-1]), log_x=self.log_x)
+        lo, hi = self.item.vb.viewRange()[0]
+        if self.log_x:
+            lo, hi = 10.0 ** max(min(lo, 300), -300), 10.0 ** max(min(hi, 300), -300)
+        return float(lo), float(hi)
+
+    def _draw(self, curve: _Curve) -> None:
+        d = curve.data
+        if d is None:
+            return
+        x_lo, x_hi = self._x_range(d.raw_x)
+        smoothed = self.smoothing > 0 and d.smooth_x is not None
+        key = (curve.extra.get("signature"), x_lo, x_hi, self._columns(), self.log_x, self.log_y, smoothed)
+        if key == curve.drawn:
+            return
+        curve.drawn = key
         # log axes turn x <= 0 or y <= 0 into -inf: let pyqtgraph drop those points then
-        finite_only = not data.has_nonfinite and not (self.log_x or self.log_y)
+        finite_only = not d.has_nonfinite and not (self.log_x or self.log_y)
         kwargs: dict = {"skipFiniteCheck": finite_only}
         if not finite_only:
             kwargs["connect"] = "finite"
-        curve.raw.setData(data.raw_x, data.raw_y, **kwargs)
-        if self.smoothing > 0 and data.smooth_x is not None:
-            curve.smooth.setData(data.smooth_x, data.smooth_y, skipFiniteCheck=not (self.log_x or self.log_y))
+        x, y = self._visible(d.raw_x, d.raw_y, d.raw_levels, d.x_sorted, x_lo, x_hi, curve.raw_cache)
+        curve.raw.setData(x, y, **kwargs)
+        points = len(x)
+        if smoothed:
+            sx, sy = self._visible(d.smooth_x, d.smooth_y, d.smooth_levels, d.x_sorted, x_lo, x_hi, curve.smooth_cache)
+            curve.smooth.setData(sx, sy, skipFiniteCheck=not (self.log_x or self.log_y))
+            points += len(sx)
         else:
             curve.smooth.setData([], [])
+        curve.extra["points"] = points
+        self.drawn_points = sum(c.extra.get("points", 0) for c in self.curves.values())
+
+    def _visible(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        levels: MinMaxPyramid | None,
+        x_sorted: bool,
+        x_lo: float,
+        x_hi: float,
+        cache: ColumnCache,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if levels is None or not x_sorted or len(x) != levels.n:
+            return x, y  # unsorted x (a clock that went back): every point, pyqtgraph copes
+        return view_points(x, y, levels, x_lo, x_hi, self._columns(), log_x=self.log_x, cache=cache)
+
+    def _on_view_changed(self, *_args: Any) -> None:
+        """A zoom, pan or resize: hand every curve the points of the new view (cheap: O(columns · log n))."""
+        for curve in self.curves.values():
+            self._draw(curve)
+
+    def _redraw_all(self) -> None:
+        """Draw every curve again (log axes changed: what is finite changed)."""
+        for curve in self.curves.values():
+            curve.drawn = None
+            self._draw(curve)
 
     def has_data(self) -> bool:
         return any(c.data is not None and len(c.data.raw_x) for c in self.curves.values())

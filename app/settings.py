@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QPoint, QSettings, QSize
 
 
 class Settings:
@@ -43,6 +43,23 @@ class Settings:
 
     def set_geometry(self, data: QByteArray) -> None:
         self._s.setValue("window/geometry", data)
+
+    def window_size(self) -> QSize | None:
+        value = self._s.value("window/size")
+        return value if isinstance(value, QSize) and value.isValid() and not value.isEmpty() else None
+
+    def window_pos(self) -> QPoint | None:
+        value = self._s.value("window/pos")
+        return value if isinstance(value, QPoint) else None
+
+    def window_maximized(self) -> bool:
+        return bool(self.get("window/maximized", False, bool))
+
+    def set_window_placement(self, size: QSize, pos: QPoint, maximized: bool) -> None:
+        """The window's own size and place (not a frame geometry a platform may shrink to fit on restore)."""
+        self._s.setValue("window/size", size)
+        self._s.setValue("window/pos", pos)
+        self._s.setValue("window/maximized", bool(maximized))
 
     def window_state(self) -> QByteArray | None:
         value = self._s.value("window/state")

@@ -4,12 +4,15 @@
 
 The debias divides out the weight the zero start still has, so the first points are not pulled to 0.
 Non-finite values are skipped (they neither move the average nor count). Computed with
-`scipy.signal.lfilter` (1 M points in ~20 ms), continued from its final state when points are appended.
+`scipy.signal.lfilter` (1 M points in ~20 ms), continued from its final state when points are appended;
+`EmaCache` keeps the smoothed prefix (and its min/max levels for drawing), so only new points are smoothed.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ul_engine.store.decimate import MinMaxPyramid
 
 
 def _lfilter():
@@ -53,9 +56,11 @@ class EmaCache:
     """Smoothed copy of a growing series: only the new points are filtered on each update."""
 
     def __init__(self) -> None:
+        self.levels = MinMaxPyramid()  # of the smoothed values, for drawing only what a pixel column shows
         self.reset()
 
     def reset(self) -> None:
+        self.levels.reset()
         self.weight: float | None = None
         self.done = 0  # raw points consumed
         self.count = 0  # finite points smoothed
@@ -86,12 +91,13 @@ class EmaCache:
             smoothed = raw / (1.0 - np.power(weight, k))
             need = self.count + m
             if need > len(self._x):
-                cap = max(need, 2 * len(self._x), 1024)
+                cap = max(need + need // 4, 2 * len(self._x), 1024)
                 x, y = np.empty(cap), np.empty(cap)
                 x[: self.count], y[: self.count] = self._x[: self.count], self._y[: self.count]
                 self._x, self._y = x, y
             self._x[self.count : need] = new_x
             self._y[self.count : need] = smoothed
             self.count = need
+            self.levels.extend(self._y[: self.count])
         self.done = len(steps)
         return self._x[: self.count], self._y[: self.count]

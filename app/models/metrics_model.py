@@ -16,6 +16,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from app.smoothing import EmaCache
+from ul_engine.store.decimate import MinMaxPyramid
 
 
 class SeriesBuffer:
@@ -29,7 +30,12 @@ class SeriesBuffer:
         self.n = 0
         self.version = 0
         self.nonfinite = 0
+        self.walls_sorted = True  # wall times can step back (a clock change): then no min/max levels by time
         self.smooth = EmaCache()
+        self._levels = MinMaxPyramid()
+        self._minutes = np.zeros(0, np.float64)  # (wall - t0) / 60 for the time axis, extended with the series
+        self._minutes_n = 0
+        self._minutes_t0 = float("nan")
 
     def __len__(self) -> int:
         return self.n
@@ -47,12 +53,17 @@ class SeriesBuffer:
         return self._walls[: self.n]
 
     def replace(self, steps: np.ndarray, values: np.ndarray, walls: np.ndarray) -> None:
-        self._steps = np.ascontiguousarray(steps, np.float64).copy()
-        self._values = np.ascontiguousarray(values, np.float64).copy()
-        self._walls = np.ascontiguousarray(walls, np.float64).copy()
-        self.n = len(self._steps)
-        self.nonfinite = int(self.n - np.count_nonzero(np.isfinite(self._values)))
+        self.n = n = len(steps)
+        cap = n + max(1024, n // 4)  # room for the points that follow, so the next appends copy nothing
+        for name, data in (("_steps", steps), ("_values", values), ("_walls", walls)):
+            buf = np.empty(cap, np.float64)
+            buf[:n] = data
+            setattr(self, name, buf)
+        self.nonfinite = int(n - np.count_nonzero(np.isfinite(self.values)))
+        self.walls_sorted = bool(np.all(np.diff(self.walls) >= 0))
         self.smooth.reset()
+        self._levels.reset()
+        self._minutes_t0 = float("nan")
         self.version += 1
 
     def append(self, steps: np.ndarray, values: np.ndarray, walls: np.ndarray) -> None:
@@ -71,12 +82,31 @@ class SeriesBuffer:
         self._values[self.n : need] = values
         self._walls[self.n : need] = walls
         self.nonfinite += int(m - np.count_nonzero(np.isfinite(values)))
+        start = max(0, self.n - 1)
+        self.walls_sorted = self.walls_sorted and bool(np.all(np.diff(self._walls[start:need]) >= 0))
         self.n = need
         self.version += 1
 
     def smoothed(self, weight: float) -> tuple[np.ndarray, np.ndarray]:
         """(x steps, EMA-with-debias values) over the finite samples, updated incrementally."""
         return self.smooth.update(self.steps, self.values, weight, has_nonfinite=self.nonfinite > 0)
+
+    def levels(self) -> MinMaxPyramid:
+        """Min/max levels of the raw values (extended by the points appended since the last call)."""
+        self._levels.extend(self.values)
+        return self._levels
+
+    def minutes_since(self, t0: float) -> np.ndarray:
+        """Wall times as minutes since `t0` (the time axis), computed only for points new since the last call."""
+        if t0 != self._minutes_t0:  # a fresh array: views handed out before keep their values
+            self._minutes_t0, self._minutes_n, self._minutes = t0, 0, np.zeros(0, np.float64)
+        if len(self._minutes) < self.n:
+            grown = np.empty(max(self.n + self.n // 4, 2 * len(self._minutes), 1024))
+            grown[: self._minutes_n] = self._minutes[: self._minutes_n]
+            self._minutes = grown
+        self._minutes[self._minutes_n : self.n] = (self._walls[self._minutes_n : self.n] - t0) / 60.0
+        self._minutes_n = self.n
+        return self._minutes[: self.n]
 
 
 class MetricsFetcher(QObject):

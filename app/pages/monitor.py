@@ -7,16 +7,20 @@ when data arrives and hands arrays to pyqtgraph on a 5 Hz timer.
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QAction, QPixmap, QTextCursor
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QImage, QPixmap, QTextOption
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QFrame,
     QGridLayout,
     QGroupBox,
@@ -27,7 +31,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QSlider,
     QSplitter,
     QToolButton,
@@ -37,51 +40,235 @@ from PySide6.QtWidgets import (
 
 from app import format as fmt
 from app import theme
-from app.plots import PANELS, CurveData, PanelSpec, PlotPanel, known_keys, panel_for_key
+from app.plots import PANELS, CurveData, PanelSpec, PlotPanel, curve_label, known_keys, panel_for_key
+from app.widgets.image_views import HeatmapView, SideBySide, ZoomView, array_from_qimage, qimage_from_array
 from app.workers import procs
 from app.workers.training import describe_event
 from ul_engine.errors import ULError
+from ul_engine.reconstruct import abs_difference
 from ul_engine.store import ACTIVE_RUN_STATUSES
 from ul_engine.worker import protocol
 
 REDRAW_MS = 200
 COLUMNS = 2
+SESSION_GAP_S = 30.0  # reports further apart than this belong to different sessions (a pause, a restart)
+RATE_WINDOW_S = 60.0
+RATE_HALF_LIFE_S = 20.0
 
 
-class ImageView(QLabel):
-    """A pixmap scaled to fit, pixel-exact (nearest neighbour) so small previews stay crisp."""
+class SessionRate:
+    """Steps per second of the current training session, smoothed over time (half-life 20 s).
+
+    It starts over when the step goes back (a resume from an earlier checkpoint) or after a gap in the reports
+    (a pause, a restart), so the ETA after a resume is the new session's speed, not a mix with the old one.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.last: tuple[float, int] | None = None
+        self.rate: float | None = None
+
+    def add(self, wall: float, step: int) -> float | None:
+        if self.last is not None:
+            t, s = self.last
+            if step < s or wall - t > SESSION_GAP_S:
+                self.reset()
+            elif step == s or wall <= t:
+                return self.rate
+            else:
+                r = (step - s) / (wall - t)
+                alpha = 1.0 - 0.5 ** ((wall - t) / RATE_HALF_LIFE_S)
+                self.rate = r if self.rate is None else self.rate + alpha * (r - self.rate)
+        self.last = (wall, step)
+        return self.rate
+
+
+def session_rate(walls: np.ndarray, steps: np.ndarray, session_start: float | None) -> float | None:
+    """Steps per second over the last minute of logged steps, counting only the current session: steps logged
+    before it started (`session_start`, the worker's start) or before a gap in the log are left out."""
+    n = len(walls)
+    if n < 2:
+        return None
+    first = int(np.searchsorted(walls, walls[-1] - RATE_WINDOW_S))
+    if session_start is not None:
+        first = max(first, int(np.searchsorted(walls, session_start)))
+    first = min(first, n - 2)  # at least one interval, unless that crosses a session boundary below
+    if session_start is not None and walls[first] < session_start:
+        return None
+    gaps = np.nonzero(np.diff(walls[first:]) > SESSION_GAP_S)[0]
+    if len(gaps):
+        first += int(gaps[-1]) + 1
+    if first >= n - 1:
+        return None
+    dt = walls[-1] - walls[first]
+    return float((steps[-1] - steps[first]) / dt) if dt > 0 else None
+
+
+THUMB_MIN_PX = 96  # a preview image is shown at least this tall (whole-pixel enlargement of small ones)
+THUMB_MAX_W = 320
+
+
+@dataclass
+class PreviewImage:
+    """One image of a preview grid: its reconstruction or sample, and the input it reconstructs (stage 1)."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    input: np.ndarray | None = None
+
+
+def split_preview(grid: np.ndarray, params: dict[str, Any] | None) -> list[PreviewImage]:
+    """The images of a worker's preview grid, from the layout the worker recorded with it (rows of tiles
+    `pad` apart, the whole grid enlarged `scale` times); a preview without a known layout stays whole."""
+    layout = (params or {}).get("layout") or {}
+    kind, count = layout.get("kind"), int((params or {}).get("count") or 0)
+    if kind not in ("input_recon", "samples") or count < 1:
+        return [PreviewImage(grid)]
+    (h, w), pad, scale = layout["tile"], int(layout.get("pad", 2)), int(layout.get("scale", 1))
+    native = grid[::scale, ::scale]
+
+    def tile(row: int, col: int) -> np.ndarray:
+        y, x = row * (h + pad), col * (w + pad)
+        return np.ascontiguousarray(native[y : y + h, x : x + w])
+
+    if kind == "samples":
+        return [PreviewImage(tile(0, c)) for c in range(count)]
+    return [PreviewImage(tile(1, c), input=tile(0, c)) for c in range(count)]
+
+
+def thumb_scale(height: int) -> float:
+    """Whole-pixel enlargement up to THUMB_MIN_PX for small images; larger ones shown as they are."""
+    return float(max(1, math.ceil(THUMB_MIN_PX / max(1, height))))
+
+
+class PreviewThumb(QLabel):
+    """One preview image (stage 1: its input above its reconstruction), enlarged in whole pixels; a click
+    opens it at full size."""
+
+    clicked = Signal(int)
+
+    def __init__(self, index: int, item: PreviewImage, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.index = index
+        image = item.image if item.input is None else np.concatenate([item.input, _gap(item.image), item.image])
+        k = thumb_scale(item.image.shape[0])
+        if image.shape[1] * k > THUMB_MAX_W:  # a whole grid of unknown layout: as wide as the panel allows
+            k = max(1, THUMB_MAX_W // image.shape[1]) if image.shape[1] <= THUMB_MAX_W else THUMB_MAX_W / image.shape[1]
+        qimage = qimage_from_array(image)
+        size = QSize(round(image.shape[1] * k), round(image.shape[0] * k))
+        mode = Qt.TransformationMode.FastTransformation if k >= 1 else Qt.TransformationMode.SmoothTransformation
+        self.setPixmap(QPixmap.fromImage(qimage.scaled(size, Qt.AspectRatioMode.KeepAspectRatio, mode)))
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setToolTip("Click to open at full size" + (" with its input and the difference" if item.input is not None
+                                                         else ""))  # fmt: skip
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+
+    def mouseReleaseEvent(self, event: Any) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit(self.index)
+        super().mouseReleaseEvent(event)
+
+
+def _gap(image: np.ndarray) -> np.ndarray:
+    return np.full((2, image.shape[1], 3), 255, np.uint8)
+
+
+class PreviewDialog(QDialog):
+    """A preview image at full size: input and reconstruction side by side in linked zoom views and their
+    per-pixel difference as a heatmap (the Reconstruct page's views); a sample on its own."""
+
+    def __init__(self, item: PreviewImage, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.resize(900, 560 if item.input is not None else 520)
+        layout = QVBoxLayout(self)
+        self.side: SideBySide | None = None
+        self.heatmap: HeatmapView | None = None
+        self.view: ZoomView | None = None
+        if item.input is not None:
+            row = QHBoxLayout()
+            self.side = SideBySide()
+            self.side.set_images(qimage_from_array(item.input), "Input", qimage_from_array(item.image),
+                                 "Reconstruction")  # fmt: skip
+            row.addWidget(self.side, 2)
+            self.heatmap = HeatmapView()
+            diff = abs_difference(item.input, item.image)
+            self.heatmap.set_data(diff, f"|input − reconstruction| per pixel, mean {diff.mean():.2f} levels", "levels")
+            row.addWidget(self.heatmap, 1)
+            layout.addLayout(row, 1)
+        else:
+            self.view = ZoomView()
+            self.view.set_image(qimage_from_array(item.image))
+            layout.addWidget(self.view, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+
+class PreviewStrip(QScrollArea):
+    """The images of one preview as thumbnails (≥ 96 px each), wrapped into rows that fit the width."""
+
+    opened = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._pixmap: QPixmap | None = None
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setMinimumSize(160, 90)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setMinimumSize(160, 120)
+        self.host = QWidget()
+        self.grid = QGridLayout(self.host)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(4)
+        self.setWidget(self.host)
+        self.placeholder = QLabel("No preview yet: the worker writes one at each checkpoint, or press Sample now.")
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setObjectName("hint")
+        self.thumbs: list[PreviewThumb] = []
+        self.items: list[PreviewImage] = []
+        self._columns = 0
+        self.set_items([])
 
-    def set_image(self, path: Path | None) -> None:
-        pixmap = QPixmap(str(path)) if path is not None else QPixmap()
-        self._pixmap = None if pixmap.isNull() else pixmap
-        if self._pixmap is None:
-            self.setPixmap(QPixmap())
-            self.setText("No preview yet: the worker writes one at each checkpoint, or press Sample now.")
-            self.setWordWrap(True)
-        else:
-            self.setText("")
-            self._rescale()
+    def set_items(self, items: list[PreviewImage]) -> None:
+        self.items = items
+        for thumb in self.thumbs:
+            thumb.deleteLater()
+        self.thumbs = []
+        for i, item in enumerate(items):
+            thumb = PreviewThumb(i, item)
+            thumb.clicked.connect(self.opened)
+            self.thumbs.append(thumb)
+        self._columns = 0
+        self._arrange()
+        QTimer.singleShot(0, self._rearrange)  # once laid out, the width is known
+
+    def _rearrange(self) -> None:
+        if self.thumbs and self._columns_for_width() != self._columns:
+            self._arrange()
+
+    def _columns_for_width(self) -> int:
+        width = max(t.pixmap().width() for t in self.thumbs) + self.grid.spacing() + 4
+        return max(1, (self.viewport().width() - 4) // width)
+
+    def _arrange(self) -> None:
+        while self.grid.count():
+            self.grid.takeAt(0)
+        if not self.thumbs:
+            self.grid.addWidget(self.placeholder, 0, 0)
+            self.placeholder.show()
+            return
+        self.placeholder.hide()
+        self._columns = self._columns_for_width()
+        for i, thumb in enumerate(self.thumbs):
+            self.grid.addWidget(thumb, i // self._columns, i % self._columns, Qt.AlignmentFlag.AlignLeft)
+        self.grid.setRowStretch(len(self.thumbs) // self._columns + 1, 1)
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
-        self._rescale()
-
-    def _rescale(self) -> None:
-        if self._pixmap is None:
-            return
-        size = self.size() - QSize(4, 4)
-        scaled = self._pixmap.scaled(size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
-        super().setPixmap(scaled)
+        self._rearrange()
 
     def sizeHint(self) -> QSize:
-        return QSize(320, 120)
+        return QSize(320, 240)
 
 
 class MonitorPage(QWidget):
@@ -97,6 +284,8 @@ class MonitorPage(QWidget):
         self._dirty: set[tuple[int, str]] = set()
         self._previews: list[Any] = []
         self._run_list: list[tuple[int, str]] = []
+        self._rates: dict[int, SessionRate] = {}
+        self._follow_newest = True  # until a run is chosen: show the running run, else the newest one
         self.redraws = 0
         self.last_redraw_ms = 0.0
 
@@ -201,6 +390,11 @@ class MonitorPage(QWidget):
         self.log_y.setChecked(self.settings.plot_flag("log_y"))
         row.addWidget(self.log_x)
         row.addWidget(self.log_y)
+        self.legends = QCheckBox("Legends")
+        self.legends.setObjectName("legends")
+        self.legends.setToolTip("A line under each plot naming its curves (it never covers the data).")
+        self.legends.setChecked(self.settings.plot_flag("legends", True))
+        row.addWidget(self.legends)
         row.addSpacing(16)
         row.addWidget(QLabel("x axis"))
         self.x_axis = QComboBox()
@@ -213,6 +407,7 @@ class MonitorPage(QWidget):
         self.smoothing.valueChanged.connect(self._on_options)
         self.log_x.toggled.connect(self._on_options)
         self.log_y.toggled.connect(self._on_options)
+        self.legends.toggled.connect(self._on_options)
         self.x_axis.currentIndexChanged.connect(self._on_options)
         self._apply_option_labels()
         return row
@@ -253,8 +448,10 @@ class MonitorPage(QWidget):
         previews = QGroupBox("Previews")
         previews.setToolTip("The worker's images of a fixed validation batch, comparable from step to step.")
         pv = QVBoxLayout(previews)
-        self.preview = ImageView()
-        self.preview.setObjectName("previewImage")
+        self.preview = PreviewStrip()
+        self.preview.setObjectName("previewImages")
+        self.preview.opened.connect(self.open_preview)
+        self.preview_dialog: PreviewDialog | None = None
         pv.addWidget(self.preview, 1)
         self.preview_slider = QSlider(Qt.Orientation.Horizontal)
         self.preview_slider.setObjectName("previewSlider")
@@ -273,11 +470,21 @@ class MonitorPage(QWidget):
         self.log.setObjectName("logTail")
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(1000)
-        self.log.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        self.log.setToolTip("The worker's status events and its stderr (errors, warnings).")
+        self.log.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)  # long lines wrap, none is cut
+        self.log.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.log.setToolTip(
+            "The worker's status events and its stderr (errors, warnings). It follows the newest line unless you "
+            "scroll up; scroll back to the bottom to follow again."
+        )
+        self._log_follows = True
+        self._log_user = False
+        bar = self.log.verticalScrollBar()
+        bar.actionTriggered.connect(self._on_log_user_scroll)  # wheel, keys, drags, clicks: not our own moves
+        bar.valueChanged.connect(self._on_log_scrolled)
+        bar.rangeChanged.connect(self._keep_log_at_bottom)
         lv.addWidget(self.log)
         side.addWidget(logs)
-        side.setSizes([280, 380])
+        side.setSizes([420, 240])
         return side
 
     # ---- which runs ----------------------------------------------------------------------------------
@@ -306,11 +513,21 @@ class MonitorPage(QWidget):
         self._update_overlay_label()
         self.flush()
 
+    def show_default_run(self) -> None:
+        """The run a user most likely wants: the one training (or queued) now, else the newest."""
+        rows = self.ctx.repo.ordered()
+        active = self.ctx.repo.active_ids()
+        if active or rows:
+            self.show_runs(active[0] if active else rows[-1].id)
+
     def watched(self) -> list[int]:
         return ([self.run_id] if self.run_id is not None else []) + self.overlays
 
     def _refresh_run_list(self) -> None:
         rows = self.ctx.repo.ordered()
+        if self.run_id is None and self._follow_newest and rows:
+            self.show_default_run()
+            return
         items = [(r.id, f"{r.info.name}  ·  {r.info.status}") for r in reversed(rows)]
         if items != self._run_list:
             self._run_list = items
@@ -377,15 +594,25 @@ class MonitorPage(QWidget):
 
     def _on_combo(self, index: int) -> None:
         run_id = self.run_combo.itemData(index)
+        self._follow_newest = False
         if run_id is not None:
             self.show_runs(int(run_id), [r for r in self.overlays if r != run_id])
 
     # ---- panels and curves ---------------------------------------------------------------------------
 
+    def _keys(self, run_id: int) -> list[str]:
+        """The run's metric keys: as fetched, else from the runs list's summary (known before any fetch), so
+        a selected run's panels stand at once and the data fills them when it arrives."""
+        keys = self.metrics.keys(run_id)
+        if keys:
+            return keys
+        row = self.ctx.repo.run(run_id)
+        return sorted(row.summary) if row is not None else []
+
     def _specs(self) -> list[PanelSpec]:
         keys: set[str] = set()
         for run_id in self.watched():
-            keys.update(self.metrics.keys(run_id))
+            keys.update(self._keys(run_id))
         specs = [s for s in PANELS if keys.intersection(s.keys)]
         extra = sorted(keys - known_keys())
         return specs + [panel_for_key(k) for k in extra]
@@ -401,8 +628,11 @@ class MonitorPage(QWidget):
             panel.hide()
         self.empty.setVisible(not specs)
         if not specs:
-            text = "No run selected." if self.run_id is None else "No metrics yet: they appear with the first steps."
-            self.empty.setText(text + " Pick a run above, or create one on the Runs page (Ctrl+N).")
+            if self.run_id is None:
+                text = "No run selected. Pick a run above, or create one on the Runs page (Ctrl+N)."
+            else:
+                text = "No metrics yet: the curves appear with the first logged steps."
+            self.empty.setText(text)
         for i, spec in enumerate(specs):
             panel = self.panels.get(spec.id)
             if panel is None:
@@ -419,6 +649,7 @@ class MonitorPage(QWidget):
         panel.set_smoothing(self.smoothing_weight())
         panel.set_log(self.log_x.isChecked(), self.log_y.isChecked())
         panel.set_x_mode(self.x_mode())
+        panel.set_legend_visible(self.legends.isChecked())
 
     def _on_keys(self, run_id: int) -> None:
         if run_id in self.watched():
@@ -439,10 +670,10 @@ class MonitorPage(QWidget):
         self.settings.set_smoothing(self.smoothing_weight())
         self.settings.set_plot_flag("log_x", self.log_x.isChecked())
         self.settings.set_plot_flag("log_y", self.log_y.isChecked())
+        self.settings.set_plot_flag("legends", self.legends.isChecked())
         self.settings.set_x_axis(self.x_mode())
         for panel in self.panels.values():
             self._configure(panel)
-            panel._rebuild_legend()
         for run_id in self.watched():
             self._dirty.update((run_id, k) for k in self.metrics.keys(run_id))
         self.flush()
@@ -464,7 +695,6 @@ class MonitorPage(QWidget):
         watched = self.watched()
         colors = theme.run_colors()
         multi = len(watched) > 1
-        weight = self.smoothing_weight()
         time_axis = self.x_mode() == "time"
         t0 = {r: self._run_t0(r) for r in watched} if time_axis else {}
         updated = 0
@@ -480,7 +710,7 @@ class MonitorPage(QWidget):
                 run_index = watched.index(run_id)
                 row = self.ctx.repo.run(run_id)
                 name = row.info.name if row else f"run {run_id}"
-                short = key.split("/", 1)[-1]
+                short = curve_label(key)
                 label = (f"{name} · {short}" if len(spec.keys) > 1 else name) if multi else short
                 curve_id = f"{run_id}|{key}"
                 panel.ensure_curve(
@@ -488,18 +718,21 @@ class MonitorPage(QWidget):
                     dashed=spec.paired and spec.keys.index(key) > 0, primary=run_index == 0,
                     order=(run_index, spec.keys.index(key)),
                 )  # fmt: skip
-                x = buf.steps
-                if time_axis:
-                    x = (buf.walls - t0[run_id]) / 60.0
-                smooth_x = smooth_y = None
-                if weight > 0:
-                    sx, smooth_y = buf.smoothed(weight)
+                x = buf.minutes_since(t0[run_id]) if time_axis else buf.steps
+                smooth_x = smooth_y = smooth_levels = None
+                if panel.smoothing > 0:
+                    sx, smooth_y = buf.smoothed(panel.smoothing)
                     if time_axis:
                         sx = x if buf.nonfinite == 0 else x[np.isfinite(buf.values)]
-                    smooth_x = sx
+                    smooth_x, smooth_levels = sx, buf.smooth.levels
                 panel.set_curve_data(
-                    curve_id, CurveData(x, buf.values, smooth_x, smooth_y, has_nonfinite=buf.nonfinite > 0)
-                )
+                    curve_id,
+                    CurveData(
+                        x, buf.values, smooth_x, smooth_y, has_nonfinite=buf.nonfinite > 0,
+                        raw_levels=buf.levels(), smooth_levels=smooth_levels,
+                        x_sorted=buf.walls_sorted if time_axis else True,
+                    ),
+                )  # fmt: skip
                 updated += 1
         self.redraws += 1
         self.last_redraw_ms = 1000 * (time.perf_counter() - start)
@@ -563,29 +796,25 @@ class MonitorPage(QWidget):
             return ""
         proc = self.ctx.runner.process_for(info.id)
         progress = proc.last_progress if proc is not None else None
-        if progress and time.time() - progress.get("received_at", 0) < 20 and not progress.get("phase"):
-            rate, eta = progress.get("it_per_s"), progress.get("eta_s")
-            parts = []
-            if rate:
-                parts.append(f"{rate:.2f} steps/s")
-            if eta is not None:
-                parts.append(f"ETA {fmt.duration(eta)}")
-            return " · ".join(parts)
-        rate = self._rate_from_series(info.id)
+        fresh = progress and time.time() - progress.get("received_at", 0) < 20 and not progress.get("phase")
+        rate = self._rates[info.id].rate if fresh and info.id in self._rates else None
+        if rate is None:
+            rate = self._rate_from_series(info)
         if rate and info.total_steps:
-            return f"{rate:.2f} steps/s · ETA {fmt.duration((info.total_steps - info.step) / rate)}"
-        return "running" if info.status == "running" else info.status
+            return f"{rate:.2f} steps/s · ETA {fmt.duration(max(0, info.total_steps - info.step) / rate)}"
+        if rate:
+            return f"{rate:.2f} steps/s"
+        if fresh or info.status == "running":
+            return "measuring speed…"
+        return info.status
 
-    def _rate_from_series(self, run_id: int) -> float | None:
-        """Steps per second over the last 30 s of the loss series (for runs another session started)."""
-        buf = self.metrics.get(run_id, "loss/total")
-        if buf is None or len(buf) < 2:
+    def _rate_from_series(self, info: Any) -> float | None:
+        """The current session's speed from the logged loss (runs re-attached, or between progress reports)."""
+        buf = self.metrics.get(info.id, "loss/total")
+        if buf is None or len(buf) < 2 or not buf.walls_sorted:
             return None
-        walls, steps = buf.walls, buf.steps
-        i = int(np.searchsorted(walls, walls[-1] - 30.0))
-        i = min(i, len(walls) - 2)
-        dt = walls[-1] - walls[i]
-        return float((steps[-1] - steps[i]) / dt) if dt > 0 else None
+        start = info.started_at.timestamp() if info.started_at is not None else None
+        return session_rate(buf.walls, buf.steps, start)
 
     def _toggle_pause(self) -> None:
         if self.run_id is None:
@@ -607,9 +836,13 @@ class MonitorPage(QWidget):
         self._update_status()
 
     def _on_event(self, run_id: int, ev: dict) -> None:
+        kind = ev.get("event")
+        if kind == "progress" and not ev.get("phase") and isinstance(ev.get("step"), int):
+            self._rates.setdefault(run_id, SessionRate()).add(time.time(), int(ev["step"]))
+        elif kind == "status" and ev.get("status") != "running":
+            self._rates.pop(run_id, None)  # paused, stopping, resumed…: the next reports start a new session
         if run_id != self.run_id:
             return
-        kind = ev.get("event")
         if kind == "progress":
             self._update_status()
         elif kind == "preview":
@@ -622,7 +855,7 @@ class MonitorPage(QWidget):
     def _refresh_previews(self) -> None:
         if self.run_id is None:
             self._previews = []
-            self.preview.set_image(None)
+            self.preview.set_items([])
             self.preview_caption.setText("")
             return
         try:
@@ -643,12 +876,13 @@ class MonitorPage(QWidget):
 
     def _show_preview(self, index: int) -> None:
         if not self._previews:
-            self.preview.set_image(None)
+            self.preview.set_items([])
             self.preview_caption.setText("")
             return
         index = max(0, min(index, len(self._previews) - 1))
         art = self._previews[index]
-        self.preview.set_image(art.path)
+        image = QImage(str(art.path))
+        self.preview.set_items([] if image.isNull() else split_preview(array_from_qimage(image), art.params))
         row = self.ctx.repo.run(art.run_id)
         stage = row.info.stage if row else 1
         what = (
@@ -657,7 +891,30 @@ class MonitorPage(QWidget):
             else "samples of the base model decoded by the stage-1 decoder (fixed seeds)"
         )
         step = f"step {art.step:,}" if art.step is not None else "step ?"
+        if len(self.preview.items) > 1:
+            what = ("each: a validation input above its reconstruction" if stage == 1 else
+                    "samples of the base model decoded by the stage-1 decoder (fixed seeds)") + " · click to enlarge"
         self.preview_caption.setText(f"{step} · {index + 1} of {len(self._previews)} · {what}")
+
+    def open_preview(self, index: int) -> PreviewDialog | None:
+        """One image of the shown preview at full size (with its input and the difference for stage 1)."""
+        if not 0 <= index < len(self.preview.items):
+            return None
+        art = self._previews[max(0, min(self.preview_slider.value(), len(self._previews) - 1))]
+        step = f"step {art.step:,}" if art.step is not None else "preview"
+        title = f"{step} · image {index + 1} of {len(self.preview.items)}"
+        if self.preview_dialog is not None:
+            self.preview_dialog.close()
+        dialog = PreviewDialog(self.preview.items[index], title, self)
+        dialog.finished.connect(lambda _code, d=dialog: self._forget_dialog(d))
+        self.preview_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def _forget_dialog(self, dialog: PreviewDialog) -> None:
+        if self.preview_dialog is dialog:
+            self.preview_dialog = None
+        dialog.deleteLater()
 
     # ---- log -----------------------------------------------------------------------------------------
 
@@ -690,13 +947,35 @@ class MonitorPage(QWidget):
             )
         else:
             self.log.setPlaceholderText("The worker's events and errors appear here while it trains.")
+        self._log_follows = True
         self.log.setPlainText("\n".join(lines[-600:]))
-        self.log.moveCursor(QTextCursor.MoveOperation.End)
-        self.log.ensureCursorVisible()
+        self._keep_log_at_bottom()
 
     def _on_log(self, run_id: int, line: str) -> None:
         if run_id == self.run_id:
             self.log.appendPlainText(line)
+            self._keep_log_at_bottom()
+
+    def _on_log_user_scroll(self, _action: int) -> None:
+        """The reader scrolled: follow the newest line again only once they are back at the bottom."""
+        self._log_user = True
+        QTimer.singleShot(0, self._after_log_user_scroll)  # the bar moves after it announces the action
+
+    def _after_log_user_scroll(self) -> None:
+        self._log_user = False
+        bar = self.log.verticalScrollBar()
+        self._log_follows = bar.value() >= bar.maximum()
+
+    def _on_log_scrolled(self, value: int) -> None:
+        """A move the reader did not make (a re-layout, old lines dropped) never leaves the bottom."""
+        if self._log_follows and not self._log_user and value < self.log.verticalScrollBar().maximum():
+            self._keep_log_at_bottom()
+
+    def _keep_log_at_bottom(self, *_args: Any) -> None:
+        """New text, a wrap or a resize changed the scroll range: stay at the bottom when following."""
+        if self._log_follows and not self._log_user:
+            bar = self.log.verticalScrollBar()
+            bar.setValue(bar.maximum())
 
     def apply_theme(self) -> None:
         for panel in self.panels.values():

@@ -142,6 +142,7 @@ def _spin(lo: float, hi: float, decimals: int | None = None, step: float = 1.0) 
 
 class NewRunDialog(QDialog):
     run_created = Signal(int)
+    run_started = Signal(int)  # created and queued ("Create and start"): the Monitor follows it
 
     def __init__(
         self,
@@ -672,13 +673,17 @@ class NewRunDialog(QDialog):
                 self.banner.show()
             return None
         self.created_run = run
+        started = False
         if start:
             try:
                 self.ctx.controller.start(run.id, self.queue_device())
+                started = True
             except ULError as exc:
                 self.ctx.message.emit(str(exc))
         self.ctx.repo.refresh()
         self.run_created.emit(run.id)
+        if started:
+            self.run_started.emit(run.id)
         self.accept()
         return run
 

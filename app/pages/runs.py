@@ -104,6 +104,7 @@ class QueueView(QListView):
 
 class RunsPage(QWidget):
     open_in_monitor = Signal(int)
+    run_started = Signal(int)  # a run made with the New run form's "Create and start"
     compare = Signal(list)
     open_reconstruct = Signal(int)  # a run id: show it on the Reconstruct page (the welcome's demo button)
 
@@ -427,6 +428,7 @@ class RunsPage(QWidget):
         dialog = NewRunDialog(self.ctx, parent=self.window(), **kwargs)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.run_created.connect(self._after_create)
+        dialog.run_started.connect(self.run_started)
         self.last_dialog = dialog
         dialog.open()
         return dialog

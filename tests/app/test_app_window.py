@@ -4,7 +4,7 @@ the common actions, and follows light and dark palettes."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize
+from PySide6.QtCore import QPoint, QSize
 from PySide6.QtGui import QPalette
 from ul_app_testkit import fake_command
 
@@ -102,3 +102,32 @@ def test_light_and_dark_palettes(qtbot, qapp, window) -> None:
         assert qapp.palette().color(QPalette.ColorRole.Window).lightness() > 200
     finally:
         theme.apply(qapp, theme.LIGHT)
+
+
+def test_a_window_that_filled_the_screen_reopens_at_that_size_and_place(qtbot, make_ctx, settings) -> None:
+    """The saved size is the window's own: a restored frame geometry came back smaller (798×774 here)."""
+    first = MainWindow(make_ctx(), restore=True)
+    qtbot.addWidget(first)
+    first.show()
+    qtbot.waitExposed(first)
+    screen = first.screen().availableGeometry()
+    first.resize(screen.size())
+    first.move(screen.topLeft())
+    qtbot.waitUntil(lambda: first.size() == screen.size())
+    first.close()
+
+    second = MainWindow(make_ctx(), restore=True)
+    qtbot.addWidget(second)
+    assert second.size() == screen.size()  # already before it is shown: no jump after the first paint
+    second.show()
+    qtbot.waitExposed(second)
+    assert second.size() == screen.size() and second.pos() == screen.topLeft()
+    second.resize(760, 610)
+    second.move(12, 20)
+    second.close()
+
+    third = MainWindow(make_ctx(), restore=True)
+    qtbot.addWidget(third)
+    third.show()
+    assert third.size() == QSize(760, 610) and third.pos() == QPoint(12, 20)
+    third.close()

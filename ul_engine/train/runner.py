@@ -321,6 +321,7 @@ class RunContext:
         steps = min(self.cfg.sampling.decoder_steps, 16)
         count = PREVIEW_CLIPS if self.cfg.is_video else PREVIEW_COUNT
         seeds = list(range(PREVIEW_SEED, PREVIEW_SEED + count))
+        psnr = None
         if self.cfg.stage == 1:
             x, _ = fixed_validation_batch(self.source, count, PREVIEW_SEED)
             x = x.to(self.acc.device)
@@ -329,6 +330,7 @@ class RunContext:
             z0 = inference.noisy_latent(z_clean, torch.randn(z_clean.shape, generator=g).to(x.device))
             recon = inference.decode(z0, steps=steps, seeds=seeds)
             tiles = _preview_grid(torch.cat([x, recon]), count)
+            psnr = _preview_psnr(x, recon)
         else:
             assert self.stage1 is not None
             base_steps = min(self.cfg.sampling.base_steps, 32)
@@ -338,15 +340,31 @@ class RunContext:
         path = self.run_dir / "previews" / f"step-{step:08d}.png"
         scale = max(1, 128 // tiles.shape[0])
         save_png(path, tiles, {"run": str(self.run_id), "step": str(step)}, scale=scale)
+        tile = [int(v) for v in (recon if self.cfg.stage == 1 else images).shape[-2:]]
+        layout = {"kind": "clips" if self.cfg.is_video else "input_recon" if self.cfg.stage == 1 else "samples",
+                  "tile": tile, "pad": 2, "scale": scale}  # fmt: skip
         self.store.add_artifact(
             self.run_id,
             kind="preview",
             path=path,
             step=step,
             seed=PREVIEW_SEED,
-            params={"decoder_steps": steps, "count": count},
+            params={"decoder_steps": steps, "count": count, "layout": layout},
         )
+        if psnr is not None:  # a reconstruction-quality curve at every preview, from images decoded anyway
+            self.store.log_metrics(self.run_id, [(step, time.time(), {"preview/psnr": psnr})])
         self.emit({"event": "preview", "step": step, "path": str(path)})
+
+
+def _preview_psnr(x: torch.Tensor, recon: torch.Tensor) -> float:
+    """Mean PSNR (dB) of the preview reconstructions (clips: over their frames), capped at 100 dB (identical)."""
+    from ul_engine.metrics.fidelity import psnr_ssim
+
+    def frames(t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(1, 2).flatten(0, 1) if t.dim() == 5 else t
+
+    psnrs, _ = psnr_ssim(frames(x).cpu(), frames(recon).cpu())
+    return float(min(100.0, sum(psnrs) / len(psnrs)))
 
 
 def _preview_grid(x: torch.Tensor, cols: int) -> Any:
