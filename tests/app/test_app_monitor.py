@@ -130,8 +130,9 @@ def test_every_page_is_the_real_one(qtbot, window, page, cls) -> None:
     save_artifact(window, f"page-{page}")
 
 
-def test_monitor_redraws_a_million_points_per_curve_quickly(qtbot, ctx, window) -> None:
-    """4 curves × 1 000 000 points: a full redraw (new arrays + paint) stays interactive."""
+def test_monitor_draws_a_million_points_per_curve_as_columns(qtbot, ctx, window) -> None:
+    """4 curves × 1 000 000 points: what reaches the screen is bounded by the plot's pixel columns (min and
+    max per column), not by the data. The redraw's speed is `python -m app.bench`'s (docs/benchmarks.md)."""
     monitor = window.page("monitor")
     window.show_page("monitor")
     n = 1_000_000
@@ -139,17 +140,14 @@ def test_monitor_redraws_a_million_points_per_curve_quickly(qtbot, ctx, window) 
     rng = np.random.default_rng(0)
     monitor.run_id = 1
     monitor.metrics.watched = [1]
-    for key in ("loss/total", "loss/decoder", "rate/bits_per_pixel", "optim/grad_norm"):
+    keys = ("loss/total", "loss/decoder", "rate/bits_per_pixel", "optim/grad_norm")
+    for key in keys:
         monitor.metrics.put(1, key, steps, np.cumsum(rng.standard_normal(n)) + 1000, steps)
     monitor.smoothing.setValue(0)
     monitor._relayout_panels()
     monitor.flush()
     window.grab()
-    times = []
-    for _ in range(3):
-        monitor._dirty.update((1, k) for k in monitor.metrics.keys(1))
-        t = time.perf_counter()
-        monitor.flush()
-        window.grab()
-        times.append(time.perf_counter() - t)
-    assert min(times) < 0.5  # the documented benchmark (python -m app.bench) holds the 50 ms goal
+    drawn = [p for p in monitor.panels.values() if p.has_data()]
+    assert len(drawn) >= len(keys) - 1  # the decoder's two terms may share one panel
+    for panel in drawn:
+        assert 0 < panel.drawn_points <= 2 * panel._columns() * len(panel.curves) + 8, panel.drawn_points
