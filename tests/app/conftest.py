@@ -1,5 +1,8 @@
 """Fixtures of the app tests: offscreen Qt, private QSettings, a temporary data folder, and a window whose
-modal questions are answered by the test."""
+modal questions are answered by the test.
+
+Waits (`qtbot.waitUntil`, `waitSignal`) use a 120 s timeout: it only catches a hang. Nothing here asserts how
+fast something happened, so the suite passes on a machine busy with other work; speeds are benchmarks'."""
 
 from __future__ import annotations
 

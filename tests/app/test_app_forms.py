@@ -40,7 +40,7 @@ def test_the_wheel_scrolls_the_new_run_form_not_the_field_under_the_pointer(qtbo
     assert combo.currentIndex() == index
 
     spin.setFocus()  # a focused field keeps the wheel
-    qtbot.waitUntil(spin.hasFocus, timeout=5000)
+    qtbot.waitUntil(spin.hasFocus, timeout=120_000)
     wheel(spin, 1)
     assert spin.value() == before + 1
     dialog.reject()

@@ -22,7 +22,7 @@ def test_series_arrive_then_grow_by_appends(qtbot, store, home) -> None:
     model._fetcher.series.connect(lambda r, k, mode, arrays: modes.append((k, mode, len(arrays[0]))))
     try:
         model.watch([run.id])
-        qtbot.waitUntil(lambda: len(model.get(run.id, "loss/total") or []) == 100, timeout=10_000)
+        qtbot.waitUntil(lambda: len(model.get(run.id, "loss/total") or []) == 100, timeout=120_000)
         assert model.keys(run.id) == ["loss/total", "optim/lr"]
         buf = model.get(run.id, "loss/total")
         assert buf.steps.dtype == np.float64 and buf.steps[0] == 1 and buf.steps[-1] == 100
@@ -31,14 +31,14 @@ def test_series_arrive_then_grow_by_appends(qtbot, store, home) -> None:
         modes.clear()
         log(store, run.id, range(101, 151))
         model.poll()
-        qtbot.waitUntil(lambda: len(model.get(run.id, "loss/total")) == 150, timeout=10_000)
+        qtbot.waitUntil(lambda: len(model.get(run.id, "loss/total")) == 150, timeout=120_000)
         assert ("loss/total", "append", 50) in modes
 
         modes.clear()
         store.truncate_metrics(run.id, 120)  # a resume from step 120 re-logs what follows
         log(store, run.id, range(121, 161), scale=2.0)
         model.poll()
-        qtbot.waitUntil(lambda: len(model.get(run.id, "loss/total")) == 160, timeout=10_000)
+        qtbot.waitUntil(lambda: len(model.get(run.id, "loss/total")) == 160, timeout=120_000)
         assert ("loss/total", "replace", 160) in modes
         assert model.get(run.id, "loss/total").values[-1] == 2.0 / 160
     finally:

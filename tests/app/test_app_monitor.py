@@ -15,7 +15,7 @@ from app.smoothing import ema_debiased
 def open_monitor(qtbot, window, run_id, overlays=()):
     monitor = window.open_monitor(run_id, list(overlays))
     qtbot.waitUntil(lambda: monitor.panels.get("total") is not None and monitor.panels["total"].has_data(),
-                    timeout=10_000)  # fmt: skip
+                    timeout=120_000)  # fmt: skip
     monitor.flush()
     return monitor
 
@@ -27,7 +27,7 @@ def curve(monitor, panel_id, run_id, key):
 def test_every_logged_term_gets_a_curve(qtbot, store, window) -> None:
     run_id = seed_run(store, name="plotted", steps=80)
     monitor = open_monitor(qtbot, window, run_id)
-    qtbot.waitUntil(lambda: all(monitor.metrics.get(run_id, k) is not None for k in STAGE1_KEYS), timeout=10_000)
+    qtbot.waitUntil(lambda: all(monitor.metrics.get(run_id, k) is not None for k in STAGE1_KEYS), timeout=120_000)
     monitor.flush()
     plotted = {key for panel in monitor.panels.values() if panel.isVisible() for key in panel.spec.keys
                if f"{run_id}|{key}" in panel.curves}  # fmt: skip
@@ -98,7 +98,7 @@ def test_stage2_and_evaluation_panels_appear_with_their_metrics(qtbot, store, wi
     assert monitor.panels["base"].isVisible() and "decoder" not in monitor._panel_order
     assert "samples" in monitor.preview_caption.text()
     monitor.show_runs(parent)
-    qtbot.waitUntil(lambda: "psnr" in monitor._panel_order and "eval_bpp" in monitor._panel_order, timeout=10_000)
+    qtbot.waitUntil(lambda: "psnr" in monitor._panel_order and "eval_bpp" in monitor._panel_order, timeout=120_000)
     page = window.runs
     row = next(r for r in range(page.proxy.rowCount()) if page.proxy.index(r, 0).data() == "base")
     qtbot.waitUntil(lambda: page.proxy.index(row, 5).data() == "21.50 dB")
@@ -107,7 +107,7 @@ def test_stage2_and_evaluation_panels_appear_with_their_metrics(qtbot, store, wi
 def test_overlays_get_their_own_colours(qtbot, store, window) -> None:
     a, b = seed_run(store, name="first"), seed_run(store, name="second", seed=5)
     monitor = open_monitor(qtbot, window, a, [b])
-    qtbot.waitUntil(lambda: f"{b}|loss/total" in monitor.panels["total"].curves, timeout=10_000)
+    qtbot.waitUntil(lambda: f"{b}|loss/total" in monitor.panels["total"].curves, timeout=120_000)
     ca, cb = curve(monitor, "total", a, "loss/total"), curve(monitor, "total", b, "loss/total")
     assert ca.color != cb.color and ca.primary and not cb.primary
     assert ca.label == "first" and cb.label == "second"

@@ -123,7 +123,7 @@ def test_folder_dataset_counts_readable_images_and_shows_thumbnails(qtbot, ctx, 
     assert chooser.folder.isChecked()
     chooser.path.setText(str(folder))
     chooser.path.textEdited.emit(str(folder))
-    with qtbot.waitSignal(chooser.scanned, timeout=10_000) as blocker:
+    with qtbot.waitSignal(chooser.scanned, timeout=120_000) as blocker:
         pass
     result = blocker.args[0]
     assert result["readable"] == 5 and result["files"] == 6 and "broken.png" in result["skipped"]
@@ -135,7 +135,7 @@ def test_folder_dataset_counts_readable_images_and_shows_thumbnails(qtbot, ctx, 
 
     chooser.path.setText(str(tmp_path / "missing"))
     chooser.path.textEdited.emit(str(tmp_path / "missing"))
-    with qtbot.waitSignal(chooser.scanned, timeout=10_000) as blocker:
+    with qtbot.waitSignal(chooser.scanned, timeout=120_000) as blocker:
         pass
     assert "not found" in chooser.count.text()
 

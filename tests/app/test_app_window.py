@@ -38,7 +38,7 @@ def test_closing_while_training_asks_keep_stop_or_cancel(qtbot, store, home, mak
     window.show()
     ctx.start()
     ctx.runner.enqueue(run_id, "cpu")
-    qtbot.waitUntil(lambda: store.get_run(run_id).status == "running", timeout=15_000)
+    qtbot.waitUntil(lambda: store.get_run(run_id).status == "running", timeout=120_000)
     pid = store.get_run(run_id).pid
 
     asked = []
@@ -61,10 +61,10 @@ def test_stop_and_quit_waits_for_the_worker(qtbot, store, home, make_ctx) -> Non
     window.show()
     ctx.start()
     ctx.runner.enqueue(run_id, "cpu")
-    qtbot.waitUntil(lambda: store.get_run(run_id).status == "running", timeout=15_000)
+    qtbot.waitUntil(lambda: store.get_run(run_id).status == "running", timeout=120_000)
     window.close()  # the conftest answers "stop"
     assert window.isVisible() and store.get_run(run_id).status == "stopping"
-    qtbot.waitUntil(lambda: not window.isVisible(), timeout=15_000)
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=120_000)
     assert store.get_run(run_id).status == "stopped" and not window.detached
 
 

@@ -65,6 +65,6 @@ def test_export_tensorboard_and_a_failure_line(qtbot, store, window, tmp_path: P
 
 def test_without_a_run_the_monitor_says_so(qtbot, window) -> None:
     monitor = window._build("monitor")
-    with qtbot.waitSignal(window.ctx.message, timeout=5_000) as blocker:
+    with qtbot.waitSignal(window.ctx.message, timeout=120_000) as blocker:
         assert monitor.export_metrics() is None
     assert "Choose a run" in blocker.args[0]

@@ -56,7 +56,7 @@ def test_first_launch_shows_the_welcome_and_the_demo_run_until_the_user_has_a_ru
     assert not runs.act_start.isEnabled() and not runs.act_resume.isEnabled()
     first_window.ctx.store.create_run(name="mine", stage=1, preset="smoke", config={})
     first_window.ctx.repo.refresh()
-    qtbot.waitUntil(lambda: not runs.welcome.isVisible(), timeout=3000)
+    qtbot.waitUntil(lambda: not runs.welcome.isVisible(), timeout=120_000)
 
 
 def test_reconstruct_a_photo_opens_reconstruct_with_the_demo_model(qtbot, first_window) -> None:

@@ -116,7 +116,7 @@ def test_player_plays_on_its_own_timer(qtbot, clip_path: Path) -> None:
     player.set_clips([decode_video(clip_path)])
     player.show()
     player.clock.play()
-    qtbot.waitUntil(lambda: player.clock.frame >= 3, timeout=5000)
+    qtbot.waitUntil(lambda: player.clock.frame >= 3, timeout=120_000)
     assert player.counter.text().split(" / ")[0] != "1"
     player.clock.pause()
 

@@ -31,7 +31,7 @@ def test_ul_bench_app_reports_cold_start_redraw_and_reads(tmp_path: Path) -> Non
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     app = result["app"]
     assert app["available"], app
-    assert 0 < app["launch_to_shown_s"]["median"] < 60
+    assert app["launch_to_shown_s"]["median"] > 0  # a figure measured, not judged: docs/benchmarks.md judges it
     assert app["monitor"]["points_per_curve"] == 5000
     assert app["monitor"]["raw"]["redraw_ms_median"] > 0
     assert result["metric_read"]["raw_points"] == 5000
