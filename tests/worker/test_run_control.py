@@ -13,12 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from worker_testkit import HANG_S, make_run, wait_for
 
-from ul_engine.config import resolve
 from ul_engine.store import Store
 from ul_engine.worker.supervisor import start_worker, worker_command
-
-HANG_S = 300.0
 
 
 def ul(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -35,19 +33,8 @@ def last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def wait_for(predicate, timeout: float = HANG_S, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
-def make_run(store: Store, name: str, **overrides: object) -> int:
-    sets = {"train.checkpoint_every": 10, "train.steps": 60, "train.threads": 1, **overrides}
-    cfg = resolve("smoke", [f"{k}={json.dumps(v)}" for k, v in sets.items()])
-    return store.create_run(name=name, stage=1, preset="smoke", config=cfg.to_dict(), total_steps=cfg.train.steps).id
 
 
 @pytest.fixture()

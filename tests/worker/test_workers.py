@@ -12,25 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from worker_testkit import make_run, wait_for
 
-from ul_engine.config import resolve
 from ul_engine.store import Store
 from ul_engine.worker.supervisor import LaunchOptions, run_queue, start_worker, stop_run, worker_command
-
-
-def make_run(store: Store, name: str, **overrides: object) -> int:
-    sets = {"train.checkpoint_every": 20, "train.steps": 60, **overrides}
-    cfg = resolve("smoke", [f"{k}={json.dumps(v)}" for k, v in sets.items()])
-    return store.create_run(name=name, stage=1, preset="smoke", config=cfg.to_dict(), total_steps=cfg.train.steps).id
-
-
-def wait_for(predicate, timeout: float = 120.0, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture()
