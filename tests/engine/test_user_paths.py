@@ -120,6 +120,19 @@ def test_every_reader_and_hash_checks_first(
     _assert_one_line(err.value, path, needle)
 
 
+@pytest.mark.parametrize(("name", "needle"), [("fifo", "FIFO"), ("loop", "symlink loop"), ("missing", "not found")])
+def test_a_model_folder_for_init_from_is_checked_first(
+    special: dict[str, tuple[Path, str]], name: str, needle: str
+) -> None:
+    from ul_engine.train.runner import _init_folder
+
+    path = special[name][0]
+    with pytest.raises(ULError) as err:
+        deadline(lambda: _init_folder(str(path)))
+    _assert_one_line(err.value, path, needle)
+    assert str(err.value).startswith("train.init_from: ")
+
+
 def test_folder_sources_check_the_folder_and_skip_special_files(
     special: dict[str, tuple[Path, str]], tmp_path: Path
 ) -> None:

@@ -31,6 +31,7 @@ from ul_engine.store import liveness
 from ul_engine.store.types import ACTIVE_RUN_STATUSES, START_STATUSES
 from ul_engine.train.loop import Trainer, make_accelerator, resolve_device
 from ul_engine.train.stages import Stage1Objective, Stage2Objective, build_latent_cache, cache_path, source_length
+from ul_engine.user_paths import check_folder
 
 Emit = Callable[[dict[str, Any]], None]
 PREVIEW_COUNT = 8
@@ -410,10 +411,10 @@ def _init_folder(value: str) -> Path:
         if folder is None:
             raise ULError("train.init_from = 'demo', but no demo model is installed")
         return folder
-    folder = Path(value).expanduser()
-    if not folder.is_dir():
-        raise ULError(f"train.init_from: {folder} is not a folder (give an exported model folder or 'demo')")
-    return folder
+    try:
+        return check_folder(Path(value).expanduser(), what="model folder")
+    except ULError as exc:
+        raise ULError(f"train.init_from: {exc} (give an exported model folder or 'demo')") from None
 
 
 def train_run(
