@@ -87,7 +87,7 @@ def test_oversized_chunks_are_refused_before_they_are_read_or_inflated(tmp_path:
 def test_what_is_not_a_regular_png_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a PNG"):
         read_sample_settings(_write(tmp_path / "x.png", b"GIF89a....."))
-    with pytest.raises(DataError, match="not a regular file"):
+    with pytest.raises(DataError, match="is a folder, not a file"):
         read_sample_settings(tmp_path)
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
