@@ -19,6 +19,7 @@ from ul_app_testkit import fake_command, save_artifact, seed_run
 from app.main_window import MainWindow
 from ul_engine.imaging import grid, save_png
 from ul_engine.reconstruct import abs_difference
+from ul_engine.store import liveness
 
 
 def wait_for_data(qtbot, monitor, panel_id="total"):
@@ -213,7 +214,7 @@ def test_the_eta_after_a_resume_counts_only_the_new_session(qtbot, store, make_c
     new = [(s, now - 5 + (s - 81), {"loss/total": 1.0 / s}) for s in range(81, 86)]
     store.log_metrics(run.id, old + new)
     started = datetime.now(UTC) - timedelta(seconds=15)
-    store.update_run(run.id, status="running", step=85, started_at=started)
+    store.transition(run.id, "running", step=85, started_at=started, **liveness.this_process())  # this process: alive
     ctx = make_ctx()
     window = MainWindow(ctx, restore=False)  # not started: no runner to re-attach a worker that does not exist
     qtbot.addWidget(window)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import resource
 import shutil
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,26 +37,32 @@ class Result:
     peak_rss: int  # bytes
 
 
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+# The child runs the CLI in-process under its own address-space limit and reports its peak RSS (VmHWM) at
+# exit. VmHWM belongs to the memory image made at exec, so unlike wait4's ru_maxrss it does not count the
+# pages of the (large) test process the child was forked from.
+_CHILD = """
+import atexit, resource, sys
+limit, hwm_path = int(sys.argv[1]), sys.argv[2]
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+def _report_peak():
+    with open('/proc/self/status') as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith('VmHWM:'))
+    with open(hwm_path, 'w') as out:
+        out.write(str(kib * 1024))
+atexit.register(_report_peak)
+from ul_engine.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
 
 
 def ul(home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 240) -> Result:
-    """The real `ul` in a child process; its own peak RSS comes from wait4 (not the test's other children)."""
-    cmd = [sys.executable, "-m", "ul_engine.cli", "--home", str(home), *args]
+    """The real `ul` in a child process, with its own peak RSS."""
     out_path, err_path = home.parent / f"{home.name}.out", home.parent / f"{home.name}.err"
+    hwm_path = home.parent / f"{home.name}.hwm"
+    cmd = [sys.executable, "-c", _CHILD, str(ADDRESS_SPACE), str(hwm_path), "--home", str(home), *args]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})}, preexec_fn=_limit_memory
-        )
-        timer = threading.Timer(timeout, proc.kill)  # only catches a hang; no test asserts speed
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return Result(proc.returncode, out_path.read_text(), err_path.read_text(), usage.ru_maxrss * 1024)
+        proc = subprocess.run(cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})}, timeout=timeout)
+    return Result(proc.returncode, out_path.read_text(), err_path.read_text(), int(hwm_path.read_text()))
 
 
 def one_line_error(result: Result, *needles: str) -> str:

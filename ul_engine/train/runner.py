@@ -353,7 +353,8 @@ class RunContext:
             params={"decoder_steps": steps, "count": count, "layout": layout},
         )
         if psnr is not None:  # a reconstruction-quality curve at every preview, from images decoded anyway
-            self.store.log_metrics(self.run_id, [(step, time.time(), {"preview/psnr": psnr})])
+            # through the hooks, like every metric: the store and any mirror (TensorBoard) get the same rows
+            trainer.hooks.on_metrics(step, time.time(), {"preview/psnr": psnr})
         self.emit({"event": "preview", "step": step, "path": str(path)})
 
 
