@@ -53,7 +53,8 @@ def test_stop_request_is_obeyed_and_the_ladder_kills_a_deaf_worker(qtbot, store,
     qtbot.waitUntil(lambda: all(store.get_run(r).status == "running" for r in (polite, deaf)), timeout=120_000)
 
     ctx.runner.stop_run(polite)
-    assert store.get_run(polite).status == "stopping"  # shown at once
+    # Shown at once: "stopping", or already "stopped" when the worker obeyed within the moment since.
+    assert store.get_run(polite).status in ("stopping", "stopped")
     qtbot.waitUntil(lambda: store.get_run(polite).status == "stopped" and polite not in ctx.runner.processes,
                     timeout=120_000)  # fmt: skip
 
