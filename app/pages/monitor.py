@@ -52,6 +52,7 @@ from ul_engine.worker import protocol
 REDRAW_MS = 200
 COLUMNS = 2
 SESSION_GAP_S = 30.0  # reports further apart than this belong to different sessions (a pause, a restart)
+MIN_INTERVAL_S = 1.0  # the shortest interval between two reports that a speed is measured over
 RATE_WINDOW_S = 60.0
 RATE_HALF_LIFE_S = 20.0
 
@@ -75,7 +76,9 @@ class SessionRate:
             t, s = self.last
             if step < s or wall - t > SESSION_GAP_S:
                 self.reset()
-            elif step == s or wall <= t:
+            elif step == s or wall - t < MIN_INTERVAL_S:
+                # Reports read from the worker's output in one burst arrive within microseconds of each other:
+                # an interval that short says nothing about the speed, so it grows until it does.
                 return self.rate
             else:
                 r = (step - s) / (wall - t)

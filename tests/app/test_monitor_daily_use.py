@@ -243,6 +243,19 @@ def test_the_session_rate_starts_over_on_a_resume_and_is_smoothed() -> None:
     assert rate.rate == 3.0
 
 
+def test_a_burst_of_reports_read_at_once_does_not_make_a_huge_speed() -> None:
+    """A worker's progress lines can be read in one chunk: the first interval is microseconds long."""
+    from app.pages.monitor import SessionRate
+
+    rate = SessionRate()
+    rate.add(100.0, 10)
+    for i in range(1, 9):  # eight reports handled within 8 µs
+        rate.add(100.0 + i * 1e-6, 10 + i)
+    assert rate.rate is None  # nothing measured yet
+    rate.add(102.0, 20)
+    assert rate.rate == 5.0  # 10 steps over the 2 s since the last interval that counted
+
+
 # ---- previews ---------------------------------------------------------------------------------------
 
 
