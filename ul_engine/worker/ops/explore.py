@@ -92,12 +92,12 @@ def _frame_png(path: Path, image: np.ndarray) -> str:
 
 
 def _png_text(path: Path) -> dict[str, str]:
-    from PIL import Image
+    """The sample's settings chunks through the one bounded PNG-text reader; none when it cannot tell."""
+    from ul_engine.sample_settings import read_png_text_chunks
 
     try:
-        with Image.open(path) as im:
-            return {str(k): str(v) for k, v in (getattr(im, "text", None) or {}).items()}
-    except OSError:
+        return read_png_text_chunks(path)
+    except ULError:
         return {}
 
 
