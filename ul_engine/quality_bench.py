@@ -45,7 +45,7 @@ from ul_engine.model import LatentBase, UnifiedLatents
 from ul_engine.peer_bench import PEER_GROUPS, require_diffusers
 from ul_engine.pipeline import sample_images
 from ul_engine.train.loop import Trainer, make_accelerator
-from ul_engine.train.stages import Stage1Objective, Stage2Objective, _StepBatches
+from ul_engine.train.stages import Stage1Objective, Stage2Objective, StepBatches
 
 RECON_SEED = 4242
 RECON_N = 256
@@ -83,7 +83,7 @@ class _ModuleObjective:
 
     def __init__(self, module: nn.Module, stream: BatchStream, device: torch.device) -> None:
         self.module = module
-        self.batches = _StepBatches(stream, device)
+        self.batches = StepBatches(stream, device)
 
     def micro_losses(self, model: nn.Module, step: int, micro: int, micro_count: int) -> tuple[Tensor, dict]:
         x, _ = self.batches.micro(step, micro, micro_count)

@@ -19,7 +19,7 @@ from ul_engine.train.loop import derive_seed
 ProgressFn = Callable[[int, int], bool | None]  # (done, total) → True to cancel
 
 
-class _StepBatches:
+class StepBatches:
     """The global batch of a step, fetched once and split into micro-batches."""
 
     def __init__(self, stream: BatchStream, device: torch.device) -> None:
@@ -40,7 +40,7 @@ class Stage1Objective:
 
     def __init__(self, model: UnifiedLatents, stream: BatchStream, device: torch.device) -> None:
         self.module = model
-        self.batches = _StepBatches(stream, device)
+        self.batches = StepBatches(stream, device)
 
     def micro_losses(
         self, model: nn.Module, step: int, micro: int, micro_count: int
