@@ -6,7 +6,7 @@ processes (`python -m ul_engine.worker ...`), and the window reads everything el
 
 from __future__ import annotations
 
-from ul_engine import __version__
+from ul_engine.core import __version__
 
 APP_NAME = "UL Studio"
 ORGANIZATION = "ul-studio"

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from app.context import AppContext
     from app.main_window import make_window
-    from ul_engine.errors import ULError
+    from ul_engine.core.errors import ULError
     from ul_engine.store import default_home
 
     home = args.home or default_home()

@@ -50,8 +50,8 @@ class AppContext(QObject):
         self.session: Any = None
 
     def _install_demo(self) -> None:
-        from ul_engine.demo import ensure_demo_run
-        from ul_engine.errors import ULError
+        from ul_engine.core.demo import ensure_demo_run
+        from ul_engine.core.errors import ULError
 
         try:
             ensure_demo_run(self.store)

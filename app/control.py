@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, QProcess, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 
-from ul_engine.errors import ULError
+from ul_engine.core.errors import ULError
 from ul_engine.store import ACTIVE_RUN_STATUSES
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class RunController(QObject):
             self.store.cancel_job(job.id)
         self.store.delete_run(run_id, remove_files=True)
         if info.status == "shipped":  # the demo: its bundle stays where it is; do not register it again
-            from ul_engine.demo import dismiss
+            from ul_engine.core.demo import dismiss
 
             dismiss(self.store.home)
         if self.ctx.has_metrics:
@@ -108,7 +108,7 @@ class RunController(QObject):
 
     def export(self, run_id: int, out: Path) -> QProcess:
         """Write the run's inference bundle to `out` with `ul export` in a worker process."""
-        from ul_engine.worker.supervisor import cli_argv
+        from ul_engine.core.supervisor import cli_argv
 
         proc = QProcess(self)
         argv = cli_argv("--home", str(self.ctx.home), "export", str(run_id), "--out", str(out), "--json")

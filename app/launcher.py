@@ -4,7 +4,7 @@ A frozen app has no `python` to run `python -m ul_engine.worker ...`, so the bun
 worker's place itself:
 
     ul-studio [APP ARGS]             the window (app.__main__)
-    ul-studio --worker train|session  a worker process (what `ul_engine.worker.supervisor.worker_argv` starts)
+    ul-studio --worker train|session  a worker process (what `ul_engine.core.supervisor.worker_argv` starts)
     ul-studio --cli doctor|runs|...   the `ul` command line
     ul-studio -m MODULE ARGS          `python -m` (accelerate's launcher and older call sites use it)
     ul-studio -c CODE ARGS            `python -c` (the New run form's speed trial)
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = ["ul-studio --worker", *args]
         return worker_main(args)
     if kind == "cli":
-        from ul_engine.cli import main as cli_main
+        from ul_engine.cli.main import main as cli_main
 
         sys.argv = ["ul", *args]
         return cli_main(args)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-__version__ = "0.1.0"
+from ul_engine.core import __version__ as __version__
 
 # Two torch processes on a small machine (a training worker beside the session worker, or beside tests)
 # with OpenMP's default spin-waiting slow each other down ~16× (measured: 8.1 s vs 0.51 s per shapes-32

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ul_engine.config import RunConfig
+from ul_engine.core.config import RunConfig
+from ul_engine.core.errors import ULError
 from ul_engine.diffusion import gaussian, samplers, schedule, weighting
-from ul_engine.errors import ULError
 from ul_engine.nets import build_base, build_decoder, build_encoder, build_prior
 
 LN2 = math.log(2.0)

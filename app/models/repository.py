@@ -12,7 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from ul_engine.demo import SHIPPED, bundle_checkpoint
+from ul_engine.core.demo import SHIPPED, bundle_checkpoint
 from ul_engine.store import ACTIVE_RUN_STATUSES, JobInfo, RunInfo
 
 BITS_KEYS = {1: "rate/bits_per_pixel", 2: "rate/base_bits_per_pixel"}

@@ -1,4 +1,4 @@
-"""A form generated from the engine's config schema (`ul_engine.config.schema_fields`): every field gets an
+"""A form generated from the engine's config schema (`ul_engine.core.config.schema_fields`): every field gets an
 editor, the field's one-sentence description as tooltip and its allowed range, and an inline error line
 that shows the engine's own validation message.
 
@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ul_engine.config import parse_value, schema_fields
+from ul_engine.core.config import parse_value, schema_fields
 
 SECTION_TITLES = {
     "": "General",

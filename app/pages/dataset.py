@@ -41,9 +41,9 @@ class FolderScan(QRunnable):
         self.signals = _ScanSignals()
 
     def run(self) -> None:
-        from ul_engine.data.image_folder import ImageFolderSource
-        from ul_engine.data.readers import fit_square, load_image_rgb, probe_image
-        from ul_engine.errors import DataError
+        from ul_engine.core.errors import DataError
+        from ul_engine.core.image_folder import ImageFolderSource
+        from ul_engine.core.media import fit_square, load_image_rgb, probe_image
 
         result: dict[str, Any] = {"path": self.path, "readable": 0, "skipped": {}, "files": 0, "thumbs": []}
         try:

@@ -41,8 +41,8 @@ from app.widgets import file_dialogs
 from app.widgets.gallery import Gallery
 from app.widgets.run_combo import RunCombo
 from app.widgets.video_player import is_video_path
-from ul_engine.errors import ULError
-from ul_engine.sample_settings import read_sample_settings
+from ul_engine.core.errors import ULError
+from ul_engine.core.sample_settings import read_sample_settings
 from ul_engine.store.paths import samples_dir
 
 CHUNK = 4  # samples per session request: the gallery fills at this granularity
@@ -60,7 +60,7 @@ SAMPLERS = (("ancestral", "ancestral"), ("DDIM", "ddim"), ("DPM-Solver++ (2M)", 
 
 def sample_settings(path: str | Path) -> dict[str, Any] | None:
     """The settings a sample PNG carries (ul-run, ul-run-name, ul-checkpoint-sha256, ul-seed, ul-params),
-    validated as a whole (`ul_engine.sample_settings`); None when it carries none. Raises DataError when they
+    validated as a whole (`ul_engine.core.sample_settings`); None when it carries none. Raises DataError when they
     are unusable (a seed out of range, steps the config refuses, an oversized or deeply nested chunk)."""
     found = read_sample_settings(path)
     if found is None:

@@ -42,8 +42,8 @@ from app.widgets import file_dialogs
 from app.widgets.latent_tiles import SEQUENTIAL_STOPS, ColorBar, LatentTiles, PixelImage
 from app.widgets.run_combo import RunCombo
 from app.widgets.scrubber import FilmStrip, Scrubber
-from ul_engine.errors import ULError
-from ul_engine.sample_settings import read_sample_settings
+from ul_engine.core.errors import ULError
+from ul_engine.core.sample_settings import read_sample_settings
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif)"
 SLOTS = ("a", "b")

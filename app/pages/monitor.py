@@ -44,10 +44,10 @@ from app.plots import PANELS, CurveData, PanelSpec, PlotPanel, curve_label, know
 from app.widgets.image_views import HeatmapView, SideBySide, ZoomView, array_from_qimage, qimage_from_array
 from app.workers import procs
 from app.workers.training import describe_event
-from ul_engine.errors import ULError
-from ul_engine.reconstruct import abs_difference
+from ul_engine.core import protocol
+from ul_engine.core.errors import ULError
+from ul_engine.inference.reconstruct import abs_difference
 from ul_engine.store import ACTIVE_RUN_STATUSES
-from ul_engine.worker import protocol
 
 REDRAW_MS = 200
 COLUMNS = 2

@@ -1,6 +1,6 @@
 """The New run dialog: preset, dataset, the main knobs, and an Advanced section with every config field.
 
-Validation is the engine's own (`ul_engine.config.field_errors`): a rejected field is marked and shows the
+Validation is the engine's own (`ul_engine.core.config.field_errors`): a rejected field is marked and shows the
 engine's message under it, and no run is created until the config is valid. The same dialog duplicates a
 run (its config forked) and sets up stage 2 on a stage-1 run's checkpoint.
 """
@@ -36,8 +36,8 @@ from app import format as fmt
 from app import glossary
 from app.pages.config_form import ConfigForm, deep_merge, flatten, unflatten
 from app.pages.dataset import DatasetChooser
-from ul_engine.config import RunConfig, field_errors, list_presets, load_preset, validate
-from ul_engine.errors import ULError
+from ul_engine.core.config import RunConfig, field_errors, list_presets, load_preset, validate
+from ul_engine.core.errors import ULError
 from ul_engine.store import RunInfo
 
 DOWNSAMPLING = (2, 4, 8, 16, 32)

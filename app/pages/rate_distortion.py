@@ -1,6 +1,6 @@
 """The Rate–distortion page: every checkpoint of every stage-1 run at (bits/pixel, PSNR), coloured by run.
 
-The points are what `ul eval` recorded on the checkpoints (`ul_engine.rate_distortion`); a checkpoint
+The points are what `ul eval` recorded on the checkpoints (`ul_engine.core.rate_distortion`); a checkpoint
 without a result is listed in the table below the plot, and **Evaluate** runs `ul eval` on it in a worker
 process. Hovering a point names its run, loss factor and step; clicking it opens the Reconstruct page on
 that checkpoint, with the run's validation images when the Reconstruct list is empty.
@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from app import theme
 from app.workers.evaluate import EvalJob, Evaluator
-from ul_engine.rate_distortion import RDPoint, collect
+from ul_engine.core.rate_distortion import RDPoint, collect
 from ul_engine.store import ACTIVE_RUN_STATUSES
 
 COLUMNS = ("Run", "Step", "Loss factor", "Bits/pixel", "PSNR dB", "SSIM", "Measured on")
@@ -48,7 +48,7 @@ EMPTY_NOT_EVALUATED = (
     "press <b>Evaluate selected</b>, or press <b>Evaluate missing</b>. Each becomes a point at its rate (bits "
     "per pixel, x) and reconstruction quality (PSNR in dB, y).</p>"
 )
-PREVIEW_PAD = 2  # ul_engine.imaging.grid's padding between tiles
+PREVIEW_PAD = 2  # ul_engine.core.imaging.grid's padding between tiles
 
 
 def point_tip(p: RDPoint) -> str:

@@ -63,8 +63,8 @@ from app.widgets.metrics_table import (
     metrics_panel,
 )
 from app.widgets.video_player import VIDEO_EXTENSIONS, is_video_path
-from ul_engine.errors import ULError
-from ul_engine.reconstruct import (
+from ul_engine.core.errors import ULError
+from ul_engine.inference.reconstruct import (
     MAX_SAMPLES,
     SAMPLERS,
     ReconstructParams,
@@ -133,7 +133,7 @@ class CheckInput(QRunnable):
         self.signals = _CheckSignals()
 
     def run(self) -> None:
-        from ul_engine.data.readers import probe_image
+        from ul_engine.core.media import probe_image
 
         path = self.item.path
         try:
@@ -161,7 +161,7 @@ class ExportTask(QRunnable):
         self.signals = _ExportSignals()
 
     def run(self) -> None:
-        from ul_engine.imaging import save_png
+        from ul_engine.core.imaging import save_png
 
         rows: list[dict[str, Any]] = []
         problems: list[str] = []
@@ -1015,7 +1015,7 @@ class ReconstructPage(QWidget):
 
 
 def _extensions() -> tuple[str, ...]:
-    from ul_engine.data.readers import IMAGE_EXTENSIONS
+    from ul_engine.core.media import IMAGE_EXTENSIONS
 
     return IMAGE_EXTENSIONS
 

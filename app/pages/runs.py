@@ -38,7 +38,7 @@ from app.models.queue_model import JOB_ID_ROLE, MIME, QueueModel
 from app.models.runs_model import PROGRESS_ROLE, RUN_ID_ROLE, STATUS_FILTERS, RunsFilterProxy, RunsTableModel
 from app.pages.welcome import WelcomePanel, demo_run, own_runs
 from app.widgets import file_dialogs
-from ul_engine.errors import ULError
+from ul_engine.core.errors import ULError
 
 
 class ProgressDelegate(QStyledItemDelegate):

@@ -34,7 +34,7 @@ from app import glossary
 from app.widgets.frame_plot import FramePlot
 from app.widgets.metrics_table import metrics_panel
 from app.widgets.video_player import Clip, ClipLoader, VideoPlayer, decode_video
-from ul_engine.errors import ULError
+from ul_engine.core.errors import ULError
 
 VIDEO_KINDS = ("bouncing", "video-folder")  # data.kind of runs whose models take video
 

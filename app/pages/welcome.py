@@ -11,7 +11,7 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ul_engine.demo import is_shipped
+from ul_engine.core.demo import is_shipped
 
 ABOUT = (
     "<b>Unified Latents</b> (UL) trains an encoder, a diffusion prior and a diffusion decoder together, so every "

@@ -8,8 +8,8 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QWidget
 
-from ul_engine.demo import DEMO_NAME as DEMO_RUN_NAME
-from ul_engine.demo import SHIPPED
+from ul_engine.core.demo import DEMO_NAME as DEMO_RUN_NAME
+from ul_engine.core.demo import SHIPPED
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from PySide6.QtCore import QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QLinearGradient, QMouseEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-# The engine's diverging ramp (ul_engine.explore._DIVERGING), for the colour bar: −scale … 0 … +scale.
+# The engine's diverging ramp (ul_engine.inference.latents._DIVERGING), for the colour bar: −scale … 0 … +scale.
 DIVERGING_STOPS = ((5, 48, 97), (67, 147, 195), (247, 247, 247), (214, 96, 77), (103, 0, 31))
 SEQUENTIAL_STOPS = ((0, 0, 4), (59, 15, 112), (140, 41, 129), (222, 73, 104), (254, 159, 109), (252, 253, 191))
 

@@ -7,7 +7,7 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QWidget
 
-from ul_engine.demo import SHIPPED
+from ul_engine.core.demo import SHIPPED
 
 
 def usable_runs(store: Any, stage: int | None = None) -> list[Any]:

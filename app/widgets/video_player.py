@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 from app.widgets import file_dialogs
 from app.widgets.image_views import qimage_from_array
 from app.widgets.latent_tiles import PixelImage
-from ul_engine.errors import ULError
+from ul_engine.core.errors import ULError
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".avi", ".mkv")
 MAX_FRAMES = 900  # frames a clip keeps in memory (30 s at 30 fps)
@@ -597,7 +597,7 @@ class VideoPlayer(QWidget):
     def export(self, path: str | Path, index: int | None = 0) -> dict[str, Any] | None:
         """Write clip `index` (None: all clips side by side) to `path`; .gif writes a GIF, anything else an
         MP4. Returns what video_io reports, or None after emitting `failed` with the reason."""
-        from ul_engine import video_io
+        from ul_engine.core import video_io
 
         path = Path(path)
         if not self.clips:

@@ -1,6 +1,6 @@
 """Evaluate checkpoints from the app: `ul eval --run R --checkpoint STEP --json` in a worker process.
 
-`ul eval` records its result on the checkpoint (ul_engine.rate_distortion), so the Rate–distortion view
+`ul eval` records its result on the checkpoint (ul_engine.core.rate_distortion), so the Rate–distortion view
 only has to re-read the store when a job ends. Jobs run one at a time (evaluation is CPU-bound and the
 machine is shared with training); a failed job reports the CLI's own error line.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QProcess, Signal
 
 from app.workers import procs
-from ul_engine.errors import ULError
+from ul_engine.core.errors import ULError
 
 
 @dataclass(frozen=True)

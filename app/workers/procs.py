@@ -9,8 +9,8 @@ import sys
 from collections import deque
 from pathlib import Path
 
-from ul_engine.worker.supervisor import pid_alive as pid_alive  # one liveness check for the GUI and the CLI
-from ul_engine.worker.supervisor import worker_argv, worker_command
+from ul_engine.core.supervisor import pid_alive as pid_alive  # one liveness check for the GUI and the CLI
+from ul_engine.core.supervisor import worker_argv, worker_command
 
 
 def python_command(*args: str) -> tuple[str, list[str]]:
@@ -21,7 +21,7 @@ def python_command(*args: str) -> tuple[str, list[str]]:
 def train_command(
     home: Path, run_id: int, *, steps: int | None = None, minutes: float | None = None
 ) -> tuple[str, list[str]]:
-    """The training worker's command line: the engine's own (`ul_engine.worker.supervisor.worker_command`)."""
+    """The training worker's command line: the engine's own (`ul_engine.core.supervisor.worker_command`)."""
     argv = worker_command(home, int(run_id), steps=steps, minutes=minutes)
     return argv[0], argv[1:]
 

@@ -22,10 +22,10 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.workers.training import AttachedProcess, RunProcess, TrainingProcess
-from ul_engine.errors import RunStateError, ULError
+from ul_engine.core.errors import RunStateError, ULError
+from ul_engine.core.supervisor import end_session
 from ul_engine.store import ACTIVE_RUN_STATUSES
 from ul_engine.store.liveness import hostname
-from ul_engine.worker.supervisor import end_session
 
 CommandFactory = Callable[[Any, int], tuple[str, list[str]]]
 """(job, run_id) -> (program, args): tests swap in a fake worker."""

@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QProcess, Signal
 
 from app.workers import procs
-from ul_engine.worker import protocol
+from ul_engine.core import protocol
 
 Callback = Callable[[bool, Any], None]  # (ok, result or error message)
 EventCallback = Callable[[dict], None]  # an interim line of a request, e.g. {"event": "progress", ...}

@@ -19,9 +19,9 @@ from typing import Any
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
 from app.workers import procs
-from ul_engine.errors import RunStateError
+from ul_engine.core import protocol
+from ul_engine.core.errors import RunStateError
 from ul_engine.store import ACTIVE_RUN_STATUSES
-from ul_engine.worker import protocol
 
 GRACE_S = 10.0
 """Seconds a worker gets to obey a stop request before it is sent SIGTERM."""

@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, QProcess, Signal
 
 from app.workers import procs
 from app.workers.queue_runner import device_env
-from ul_engine.worker import protocol
+from ul_engine.core import protocol
 
 WARMUP_STEPS = 3
 MEASURE_STEPS = 12

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ul_engine import io
+from ul_engine.core import io
 
 
 def main(src: Path, dst: Path) -> None:

@@ -48,7 +48,7 @@ def test_the_wheel_scrolls_the_new_run_form_not_the_field_under_the_pointer(qtbo
 
 def test_the_demos_samples_go_to_a_folder_named_demo(qtbot, make_ctx, home) -> None:
     from app.pages.generate import GeneratePage
-    from ul_engine.demo import ensure_demo_run
+    from ul_engine.core.demo import ensure_demo_run
 
     ctx = make_ctx()
     demo = ensure_demo_run(ctx.store)
@@ -62,7 +62,7 @@ def test_the_demos_samples_go_to_a_folder_named_demo(qtbot, make_ctx, home) -> N
 
 def test_reconstruct_offers_model_b_comparisons_only_with_a_model_b_and_an_empty_list_says_so(qtbot, make_ctx) -> None:
     from app.pages.reconstruct import ReconstructPage
-    from ul_engine.demo import ensure_demo_run
+    from ul_engine.core.demo import ensure_demo_run
 
     ctx = make_ctx()
     demo = ensure_demo_run(ctx.store)
@@ -89,7 +89,7 @@ def test_reconstruct_offers_model_b_comparisons_only_with_a_model_b_and_an_empty
 def test_the_demo_row_shows_its_known_bits_per_pixel_and_psnr(qtbot, window, ctx) -> None:
     import json
 
-    from ul_engine.demo import demo_folder, ensure_demo_run
+    from ul_engine.core.demo import demo_folder, ensure_demo_run
 
     card = json.loads((demo_folder() / "model.json").read_text())["metrics"]
     demo = ensure_demo_run(ctx.store)
@@ -170,7 +170,7 @@ def test_run_export_confirms_where_it_wrote_with_an_open_folder_button(qtbot, wi
     from PySide6.QtWidgets import QMessageBox
 
     from app.pages.runs import RunsPage
-    from ul_engine.cli import main as ul_main
+    from ul_engine.cli.main import main as ul_main
 
     args = ["--home", str(home), "train", "--preset", "smoke", "--steps", "2", "--name", "tiny"]
     assert ul_main([*args, "--set", "train.threads=1", "--json"]) == 0

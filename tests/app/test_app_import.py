@@ -52,7 +52,7 @@ def test_version_prints_without_a_display(tmp_path: Path) -> None:
         [sys.executable, "-m", "app", "--version"], capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path
     )
     assert out.returncode == 0, out.stderr
-    from ul_engine import __version__
+    from ul_engine.core import __version__
 
     assert out.stdout.strip() == f"ul-studio {__version__}"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from ul_app_testkit import save_artifact, seed_run, write_png
 
 from app.pages.new_run import NewRunDialog, with_downsampling
-from ul_engine.config import RunConfig, schema_fields, validate
+from ul_engine.core.config import RunConfig, schema_fields, validate
 
 
 def open_dialog(qtbot, ctx, **kwargs) -> NewRunDialog:

@@ -11,7 +11,7 @@ from PIL import Image
 from test_reconstruct_page import drop, wait_idle
 
 from app.widgets.metrics_table import DONE
-from ul_engine.demo import SHIPPED, demo_folder, sample_photos
+from ul_engine.core.demo import SHIPPED, demo_folder, sample_photos
 
 
 @pytest.fixture(scope="module")

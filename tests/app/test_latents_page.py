@@ -11,7 +11,7 @@ from PySide6.QtCore import QSettings
 from ul_app_testkit import save_artifact
 from ul_explore_testkit import trained_home, write_image
 
-from ul_engine import video_io
+from ul_engine.core import video_io
 
 WAIT_MS = 120_000
 

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from app.pages.generate import sample_settings
-from ul_engine.errors import DataError
+from ul_engine.core.errors import DataError
 
 HANG_S = 60.0
 

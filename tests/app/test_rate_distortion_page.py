@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication
 from ul_app_testkit import save_artifact
 
 from app.widgets.metrics_table import DONE
-from ul_engine.cli import main as ul_main
+from ul_engine.cli.main import main as ul_main
 from ul_engine.store import Store, liveness
 
 RUNS = {"lf-low": 1.5, "lf-high": 8.0}

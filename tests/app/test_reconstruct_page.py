@@ -20,7 +20,7 @@ from ul_app_testkit import save_artifact
 
 from app.widgets.checkpoint_picker import DEMO_RUN_NAME, ModelChoice, preferred
 from app.widgets.metrics_table import CANCELLED, DONE, ERROR
-from ul_engine.cli import main as ul_main
+from ul_engine.cli.main import main as ul_main
 
 STEPS = 2
 

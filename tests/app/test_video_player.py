@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from app.widgets.video_player import PlaybackClock, VideoPlayer, decode_video, side_by_side
-from ul_engine import video_io
-from ul_engine.errors import ULError
+from ul_engine.core import video_io
+from ul_engine.core.errors import ULError
 
 
 def numbered_frames(n: int, h: int = 32, w: int = 48) -> list[np.ndarray]:

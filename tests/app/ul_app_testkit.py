@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ul_engine.config import resolve
+from ul_engine.core.config import resolve
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "app"

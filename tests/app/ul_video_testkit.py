@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ul_engine import video_io
+from ul_engine.core import video_io
 
 STEPS = 4  # per stage: the tests check the plumbing, not the quality
 
 
 def _ul(home: Path, *args: str) -> None:
     """`ul …` in this process (no second torch start-up per command)."""
-    from ul_engine.cli import main as ul_main
+    from ul_engine.cli.main import main as ul_main
 
     assert ul_main(["--home", str(home), *args, "--json"]) == 0, args
 

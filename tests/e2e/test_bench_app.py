@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ul_engine.ui_bench import describe, metric_read_figures
+from ul_engine.bench.app import describe, metric_read_figures
 
 
 def test_metric_read_decimates_to_the_plot_width_and_reads_raw_in_full() -> None:
@@ -41,7 +41,7 @@ def test_ul_bench_app_reports_cold_start_redraw_and_reads(tmp_path: Path) -> Non
 
 
 def test_bench_app_says_why_when_the_app_cannot_start(monkeypatch) -> None:
-    from ul_engine import ui_bench
+    from ul_engine.bench.training import app as ui_bench
 
     real_run = subprocess.run
 

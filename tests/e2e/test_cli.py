@@ -125,7 +125,7 @@ def test_user_mistakes_exit_2_with_one_line(
     trained_home: Path, args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
 ):
     """In-process (the same `main` the console script calls) to keep the suite fast."""
-    from ul_engine.cli import main
+    from ul_engine.cli.main import main
 
     code = main(["--home", str(trained_home), *args])
     err = capsys.readouterr().err
@@ -138,7 +138,7 @@ def test_user_mistakes_exit_2_with_one_line(
 def test_a_mistake_in_a_real_process_has_no_traceback(trained_home: Path):
     proc = ul(trained_home, "train", "--preset", "nope", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    from ul_engine.config import list_presets
+    from ul_engine.core.config import list_presets
 
     assert {"smoke", "shapes-32", "bouncing-smoke", "bouncing-32", "kinetics-128"} <= set(list_presets())
     assert proc.stderr.strip() == f"ul: error: unknown preset 'nope'; available: {', '.join(list_presets())}"

@@ -95,7 +95,7 @@ LOG_UNTIL_FULL = (
     """
 import os, sqlite3, sys, time
 from pathlib import Path
-from ul_engine.errors import DiskFullError
+from ul_engine.core.errors import DiskFullError
 from ul_engine.store import Store
 home, filler = Path(sys.argv[1]), sys.argv[2]
 store = Store.open(home)                       # the WAL and its shared memory exist: only writes can fail

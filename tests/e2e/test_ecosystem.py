@@ -17,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ul_engine import io
-from ul_engine.cli import main as ul_main
+from ul_engine.cli.main import main as ul_main
+from ul_engine.core import io
 from ul_engine.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,9 +74,9 @@ def encoded(home: Path, images: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def test_encode_writes_shards_index_and_stats(home: Path, images: Path, encoded: tuple[Path, dict]) -> None:
-    from ul_engine.commands import load_run
     from ul_engine.data import fit_square, load_image_rgb
     from ul_engine.data.loader import to_model_tensor
+    from ul_engine.inference.commands import load_run
 
     out, result = encoded
     assert result["count"] == 7 and result["shards"] == 3 and result["latent"] == "z_clean"
@@ -251,7 +251,7 @@ def test_stage2_refuses_latents_it_cannot_use(capsys, home: Path, images: Path, 
 
 
 def test_encode_a_video_folder(tmp_path: Path) -> None:
-    from ul_engine import video_io
+    from ul_engine.core import video_io
 
     home = tmp_path / "home"
     ul_json(home, "train", "--preset", "bouncing-smoke", "--name", "v1", "--steps", "1")

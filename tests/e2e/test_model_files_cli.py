@@ -50,7 +50,7 @@ def _report_peak():
     with open(hwm_path, 'w') as out:
         out.write(str(kib * 1024))
 atexit.register(_report_peak)
-from ul_engine.cli import main
+from ul_engine.cli.main import main
 sys.exit(main(sys.argv[3:]))
 """
 

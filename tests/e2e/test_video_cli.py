@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ul_engine.cli import main as ul_main
+from ul_engine.cli.main import main as ul_main
+from ul_engine.core.video_io import gif_frame_rate, read_gif_info, read_video, write_clip_mp4
 from ul_engine.data.bouncing import BouncingSource
-from ul_engine.video_io import gif_frame_rate, read_gif_info, read_video, write_clip_mp4
 
 
 def ul(capsys: pytest.CaptureFixture[str], home: Path, *args: str) -> tuple[int, dict, str]:
@@ -110,7 +110,7 @@ def test_eval_on_a_video_run(video_home: Path, capsys: pytest.CaptureFixture[str
 
 def test_eval_fvd_bouncing_on_a_video_run(video_home: Path, capsys: pytest.CaptureFixture[str]):
     """`--fd N` on a video run: FVD-bouncing of N stage-2 clips against N validation clips, named as such."""
-    from ul_engine.metrics.bouncing_features import DEFAULT_PATH
+    from ul_engine.eval.metrics.bouncing_features import DEFAULT_PATH
 
     code, out, _ = ul(capsys, video_home, "eval", "--run", "v2", "--n", "2", "--fd", "8", "--steps", "2",
                       "--decoder-steps", "2", "--no-record")  # fmt: skip

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from ul_engine.config import AblationConfig, resolve
+from ul_engine.core.config import AblationConfig, resolve
+from ul_engine.core.errors import ConfigError
 from ul_engine.diffusion import gaussian, schedule, weighting
-from ul_engine.errors import ConfigError
 from ul_engine.model import UnifiedLatents
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from ul_engine import io
-from ul_engine.errors import ULError
-from ul_engine.metrics.bouncing_features import (
+from ul_engine.core import io
+from ul_engine.core.errors import ULError
+from ul_engine.eval.metrics.bouncing_features import (
     DEFAULT_PATH,
     FEATURE_DIM,
     bouncing_features,
@@ -21,8 +21,8 @@ from ul_engine.metrics.bouncing_features import (
     load_bouncing_classifier,
     render_labelled_clips,
 )
-from ul_engine.metrics.frechet import frechet_distance_features, kernel_distance
-from ul_engine.metrics.generation import fvd_bouncing
+from ul_engine.eval.metrics.frechet import frechet_distance_features, kernel_distance
+from ul_engine.eval.metrics.generation import fvd_bouncing
 
 
 def test_shipped_weights_load_without_pickle_and_match_their_json():

@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image, ImageFile, ImageOps
 
-from ul_engine.config import DataConfig
+from ul_engine.core.config import DataConfig
+from ul_engine.core.errors import DataError, ULError
 from ul_engine.data import (
     IMAGE_EXTENSIONS,
     SHAPE_KINDS,
@@ -31,7 +32,6 @@ from ul_engine.data import (
     render_shapes,
     to_model_range,
 )
-from ul_engine.errors import DataError, ULError
 
 # ----------------------------------------------------------------------------------------------
 # Shapes

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ul_engine import demo
-from ul_engine.cli import main as ul_main
-from ul_engine.errors import ULError
+from ul_engine.cli.main import main as ul_main
+from ul_engine.core import demo
+from ul_engine.core.errors import ULError
 from ul_engine.store import Store
 
 MAX_BUNDLE_BYTES = 10 * 1024 * 1024
@@ -141,8 +141,8 @@ def test_tiled_model_is_the_plain_model_on_each_tile(bundle: Path) -> None:
     (summed) and decodes (seed·1009 + tile index) as the plain model on each tile."""
     import torch
 
-    from ul_engine import bundle as bundles
-    from ul_engine.tiling import Tiled
+    from ul_engine.inference import bundle as bundles
+    from ul_engine.inference.tiling import Tiled
 
     plain = bundles.load_stage1(bundle)
     tiled = Tiled(plain, 64)
@@ -174,8 +174,8 @@ def test_blended_tiles_average_overlapping_windows_into_one_image(bundle: Path) 
     single tile is the plain model with the same seed, and a bad overlap is refused."""
     import torch
 
-    from ul_engine import bundle as bundles
-    from ul_engine.tiling import Tiled
+    from ul_engine.inference import bundle as bundles
+    from ul_engine.inference.tiling import Tiled
 
     plain = bundles.load_stage1(bundle)
     down = int(plain.cfg.model.downsample())

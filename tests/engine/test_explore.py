@@ -16,9 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ul_engine import explore, video_io
-from ul_engine.config import resolve
-from ul_engine.errors import ULError
+from ul_engine.core import video_io
+from ul_engine.core.config import resolve
+from ul_engine.core.errors import ULError
+from ul_engine.inference import latents as explore
 from ul_engine.model import LatentBase, UnifiedLatents
 
 
@@ -135,7 +136,7 @@ def test_decodes_are_repeatable_and_the_noise_push_ends_at_z0(models) -> None:
 
 
 def test_generate_and_trajectory_match_ul_sample(models) -> None:
-    from ul_engine.pipeline import sample_images
+    from ul_engine.inference.pipeline import sample_images
 
     model, base = models
     images, latents = explore.generate(base, model, [5, 6], base_steps=3, decoder_steps=3)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ul_engine import json_output
+from ul_engine.core import json_output
 
 
 def strict(text: str) -> object:

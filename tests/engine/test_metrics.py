@@ -10,9 +10,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from ul_engine.errors import ULError
-from ul_engine.metrics import frechet, inception
-from ul_engine.metrics.features import (
+from ul_engine.core.errors import ULError
+from ul_engine.eval.metrics import frechet, inception
+from ul_engine.eval.metrics.features import (
     DEFAULT_PATH,
     FEATURE_DIM,
     classify,
@@ -20,8 +20,8 @@ from ul_engine.metrics.features import (
     render_labelled,
     shapes_features,
 )
-from ul_engine.metrics.fidelity import psnr_ssim
-from ul_engine.metrics.generation import fd_shapes, fid_inception
+from ul_engine.eval.metrics.fidelity import psnr_ssim
+from ul_engine.eval.metrics.generation import fd_shapes, fid_inception
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -187,7 +187,7 @@ def test_fid_is_unavailable_without_weights_never_replaced():
 
 
 def test_inception_files_that_do_not_fit_are_refused(tmp_path):
-    from ul_engine import io
+    from ul_engine.core import io
 
     path = tmp_path / "weights.safetensors"
     io.save_tensors(path, {"fc.weight": torch.zeros(1008, 2048)}, {})

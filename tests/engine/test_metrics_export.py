@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ul_engine.cli import main as ul_main
+from ul_engine.cli.main import main as ul_main
 from ul_engine.store import Store
 
 T0 = 1_790_000_000.0
@@ -35,7 +35,7 @@ def store(home: Path) -> Iterator[Store]:
 @pytest.fixture
 def run_id(store: Store) -> int:
     """A run with 12 logged steps of three series; loss/total is NaN at step 7 (a non-finite step)."""
-    from ul_engine.config import resolve
+    from ul_engine.core.config import resolve
 
     run = store.create_run(name="logged", stage=1, preset="smoke", config=resolve("smoke", stage=1).to_dict())
     rows = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ul_engine.config import resolve, validate
+from ul_engine.core.config import resolve, validate
 from ul_engine.model import LatentBase, UnifiedLatents
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ul_engine.config import resolve
+from ul_engine.core.config import resolve
 from ul_engine.nets import (
     build_base,
     build_decoder,

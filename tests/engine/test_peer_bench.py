@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from ul_engine.config import resolve
-from ul_engine.errors import ULError
+from ul_engine.core.config import resolve
+from ul_engine.core.errors import ULError
 
 try:
     import diffusers  # noqa: F401
@@ -23,7 +23,7 @@ needs_diffusers = pytest.mark.skipif(not HAVE_DIFFUSERS, reason="diffusers (the 
 @needs_diffusers
 @pytest.mark.parametrize("preset", ["shapes-32", "smoke"])
 def test_peer_parameter_count_matches_ours_within_ten_percent(preset: str) -> None:
-    from ul_engine.peer_bench import PeerAutoencoder, count_parameters, match_width, our_parameters, peer_parameters
+    from ul_engine.bench.peer import PeerAutoencoder, count_parameters, match_width, our_parameters, peer_parameters
 
     cfg = resolve(preset, [])
     ours = our_parameters(cfg)
@@ -37,7 +37,7 @@ def test_peer_parameter_count_matches_ours_within_ten_percent(preset: str) -> No
 
 @needs_diffusers
 def test_peer_sizing_refuses_an_impossible_target() -> None:
-    from ul_engine.peer_bench import match_width
+    from ul_engine.bench.peer import match_width
 
     with pytest.raises(ULError, match="within 10%"):
         match_width(resolve("smoke", []), target=1000)
@@ -45,7 +45,7 @@ def test_peer_sizing_refuses_an_impossible_target() -> None:
 
 @needs_diffusers
 def test_peer_trains_on_our_batch_shape() -> None:
-    from ul_engine.peer_bench import PeerAutoencoder, match_width
+    from ul_engine.bench.peer import PeerAutoencoder, match_width
 
     cfg = resolve("smoke", [])
     torch.manual_seed(0)
@@ -59,8 +59,8 @@ def test_peer_trains_on_our_batch_shape() -> None:
 
 
 def test_without_diffusers_the_bench_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ul_engine.cli import main as ul_main
-    from ul_engine.peer_bench import require_diffusers
+    from ul_engine.bench.peer import require_diffusers
+    from ul_engine.cli.main import main as ul_main
 
     monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers now raises ImportError
     with pytest.raises(ULError, match=r"ul-studio\[bench\]"):

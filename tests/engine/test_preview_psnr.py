@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ul_engine.config import resolve
+from ul_engine.core.config import resolve
 from ul_engine.store import Store
 from ul_engine.train.runner import train_run
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ul_engine.errors import ULError
-from ul_engine.quality_bench import describe, quality_comparison
+from ul_engine.bench.quality import describe, quality_comparison
+from ul_engine.core.errors import ULError
 
 
 def test_each_contender_trains_for_its_budget_and_is_scored(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ul_engine.cli import main as ul_main
-from ul_engine.rate_distortion import collect, record_evaluation
+from ul_engine.cli.main import main as ul_main
+from ul_engine.core.rate_distortion import collect, record_evaluation
 from ul_engine.store import Store
 
 

@@ -1,4 +1,4 @@
-"""Reconstructing images one at a time (ul_engine.reconstruct): own resolution, K decodes → mean and std map,
+"""Reconstructing images one at a time (ul_engine.inference.reconstruct): own resolution, K decodes → mean and std map,
 the cache, bad inputs, cancellation, the session op with progress lines, and `ul reconstruct`'s new flags."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ul_engine.cli import main as ul_main
-from ul_engine.errors import ULError
-from ul_engine.reconstruct import (
+from ul_engine.cli.main import main as ul_main
+from ul_engine.core.errors import ULError
+from ul_engine.inference.reconstruct import (
     CSV_FIELDS,
     HASHED_MAX_SIDE,
     ReconstructCancelled,
@@ -52,14 +52,14 @@ def store(home: Path) -> Iterator[Store]:
 
 @pytest.fixture(scope="module")
 def recon(store: Store) -> Reconstructor:
-    from ul_engine.commands import load_run
+    from ul_engine.inference.commands import load_run
 
     return Reconstructor(load_run(store, "s1"), store)
 
 
 @pytest.fixture(scope="module")
 def recon10(store: Store) -> Reconstructor:
-    from ul_engine.commands import load_run
+    from ul_engine.inference.commands import load_run
 
     return Reconstructor(load_run(store, "s1", step=10), store, label="B")
 
@@ -92,7 +92,7 @@ def test_bad_params_are_refused_with_a_reason(kw: dict, message: str) -> None:
 
 
 def test_side_limit_in_the_hash_is_the_one_commands_applies() -> None:
-    from ul_engine.commands import MAX_RECONSTRUCT_SIDE
+    from ul_engine.inference.commands import MAX_RECONSTRUCT_SIDE
 
     assert HASHED_MAX_SIDE == MAX_RECONSTRUCT_SIDE
 

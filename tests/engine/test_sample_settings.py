@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from ul_engine.errors import DataError
-from ul_engine.sample_settings import MAX_CHUNK_BYTES, SEED_MAX, read_sample_settings
+from ul_engine.core.errors import DataError
+from ul_engine.core.sample_settings import MAX_CHUNK_BYTES, SEED_MAX, read_sample_settings
 from ul_engine.store.paths import samples_dir
 
 GOOD = {"ul-run": "3", "ul-run-name": "s2", "ul-seed": "42", "ul-checkpoint-sha256": "ab" * 32,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ul_engine.config import resolve
-from ul_engine.errors import ULError
+from ul_engine.core.config import resolve
+from ul_engine.core.errors import ULError
+from ul_engine.eval.study import _ensure_run
 from ul_engine.store import Store
-from ul_engine.study import _ensure_run
 
 
 def _stored(store: Store, cfg_dict: dict, name: str) -> None:
@@ -40,7 +40,7 @@ def test_a_run_with_a_different_config_is_refused(tmp_path: Path) -> None:
 
 
 def test_rate_distortion_verdict_tells_rising_partly_and_falling_apart() -> None:
-    from ul_engine.study import _rising_verdict
+    from ul_engine.eval.study import _rising_verdict
 
     lfs = ["1.3", "1.5", "2.1", "3", "10"]
     assert _rising_verdict([1, 2, 3, 4, 5], [0, 1, 2, 3, 4], lfs) == "yes"

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ul_engine import bundle, io
-from ul_engine.config import resolve
+from ul_engine.core import io
+from ul_engine.core.config import resolve
+from ul_engine.core.errors import CheckpointError, DiskFullError, TrainingDiverged
 from ul_engine.data import BatchStream, make_source
-from ul_engine.errors import CheckpointError, DiskFullError, TrainingDiverged
+from ul_engine.inference import bundle
+from ul_engine.inference.pipeline import ema_copy, stage1_from_checkpoint
 from ul_engine.model import UnifiedLatents
-from ul_engine.pipeline import ema_copy, stage1_from_checkpoint
 from ul_engine.train.loop import Trainer, make_accelerator
 from ul_engine.train.stages import Stage1Objective
 
@@ -140,7 +141,7 @@ def test_exported_model_loads_in_a_fresh_process(tmp_path: Path):
     torch.save(x, tmp_path / "x.pt")  # test-side only, to hand the input over
     script = (
         "import sys, torch\n"
-        "from ul_engine.bundle import load_stage1\n"
+        "from ul_engine.inference.bundle import load_stage1\n"
         f"m = load_stage1(r'{tmp_path / 'model'}')\n"
         f"x = torch.load(r'{tmp_path / 'x.pt'}', weights_only=True)\n"
         "z = m.encode(x)\n"
@@ -173,7 +174,7 @@ def test_init_from_a_bundle_starts_from_its_weights_and_refuses_other_sizes(tmp_
 @pytest.mark.slow
 def test_imagenet_512_preset_trains_one_step_of_each_stage(tmp_path: Path):
     """The paper's sizes build and take an optimizer step (at 64×64 to fit a CPU; the nets are resolution-free)."""
-    from ul_engine.config import validate
+    from ul_engine.core.config import validate
     from ul_engine.model import LatentBase
     from ul_engine.nets import parameter_counts
     from ul_engine.train.stages import Stage2Objective
@@ -219,7 +220,7 @@ def test_lr_warms_up_holds_then_cools_down_to_zero_at_the_last_step():
 
 
 def test_cooldown_without_a_step_budget_is_refused_naming_the_field():
-    from ul_engine.config import ConfigError
+    from ul_engine.core.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"optim\.cooldown needs train\.steps"):
         resolve("smoke", ["optim.cooldown=0.3", "train.steps=0", "train.minutes=5"])

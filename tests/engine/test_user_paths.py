@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ul_engine.data.image_folder import ImageFolderSource
-from ul_engine.data.readers import load_image_rgb, probe_image
+from ul_engine.core.errors import DataError, ULError
+from ul_engine.core.image_folder import ImageFolderSource
+from ul_engine.core.io import sha256_file
+from ul_engine.core.media import load_image_rgb, probe_image
+from ul_engine.core.user_paths import check_file, check_folder, check_output_file, check_output_folder
+from ul_engine.core.video_io import probe_video, read_video
 from ul_engine.data.video_folder import VideoFolderSource
-from ul_engine.errors import DataError, ULError
-from ul_engine.io import sha256_file
-from ul_engine.reconstruct import file_sha256
-from ul_engine.user_paths import check_file, check_folder, check_output_file, check_output_folder
-from ul_engine.video_commands import cache_dir
-from ul_engine.video_io import probe_video, read_video
+from ul_engine.inference.reconstruct import file_sha256
+from ul_engine.inference.video_commands import cache_dir
 
 HANG_S = 60.0  # only a hang gets near this
 

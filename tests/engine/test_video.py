@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from ul_engine.config import resolve, validate
+from ul_engine.core.config import resolve, validate
+from ul_engine.core.errors import ConfigError, DataError
+from ul_engine.core.video_io import probe_video, read_video, write_clip_mp4
 from ul_engine.data import make_source
 from ul_engine.data.bouncing import BouncingSource, bounce, render_bouncing
 from ul_engine.data.loader import BatchStream, fixed_validation_batch
 from ul_engine.data.shapes import SHAPE_KINDS
 from ul_engine.data.video_folder import VideoFolderSource
-from ul_engine.errors import ConfigError, DataError
-from ul_engine.model import LatentBase, UnifiedLatents
-from ul_engine.nets.blocks import sincos_pos_embed, sincos_pos_embed_2d
-from ul_engine.video import (
+from ul_engine.inference.clips import (
     decode_video,
     encode_video,
     hold_pad,
@@ -26,7 +25,8 @@ from ul_engine.video import (
     sample_latents,
     window_starts,
 )
-from ul_engine.video_io import probe_video, read_video, write_clip_mp4
+from ul_engine.model import LatentBase, UnifiedLatents
+from ul_engine.nets.blocks import sincos_pos_embed, sincos_pos_embed_2d
 
 
 def test_bouncing_is_deterministic_and_sized_as_asked():

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ul_engine.cli import main as ul_main
-from ul_engine.config import resolve
+from ul_engine.cli.main import main as ul_main
+from ul_engine.core.config import resolve
+from ul_engine.core.video_io import write_clip_mp4
 from ul_engine.data.bouncing import BouncingSource
 from ul_engine.model import LatentBase, UnifiedLatents
 from ul_engine.nets import parameter_counts
-from ul_engine.video_io import write_clip_mp4
 
 
 def test_kinetics_128_is_the_papers_layout():

@@ -98,7 +98,7 @@ def test_the_bundle_spec_and_scripts_are_there_and_build_into_ignored_build_bund
 
 def test_workers_start_from_the_frozen_executable_with_a_worker_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     from app.workers import procs
-    from ul_engine.worker.supervisor import LaunchOptions, cli_argv, worker_command
+    from ul_engine.core.supervisor import LaunchOptions, cli_argv, worker_command
 
     home = Path("/data/ul")
     assert worker_command(home, 3, steps=5)[:3] == [sys.executable, "-m", "ul_engine.worker"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ul_engine.errors import CheckpointError, ConfigError, RunNotFound, ULError
+from ul_engine.core.errors import CheckpointError, ConfigError, RunNotFound, ULError
 from ul_engine.store import Store, config_hash, default_home
 from ul_engine.store import db as store_db
 
@@ -438,7 +438,7 @@ def _at(store: Store, status: str) -> int:
 
 
 def test_status_changes_follow_the_transition_table_and_nothing_else(store: Store) -> None:
-    from ul_engine.errors import RunStateError
+    from ul_engine.core.errors import RunStateError
     from ul_engine.store.types import RUN_STATUSES, RUN_TRANSITIONS
 
     assert set(RUN_TRANSITIONS) == set(RUN_STATUSES)
@@ -478,7 +478,7 @@ def test_going_to_running_is_one_compare_and_set_across_processes(tmp_path: Path
 
 
 def _claim(home: Path, run: int, barrier, results) -> None:  # type: ignore[no-untyped-def]
-    from ul_engine.errors import RunStateError
+    from ul_engine.core.errors import RunStateError
     from ul_engine.store.types import START_STATUSES
 
     store = Store.open(home)
@@ -508,7 +508,7 @@ def test_control_requests_belong_to_the_session_they_were_made_for(store: Store)
     assert store.pending_request(run, session=second) == "pause"
     assert store.take_request(run, session=first) is None and store.take_request(run, session=second) == "pause"
     # a status change scoped to an old session is refused
-    from ul_engine.errors import RunStateError
+    from ul_engine.core.errors import RunStateError
 
     with pytest.raises(RunStateError, match="another worker session"):
         store.transition(run, "stopping", session=first)
@@ -668,7 +668,7 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 
 
 def test_config_hash_matches_run_config() -> None:
-    from ul_engine.config import resolve
+    from ul_engine.core.config import resolve
 
     cfg = resolve("smoke")
     assert config_hash(cfg.to_dict()) == cfg.config_hash()

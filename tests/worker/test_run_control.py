@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from worker_testkit import HANG_S, make_run, wait_for
 
+from ul_engine.core.supervisor import start_worker, worker_command
 from ul_engine.store import Store
-from ul_engine.worker.supervisor import start_worker, worker_command
 
 
 def ul(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -214,7 +214,7 @@ def test_an_after_rename_kill_is_resumed_from_that_checkpoint(store: Store):
     assert last_json(out.stdout)["step"] == 21, "resumed from the file the kill left without a row"
     assert [c.step for c in store.list_checkpoints(run_id)] == [10, 20, 21]
     registered = store.list_checkpoints(run_id)[1]
-    from ul_engine.io import sha256_file
+    from ul_engine.core.io import sha256_file
 
     assert registered.sha256 == sha256_file(registered.path) and registered.size_bytes == registered.path.stat().st_size
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ul_engine.cli import main as ul_main
+from ul_engine.cli.main import main as ul_main
 
 
 def request(proc: subprocess.Popen[str], message: dict) -> dict:

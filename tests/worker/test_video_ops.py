@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ul_engine.cli import main as ul_main
+from ul_engine.cli.main import main as ul_main
+from ul_engine.core.video_io import read_video, write_clip_mp4
 from ul_engine.data.bouncing import BouncingSource
-from ul_engine.video_io import read_video, write_clip_mp4
 
 
 def request(proc: subprocess.Popen[str], message: dict) -> tuple[dict, list[dict]]:

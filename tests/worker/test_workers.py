@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from worker_testkit import make_run, wait_for
 
+from ul_engine.core.supervisor import LaunchOptions, run_queue, start_worker, stop_run, worker_command
 from ul_engine.store import Store
-from ul_engine.worker.supervisor import LaunchOptions, run_queue, start_worker, stop_run, worker_command
 
 
 @pytest.fixture()
@@ -102,7 +102,7 @@ def test_nan_losses_stop_the_run_keeping_the_last_good_checkpoint(store: Store):
 
 
 def test_disk_full_fails_the_run_and_keeps_earlier_checkpoint(store: Store, monkeypatch: pytest.MonkeyPatch):
-    from ul_engine import io
+    from ul_engine.core import io
     from ul_engine.train.runner import train_run
 
     run_id = make_run(store, "full", **{"train.checkpoint_every": 10, "train.steps": 40})
@@ -122,7 +122,7 @@ def test_disk_full_fails_the_run_and_keeps_earlier_checkpoint(store: Store, monk
     assert run.status == "failed" and "disk full" in run.error
     ckpts = [c for c in store.list_checkpoints(run_id) if c.path.is_file()]
     assert [c.step for c in ckpts] == [10]
-    from ul_engine.pipeline import stage1_from_checkpoint
+    from ul_engine.inference.pipeline import stage1_from_checkpoint
 
     stage1_from_checkpoint(ckpts[0].path)
 

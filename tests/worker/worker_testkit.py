@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable
 
-from ul_engine.config import resolve
+from ul_engine.core.config import resolve
 from ul_engine.store import Store
 
 HANG_S = 300.0

@@ -1,15 +1,15 @@
 """Data sources, the one image reader, and seeded batches.
 
 The readers, shapes and folder sources are torch-free, so the GUI can import
-`ul_engine.data.readers` without pulling in torch; the batch loader (torch) is imported on first use.
+`ul_engine.core.media` without pulling in torch; the batch loader (torch) is imported on first use.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ul_engine.data.image_folder import ImageFolderSource, ScanReport
-from ul_engine.data.readers import (
+from ul_engine.core.image_folder import ImageFolderSource, ScanReport
+from ul_engine.core.media import (
     IMAGE_EXTENSIONS,
     LoadedImage,
     fit_square,

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ul_engine.core.errors import DataError
 from ul_engine.data.shapes import (
     _AREA_PER_R2,
     SHAPE_KINDS,
@@ -24,7 +25,6 @@ from ul_engine.data.shapes import (
     _contrasting_color,
     paint_shape,
 )
-from ul_engine.errors import DataError
 
 _LARGEST_RADIUS = (0.12, 0.22)  # of the side: small enough to have room to move
 _OTHER_AREA = (0.25, 0.6)  # of the largest shape's area

@@ -16,13 +16,13 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from ul_engine.config import DataConfig
+from ul_engine.core.config import DataConfig
+from ul_engine.core.errors import DataError
+from ul_engine.core.image_folder import ImageFolderSource
+from ul_engine.core.media import to_model_range
 from ul_engine.data.bouncing import BouncingSource
-from ul_engine.data.image_folder import ImageFolderSource
-from ul_engine.data.readers import to_model_range
 from ul_engine.data.shapes import ShapesSource
 from ul_engine.data.video_folder import VideoFolderSource
-from ul_engine.errors import DataError
 
 Source = ShapesSource | ImageFolderSource | BouncingSource | VideoFolderSource
 Procedural = (ShapesSource, BouncingSource)  # infinite, indexed by stream position

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ul_engine.errors import DataError
+from ul_engine.core.errors import DataError
 
 SHAPE_KINDS = ("circle", "square", "triangle", "diamond")
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ul_engine.errors import ULError
+from ul_engine.core.errors import ULError
 
 try:
     from diffusers import ConfigMixin, DiffusionPipeline, ModelMixin
@@ -29,8 +29,8 @@ except ImportError as exc:  # the optional extra is missing: say how to get it
         "the diffusers export needs the diffusers package: pip install 'ul-studio[diffusers]'"
     ) from exc
 
-from ul_engine.config import RunConfig
-from ul_engine.imaging import tensor_to_uint8
+from ul_engine.core.config import RunConfig
+from ul_engine.core.imaging import tensor_to_uint8
 from ul_engine.model import LatentBase, UnifiedLatents, build_stage1_net
 from ul_engine.nets import build_base
 
@@ -163,7 +163,7 @@ class ULPipeline(DiffusionPipeline):
         output_type: str = "np",
     ) -> Any:
         """n images from the stage-2 base model (seeds seed … seed+n−1, as `ul sample`)."""
-        from ul_engine.pipeline import sample_images
+        from ul_engine.inference.pipeline import sample_images
 
         cfg = self.ul_config
         images = sample_images(
@@ -197,7 +197,7 @@ def _as_model_input(images: Any) -> torch.Tensor:
     """Tensors in [−1, 1] pass through; uint8 images (B, H, W, 3) and PIL images are converted as
     `ul reconstruct` converts them, clips (B, T, H, W, 3) as training does."""
     from ul_engine.data.loader import to_model_tensor
-    from ul_engine.pipeline import image_to_model_input
+    from ul_engine.inference.pipeline import image_to_model_input
 
     if isinstance(images, torch.Tensor):
         return images.float()

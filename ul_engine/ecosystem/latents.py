@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ul_engine.config import RunConfig
-from ul_engine.errors import ConfigError
+from ul_engine.core.config import RunConfig
+from ul_engine.core.errors import ConfigError
 
 FORMAT = "ul-studio-latents/1"
 STATS_NAME = "latent_stats.json"
@@ -78,7 +78,7 @@ def load_latents(folder: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     """All shards listed in latent_stats.json → (z float32 (N, …), labels int64 (N,), stats)."""
     import torch
 
-    from ul_engine import io
+    from ul_engine.core import io
 
     folder = Path(folder).expanduser()
     stats = read_stats(folder)

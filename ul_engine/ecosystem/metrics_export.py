@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ul_engine import io
-from ul_engine.errors import ULError
+from ul_engine.core import io
+from ul_engine.core.errors import ULError
 
 FORMATS = ("csv", "jsonl", "tensorboard")
 FIELDS = ("key", "step", "wall_time", "value")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ul_engine.config import ModelConfig
+from ul_engine.core.config import ModelConfig
 from ul_engine.nets.base import BaseModel
 from ul_engine.nets.blocks import (
     AdaLNTransformerBlock,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ul_engine.config import BaseConfig
+from ul_engine.core.config import BaseConfig
 from ul_engine.nets.blocks import (
     AdaLNOutput,
     AdaLNTransformerBlock,

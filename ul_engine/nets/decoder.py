@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ul_engine.config import DecoderConfig
+from ul_engine.core.config import DecoderConfig
 from ul_engine.nets.blocks import (
     AdaLNTransformerBlock,
     FourierLogSNREmbedding,

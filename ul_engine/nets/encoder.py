@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ul_engine.config import EncoderConfig
+from ul_engine.core.config import EncoderConfig
 from ul_engine.nets.blocks import ResBlock, conv_nd, down_conv, group_norm, patchify
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ul_engine.config import PriorConfig
+from ul_engine.core.config import PriorConfig
 from ul_engine.nets.blocks import (
     AdaLNOutput,
     AdaLNTransformerBlock,

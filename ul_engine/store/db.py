@@ -30,7 +30,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from ul_engine.errors import DiskFullError, ReadOnlyDataFolder, ULError
+from ul_engine.core.errors import DiskFullError, ReadOnlyDataFolder, ULError
 
 BUSY_TIMEOUT_S = 10.0
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

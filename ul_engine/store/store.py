@@ -25,7 +25,7 @@ from sqlalchemy import Engine, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ul_engine.errors import CheckpointError, ConfigError, RunNotFound, RunStateError, ULError
+from ul_engine.core.errors import CheckpointError, ConfigError, RunNotFound, RunStateError, ULError
 from ul_engine.store import db, liveness
 from ul_engine.store import metrics as metric_ops
 from ul_engine.store.models import Artifact, Checkpoint, Job, Reconstruction, Run
@@ -123,7 +123,7 @@ class Store:
 
         Creates home/ and home/runs/; an older database is first copied to `ul.sqlite.bak-<time>`.
         """
-        from ul_engine.user_paths import check_output_folder
+        from ul_engine.core.user_paths import check_output_folder
 
         home = Path(home).expanduser() if home is not None else default_home()
         home = check_output_folder(home.absolute(), writable=False)  # a file or a FIFO named as home: one line

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ul_engine import faults, io, model_files
-from ul_engine.config import RunConfig
-from ul_engine.errors import TrainingDiverged
+from ul_engine.core import faults, io, model_files
+from ul_engine.core.config import RunConfig
+from ul_engine.core.errors import TrainingDiverged
 from ul_engine.train.ema import EMA
 
 CHECKPOINT_FORMAT = model_files.CHECKPOINT_FORMAT
@@ -354,7 +354,7 @@ class Trainer:
 
     def load_checkpoint(self, path: Path, sha256: str | None = None) -> None:
         """Resume from `path`, checked first against this run's model, EMA and optimizer (and `sha256`, the
-        store's record of the file, when given) by `ul_engine.model_files`."""
+        store's record of the file, when given) by `ul_engine.core.model_files`."""
         ck = model_files.read_training_state(
             path, model=self.unwrapped, ema=self.ema.shadow, optimizer=self.optimizer, recorded=sha256
         )
@@ -409,7 +409,7 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        from ul_engine.errors import ConfigError
+        from ul_engine.core.errors import ConfigError
 
         raise ConfigError("train.device: 'cuda' was asked for but no CUDA device is available; use cpu or auto")
     return requested

@@ -19,19 +19,20 @@ from typing import Any
 
 import torch
 
-from ul_engine import bundle, io, model_files
-from ul_engine.config import RunConfig, validate
+from ul_engine.core import io, model_files
+from ul_engine.core.config import RunConfig, validate
+from ul_engine.core.errors import CheckpointError, DiskFullError, RunStateError, TrainingDiverged, ULError
+from ul_engine.core.imaging import grid, save_png, tensor_to_uint8
+from ul_engine.core.model_files import recorded_sha256
+from ul_engine.core.user_paths import check_folder
 from ul_engine.data import BatchStream, fixed_validation_batch, make_source
-from ul_engine.errors import CheckpointError, DiskFullError, RunStateError, TrainingDiverged, ULError
-from ul_engine.imaging import grid, save_png, tensor_to_uint8
+from ul_engine.inference import bundle
+from ul_engine.inference.pipeline import ema_copy, stage1_from_checkpoint
 from ul_engine.model import LatentBase, UnifiedLatents
-from ul_engine.model_files import recorded_sha256
-from ul_engine.pipeline import ema_copy, stage1_from_checkpoint
 from ul_engine.store import liveness
 from ul_engine.store.types import ACTIVE_RUN_STATUSES, START_STATUSES
 from ul_engine.train.loop import Trainer, make_accelerator, resolve_device
 from ul_engine.train.stages import Stage1Objective, Stage2Objective, build_latent_cache, cache_path, source_length
-from ul_engine.user_paths import check_folder
 
 Emit = Callable[[dict[str, Any]], None]
 PREVIEW_COUNT = 8
@@ -360,7 +361,7 @@ class RunContext:
 
 def _preview_psnr(x: torch.Tensor, recon: torch.Tensor) -> float:
     """Mean PSNR (dB) of the preview reconstructions (clips: over their frames), capped at 100 dB (identical)."""
-    from ul_engine.metrics.fidelity import psnr_ssim
+    from ul_engine.eval.metrics.fidelity import psnr_ssim
 
     def frames(t: torch.Tensor) -> torch.Tensor:
         return t.transpose(1, 2).flatten(0, 1) if t.dim() == 5 else t
@@ -406,7 +407,7 @@ class ReadOnlyStore:
 def _init_folder(value: str) -> Path:
     """`train.init_from`: a bundle folder, or 'demo' for the shipped demo model."""
     if value == "demo":
-        from ul_engine.demo import demo_folder
+        from ul_engine.core.demo import demo_folder
 
         folder = demo_folder()
         if folder is None:
@@ -590,7 +591,7 @@ def _now() -> Any:
 
 def export_run(store: Any, run_ref: int | str, out: Path) -> list[Path]:
     """Copy a run's inference bundle (and, for stage 2, its stage-1 bundle) to `out`."""
-    from ul_engine.demo import bundle_checkpoint
+    from ul_engine.core.demo import bundle_checkpoint
 
     run = store.get_run(run_ref)
     run_dir = store.run_dir(run.id)

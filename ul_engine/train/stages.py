@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ul_engine import io
-from ul_engine.config import RunConfig
+from ul_engine.core import io
+from ul_engine.core.config import RunConfig
 from ul_engine.data import BatchStream
 from ul_engine.data.loader import to_model_tensor
 from ul_engine.model import LatentBase, UnifiedLatents

@@ -13,8 +13,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from ul_engine.errors import ULError
-from ul_engine.worker import protocol
+from ul_engine.core import protocol
+from ul_engine.core.errors import ULError
 
 
 def _store(home: Path | None):

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from ul_engine.errors import ULError
-from ul_engine.worker import protocol
+from ul_engine.core import protocol
+from ul_engine.core.errors import ULError
 
 OpHandler = Callable[["Session", dict[str, Any]], dict[str, Any]]
 OPS: dict[str, OpHandler] = {}
@@ -42,9 +42,9 @@ class Session:
         self.emit: Callable[[dict[str, Any]], None] = lambda message: None
 
     def run(self, ref: int | str, step: int | None = None) -> Any:
-        """A LoadedRun (see ul_engine.commands.load_run), cached while the session lives."""
-        from ul_engine.commands import load_run
-        from ul_engine.demo import get_run
+        """A LoadedRun (see ul_engine.inference.commands.load_run), cached while the session lives."""
+        from ul_engine.core.demo import get_run
+        from ul_engine.inference.commands import load_run
 
         run = get_run(self.store, ref)
         key = (run.id, step)

@@ -16,7 +16,7 @@ def load(session: Session, request: dict[str, Any]) -> dict[str, Any]:
 
 @op("reconstruct")
 def reconstruct(session: Session, request: dict[str, Any]) -> dict[str, Any]:
-    from ul_engine.commands import reconstruct_files
+    from ul_engine.inference.commands import reconstruct_files
 
     results = reconstruct_files(
         session.store,
@@ -32,7 +32,7 @@ def reconstruct(session: Session, request: dict[str, Any]) -> dict[str, Any]:
 
 @op("sample")
 def sample(session: Session, request: dict[str, Any]) -> dict[str, Any]:
-    from ul_engine.commands import sample_files
+    from ul_engine.inference.commands import sample_files
 
     outputs = sample_files(
         session.store,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ul_engine.errors import ULError
+from ul_engine.core.errors import ULError
 from ul_engine.worker.session import Session, op
 
 FRAME_KINDS = ("plain", "interpolate", "noise", "channel")
@@ -74,7 +74,7 @@ def save_latent(path: Path, z: np.ndarray) -> Path:
 
 def _png(path: Path, image: np.ndarray, meta: dict[str, str] | None = None) -> str:
     """A durable PNG (fsynced, atomic): what the user keeps (samples)."""
-    from ul_engine.imaging import save_png
+    from ul_engine.core.imaging import save_png
 
     save_png(path, image, meta)
     return str(path)
@@ -93,7 +93,7 @@ def _frame_png(path: Path, image: np.ndarray) -> str:
 
 def _png_text(path: Path) -> dict[str, str]:
     """The sample's settings chunks through the one bounded PNG-text reader; none when it cannot tell."""
-    from ul_engine.sample_settings import read_png_text_chunks
+    from ul_engine.core.sample_settings import read_png_text_chunks
 
     try:
         return read_png_text_chunks(path)
@@ -118,8 +118,8 @@ def latents_analyze(session: Session, request: dict[str, Any]) -> dict[str, Any]
     model's final clean prediction, `<name>.latent.npy`), which is used instead of encoding the PNG."""
     import torch
 
-    from ul_engine import explore
     from ul_engine.data import load_image_rgb
+    from ul_engine.inference import latents as explore
 
     loaded = session.run(request["run"], request.get("checkpoint"))
     cfg, model = loaded.cfg, loaded.stage1
@@ -236,7 +236,7 @@ def _decode_frames(
 ) -> tuple[list[np.ndarray], dict[str, Any]]:  # fmt: skip
     import torch
 
-    from ul_engine import explore
+    from ul_engine.inference import latents as explore
 
     cfg, model = loaded.cfg, loaded.stage1
     device = za.device
@@ -361,8 +361,8 @@ def generate_samples(session: Session, request: dict[str, Any]) -> dict[str, Any
     (`<name>.latent.npy`). Stops between two sampler steps once `cancel_file` exists ("cancelled": true)."""
     import torch
 
-    from ul_engine import explore
     from ul_engine.diffusion.samplers import SamplingCancelled
+    from ul_engine.inference import latents as explore
 
     loaded = session.run(request["run"], request.get("checkpoint"))
     if loaded.base is None:
@@ -427,8 +427,8 @@ def latents_trajectory(session: Session, request: dict[str, Any]) -> dict[str, A
     `preview_steps`) and per decoder step (its image prediction); the last frame is the sample."""
     import torch
 
-    from ul_engine import explore
     from ul_engine.diffusion.samplers import SamplingCancelled
+    from ul_engine.inference import latents as explore
 
     loaded = session.run(request["run"], request.get("checkpoint"))
     if loaded.base is None:
@@ -482,7 +482,7 @@ def latents_trajectory(session: Session, request: dict[str, Any]) -> dict[str, A
 @op("export_video")
 def export_video(session: Session, request: dict[str, Any]) -> dict[str, Any]:
     """Frame PNGs → an MP4 (`mp4`) and/or a GIF (`gif`) at `fps`, enlarged to at least `min_side` pixels."""
-    from ul_engine import video_io
+    from ul_engine.core import video_io
 
     frames = video_io.load_frames(request.get("frames") or [])
     fps = float(request.get("fps", 12.0))

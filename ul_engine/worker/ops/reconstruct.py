@@ -7,7 +7,7 @@ not sending the next image.
      "cancel_file": "/…/cancel-12" | null, "use_cache": true}
     → interim {"id", "event": "progress", "done", "total", "what"} lines, and per model (0 = A, 1 = B) one
       {"id", "event": "partial", "model", "entry"} once its images are written (bits still null), then
-    {"entry": {...}, "compare": {...} | null}                               # see ul_engine.reconstruct
+    {"entry": {...}, "compare": {...} | null}                               # see ul_engine.inference.reconstruct
 
 Cancelling inside an image: the session reads stdin only between requests, so the GUI creates
 `cancel_file`; the op checks for it after every decoder step and answers with a "cancelled" error
@@ -23,7 +23,7 @@ from ul_engine.worker.session import Session, op
 
 
 def _reconstructor(session: Session, spec: dict[str, Any], label: str) -> Any:
-    from ul_engine.reconstruct import Reconstructor
+    from ul_engine.inference.reconstruct import Reconstructor
 
     checkpoint_id = spec.get("checkpoint_id")
     if checkpoint_id is not None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ul_engine.errors import ULError
+from ul_engine.core.errors import ULError
 from ul_engine.worker.session import Session, op
 
 
@@ -54,7 +54,7 @@ def _int_or_none(value: Any, name: str) -> int | None:
 
 @op("video.reconstruct")
 def video_reconstruct(session: Session, request: dict[str, Any]) -> dict[str, Any]:
-    from ul_engine.video_commands import reconstruct_cached
+    from ul_engine.inference.video_commands import reconstruct_cached
 
     path = request.get("path")
     if not path:
@@ -75,7 +75,7 @@ def video_reconstruct(session: Session, request: dict[str, Any]) -> dict[str, An
 
 @op("video.sample")
 def video_sample(session: Session, request: dict[str, Any]) -> dict[str, Any]:
-    from ul_engine.video_commands import sample_clips
+    from ul_engine.inference.video_commands import sample_clips
 
     loaded = _loaded(session, request)
     out_dir = request.get("out_dir") or session.store.run_dir(loaded.run.id) / "video-samples"
@@ -91,7 +91,7 @@ def video_sample(session: Session, request: dict[str, Any]) -> dict[str, Any]:
 
 @op("video.info")
 def video_info(session: Session, request: dict[str, Any]) -> dict[str, Any]:
-    from ul_engine.video_io import probe_video
+    from ul_engine.core.video_io import probe_video
 
     path = request.get("path")
     if not path:

@@ -1,0 +1,8 @@
+"""The engine's torch-free core: what the app may import (with `ul_engine.store`).
+
+Config, errors, model-file headers and JSON, the session protocol, media probing, the reconstruction cache's keys
+and limits, the demo registration and the worker supervisor. Nothing here imports torch, directly or inside a
+function: the import contract in `make test` (`.importlinter`) checks it.
+"""
+
+__version__ = "0.1.0"

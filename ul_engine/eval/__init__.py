@@ -1,0 +1,1 @@
+"""Evaluating runs: metrics, the evaluation command and the study."""
