@@ -5,4 +5,9 @@ and limits, the demo registration and the worker supervisor. Nothing here import
 function: the import contract in `make test` (`.importlinter`) checks it.
 """
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+RESOURCES_DIR = Path(__file__).resolve().parents[2] / "resources"
+"""The repository's (or the frozen bundle's) `resources/`: presets, the demo model, the metrics' feature nets."""

@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ul_engine.core import RESOURCES_DIR
 from ul_engine.core.errors import ConfigError
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "resources" / "presets"
+PRESETS_DIR = RESOURCES_DIR / "presets"
 
 
 class _Section(BaseModel):

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ul_engine.core import io, model_files
+from ul_engine.core import RESOURCES_DIR, io, model_files
 from ul_engine.core.errors import ConfigError
 
 DEMO_NAME = "demo"
@@ -32,7 +32,6 @@ DEMO_ENV = "UL_DEMO_MODEL"
 """A folder to use instead of the shipped bundle (for development); "none" turns the demo off."""
 DISMISSED = ".demo-dismissed"
 
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
 SHIPPED_DIR = RESOURCES_DIR / "models" / "demo"
 SAMPLES_DIR = RESOURCES_DIR / "samples"
 STAGE1_FILES = model_files.STAGE1_COMPONENTS

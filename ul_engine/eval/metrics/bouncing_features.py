@@ -6,7 +6,7 @@ kind of the largest shape, how many shapes there are, the largest shape's direct
 its first-frame displacement) and, regressed, its centre in the first and last frame, its velocity, size
 and colour. Kind and count can be read from one frame; direction and velocity only from how frames
 follow each other, and the 3D convolutions mix neighbouring frames, so the embedding sees motion:
-clips shuffled in time or frozen land far from real ones (tests/engine/test_bouncing_metrics.py).
+clips shuffled in time or frozen land far from real ones (tests/eval/test_bouncing_metrics.py).
 
 Fixed input: 8 frames of 32×32. Clips of another size are resized per frame (bilinear, antialiased) and
 clips of another length are resampled in time (linear) before the network, so a 16-frame clip is seen as

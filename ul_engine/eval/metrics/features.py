@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ul_engine.core import io
+from ul_engine.core import RESOURCES_DIR, io
 from ul_engine.core.errors import ULError
 from ul_engine.data.shapes import SHAPE_KINDS
 
-RESOURCES = Path(__file__).resolve().parent.parent.parent / "resources" / "metrics"
+RESOURCES = RESOURCES_DIR / "metrics"
 DEFAULT_PATH = RESOURCES / "shapes-classifier.safetensors"
 FORMAT = "ul-studio-shapes-classifier/1"
 INPUT_SIZE = 32
