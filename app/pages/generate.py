@@ -40,8 +40,8 @@ from app.pages.video_reconstruct import is_video_config
 from app.widgets import file_dialogs
 from app.widgets.gallery import Gallery
 from app.widgets.run_combo import RunCombo
-from app.widgets.video_player import is_video_path
 from ul_engine.core.errors import ULError
+from ul_engine.core.media import is_video_path
 from ul_engine.core.sample_settings import read_sample_settings
 from ul_engine.store.paths import samples_dir
 

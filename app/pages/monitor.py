@@ -46,7 +46,7 @@ from app.workers import procs
 from app.workers.training import describe_event
 from ul_engine.core import protocol
 from ul_engine.core.errors import ULError
-from ul_engine.inference.reconstruct import abs_difference
+from ul_engine.core.reconstruction import abs_difference
 from ul_engine.store import ACTIVE_RUN_STATUSES
 
 REDRAW_MS = 200

@@ -62,11 +62,10 @@ from app.widgets.metrics_table import (
     ProgressDelegate,
     metrics_panel,
 )
-from app.widgets.video_player import VIDEO_EXTENSIONS, is_video_path
 from ul_engine.core.errors import ULError
-from ul_engine.inference.reconstruct import (
+from ul_engine.core.media import VIDEO_EXTENSIONS, is_video_path
+from ul_engine.core.reconstruction import (
     MAX_SAMPLES,
-    SAMPLERS,
     ReconstructParams,
     abs_difference,
     cached_entry,
@@ -76,6 +75,7 @@ from ul_engine.inference.reconstruct import (
     iter_inputs,
     write_metrics_csv,
 )
+from ul_engine.core.samplers import SAMPLERS
 
 SCAN_BATCH = 200
 MAX_SESSION_RESTARTS = 3

@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.widgets import file_dialogs
-from app.widgets.video_player import VIDEO_EXTENSIONS, Clip, ClipLoader, VideoPlayer, is_video_path
+from app.widgets.video_player import Clip, ClipLoader, VideoPlayer
+from ul_engine.core.media import VIDEO_EXTENSIONS, is_video_path
 
 UNCONDITIONAL, CONTINUE = "unconditional", "continue"
 GALLERY_COLUMNS = 3

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ul_engine.inference.reconstruct import colormap, colormap_lut, heat_scale
+from ul_engine.core.reconstruction import colormap, colormap_lut, heat_scale
 
 MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
 

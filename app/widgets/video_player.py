@@ -39,15 +39,10 @@ from app.widgets.image_views import qimage_from_array
 from app.widgets.latent_tiles import PixelImage
 from ul_engine.core.errors import ULError
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".avi", ".mkv")
 MAX_FRAMES = 900  # frames a clip keeps in memory (30 s at 30 fps)
 MAX_SIDE = 512  # the longer side a kept frame may have
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
 DEFAULT_FPS = 12.0
-
-
-def is_video_path(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 # ----------------------------------------------------------------------------------------------

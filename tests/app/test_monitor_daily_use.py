@@ -18,7 +18,7 @@ from ul_app_testkit import fake_command, save_artifact, seed_run
 
 from app.main_window import MainWindow
 from ul_engine.core.imaging import grid, save_png
-from ul_engine.inference.reconstruct import abs_difference
+from ul_engine.core.reconstruction import abs_difference
 from ul_engine.store import liveness
 
 

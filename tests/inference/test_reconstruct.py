@@ -15,20 +15,18 @@ from PIL import Image
 
 from ul_engine.cli.main import main as ul_main
 from ul_engine.core.errors import ULError
-from ul_engine.inference.reconstruct import (
+from ul_engine.core.reconstruction import (
     CSV_FIELDS,
-    HASHED_MAX_SIDE,
     ReconstructCancelled,
-    Reconstructor,
     ReconstructParams,
     cached_entry,
     colormap,
     csv_row,
     entry_strip,
     iter_inputs,
-    reconstruct_many,
     write_metrics_csv,
 )
+from ul_engine.inference.reconstruct import Reconstructor, reconstruct_many
 from ul_engine.store import Store
 
 STEPS = 2  # decoder steps in these tests: the smoke model is untrained, speed is what matters
@@ -89,12 +87,6 @@ def test_params_hash_is_stable_and_changes_with_every_field() -> None:
 def test_bad_params_are_refused_with_a_reason(kw: dict, message: str) -> None:
     with pytest.raises(ULError, match=message):
         params(**kw)
-
-
-def test_side_limit_in_the_hash_is_the_one_commands_applies() -> None:
-    from ul_engine.inference.commands import MAX_RECONSTRUCT_SIDE
-
-    assert HASHED_MAX_SIDE == MAX_RECONSTRUCT_SIDE
 
 
 def test_odd_size_reconstructs_at_its_own_resolution_with_metrics(recon: Reconstructor, tmp_path: Path) -> None:

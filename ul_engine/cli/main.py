@@ -19,6 +19,7 @@ from ul_engine.cli.ecosystem import COMMANDS as ECOSYSTEM_COMMANDS
 from ul_engine.cli.ecosystem import add_parsers as add_ecosystem_parsers
 from ul_engine.core import __version__
 from ul_engine.core.errors import RunStateError, ULError
+from ul_engine.core.samplers import SAMPLERS
 from ul_engine.core.user_paths import check_file, check_output_file, check_output_folder
 
 EXIT_USER_ERROR = 2
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("inputs", nargs="+", metavar="INPUT")
     rc.add_argument("--out", type=_out_folder, default="reconstructions")
     rc.add_argument("--decoder-steps", type=DECODER_STEPS)
-    rc.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
+    rc.add_argument("--sampler", choices=SAMPLERS)
     rc.add_argument("--seed", type=SEED, default=0)
     rc.add_argument("--checkpoint", type=STEP, metavar="STEP", help="the run's checkpoint at STEP (default: latest)")
     rc.add_argument("--compare", metavar="RUN2", help="also reconstruct with RUN2 (same image, seeds, parameters)")
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=_out_folder, default="samples")
     s.add_argument("--steps", type=STEPS, help="base-model steps")
     s.add_argument("--decoder-steps", type=DECODER_STEPS)
-    s.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
+    s.add_argument("--sampler", choices=SAMPLERS)
     s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--guidance", type=_number(0.0, 50.0), default=None, help="classifier-free guidance (1: none)")
     s.add_argument("--class", dest="class_label", type=STEP)
@@ -184,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--out", type=_out_file, required=True, help="an .mp4 or .gif file")
     ip.add_argument("--mode", choices=("slerp", "lerp"), default="slerp")
     ip.add_argument("--decoder-steps", type=DECODER_STEPS)
-    ip.add_argument("--sampler", choices=("ancestral", "ddim", "dpmpp2m"))
+    ip.add_argument("--sampler", choices=SAMPLERS)
     ip.add_argument("--seed", type=SEED, default=0)
     ip.add_argument(
         "--fps",
@@ -570,9 +571,9 @@ def cmd_presets(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.core.media import is_video_path
     from ul_engine.inference.commands import expand_inputs, load_run
     from ul_engine.inference.reconstruct import Reconstructor, reconstruct_many
-    from ul_engine.inference.video_commands import is_video_path
 
     store = _store(args)
     files = expand_inputs(args.inputs)

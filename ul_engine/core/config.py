@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ul_engine.core import RESOURCES_DIR
 from ul_engine.core.errors import ConfigError
+from ul_engine.core.samplers import SamplerName
 
 PRESETS_DIR = RESOURCES_DIR / "presets"
 
@@ -241,7 +242,7 @@ class TrainConfig(_Section):
 
 
 class SamplingConfig(_Section):
-    sampler: Literal["ancestral", "ddim", "dpmpp2m"] = Field(
+    sampler: SamplerName = Field(
         "ancestral", description="Sampler for the base model and decoder."
     )
     base_steps: int = Field(64, ge=1, le=4096, description="Sampling steps of the base model (noise → z0).")

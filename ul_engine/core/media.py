@@ -36,6 +36,13 @@ from ul_engine.core.errors import DataError
 from ul_engine.core.user_paths import check_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".avi", ".mkv")
+
+
+def is_video_path(path: str | Path) -> bool:
+    """The one image-or-video decision for a user's file: by its extension, before anything reads it."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
 DEFAULT_MAX_PIXELS = 64_000_000
 BACKGROUND = 255  # transparent pixels become white
 

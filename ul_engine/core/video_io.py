@@ -25,7 +25,6 @@ from ul_engine.core.user_paths import check_file
 
 MACRO_BLOCK = 16
 DEFAULT_MIN_SIDE = 256
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".avi", ".mkv")
 # A file whose decodable frames fall short of what its header promises by more than this is damaged.
 _SHORTFALL_FRAMES = 2
 _SHORTFALL_FRACTION = 0.02

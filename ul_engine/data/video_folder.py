@@ -17,9 +17,9 @@ from typing import Literal
 import numpy as np
 
 from ul_engine.core.errors import DataError
-from ul_engine.core.media import fit_square
+from ul_engine.core.media import VIDEO_EXTENSIONS, fit_square
 from ul_engine.core.user_paths import check_folder
-from ul_engine.core.video_io import VIDEO_EXTENSIONS, read_video
+from ul_engine.core.video_io import read_video
 
 log = logging.getLogger(__name__)
 

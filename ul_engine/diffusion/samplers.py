@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ul_engine.core.samplers import SAMPLERS
 from ul_engine.diffusion.gaussian import alpha_sigma_scalar, eps_from_x
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
-SAMPLERS = ("ancestral", "ddim", "dpmpp2m")
 
 
 @dataclass(frozen=True)

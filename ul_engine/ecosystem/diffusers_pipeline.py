@@ -186,7 +186,7 @@ class ULPipeline(DiffusionPipeline):
 
 
 def _sampler(name: str) -> str:
-    from ul_engine.diffusion.samplers import SAMPLERS
+    from ul_engine.core.samplers import SAMPLERS
 
     if name not in SAMPLERS:
         raise ULError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")

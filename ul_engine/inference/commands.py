@@ -14,6 +14,7 @@ import torch
 from ul_engine.core.config import RunConfig, validate
 from ul_engine.core.errors import ULError
 from ul_engine.core.imaging import save_png, tensor_to_uint8
+from ul_engine.core.reconstruction import MAX_RECONSTRUCT_SIDE
 from ul_engine.core.user_paths import check_file, check_output_folder
 from ul_engine.data import IMAGE_EXTENSIONS, fixed_validation_batch, load_image_rgb, make_source
 from ul_engine.eval.metrics.fidelity import psnr_uint8
@@ -26,8 +27,6 @@ from ul_engine.inference.pipeline import (
     stage1_from_checkpoint,
 )
 from ul_engine.model import LatentBase, UnifiedLatents
-
-MAX_RECONSTRUCT_SIDE = 2048
 
 
 @dataclass

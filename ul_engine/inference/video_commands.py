@@ -18,14 +18,10 @@ from ul_engine.core import io
 from ul_engine.core.errors import ULError
 from ul_engine.core.media import fit_square
 from ul_engine.core.user_paths import check_file
-from ul_engine.core.video_io import VIDEO_EXTENSIONS, read_video, write_video
+from ul_engine.core.video_io import read_video, write_video
 
 VIDEO_CACHE_FORMAT = 1
 Progress = Callable[[int, int, str], bool | None]
-
-
-def is_video_path(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def load_clip(path: str | Path, resolution: int, max_frames: int | None = None) -> tuple[np.ndarray, float]:

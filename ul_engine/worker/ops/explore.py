@@ -40,7 +40,7 @@ def _steps(value: Any, default: int, name: str) -> int:
 
 
 def _sampler(value: Any, default: str) -> str:
-    from ul_engine.diffusion.samplers import SAMPLERS
+    from ul_engine.core.samplers import SAMPLERS
 
     name = str(value or default)
     if name not in SAMPLERS:
