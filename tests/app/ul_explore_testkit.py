@@ -3,35 +3,22 @@ on it (20 steps), trained once per pytest session with the `ul` command and copi
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from ul_testkit import shared_home
 
-
-def _ul(home: Path, *args: str) -> None:
-    cmd = [sys.executable, "-m", "ul_engine.cli", "--home", str(home), *args, "--json"]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, f"{args}: {proc.stderr[-2000:]}"
+EXPLORE_RUNS = (
+    ("train", "--preset", "smoke", "--steps", "20", "--name", "s1"),
+    ("train", "--preset", "smoke", "--stage", "2", "--from-run", "s1", "--steps", "20", "--name", "s2"),
+)
 
 
 def trained_home(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """A private copy of the shared smoke home (runs s1 = 1 and s2 = 2)."""
-    shared = tmp_path_factory.getbasetemp() / "ul-explore-smoke"
-    if not (shared / "READY").is_file():
-        shutil.rmtree(shared, ignore_errors=True)
-        _ul(shared, "train", "--preset", "smoke", "--steps", "20", "--name", "s1")
-        _ul(shared, "train", "--preset", "smoke", "--stage", "2", "--from-run", "s1", "--steps", "20", "--name", "s2")
-        (shared / "READY").write_text("ok")
-    home = tmp_path_factory.mktemp(name) / "home"
-    shutil.copytree(shared, home, ignore=shutil.ignore_patterns("READY"))
-    return home
+    return shared_home(tmp_path_factory, "ul-explore-smoke", EXPLORE_RUNS, name)
 
 
 def write_image(path: Path, seed: int, size: tuple[int, int] = (16, 16)) -> Path:

@@ -4,37 +4,27 @@ and copied into each module's home; and small MP4s of a moving square written wi
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ul_testkit import shared_home
 
 from ul_engine.core import video_io
 
 STEPS = 4  # per stage: the tests check the plumbing, not the quality
 
 
-def _ul(home: Path, *args: str) -> None:
-    """`ul …` in this process (no second torch start-up per command)."""
-    from ul_engine.cli.main import main as ul_main
-
-    assert ul_main(["--home", str(home), *args, "--json"]) == 0, args
+VIDEO_RUNS = (
+    ("train", "--preset", "bouncing-smoke", "--steps", str(STEPS), "--name", "v1"),
+    ("train", "--preset", "bouncing-smoke", "--stage", "2", "--from-run", "v1", "--steps", str(STEPS), "--name", "v2"),
+    ("train", "--preset", "smoke", "--steps", "2", "--name", "img"),
+)
 
 
 def video_home(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """A private copy of the shared home with runs v1 (video, stage 1), v2 (video, stage 2) and img (image)."""
-    shared = tmp_path_factory.getbasetemp() / "ul-video-smoke"
-    if not (shared / "READY").is_file():
-        shutil.rmtree(shared, ignore_errors=True)
-        _ul(shared, "train", "--preset", "bouncing-smoke", "--steps", str(STEPS), "--name", "v1")
-        _ul(shared, "train", "--preset", "bouncing-smoke", "--stage", "2", "--from-run", "v1",
-            "--steps", str(STEPS), "--name", "v2")  # fmt: skip
-        _ul(shared, "train", "--preset", "smoke", "--steps", "2", "--name", "img")
-        (shared / "READY").write_text("ok")
-    home = tmp_path_factory.mktemp(name) / "home"
-    shutil.copytree(shared, home, ignore=shutil.ignore_patterns("READY"))
-    return home
+    return shared_home(tmp_path_factory, "ul-video-smoke", VIDEO_RUNS, name, in_process=True)
 
 
 def moving_square(frames: int, size: int = 32, seed: int = 0) -> list[np.ndarray]:

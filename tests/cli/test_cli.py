@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from ul_testkit import ul_process
 
-
-def ul(home: Path, *args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "ul_engine.cli", "--home", str(home), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} exited {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
-    return proc
+ul = partial(ul_process, check=True)  # these tests expect success unless they say check=False
 
 
 def last_json(proc: subprocess.CompletedProcess[str]) -> dict:

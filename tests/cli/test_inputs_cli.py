@@ -11,21 +11,15 @@ import contextlib
 import json
 import math
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from ul_testkit import ul_process as ul
 
 HANG_S = 600
-
-
-def ul(home: Path | None, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "ul_engine.cli", *(["--home", str(home)] if home else []), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_S, env={**os.environ, **(env or {})})
 
 
 def strict_json(line: str) -> dict:

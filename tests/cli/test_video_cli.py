@@ -7,18 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ul_testkit import ul_json as ul
 
 from ul_engine.cli.main import main as ul_main
 from ul_engine.core.video_io import gif_frame_rate, read_gif_info, read_video, write_clip_mp4
 from ul_engine.data.bouncing import BouncingSource
-
-
-def ul(capsys: pytest.CaptureFixture[str], home: Path, *args: str) -> tuple[int, dict, str]:
-    """Run `ul … --json` in this process (no second torch import); (exit code, last JSON line, stderr)."""
-    capsys.readouterr()
-    code = ul_main(["--home", str(home), *args, "--json"])
-    out, err = capsys.readouterr()
-    return code, json.loads(out.strip().splitlines()[-1]), err
 
 
 @pytest.fixture(scope="module")

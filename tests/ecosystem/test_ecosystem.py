@@ -16,17 +16,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from ul_testkit import ul_process as ul
 
 from ul_engine.cli.main import main as ul_main
 from ul_engine.core import io
 from ul_engine.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def ul(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "ul_engine.cli", "--home", str(home), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
 
 
 def ul_json(home: Path, *args: str) -> dict:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ul_testkit import ul_json as run_ul
 
-from ul_engine.cli.main import main as ul_main
 from ul_engine.store import Store
 
 T0 = 1_790_000_000.0
@@ -50,13 +50,6 @@ def expected(key: str, step: int) -> float | None:
     if key == "loss/total":
         return None if step == NAN_STEP else 10.0 / step
     return 5.0 / step if key == "loss/decoder" else 1e-4
-
-
-def run_ul(capsys: pytest.CaptureFixture[str], home: Path, *args: str) -> tuple[int, dict, str]:
-    capsys.readouterr()
-    code = ul_main(["--home", str(home), *args, "--json"])
-    captured = capsys.readouterr()
-    return code, json.loads(captured.out.strip().splitlines()[-1]), captured.err
 
 
 def test_csv_has_one_row_per_point_and_empty_cells_for_nan(capsys, home: Path, run_id: int, tmp_path: Path) -> None:

@@ -6,9 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
+from ul_testkit import ul_process
+
+ul = partial(ul_process, check=True)  # these tests expect success unless they say check=False
 
 pytestmark = pytest.mark.slow  # ~30–60 s on 2 shared cores: ten tiny runs, evaluated
 
@@ -16,15 +20,6 @@ STUDY = [
     "study", "--preset", "smoke", "--quick", "--steps", "3", "--stage2-steps", "3", "--eval-n", "4", "--fd", "8",
     "--decoder-steps", "2", "--base-steps", "2", "--threads", "1", "--lf", "1.5",
 ]  # fmt: skip
-
-
-def ul(home: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "ul_engine.cli", "--home", str(home), *args]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} exited {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}")
-    return proc
 
 
 def last_json(proc: subprocess.CompletedProcess[str]) -> dict:

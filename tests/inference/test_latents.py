@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from ul_testkit import ul_process as _ul
 
 from ul_engine.core import video_io
 from ul_engine.core.config import resolve
@@ -27,12 +25,6 @@ from ul_engine.model import LatentBase, UnifiedLatents
 def models() -> tuple[UnifiedLatents, LatentBase]:
     torch.manual_seed(0)
     return UnifiedLatents(resolve("smoke")).eval(), LatentBase(resolve("smoke", stage=2)).eval()
-
-
-def _ul(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "ul_engine.cli", "--home", str(home), *args]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from ul_testkit import ul_process as ul
 from worker_testkit import HANG_S, make_run, wait_for
 
 from ul_engine.core.supervisor import start_worker, worker_command
 from ul_engine.store import Store
-
-
-def ul(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "ul_engine.cli", "--home", str(home), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_S, env={**os.environ, **(env or {})})
 
 
 def ul_bg(home: Path, *args: str) -> subprocess.Popen[str]:
