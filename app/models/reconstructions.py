@@ -89,7 +89,7 @@ def pair_images(job: ImageJob, key: str) -> tuple[np.ndarray, str, np.ndarray, s
 
 
 def short_title(title: str) -> str:
-    """"A: run @ step 20" → "A"; "Reconstruction (A: …)" → "Reconstruction"."""
+    """The part of a view title before its details: "A: run @ step 20" → "A"."""
     return title.split(":")[0].split(" (")[0]
 
 

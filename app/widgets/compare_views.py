@@ -61,8 +61,11 @@ class CompareViews(QWidget):
         self.heatmap = HeatmapView()
         self._build_samples()
         for widget, name, tip in (
-            (self.side, "Side by side", "Both images with zoom and pan kept in step (wheel, drag, double-click "
-             "to fit)."),
+            (
+                self.side,
+                "Side by side",
+                "Both images with zoom and pan kept in step (wheel, drag, double-click to fit).",
+            ),
             (self.split, "A/B split", "One image over the other; drag the line to wipe between them."),
             (self.heatmap, "Difference", "Per-pixel absolute difference (mean over RGB) with its colour scale."),
             (self.samples_stack, "Samples (mean / std)", "Mean of K decodes and their per-pixel standard deviation."),
