@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
     from app.context import AppContext
+    from app.models.jobs import DONE
     from app.pages.reconstruct import ReconstructPage
     from app.settings import Settings
-    from app.widgets.metrics_table import DONE
 
     settings = Settings(QSettings(str(home / "bench.ini"), QSettings.Format.IniFormat))
     t_launch = time.perf_counter()

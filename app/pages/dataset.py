@@ -1,13 +1,15 @@
 """The dataset chooser: built-in shapes, or a folder of images with a live count of the readable ones and
-a few thumbnails. The folder is scanned on a thread-pool thread with the engine's own torch-free readers
-(header probes for the count, full decodes for the thumbnails); the GUI only receives the results."""
+a few thumbnails. The folder is scanned off the GUI thread (`run_in_background`) with the engine's own
+torch-free readers (header probes for the count, full decodes for the thumbnails); the GUI only receives the
+results, and a newer path's scan makes an older one's answer stale."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QThreadPool, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -21,56 +23,48 @@ from PySide6.QtWidgets import (
 )
 
 from app.widgets import file_dialogs
+from app.workers.background import BackgroundTask, run_in_background
+from ul_engine.core.errors import DataError
+from ul_engine.core.image_folder import ImageFolderSource
+from ul_engine.core.media import fit_square, load_image_rgb, probe_image
 
 THUMBS = 6
 THUMB_SIZE = 56
 
 
-class _ScanSignals(QObject):
-    progress = Signal(int, int, int)  # token, files checked, readable
-    done = Signal(int, dict)  # token, result
-
-
-class FolderScan(QRunnable):
-    """Counts the readable images under a folder and decodes the first few as thumbnails."""
-
-    def __init__(self, token: int, path: str, resolution: int, cancelled: Any) -> None:
-        super().__init__()
-        self.token, self.path, self.resolution = token, path, resolution
-        self.cancelled = cancelled
-        self.signals = _ScanSignals()
-
-    def run(self) -> None:
-        from ul_engine.core.errors import DataError
-        from ul_engine.core.image_folder import ImageFolderSource
-        from ul_engine.core.media import fit_square, load_image_rgb, probe_image
-
-        result: dict[str, Any] = {"path": self.path, "readable": 0, "skipped": {}, "files": 0, "thumbs": []}
+def scan_image_folder(
+    path: str,
+    resolution: int,
+    progress: Callable[[int, int], None] = lambda checked, readable: None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> dict[str, Any]:
+    """Counts the readable images under a folder and decodes the first few as thumbnails (off the GUI thread;
+    `progress(files checked, readable)` every 250 files)."""
+    result: dict[str, Any] = {"path": path, "readable": 0, "skipped": {}, "files": 0, "thumbs": []}
+    try:
+        source = ImageFolderSource(path, max(8, resolution))
+    except DataError as exc:
+        result["error"] = str(exc)
+        return result
+    files = source.files
+    result["files"] = len(files)
+    readable = 0
+    for i, f in enumerate(files):
+        if cancelled():
+            break
         try:
-            source = ImageFolderSource(self.path, max(8, self.resolution))
+            probe_image(f)
+            readable += 1
+            if len(result["thumbs"]) < THUMBS:
+                arr = load_image_rgb(f, min_size=THUMB_SIZE).array
+                result["thumbs"].append((f.name, fit_square(arr, THUMB_SIZE, "center", None)))
         except DataError as exc:
-            result["error"] = str(exc)
-            self.signals.done.emit(self.token, result)
-            return
-        files = source.files
-        result["files"] = len(files)
-        readable = 0
-        for i, f in enumerate(files):
-            if self.cancelled(self.token):
-                return
-            try:
-                probe_image(f)
-                readable += 1
-                if len(result["thumbs"]) < THUMBS:
-                    arr = load_image_rgb(f, min_size=THUMB_SIZE).array
-                    result["thumbs"].append((f.name, fit_square(arr, THUMB_SIZE, "center", None)))
-            except DataError as exc:
-                if len(result["skipped"]) < 50:
-                    result["skipped"][f.name] = str(exc).split(": ", 1)[-1]
-            if i % 250 == 249:
-                self.signals.progress.emit(self.token, i + 1, readable)
-        result["readable"] = readable
-        self.signals.done.emit(self.token, result)
+            if len(result["skipped"]) < 50:
+                result["skipped"][f.name] = str(exc).split(": ", 1)[-1]
+        if i % 250 == 249:
+            progress(i + 1, readable)
+    result["readable"] = readable
+    return result
 
 
 def _to_pixmap(arr: np.ndarray) -> QPixmap:
@@ -89,8 +83,7 @@ class DatasetChooser(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.resolution = 32
-        self._token = 0
-        self._pool = QThreadPool.globalInstance()
+        self._scan: BackgroundTask[dict[str, Any]] | None = None
         self.last_result: dict[str, Any] | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -163,7 +156,7 @@ class DatasetChooser(QWidget):
         for w in (self.path, self.browse):
             w.setEnabled(folder)
         if not folder:
-            self._token += 1
+            self._stop_scan()
             self.count.setText("Shapes are generated on the fly; every step sees new images.")
             self._show_thumbs([])
         elif self.path.text().strip():
@@ -174,7 +167,7 @@ class DatasetChooser(QWidget):
             self.changed.emit(self.kind(), self.path.text())
 
     def _on_path(self, _text: str) -> None:
-        self._token += 1  # a scan of the previous text is stale now
+        self._stop_scan()
         self.count.setText("Counting readable images…")
         self.changed.emit(self.kind(), self.path.text())
         self._debounce.start()
@@ -187,25 +180,34 @@ class DatasetChooser(QWidget):
 
     # ---- scanning ------------------------------------------------------------------------------------
 
+    def _stop_scan(self) -> None:
+        """A scan of the previous text or kind is stale now: it delivers nothing more."""
+        if self._scan is not None:
+            self._scan.cancel()
+            self._scan = None
+
     def rescan(self) -> None:
         text = self.path.text().strip()
         if self.shapes.isChecked() or not text:
             return
-        self._token += 1
+        self._stop_scan()
         self.count.setText("Counting readable images…")
-        scan = FolderScan(self._token, text, self.resolution, lambda t: t != self._token)
-        scan.signals.progress.connect(self._on_progress)
-        scan.signals.done.connect(self._on_done)
-        self._scans = [*getattr(self, "_scans", [])[-3:], scan]  # keep the signal objects alive
-        self._pool.start(scan)
+        resolution = self.resolution
+        self._scan = run_in_background(
+            lambda task: scan_image_folder(
+                text, resolution, lambda checked, readable: task.report((checked, readable)), lambda: task.cancelled
+            ),
+            report=self._on_progress,
+            done=self._on_done,
+            failed=lambda message: self._on_done({"path": text, "error": message}),
+        )
 
-    def _on_progress(self, token: int, checked: int, readable: int) -> None:
-        if token == self._token:
-            self.count.setText(f"Counting… {readable:,} readable of {checked:,} files checked")
+    def _on_progress(self, counted: tuple[int, int]) -> None:
+        checked, readable = counted
+        self.count.setText(f"Counting… {readable:,} readable of {checked:,} files checked")
 
-    def _on_done(self, token: int, result: dict) -> None:
-        if token != self._token:
-            return
+    def _on_done(self, result: dict[str, Any]) -> None:
+        self._scan = None
         self.last_result = result
         if "error" in result:
             self.count.setText(result["error"])
@@ -232,8 +234,8 @@ class DatasetChooser(QWidget):
                 label.hide()
 
     def wait_idle(self, ms: int = 5000) -> bool:
-        return self._pool.waitForDone(ms)
+        return QThreadPool.globalInstance().waitForDone(ms)
 
     def cancel(self) -> None:
-        self._token += 1
+        self._stop_scan()
         self._debounce.stop()

@@ -27,8 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.models.clips import Clip
 from app.widgets import file_dialogs
-from app.widgets.video_player import Clip, ClipLoader, VideoPlayer
+from app.widgets.video_player import ClipLoader, VideoPlayer
 from ul_engine.core.media import VIDEO_EXTENSIONS, is_video_path
 
 UNCONDITIONAL, CONTINUE = "unconditional", "continue"

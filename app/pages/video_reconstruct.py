@@ -2,20 +2,18 @@
 `video.reconstruct` op; the original and its reconstruction play in one sync group, a per-frame PSNR plot
 seeks the players on click, and the bits (per pixel, per latent dimension) sit beside them.
 
-Each file is probed on a pool thread first (its container header and first frame, with imageio-ffmpeg), so
+Each file is probed off the GUI thread first (its container header and first frame, with imageio-ffmpeg), so
 a truncated MP4 or a text file named `.mp4` gets its message at once, without a worker call; a run trained
 on images refuses video (and the page refuses images for a video run) before anything is sent.
 """
 
 from __future__ import annotations
 
-import collections
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -31,16 +29,14 @@ from PySide6.QtWidgets import (
 )
 
 from app import glossary
+from app.models.clips import Clip, decode_video
+from app.models.jobs import CANCELLED, CHECKING, DONE, ERROR, LOADING, RUNNING, JobQueue, JobState, VideoJob, counts
 from app.widgets.frame_plot import FramePlot
 from app.widgets.metrics_table import metrics_panel
-from app.widgets.video_player import Clip, ClipLoader, VideoPlayer, decode_video
-from ul_engine.core.errors import ULError
+from app.widgets.video_player import ClipLoader, VideoPlayer
+from app.workers.background import BackgroundTask, run_in_background
 
 VIDEO_KINDS = ("bouncing", "video-folder")  # data.kind of runs whose models take video
-
-QUEUED, CHECKING, RUNNING, LOADING, DONE, ERROR, CANCELLED = (
-    "queued", "checking", "running", "loading", "done", "error", "cancelled",
-)  # fmt: skip
 
 
 def data_kind(config: dict[str, Any] | None) -> str:
@@ -62,54 +58,9 @@ def video_model_refusal(run_name: str, config: dict[str, Any] | None) -> str:
             "(mp4, webm, mov, avi, mkv), not images. Choose an image run for images.")  # fmt: skip
 
 
-@dataclass(eq=False)
-class VideoJob:
-    """One dropped video file and what became of it."""
-
-    path: str
-    state: str = QUEUED
-    done: int = 0
-    total: int = 0
-    what: str = ""
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    clips: list[Clip] | None = None
-    model: str = ""
-
-    @property
-    def name(self) -> str:
-        return Path(self.path).name
-
-    def status_text(self) -> str:
-        if self.state == RUNNING:
-            part = f" {self.done}/{self.total}" if self.total else ""
-            return f"reconstructing{part} {self.what}".strip()
-        if self.state == DONE and self.result:
-            return f"{self.result.get('psnr', float('nan')):.2f} dB · {self.result.get('frames')} frames"
-        return {QUEUED: "queued", CHECKING: "checking…", LOADING: "loading frames…", CANCELLED: "cancelled"}.get(
-            self.state, self.error or self.state
-        )
-
-
-class _ProbeSignals(QObject):
-    done = Signal(object, object)  # job, error message or None
-
-
-class ProbeVideo(QRunnable):
-    """Opens the file with ffmpeg and decodes its first frame: the refusals come from `decode_video`."""
-
-    def __init__(self, job: VideoJob) -> None:
-        super().__init__()
-        self.job = job
-        self.signals = _ProbeSignals()
-
-    def run(self) -> None:
-        try:
-            decode_video(self.job.path, max_frames=1, cancelled=lambda: True)
-        except ULError as exc:
-            self.signals.done.emit(self.job, str(exc))
-            return
-        self.signals.done.emit(self.job, None)
+def probe_video(path: str) -> None:
+    """Opens the file with ffmpeg and decodes its first frame: the refusals are `decode_video`'s."""
+    decode_video(path, max_frames=1, cancelled=lambda: True)
 
 
 class VideoReconstructView(QWidget):
@@ -124,14 +75,12 @@ class VideoReconstructView(QWidget):
         self.ctx = ctx
         self.model, self.params = model, params
         self.jobs: list[VideoJob] = []
-        self.queue: collections.deque[VideoJob] = collections.deque()
-        self.current: VideoJob | None = None
+        self.queue: JobQueue[VideoJob] = JobQueue()
         self.showing: VideoJob | None = None
         self.worker_calls = 0
         self.loader = ClipLoader(self)
-        self._tasks: set[QRunnable] = set()
+        self._probe: BackgroundTask[None] | None = None
         self._cancel_file: Path | None = None
-        self._cancel_requested = False
         self._build()
 
     def _build(self) -> None:
@@ -203,60 +152,60 @@ class VideoReconstructView(QWidget):
             item.setToolTip(job.path)
             self.list.addItem(item)
             self._refresh_item(job)
-        self.queue.extend(jobs)
-        self._cancel_requested = False
+        self.queue.add(jobs)
         self.pump()
         return jobs
 
     def busy(self) -> bool:
-        return self.current is not None or bool(self.queue)
+        return self.queue.busy()
 
     def pump(self) -> None:
         """Start the next queued video unless one is in flight (also called when the model changes)."""
-        if self.current is not None or not self.queue:
+        if self.queue.current is not None or not self.queue.waiting:
             self._sync_buttons()
             return
         choice, checkpoint = self.model()
         if choice is None or checkpoint is None:
             self.status.setText("Choose a model first (a stage-1 run trained on video): the videos wait.")
             return
-        job = self.queue.popleft()
-        self.current = job
-        if not is_video_config(choice.config):
-            job.error = image_model_refusal(choice.name, choice.config)
-            self._finish(job, ERROR)
+        job = self.queue.start_next()
+        if job is None:
+            self._sync_buttons()
             return
-        job.state, job.error = CHECKING, None
+        if not is_video_config(choice.config):
+            self._finish(job, ERROR, error=image_model_refusal(choice.name, choice.config))
+            return
+        job.move(CHECKING)
         job.model = f"{choice.name} @ step {checkpoint.get('step')}"
         self._refresh_item(job)
-        task = ProbeVideo(job)
-        task.setAutoDelete(False)
-        task.signals.done.connect(self._on_probed)
-        self._tasks.add(task)
-        QThreadPool.globalInstance().start(task)
+        self._probe = run_in_background(
+            lambda _task: probe_video(job.path),
+            done=lambda _none: self._on_probed(job, None),
+            failed=lambda error: self._on_probed(job, error),
+        )
         self._sync_buttons()
 
     def _on_probed(self, job: VideoJob, error: str | None) -> None:
-        self._tasks = {t for t in self._tasks if not (isinstance(t, ProbeVideo) and t.job is job)}
-        if job is not self.current:
+        self._probe = None
+        if job is not self.queue.current:
             return
-        if self._cancel_requested:
+        if self.queue.cancel_requested:
             self._finish(job, CANCELLED)
             return
         if error is not None:
-            job.error = error
-            self._finish(job, ERROR)
+            self._finish(job, ERROR, error=error)
             return
         session = getattr(self.ctx, "session", None)
         choice, checkpoint = self.model()
         if session is None or choice is None or checkpoint is None:
-            job.error = "the session worker is not running" if session is None else "no model chosen"
-            self._finish(job, ERROR)
+            why = "the session worker is not running" if session is None else "no model chosen"
+            self._finish(job, ERROR, error=why)
             return
         self._cancel_file = Path(self.ctx.home) / "cache" / "videos" / f".cancel-{id(job)}-{time.time_ns()}"
         params = dict(self.params())
         params["max_frames"] = self.max_frames.value() or None
-        job.state, job.what = RUNNING, "waiting for the worker…"
+        job.move(RUNNING)
+        job.what = "waiting for the worker…"
         self._refresh_item(job)
         self.worker_calls += 1
         session.request(
@@ -269,10 +218,9 @@ class VideoReconstructView(QWidget):
         self.status.setText(f"Reconstructing {job.name} with {job.model}…")
 
     def _on_progress(self, job: VideoJob, message: dict[str, Any]) -> None:
-        if job is not self.current or message.get("event") != "progress":
+        if job is not self.queue.current or message.get("event") != "progress":
             return
-        job.done, job.total = int(message.get("done", 0)), int(message.get("total", 0))
-        job.what = str(message.get("what") or "")
+        job.report(int(message.get("done", 0)), int(message.get("total", 0)), str(message.get("what") or ""))
         self.progress.setRange(0, max(1, job.total))
         self.progress.setValue(min(job.done, job.total))
         self._refresh_item(job)
@@ -281,36 +229,32 @@ class VideoReconstructView(QWidget):
         if self._cancel_file is not None:
             self._cancel_file.unlink(missing_ok=True)
             self._cancel_file = None
-        if job is not self.current:
+        if job is not self.queue.current:
             return
         if not ok:
             text = str(result)
-            if self._cancel_requested and "cancel" in text:
+            if self.queue.cancel_requested and "cancel" in text:
                 self._finish(job, CANCELLED)
                 return
-            job.error = text if text.startswith(job.name) else f"{job.name}: {text}"
-            self._finish(job, ERROR)
+            self._finish(job, ERROR, error=text if text.startswith(job.name) else f"{job.name}: {text}")
             return
         job.result = dict(result)
-        job.state = LOADING
+        job.move(LOADING)
         self._refresh_item(job)
         specs = [(result["original"], "Original"), (result["reconstruction"], "Reconstruction")]
-        self.loader.load(specs, lambda clips, error, job=job: self._on_clips(job, clips, error), supersede=False)
+        self.loader.load(specs, lambda clips, error: self._on_clips(job, clips, error), supersede=False)
 
     def _on_clips(self, job: VideoJob, clips: list[Clip] | None, error: str | None) -> None:
-        if job is not self.current:
+        if job is not self.queue.current:
             return
         if error is not None or not clips:
-            job.error = f"the reconstruction was written but cannot be played: {error}"
-            self._finish(job, ERROR)
+            self._finish(job, ERROR, error=f"the reconstruction was written but cannot be played: {error}")
             return
         job.clips = clips
         self._finish(job, DONE)
 
-    def _finish(self, job: VideoJob, state: str) -> None:
-        job.state = state
-        if self.current is job:
-            self.current = None
+    def _finish(self, job: VideoJob, state: JobState, *, error: str | None = None) -> None:
+        self.queue.finish(job, state, error=error)
         self._refresh_item(job)
         row = self.jobs.index(job)
         if state in (DONE, ERROR) and (self.showing is None or self.showing.state != DONE or state == DONE):
@@ -322,11 +266,11 @@ class VideoReconstructView(QWidget):
             self.status.setText(job.error or "failed")
         elif state == DONE:
             self.status.setText(f"{job.name}: reconstructed with {job.model}.")
-        if not self.queue and state != CANCELLED:
-            counts = collections.Counter(j.state for j in self.jobs)
+        if not self.queue.waiting and state != CANCELLED:
+            n = counts(self.jobs)
             if len(self.jobs) > 1:
-                self.status.setText(f"{counts[DONE]} reconstructed, {counts[ERROR]} could not be used"
-                                    + (f", {counts[CANCELLED]} cancelled" if counts[CANCELLED] else "")
+                self.status.setText(f"{n[DONE]} reconstructed, {n[ERROR]} could not be used"
+                                    + (f", {n[CANCELLED]} cancelled" if n[CANCELLED] else "")
                                     + ": select one to see it (failures name their reason).")  # fmt: skip
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if state == DONE else 0)
@@ -337,11 +281,8 @@ class VideoReconstructView(QWidget):
     def cancel(self) -> None:
         if not self.busy():
             return
-        self._cancel_requested = True
-        for job in self.queue:
-            job.state = CANCELLED
+        for job in self.queue.cancel():
             self._refresh_item(job)
-        self.queue.clear()
         if self._cancel_file is not None:
             try:
                 self._cancel_file.parent.mkdir(parents=True, exist_ok=True)

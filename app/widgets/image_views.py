@@ -232,21 +232,22 @@ class SplitView(QWidget):
         p = QPainter(self)
         p.fillRect(self.rect(), QColor("#3a3a3a"))
         r = self.image_rect()
-        if r.isEmpty() or self.b is None:
+        a, b = self.a, self.b
+        if r.isEmpty() or a is None or b is None:
             p.setPen(QColor("#dddddd"))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Select a reconstructed image")
             p.end()
             return
-        smooth = r.width() < self.a.width()
+        smooth = r.width() < a.width()
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
         x = self.split_x()
         p.save()
         p.setClipRect(QRectF(r.left(), r.top(), x - r.left(), r.height()))
-        p.drawImage(r, self.a)
+        p.drawImage(r, a)
         p.restore()
         p.save()
         p.setClipRect(QRectF(x, r.top(), r.right() - x, r.height()))
-        p.drawImage(r, self.b)
+        p.drawImage(r, b)
         p.restore()
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         p.setPen(QPen(QColor(0, 0, 0, 160), 3))

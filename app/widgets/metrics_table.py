@@ -4,8 +4,6 @@ message in place when it fails) and its metrics; a B column group when two model
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QRect, Qt
@@ -19,7 +17,8 @@ from PySide6.QtWidgets import (
     QStyleOptionProgressBar,
 )
 
-QUEUED, CHECKING, RUNNING, DONE, ERROR, CANCELLED = "queued", "checking", "running", "done", "error", "cancelled"
+from app.models.jobs import CANCELLED, DONE, ERROR, RUNNING, ImageJob
+
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1
 
 COLUMNS = (
@@ -37,61 +36,6 @@ COLUMNS = (
 COMPARE_COLUMNS = tuple(i for i, c in enumerate(COLUMNS) if c[0].endswith("_b"))
 
 
-@dataclass
-class ImageItem:
-    """One image of the page: where it is, how far it got, and its results (engine entries)."""
-
-    path: str
-    state: str = QUEUED
-    done: int = 0
-    total: int = 0
-    what: str = ""
-    entry: dict[str, Any] | None = None
-    compare: dict[str, Any] | None = None
-    error: str | None = None
-    sha256: str | None = None
-    key: tuple[Any, ...] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return Path(self.path).name or self.path
-
-    @property
-    def cached(self) -> bool:
-        return bool(self.entry and self.entry.get("cached")) and (self.compare is None or self.compare.get("cached"))
-
-    @property
-    def notices(self) -> list[str]:
-        out = list((self.entry or {}).get("notices") or [])
-        for n in (self.compare or {}).get("notices") or []:
-            if n not in out:
-                out.append(n)
-        return out
-
-    def message(self) -> str:
-        """The error in one short line (the file's path is in the File column already)."""
-        text = self.error or ""
-        prefix = f"{self.path}: "
-        return text[len(prefix) :] if text.startswith(prefix) else text
-
-    def status_text(self) -> str:
-        if self.state == RUNNING:
-            return self.what or "working…"
-        if self.state == CHECKING:
-            return "reading…"
-        if self.state == ERROR:
-            return self.message()
-        if self.state == DONE:
-            text = "cached" if self.cached else "done"
-            n = len(self.notices)
-            return f"{text} · {n} notice{'s' if n != 1 else ''}" if n else text
-        return self.state
-
-    def progress(self) -> float:
-        return self.done / self.total if self.total else 0.0
-
-
 def _num(value: Any, digits: int) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -101,7 +45,7 @@ def _num(value: Any, digits: int) -> str:
 class ImageTableModel(QAbstractTableModel):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
-        self.items: list[ImageItem] = []
+        self.items: list[ImageJob] = []
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.items)
@@ -118,7 +62,7 @@ class ImageTableModel(QAbstractTableModel):
             return COLUMNS[section][2]
         return None
 
-    def add(self, items: list[ImageItem]) -> None:
+    def add(self, items: list[ImageJob]) -> None:
         if not items:
             return
         start = len(self.items)
@@ -131,7 +75,7 @@ class ImageTableModel(QAbstractTableModel):
         self.items.clear()
         self.endResetModel()
 
-    def changed(self, item: ImageItem) -> None:
+    def changed(self, item: ImageJob) -> None:
         try:
             row = self.items.index(item)
         except ValueError:
@@ -142,7 +86,7 @@ class ImageTableModel(QAbstractTableModel):
         if self.items and first <= last:
             self.dataChanged.emit(self.index(first, 0), self.index(last, len(COLUMNS) - 1))
 
-    def value(self, item: ImageItem, key: str) -> Any:
+    def value(self, item: ImageJob, key: str) -> Any:
         entry = item.compare if key.endswith("_b") else item.entry
         if entry is None or not entry.get("ok"):
             return None
@@ -185,7 +129,7 @@ class ImageTableModel(QAbstractTableModel):
 class ProgressDelegate(QStyledItemDelegate):
     """Draws a progress bar in the Status cell of a running image."""
 
-    def paint(self, painter: Any, option: Any, index: QModelIndex) -> None:
+    def paint(self, painter: Any, option: Any, index: QModelIndex | QPersistentModelIndex) -> None:
         fraction = index.data(PROGRESS_ROLE)
         if fraction is None:
             super().paint(painter, option, index)

@@ -1,24 +1,19 @@
 """A video player for the Reconstruct and Generate pages: play/pause, scrub, frame step, loop, speed and a frame
 counter, for one clip or several side by side that advance together; export to MP4 or GIF.
 
-Frames are decoded once (imageio-ffmpeg, no torch) into memory, so scrubbing is instant. Memory is bounded:
-a clip keeps at most `MAX_FRAMES` frames and at most `MAX_SIDE` pixels on its longer side (larger frames are
-shrunk); the player says so under the pictures when it happens.
-
-Several players can share one `PlaybackClock` (a sync group): one frame index and one timer, so an original
-and its reconstruction always show the same frame.
+Clips come decoded (`app.models.clips`: bounded frames in memory, so scrubbing is instant); `ClipLoader` decodes
+them off the GUI thread. Several players can share one `PlaybackClock` (a sync group): one frame index and one
+timer, so an original and its reconstruction always show the same frame.
 """
 
 from __future__ import annotations
 
-import time
+import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -34,351 +29,60 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.models.clips import DEFAULT_FPS, MAX_FRAMES, MAX_SIDE, Clip, decode_video, side_by_side
 from app.widgets import file_dialogs
 from app.widgets.image_views import qimage_from_array
 from app.widgets.latent_tiles import PixelImage
+from app.widgets.playback_clock import SPEEDS, PlaybackClock
+from app.workers.background import BackgroundTask, run_in_background
+from ul_engine.core import video_io
 from ul_engine.core.errors import ULError
 
-MAX_FRAMES = 900  # frames a clip keeps in memory (30 s at 30 fps)
-MAX_SIDE = 512  # the longer side a kept frame may have
-SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
-DEFAULT_FPS = 12.0
-
-
-# ----------------------------------------------------------------------------------------------
-# Decoding
-
-
-@dataclass
-class Clip:
-    """Decoded RGB frames (H, W, 3) uint8 and what was left out to keep them bounded."""
-
-    frames: list[np.ndarray]
-    fps: float
-    title: str = ""
-    path: str | None = None
-    source_frames: int = 0  # frames decoded from the file (≥ len(frames) when capped)
-    source_size: tuple[int, int] = (0, 0)  # (width, height) in the file
-    notes: list[str] = field(default_factory=list)
-    given: int = 0  # leading frames that were given rather than generated (a continued clip's context)
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        h, w = self.frames[0].shape[:2]
-        return w, h
-
-
-_REASONS = (  # ffmpeg's lines a person can act on, the most telling first
-    ("moov atom not found", "the MP4 index (moov atom) is missing: the file was cut off or never finished"),
-    ("partial file", "the file is cut off (a partial file)"),
-    ("invalid nal", "the video data is damaged"),
-    ("invalid data found", "ffmpeg found no video data it can read"),
-    ("no such file", "the file does not exist"),
-    ("does not contain any stream", "the file holds no video stream"),
-)
-
-
-def _ffmpeg_reason(exc: BaseException) -> str:
-    """Why ffmpeg failed, in words (it prints a banner and a cascade of follow-on errors around it)."""
-    text = str(exc).lower()
-    for key, words in _REASONS:
-        if key in text:
-            return words
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[-1] if lines else type(exc).__name__)[:200]
-
-
-_SIGNATURES = {  # container magic: a file named .mp4 that holds text is caught before ffmpeg is asked
-    ".mp4": (4, (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")),
-    ".mov": (4, (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")),
-    ".webm": (0, (b"\x1a\x45\xdf\xa3",)),
-    ".mkv": (0, (b"\x1a\x45\xdf\xa3",)),
-    ".avi": (0, (b"RIFF",)),
-}
-
-
-def _looks_like_video(path: Path) -> bool:
-    offset, magics = _SIGNATURES.get(path.suffix.lower(), (0, ()))
-    if not magics:
-        return True
-    with path.open("rb") as f:
-        head = f.read(16)
-    return any(head[offset : offset + len(m)] == m for m in magics)
-
-
-def _shrink(frame: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = frame.shape[:2]
-    if max(h, w) <= max_side:
-        return frame
-    from PIL import Image
-
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BOX))
-
-
-def decode_video(
-    path: str | Path,
-    *,
-    title: str | None = None,
-    max_frames: int = MAX_FRAMES,
-    max_side: int = MAX_SIDE,
-    cancelled: Callable[[], bool] = lambda: False,
-) -> Clip:
-    """Decode a video file into a bounded `Clip`; a file that is not a readable video raises ULError with a
-    message naming the file and ffmpeg's reason. A file that breaks off midway keeps the frames before the
-    break, with a note."""
-    import imageio_ffmpeg
-
-    path = Path(path)
-    name = path.name
-    try:
-        size_bytes = path.stat().st_size
-    except OSError as exc:
-        raise ULError(f"{name}: cannot read ({exc.strerror or exc})") from None
-    if size_bytes == 0:
-        raise ULError(f"{name}: the file is empty")
-    try:
-        looks = _looks_like_video(path)
-    except OSError as exc:
-        raise ULError(f"{name}: cannot read ({exc.strerror or exc})") from None
-    if not looks:
-        raise ULError(f"{name}: not a video file (its first bytes are not a {path.suffix.lower()[1:].upper()} "
-                      "header; text or another format renamed?)")  # fmt: skip
-    try:
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-        meta = reader.__next__()
-    except (OSError, RuntimeError, StopIteration) as exc:
-        raise ULError(f"{name}: cannot decode this video: {_ffmpeg_reason(exc)}") from None
-    w, h = (int(v) for v in meta.get("size") or (0, 0))
-    fps = float(meta.get("fps") or 0.0) or DEFAULT_FPS
-    expected = round(float(meta.get("duration") or 0.0) * fps)
-    frames: list[np.ndarray] = []
-    decoded = 0
-    notes: list[str] = []
-    try:
-        for raw in reader:
-            decoded += 1
-            if len(frames) < max_frames:
-                frame = np.frombuffer(raw, np.uint8).reshape(h, w, 3)
-                frames.append(np.ascontiguousarray(_shrink(frame, max_side)))
-            elif cancelled():
-                break
-            if cancelled():
-                break
-    except (OSError, RuntimeError) as exc:
-        notes.append(f"decoding stopped after {decoded} frames: {_ffmpeg_reason(exc)}")
-    finally:
-        reader.close()
-    if not frames:
-        raise ULError(f"{name}: no frame could be decoded; the file may be truncated or not a video")
-    if expected and decoded < 0.9 * expected - 1 and not notes:
-        notes.append(f"the file ends early: {decoded} of about {expected} frames (truncated?)")
-    if decoded > len(frames):
-        notes.append(f"first {len(frames)} of {decoded} frames kept in memory")
-    if frames[0].shape[:2] != (h, w):
-        fh, fw = frames[0].shape[:2]
-        notes.append(f"shown at {fw}×{fh} (from {w}×{h})")
-    return Clip(frames, fps, title if title is not None else name, str(path), decoded, (w, h), notes)
-
-
-class _LoadSignals(QObject):
-    done = Signal(int, object, object)  # token, list[Clip] or None, error message or None
-
-
-class _LoadTask(QRunnable):
-    def __init__(self, token: int, specs: list[tuple[str, str]], max_frames: int, max_side: int) -> None:
-        super().__init__()
-        self.token, self.specs, self.max_frames, self.max_side = token, specs, max_frames, max_side
-        self.signals = _LoadSignals()
-
-    def run(self) -> None:
-        try:
-            clips = [
-                decode_video(p, title=t, max_frames=self.max_frames, max_side=self.max_side) for p, t in self.specs
-            ]
-        except ULError as exc:
-            self.signals.done.emit(self.token, None, str(exc))
-            return
-        self.signals.done.emit(self.token, clips, None)
+ClipsCallback = Callable[[list[Clip] | None, str | None], None]
 
 
 class ClipLoader(QObject):
-    """Decodes clips on the thread pool; `load(specs, callback)` calls `callback(clips, error)` on the GUI
+    """Decodes clips off the GUI thread; `load(specs, callback)` calls `callback(clips, error)` on the GUI
     thread. A newer load supersedes an older one that has not answered yet (only the newest is delivered)."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        self._tasks: dict[int, BackgroundTask[list[Clip]]] = {}
         self._token = 0
-        self._callbacks: dict[int, Callable[[list[Clip] | None, str | None], None]] = {}
-        self._tasks: dict[int, _LoadTask] = {}
 
     def load(
         self,
         specs: Sequence[tuple[str, str]],
-        callback: Callable[[list[Clip] | None, str | None], None],
+        callback: ClipsCallback,
         *,
         max_frames: int = MAX_FRAMES,
         max_side: int = MAX_SIDE,
         supersede: bool = True,
     ) -> int:
-        self._token += 1
         if supersede:
-            self._callbacks.clear()
-        task = _LoadTask(self._token, [(str(p), t) for p, t in specs], max_frames, max_side)
-        task.setAutoDelete(False)
-        task.signals.done.connect(self._on_done)
-        self._callbacks[self._token] = callback
-        self._tasks[self._token] = task
-        QThreadPool.globalInstance().start(task)
-        return self._token
+            for task in self._tasks.values():
+                task.cancel()
+            self._tasks.clear()
+        self._token += 1
+        token = self._token
+        pairs = [(str(p), t) for p, t in specs]
 
-    def _on_done(self, token: int, clips: Any, error: Any) -> None:
-        self._tasks.pop(token, None)
-        callback = self._callbacks.pop(token, None)
-        if callback is not None:
-            callback(clips, error)
+        def work(_task: BackgroundTask[list[Clip]]) -> list[Clip]:
+            return [decode_video(p, title=t, max_frames=max_frames, max_side=max_side) for p, t in pairs]
+
+        def done(clips: list[Clip]) -> None:
+            self._tasks.pop(token, None)
+            callback(clips, None)
+
+        def failed(message: str) -> None:
+            self._tasks.pop(token, None)
+            callback(None, message)
+
+        self._tasks[token] = run_in_background(work, done=done, failed=failed)
+        return token
 
     def busy(self) -> bool:
         return bool(self._tasks)
-
-
-# ----------------------------------------------------------------------------------------------
-# Timing
-
-
-class PlaybackClock(QObject):
-    """A sync group: one frame index, one timer. Playback is paced by elapsed time (at `fps × speed`), so a
-    slow paint drops frames instead of slowing the video down."""
-
-    frameChanged = Signal(int)
-    stateChanged = Signal()  # playing, loop, speed or length changed
-
-    def __init__(self, parent: QObject | None = None, now: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(parent)
-        self.now = now
-        self.frame = 0
-        self.length = 0
-        self.fps = DEFAULT_FPS
-        self.speed = 1.0
-        self.loop = True
-        self.playing = False
-        self._anchor = (0.0, 0)  # (time, frame) playback is measured from
-        self._timer = QTimer(self)
-        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
-        self._timer.timeout.connect(self.tick)
-
-    def set_length(self, length: int, fps: float) -> None:
-        self.length = max(0, int(length))
-        self.fps = float(fps) if fps and fps > 0 else DEFAULT_FPS
-        if self.length == 0:
-            self.pause()
-        self._reanchor()
-        self._set_frame(min(self.frame, max(0, self.length - 1)), force=True)
-        self._update_interval()
-        self.stateChanged.emit()
-
-    def interval_ms(self) -> int:
-        """The timer period: one frame at the current rate, at least 5 ms."""
-        return max(5, int(1000.0 / (self.fps * self.speed)))
-
-    def _update_interval(self) -> None:
-        self._timer.setInterval(self.interval_ms())
-
-    def _reanchor(self) -> None:
-        self._anchor = (self.now(), self.frame)
-
-    def play(self) -> None:
-        if self.length <= 1 or self.playing:
-            return
-        if self.frame >= self.length - 1 and not self.loop:
-            self._set_frame(0)  # play at the end of a non-looping clip starts it over
-        self.playing = True
-        self._reanchor()
-        self._update_interval()
-        self._timer.start()
-        self.stateChanged.emit()
-
-    def pause(self) -> None:
-        if not self.playing:
-            return
-        self.playing = False
-        self._timer.stop()
-        self.stateChanged.emit()
-
-    def toggle(self) -> None:
-        self.pause() if self.playing else self.play()
-
-    def seek(self, frame: int) -> None:
-        self._set_frame(int(frame))
-        self._reanchor()
-
-    def step(self, delta: int) -> None:
-        """Frame step (pauses first, as players do); wraps around when looping."""
-        self.pause()
-        if self.length == 0:
-            return
-        target = self.frame + int(delta)
-        if self.loop:
-            target %= self.length
-        self.seek(target)
-
-    def set_speed(self, speed: float) -> None:
-        self.speed = float(min(max(speed, SPEEDS[0]), SPEEDS[-1]))
-        self._reanchor()
-        self._update_interval()
-        self.stateChanged.emit()
-
-    def set_loop(self, loop: bool) -> None:
-        self.loop = bool(loop)
-        self.stateChanged.emit()
-
-    def tick(self) -> None:
-        """Show the frame that is due now; at the end, wrap (loop) or stop on the last frame."""
-        if not self.playing or self.length == 0:
-            return
-        t0, f0 = self._anchor
-        # + 1e-6: a frame due exactly now is not lost to rounding (1.1 s × 20 fps = 21.999…)
-        due = f0 + int((self.now() - t0) * self.fps * self.speed + 1e-6)
-        if due >= self.length:
-            if self.loop:
-                due %= self.length
-                self._anchor = (self.now(), due)
-            else:
-                self._set_frame(self.length - 1)
-                self.pause()
-                return
-        self._set_frame(due)
-
-    def _set_frame(self, frame: int, *, force: bool = False) -> None:
-        frame = min(max(0, frame), max(0, self.length - 1))
-        if frame != self.frame or force:
-            self.frame = frame
-            self.frameChanged.emit(frame)
-
-
-# ----------------------------------------------------------------------------------------------
-# The widget
-
-
-def side_by_side(frames: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
-    """Frames of different sizes in one row (each enlarged to the tallest by an integer factor where it
-    divides, then padded with black), for exporting several synced clips as one video."""
-    height = max(f.shape[0] for f in frames)
-    parts = []
-    for i, f in enumerate(frames):
-        k = height // f.shape[0]
-        if k > 1 and f.shape[0] * k == height:
-            f = np.repeat(np.repeat(f, k, axis=0), k, axis=1)
-        pad = height - f.shape[0]
-        f = np.pad(f, ((pad // 2, pad - pad // 2), (0, 0), (0, 0)))
-        parts.append(f)
-        if i < len(frames) - 1:
-            parts.append(np.zeros((height, gap, 3), np.uint8))
-    return np.concatenate(parts, axis=1)
 
 
 class VideoPlayer(QWidget):
@@ -492,11 +196,13 @@ class VideoPlayer(QWidget):
         self.clips = list(clips)
         while self.pictures.count():
             item = self.pictures.takeAt(0)
-            if item.widget() is not None:
-                item.widget().hide()
-                item.widget().deleteLater()
+            old = item.widget() if item is not None else None
+            if old is not None:
+                old.hide()
+                old.deleteLater()
         self.views, self.titles = [], []
-        for clip in self.clips or [None]:
+        slots: list[Clip | None] = list(self.clips) or [None]
+        for clip in slots:
             box = QWidget()
             col = QVBoxLayout(box)
             col.setContentsMargins(0, 0, 0, 0)
@@ -522,7 +228,7 @@ class VideoPlayer(QWidget):
         self.export_menu.clear()
         for i, clip in enumerate(self.clips):
             label = f"“{clip.title}”…" if len(self.clips) > 1 else "This clip…"
-            self.export_menu.addAction(label, lambda i=i: self.choose_export(i))
+            self.export_menu.addAction(label, functools.partial(self.choose_export, i))
         if len(self.clips) > 1:
             self.export_menu.addAction("All side by side…", lambda: self.choose_export(None))
         self.export_button.setEnabled(bool(self.clips))
@@ -592,8 +298,6 @@ class VideoPlayer(QWidget):
     def export(self, path: str | Path, index: int | None = 0) -> dict[str, Any] | None:
         """Write clip `index` (None: all clips side by side) to `path`; .gif writes a GIF, anything else an
         MP4. Returns what video_io reports, or None after emitting `failed` with the reason."""
-        from ul_engine.core import video_io
-
         path = Path(path)
         if not self.clips:
             self.failed.emit("nothing to export: no clip is loaded")

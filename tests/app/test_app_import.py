@@ -26,8 +26,8 @@ window.open_monitor(1) if ctx.repo.ordered() else window.show_page("monitor")
 window.runs.new_run()
 for page in ("reconstruct", "latents", "generate", "rd"):
     window.show_page(page)
-from app.pages.dataset import FolderScan  # the folder chooser reads images with the engine's readers
-FolderScan(1, sys.argv[1], 32, lambda token: False).run()
+from app.pages.dataset import scan_image_folder  # the folder chooser reads images with the engine's readers
+scan_image_folder(sys.argv[1], 32)
 qapp.processEvents()
 after_window = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "accelerate")))
 window._close_ready = True

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from test_reconstruct_page import drop, wait_idle
 
-from app.widgets.metrics_table import DONE
+from app.models.jobs import DONE
 from ul_engine.core.demo import SHIPPED, demo_folder, sample_photos
 
 

@@ -16,7 +16,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 from ul_app_testkit import save_artifact
 
-from app.widgets.metrics_table import DONE
+from app.models.jobs import DONE
 from ul_engine.cli.main import main as ul_main
 from ul_engine.store import Store, liveness
 

@@ -18,8 +18,9 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
 from ul_app_testkit import save_artifact
 
+from app.models.jobs import CANCELLED, CHECKING, DONE, ERROR, RUNNING
 from app.widgets.checkpoint_picker import DEMO_RUN_NAME, ModelChoice, preferred
-from app.widgets.metrics_table import CANCELLED, DONE, ERROR
+from app.widgets.image_views import array_from_qimage
 from ul_engine.cli.main import main as ul_main
 
 STEPS = 2
@@ -319,6 +320,24 @@ def test_a_folder_of_thousands_of_files_shows_progress_and_cancels(qtbot, live_c
     drop(qtbot, page.drop_zone, [noise_png(tmp_path / "after.png", 8, 8, 5)])
     wait_idle(qtbot, page)
     assert page.table_model.items[-1].state == DONE
+
+
+def test_a_dropped_photo_shows_its_input_before_its_reconstruction_arrives(qtbot, live_ctx, tmp_path: Path) -> None:
+    page = make_page(qtbot, live_ctx)
+    page.steps.setValue(400)  # the reconstruction takes a while; the input must not wait for it
+    photo = noise_png(tmp_path / "photo.png", 48, 64, 51)
+    drop(qtbot, page.drop_zone, [photo])
+    [item] = page.table_model.items
+    left, right = page.side.views
+    qtbot.waitUntil(left.has_image, timeout=120_000)
+    assert item.entry is None and item.state in (CHECKING, RUNNING)  # no result yet, not even a partial one
+    assert page._shown is item and page.side.titles[0].text() == "Input" and not right.has_image()
+    shown = array_from_qimage(left.item.pixmap().toImage())
+    assert np.array_equal(shown, np.asarray(Image.open(photo).convert("RGB")))  # decoded from the file itself
+    save_artifact(page, "reconstruct-input-first")
+    with qtbot.waitSignal(page.idle, timeout=120_000):
+        page.cancel()
+    assert item.state == CANCELLED
 
 
 def test_cancel_stops_the_image_inside_the_worker(qtbot, live_ctx, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from PySide6.QtCore import QPointF, Qt
 from ul_app_testkit import save_artifact
 from ul_video_testkit import drop_files, text_named_mp4, truncated_copy, video_home, write_clip
 
-from app.pages.video_reconstruct import CANCELLED, DONE, ERROR
+from app.models.jobs import CANCELLED, DONE, ERROR
 from ul_engine.core import video_io
 
 STEPS = 2

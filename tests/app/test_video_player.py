@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.widgets.video_player import PlaybackClock, VideoPlayer, decode_video, side_by_side
+from app.models.clips import decode_video, side_by_side
+from app.widgets.playback_clock import PlaybackClock
+from app.widgets.video_player import VideoPlayer
 from ul_engine.core import video_io
 from ul_engine.core.errors import ULError
 
