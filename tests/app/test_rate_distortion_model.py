@@ -31,14 +31,11 @@ def test_cells_tips_and_the_points_a_log_axis_can_draw() -> None:
 def test_what_the_page_says_and_its_colours() -> None:
     points = _points()
     assert "No checkpoints yet" in model.empty_text([])
-    assert "Nothing evaluated yet" in model.empty_text([points[2]]) and "1 checkpoint in" in model.empty_text(
-        [points[2]]
-    )
+    one = model.empty_text([points[2]])
+    assert "Nothing evaluated yet" in one and "1 checkpoint in" in one
     assert "untick Log x" in model.empty_text(points)
-    assert (
-        model.status_text(points)
-        == "2 of 3 checkpoints evaluated; 1 without a result (Evaluate runs `ul eval` on them)"
-    )
+    status = model.status_text(points)
+    assert status == "2 of 3 checkpoints evaluated; 1 without a result (Evaluate runs `ul eval` on them)"
     assert model.training_note(["a", "b"]).startswith("a, b are still training") and model.training_note([]) == ""
     assert model.run_colors(points, ["red", "blue"]) == {1: "red", 2: "blue"}  # by run id, not by order listed
     assert model.run_name(points, 2) == "lf-high" and model.run_name(points, 9) == "run 9"
