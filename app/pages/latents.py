@@ -15,6 +15,7 @@ beside the picture says so, and that Reconstruct encodes the whole photo. The vi
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,8 @@ class LatentsPage(QWidget):
         self.tiles.channel_clicked.connect(self._pick_channel)
         self.full_steps.valueChanged.connect(lambda _v: self._refresh_scrubs())
         self.seed.valueChanged.connect(lambda _v: self._refresh_scrubs())
-        self.interp_mode.currentIndexChanged.connect(lambda _i: self._interp_changed())
+        self.interp_mode.currentIndexChanged.connect(lambda _i: self.interp.refresh())
+        self.interp_mode.currentIndexChanged.connect(lambda _i: self.make_strip())
         self.strip_frames.valueChanged.connect(lambda _v: self.make_strip())
         self.channel.valueChanged.connect(self._channel_changed)
         self.record_button.clicked.connect(self.record_trajectory)
@@ -191,14 +193,8 @@ class LatentsPage(QWidget):
         widget.caption.setText(f"{Path(path).name}: encoding…")
         self.interp.clear(f"Image {slot.upper()} is being encoded; the interpolation follows.")
         self.strip.clear()
-        self.requests.analyze(
-            lambda ok, result: self._on_analyzed(slot, token, path, ok, result),
-            run=run_id,
-            image=path,
-            slot=slot,
-            decoder_steps=self.full_steps.value(),
-            seed=self.seed.value(),
-        )
+        answer, steps, seed = partial(self._on_analyzed, slot, token, path), self.full_steps.value(), self.seed.value()
+        self.requests.analyze(answer, run=run_id, image=path, slot=slot, decoder_steps=steps, seed=seed)
         return True
 
     def _on_analyzed(self, slot: str, token: int, path: str, ok: bool, result: Any) -> None:
@@ -266,9 +262,6 @@ class LatentsPage(QWidget):
 
     # ---- decoders of the scrubbers -------------------------------------------------------------------
 
-    def _latent(self, slot: str | None = None) -> str | None:
-        return self.state.latent(slot)
-
     def _frames(self, done: Done, *, preview: bool, **params: Any) -> bool:
         session = self._session()
         run_id = self.run_id()
@@ -292,24 +285,20 @@ class LatentsPage(QWidget):
 
     def _noise_params(self, preview: bool) -> dict[str, Any]:
         denoiser = str(self.denoiser.currentData())
-        return model.noise_params(self._latent(), denoiser, self.settings_of_run.base_steps, preview=preview)
+        return model.noise_params(self.state.latent(), denoiser, self.settings_of_run.base_steps, preview=preview)
 
     def _decode_noise(self, lam: float, preview: bool, done: Done) -> bool:
-        if not self._latent():
+        if not self.state.latent():
             return False
         return self._frames(done, preview=preview, values=[lam], **self._noise_params(preview))
 
     def _channel_params(self) -> dict[str, Any]:
-        return model.channel_params(self._latent(), self.channel.value(), self.channel_scale.value())
+        return model.channel_params(self.state.latent(), self.channel.value(), self.channel_scale.value())
 
     def _decode_channel(self, offset: float, preview: bool, done: Done) -> bool:
-        if not self._latent():
+        if not self.state.latent():
             return False
         return self._frames(done, preview=preview, values=[offset], **self._channel_params())
-
-    def _interp_changed(self) -> None:
-        self.interp.refresh()
-        self.make_strip()
 
     def make_strip(self) -> bool:
         """The film strip: N full decodes from A to B."""
@@ -372,7 +361,7 @@ class LatentsPage(QWidget):
     def _export_params(self, kind: str) -> dict[str, Any] | None:
         """What every decode request of an export of `kind` carries; None (and the reason shown) when it cannot."""
         if kind == "interpolate":
-            a, b = self._latent("a"), self._latent("b")
+            a, b = self.state.latent("a"), self.state.latent("b")
             if not (a and b):
                 self.export_status.setText("Open images A and B first.")
                 return None
