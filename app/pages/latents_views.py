@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
@@ -77,8 +78,9 @@ class ImageSlot(QWidget):
         self._set_note("")
 
         def done(size: tuple[int, int] | None) -> None:
-            self._probe = None
-            self._set_note(model.fit_note(size, resolution, tiled=tiled))
+            if shiboken6.isValid(self):  # the page may have closed while the header was read
+                self._probe = None
+                self._set_note(model.fit_note(size, resolution, tiled=tiled))
 
         self._probe = run_in_background(lambda _task: model.source_size(path), done=done)
 

@@ -116,6 +116,18 @@ def test_the_shipped_model_says_reconstruct_decodes_a_photo_in_tiles(qtbot, make
     )
 
 
+def test_a_slot_closed_while_its_size_is_read_gets_no_late_answer(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from app.pages.latents_views import ImageSlot
+
+    slot = ImageSlot("A")
+    slot.probe(str(write_image(tmp_path / "late.png", 8, (40, 28))), 16, tiled=False)
+    slot.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)  # gone before the answer is delivered
+    qtbot.waitUntil(lambda: pending_tasks() == 0, timeout=WAIT_MS)  # delivered to nothing: no error
+
+
 def test_moving_the_interpolation_slider_decodes_frames(qtbot, page_env) -> None:
     page = page_env["page"]
     page.tabs.setCurrentIndex(0)
