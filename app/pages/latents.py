@@ -9,7 +9,7 @@ Every scrub exports as MP4 and GIF. All the work happens in the session worker; 
 
 The encoder sees one square of the run's size: a larger photo is fitted (downscaled, centre square) and a line
 beside the picture says so, and that Reconstruct encodes the whole photo. The views are in `latents_views` and
-`latents_scrubs`; the state and rules in `app.models.latents`.
+`latents_scrubs`; the state and rules in `app.models.latents`; the worker requests in `app.models.latents_requests`.
 """
 
 from __future__ import annotations

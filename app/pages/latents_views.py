@@ -1,5 +1,7 @@
 """The Latents page's views: an image slot (A or B), the inspected latent (rate, maps, channel tiles), the decode
-settings and the export bar. They show what the page hands them; the session requests live in the page."""
+settings, the export bar, and the two sides of the page that hold them. They show what the page hands them; the
+page sends the requests (through `app.models.latents_requests`). A slot reads its picture's size itself, off the GUI
+thread, to say how the picture is fitted to the model."""
 
 from __future__ import annotations
 
