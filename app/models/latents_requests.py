@@ -21,7 +21,7 @@ Answer = Callable[[bool, Any], None]
 
 
 class Requester(Protocol):
-    """The session worker's client, as far as an export uses it."""
+    """The session worker's client, as far as the Latents page uses it."""
 
     def request(self, op: str, callback: Answer | None = None, **params: Any) -> int: ...
 
