@@ -4,6 +4,8 @@ interpolation may decode, and the values a scrub exports. Real files, no window.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +100,15 @@ def test_a_samples_settings_reach_the_trajectory(tmp_path: Path) -> None:
     broken = tmp_path / "broken.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(broken, pnginfo=bad)
     assert "ul-seed" in model.trajectory_settings(broken).problem
+
+
+def test_the_page_models_load_without_qt_or_torch() -> None:
+    """The models of the Latents, Generate and Rate–distortion pages are plain Python: a fresh interpreter that
+    imports them has loaded neither Qt nor torch."""
+    code = (
+        "import sys\n"
+        "import app.models.latents, app.models.latents_requests, app.models.generate, app.models.rate_distortion\n"
+        "print(sorted(m for m in ('PySide6', 'torch', 'pyqtgraph') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
