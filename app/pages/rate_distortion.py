@@ -3,17 +3,15 @@
 The points are what `ul eval` recorded on the checkpoints (`ul_engine.core.rate_distortion`); a checkpoint
 without a result is listed in the table below the plot, and **Evaluate** runs `ul eval` on it in a worker
 process. Hovering a point names its run, loss factor and step; clicking it opens the Reconstruct page on
-that checkpoint, with the run's validation images when the Reconstruct list is empty.
+that checkpoint, with the run's validation images when the Reconstruct list is empty. The texts, colours and
+validation crops are computed without Qt in `app.models.rate_distortion`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
 import pyqtgraph as pg
-from PIL import Image
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -32,77 +30,12 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
+from app.models import rate_distortion as model
 from app.workers.evaluate import EvalJob, Evaluator
 from ul_engine.core.rate_distortion import RDPoint, collect
 from ul_engine.store import ACTIVE_RUN_STATUSES
 
-COLUMNS = ("Run", "Step", "Loss factor", "Bits/pixel", "PSNR dB", "SSIM", "Measured on")
 POINT_ROLE = Qt.ItemDataRole.UserRole + 1
-EMPTY_NO_CHECKPOINTS = (
-    "<h3>No checkpoints yet</h3><p>This page plots each checkpoint of your stage-1 runs at its rate (bits per "
-    "pixel the latent costs, x) and its reconstruction quality (PSNR in dB, y): up and to the left is better. "
-    "Train a stage-1 run on the Runs page; its checkpoints appear in the table below, ready to evaluate.</p>"
-)
-EMPTY_NOT_EVALUATED = (
-    "<h3>Nothing evaluated yet</h3><p>{n} checkpoint{s} in the table below can be evaluated: select some and "
-    "press <b>Evaluate selected</b>, or press <b>Evaluate missing</b>. Each becomes a point at its rate (bits "
-    "per pixel, x) and reconstruction quality (PSNR in dB, y).</p>"
-)
-PREVIEW_PAD = 2  # ul_engine.core.imaging.grid's padding between tiles
-
-
-def point_tip(p: RDPoint) -> str:
-    """The tooltip of a point (and of its table row)."""
-    lf = "?" if p.loss_factor is None else f"{p.loss_factor:g}"
-    lines = [f"{p.run_name} · step {p.step:,}", f"loss factor c_lf = {lf}"]
-    if p.evaluated:
-        assert p.psnr is not None and p.bits_per_pixel is not None
-        lines.append(f"{p.bits_per_pixel:.4g} bits/pixel · PSNR {p.psnr:.2f} dB")
-        if p.ssim is not None and math.isfinite(p.ssim):
-            lines.append(f"SSIM {p.ssim:.4f}")
-        if p.n is not None:
-            steps = f", {p.decoder_steps} decoder steps" if p.decoder_steps else ""
-            lines.append(f"measured on {p.n} validation images{steps}")
-        lines.append("click: open its reconstructions")
-    else:
-        lines.append("not evaluated yet")
-    return "\n".join(lines)
-
-
-def preview_inputs(store: Any, run: Any) -> list[str]:
-    """The run's fixed validation images, cut from the input row of its newest preview grid (PNG files).
-
-    A stage-1 preview is the grid of `count` validation inputs over their reconstructions, scaled up by a
-    whole factor (ul_engine.train.runner.write_preview); the crops are written once to previews/inputs/.
-    """
-    previews = [a for a in store.list_artifacts(run.id, kind="preview") if a.path.is_file()]
-    res = int(((run.config or {}).get("data") or {}).get("resolution") or 0)
-    if not previews or res < 1:
-        return []
-    newest = previews[-1]
-    count = int((newest.params or {}).get("count") or 0)
-    out_dir = newest.path.parent / "inputs"
-    wanted = [out_dir / f"validation-{k:02d}.png" for k in range(count)]
-    if count and all(p.is_file() for p in wanted):
-        return [str(p) for p in wanted]
-    try:
-        with Image.open(newest.path) as img:
-            grid = np.asarray(img.convert("RGB"))
-    except OSError:
-        return []
-    tile = res + PREVIEW_PAD
-    height, width = grid.shape[:2]
-    if count < 1 or height % (2 * tile - PREVIEW_PAD):
-        return []
-    scale = height // (2 * tile - PREVIEW_PAD)
-    if width != scale * (count * tile - PREVIEW_PAD):
-        return []
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for k, path in enumerate(wanted):
-        x0 = k * tile * scale
-        crop = grid[0 : res * scale : scale, x0 : x0 + res * scale : scale]
-        Image.fromarray(np.ascontiguousarray(crop)).save(path)
-    return [str(p) for p in wanted]
 
 
 class RateDistortionPage(QWidget):
@@ -186,15 +119,15 @@ class RateDistortionPage(QWidget):
         self.item.getViewBox().setDefaultPadding(0.08)
         self.item.getAxis("bottom").enableAutoSIPrefix(False)  # plain bits/pixel (a log axis shows 10^k)
         self.legend = self.item.addLegend(offset=(-10, -10))  # bottom right: points rise towards the top right
-        self.scatter = pg.ScatterPlotItem(hoverable=True, hoverSize=15, tip=lambda x, y, data: point_tip(data))
+        self.scatter = pg.ScatterPlotItem(hoverable=True, hoverSize=15, tip=lambda x, y, data: model.point_tip(data))
         self.scatter.sigClicked.connect(self._on_clicked)
         self.item.addItem(self.scatter)
         self.plot_stack.addWidget(self.plot)
         self.plot_stack.addWidget(self.empty)
         splitter.addWidget(self.plot_stack)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table = QTableWidget(0, len(model.COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(model.COLUMNS))
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
@@ -248,9 +181,7 @@ class RateDistortionPage(QWidget):
 
     def run_colors(self) -> dict[int, str]:
         """One colour per run, in the order runs were created (stable while runs are added)."""
-        palette = theme.run_colors()
-        run_ids = sorted({p.run_id for p in self.points})
-        return {rid: palette[i % len(palette)] for i, rid in enumerate(run_ids)}
+        return model.run_colors(self.points, theme.run_colors())
 
     def _draw(self) -> None:
         """One scatter for all runs (a brush per run): several hoverable scatters in one view would clear
@@ -261,15 +192,11 @@ class RateDistortionPage(QWidget):
         self.item.setLogMode(x=log_x, y=False)
         colors = self.run_colors()
         background = theme.plot_colors()["background"]
-        spots, named = [], {}
-        for p in self.evaluated():
-            bpp = float(p.bits_per_pixel or 0.0)
-            if log_x and bpp <= 0.0:
-                continue  # no place on a log axis; the table still lists it
-            x = math.log10(bpp) if log_x else bpp
-            spots.append({"pos": (x, float(p.psnr or 0.0)), "data": p, "brush": pg.mkBrush(colors[p.run_id])})
-            lf = f" (c_lf {p.loss_factor:g})" if p.loss_factor is not None else ""
-            named.setdefault(p.run_id, f"{p.run_name}{lf}")
+        spots: list[dict[str, Any]] = []
+        named: dict[int, str] = {}
+        for x, y, p in model.plotted(self.points, log_x=log_x):
+            spots.append({"pos": (x, y), "data": p, "brush": pg.mkBrush(colors[p.run_id])})
+            named.setdefault(p.run_id, model.legend_name(p))
         self.scatter.setData(spots=spots, size=11, pen=pg.mkPen(background, width=1))
         self._show_empty_state(bool(spots))
         for run_id, name in named.items():
@@ -281,13 +208,7 @@ class RateDistortionPage(QWidget):
         if has_points:
             self.plot_stack.setCurrentWidget(self.plot)
             return
-        if not self.points:
-            text = EMPTY_NO_CHECKPOINTS
-        elif self.evaluated():  # all points are off a log axis
-            text = "No point has bits/pixel above 0, so none can be drawn on a log axis: untick Log x."
-        else:
-            text = EMPTY_NOT_EVALUATED.format(n=len(self.points), s="s" if len(self.points) != 1 else "")
-        self.empty.setText(text)
+        self.empty.setText(model.empty_text(self.points))
         self.plot_stack.setCurrentWidget(self.empty)
 
     def _fill_table(self) -> None:
@@ -295,39 +216,23 @@ class RateDistortionPage(QWidget):
         self.table.setRowCount(len(self.points))
         colors = self.run_colors()
         for row, p in enumerate(self.points):
-            measured = f"{p.n} images" + (f", {p.decoder_steps} steps" if p.decoder_steps else "") if p.n else ""
-            cells = (
-                p.run_name,
-                f"{p.step:,}",
-                "" if p.loss_factor is None else f"{p.loss_factor:g}",
-                "" if p.bits_per_pixel is None else f"{p.bits_per_pixel:.4g}",
-                "not evaluated" if p.psnr is None else f"{p.psnr:.2f}",
-                "" if p.ssim is None or not math.isfinite(p.ssim) else f"{p.ssim:.4f}",
-                measured,
-            )
+            cells = model.table_cells(p)
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(POINT_ROLE, p)
-                item.setToolTip(point_tip(p))
+                item.setToolTip(model.point_tip(p))
                 if col == 0:
                     item.setForeground(pg.mkColor(colors[p.run_id]))
                 self.table.setItem(row, col, item)
         self.table.clearSelection()
-        model, flags = self.table.selectionModel(), QItemSelectionModel.SelectionFlag
+        selection, flags = self.table.selectionModel(), QItemSelectionModel.SelectionFlag
         for row, p in enumerate(self.points):
             if p.checkpoint_id in selected:
-                model.select(self.table.model().index(row, 0), flags.Select | flags.Rows)
+                selection.select(self.table.model().index(row, 0), flags.Select | flags.Rows)
 
     def _update_status(self) -> None:
-        done = len(self.evaluated())
-        missing = len(self.points) - done
         busy = self.evaluator.pending()
-        if not self.points:
-            text = "No checkpoints yet: train a stage-1 run; each checkpoint can then be evaluated here."
-        else:
-            text = f"{done} of {len(self.points)} checkpoints evaluated"
-            if missing:
-                text += f"; {missing} without a result (Evaluate runs `ul eval` on them)"
+        text = model.status_text(self.points)
         current = self.evaluator.current
         if current is not None:
             k, n = self.evaluator.position()
@@ -369,12 +274,7 @@ class RateDistortionPage(QWidget):
         self.refresh()
         training = sorted({r.info.name for r in self.ctx.repo.ordered()
                            if r.info.stage == 1 and r.info.status in (*ACTIVE_RUN_STATUSES, "queued")})  # fmt: skip
-        self._training_note = (
-            f"{', '.join(training)} {'is' if len(training) == 1 else 'are'} still training: its checkpoints so far "
-            "are evaluated; press Evaluate missing again for the ones still to come"
-            if training
-            else ""
-        )
+        self._training_note = model.training_note(training)
         return self.evaluate([p for p in self.points if not p.evaluated])
 
     def _on_eval_started(self, job: EvalJob) -> None:
@@ -383,7 +283,7 @@ class RateDistortionPage(QWidget):
         self.ctx.message.emit(f"Evaluating {k} of {n}: {self._run_name(job.run_id)} step {job.step:,}…")
 
     def _run_name(self, run_id: int) -> str:
-        return next((p.run_name for p in self.points if p.run_id == run_id), f"run {run_id}")
+        return model.run_name(self.points, run_id)
 
     def _on_eval_finished(self, job: EvalJob, ok: bool, message: str) -> None:
         where = f"{self._run_name(job.run_id)} step {job.step:,}"
@@ -404,7 +304,7 @@ class RateDistortionPage(QWidget):
     def open_point(self, p: RDPoint) -> None:
         """Ask the window to show this checkpoint's reconstructions."""
         run = self.ctx.store.get_run(p.run_id)
-        self.open_checkpoint.emit(p.run_id, p.checkpoint_id, preview_inputs(self.ctx.store, run))
+        self.open_checkpoint.emit(p.run_id, p.checkpoint_id, model.preview_inputs(self.ctx.store, run))
 
     def shutdown(self) -> None:
         self.evaluator.cancel()

@@ -148,7 +148,7 @@ class LatentTiles(QWidget):
     def clear(self) -> None:
         while self.grid.count():
             item = self.grid.takeAt(0)
-            w = item.widget()
+            w = item.widget() if item is not None else None
             if w is not None and w is not self.empty:
                 w.deleteLater()
         self.tiles, self.captions = [], []

@@ -180,8 +180,9 @@ class FilmStrip(QScrollArea):
     def clear(self) -> None:
         while self.row.count() > 1:
             item = self.row.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+            w = item.widget() if item is not None else None
+            if w is not None:
+                w.deleteLater()
         self.frames = []
 
     def paths(self) -> list[str]:

@@ -281,3 +281,11 @@ def test_bad_png_settings_are_refused_whole_and_named_in_the_status_bar(qtbot, e
     _drop(page, good)
     assert page.settings() == {"run": 2, "checkpoint": None, "n": 1, "seed": 7, "base_steps": 5, "decoder_steps": 5,
                                "sampler": "ddim", "guidance": 1.0, "class": 1}  # fmt: skip
+
+
+def test_the_form_says_what_size_the_samples_are(qtbot, env) -> None:
+    page = env["page"]
+    env["window"].show_page("generate")
+    label = page.form.size_label
+    assert page.runs.info().name == "s2"
+    assert label.isVisible() and label.text() == "Samples are 16×16 pixels: the size s2 was trained at."

@@ -4,13 +4,16 @@ they move, MP4 and GIF export read back, and clear messages for bad input."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from PySide6.QtCore import QSettings
 from ul_app_testkit import save_artifact
 from ul_explore_testkit import trained_home, write_image
 
+from app.workers.background import pending_tasks
 from ul_engine.core import video_io
 
 WAIT_MS = 120_000
@@ -59,6 +62,70 @@ def test_latent_views_of_two_images(qtbot, page_env) -> None:
     assert len(page.strip.frames) == page.strip_frames.value() == 8
     page.set_inspect("b")
     assert page.tiles.tiles[0].path == page.results["b"]["tiles"][0]
+
+
+def _exif_rotated_jpeg(path: Path, size: tuple[int, int]) -> Path:
+    """A JPEG stored `size` wide and high whose EXIF orientation (6) turns it a quarter: viewers show it upright."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(write_image(path.with_suffix(".png"), 5, size)).save(path, exif=exif)
+    return path
+
+
+def test_a_picture_not_of_the_runs_size_says_beside_it_how_the_encoder_sees_it(qtbot, page_env) -> None:
+    page, files = page_env["page"], page_env["files"]
+    note = page.slots["b"].fit_note
+    cases = [
+        (write_image(files / "wide.png", 3, (40, 28)), "Downscaled from 40×28 to 16×16, its centre square"),
+        (write_image(files / "small.png", 4, (10, 12)), "Enlarged from 10×12 to 16×16, its centre square"),
+        (_exif_rotated_jpeg(files / "turned.jpg", (40, 28)), "Downscaled from 28×40 to 16×16"),  # as shown upright
+    ]
+    for path, expected in cases:
+        with qtbot.waitSignal(page.analyzed, timeout=WAIT_MS):
+            page.set_image("b", path)
+        qtbot.waitUntil(lambda: pending_tasks() == 0, timeout=WAIT_MS)
+        assert note.isVisible() and note.text().startswith(expected), note.text()
+        assert "the model's crop" in note.text()
+        assert note.text().endswith("Reconstruct encodes the whole photo, at its own size.")
+        assert note.parent() is page.slots["b"] and page.slots["b"].input.has_image()  # beside the picture
+    with qtbot.waitSignal(page.analyzed, timeout=WAIT_MS):
+        page.set_image("b", write_image(files / "exact.png", 6))  # already 16×16: nothing to say
+    qtbot.waitUntil(lambda: pending_tasks() == 0, timeout=WAIT_MS)
+    assert not note.isVisible() and note.text() == ""
+
+
+def test_the_shipped_model_says_reconstruct_decodes_a_photo_in_tiles(qtbot, make_ctx, tmp_path: Path) -> None:
+    from app.pages.latents import LatentsPage
+    from ul_engine.core.demo import ensure_demo_run
+
+    ctx = make_ctx()
+    demo = ensure_demo_run(ctx.store)
+    assert demo is not None
+    page = LatentsPage(ctx)
+    qtbot.addWidget(page)
+    page.show()
+    assert page.runs.info().name == "demo"
+    photo = write_image(tmp_path / "photo.png", 7, (640, 427))
+    assert not page.set_image("a", photo)  # no session worker here: nothing is encoded, the size is still read
+    note = page.slots["a"].fit_note
+    qtbot.waitUntil(lambda: note.text() != "", timeout=WAIT_MS)
+    assert note.isVisible()
+    assert note.text() == (
+        "Downscaled from 640×427 to 64×64, its centre square: the model's crop, so the latent and its decode show "
+        "only that. Reconstruct encodes the whole photo, in 64×64 tiles."
+    )
+
+
+def test_a_slot_closed_while_its_size_is_read_gets_no_late_answer(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from app.pages.latents_views import ImageSlot
+
+    slot = ImageSlot("A")
+    slot.probe(str(write_image(tmp_path / "late.png", 8, (40, 28))), 16, tiled=False)
+    slot.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)  # gone before the answer is delivered
+    qtbot.waitUntil(lambda: pending_tasks() == 0, timeout=WAIT_MS)  # delivered to nothing: no error
 
 
 def test_moving_the_interpolation_slider_decodes_frames(qtbot, page_env) -> None:

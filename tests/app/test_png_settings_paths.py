@@ -8,7 +8,7 @@ import os
 import threading
 from pathlib import Path
 
-from app.pages.generate import sample_settings
+from app.models.generate import sample_settings
 from ul_engine.core.errors import DataError
 
 HANG_S = 60.0
