@@ -96,7 +96,7 @@ def monitor_redraw(points: int, curves: int, repeats: int) -> dict[str, Any]:
 
         result: dict[str, Any] = {}
         for label, weight in (("raw", 0), ("smoothed", 60)):
-            monitor.smoothing.setValue(weight)
+            monitor.options.smoothing.setValue(weight)
             t = time.perf_counter()
             monitor._relayout_panels()
             monitor.flush()

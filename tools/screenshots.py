@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     shot(window, "runs")
 
     monitor = window.open_monitor(live.id)
-    monitor.smoothing.setValue(60)
+    monitor.options.smoothing.setValue(60)
     pump(2.0)
     shot(window, "monitor")
 

@@ -242,6 +242,6 @@ def test_the_method_terms_have_plain_words_on_every_page(qtbot, make_ctx) -> Non
         assert tips["ancestral"] == glossary.tip("ancestral") and all(tips.values())
     assert glossary.tip("noise_level") in lat.noise.value_label.toolTip()
     assert glossary.tip("kl1").startswith("KL at t = 1")
-    from app.plots import PANELS
+    from app.models.panels import PANELS
 
     assert next(p for p in PANELS if p.id == "kl1").tip == glossary.tip("kl1")
