@@ -150,7 +150,7 @@ def test_duplicate_opens_the_form_with_the_runs_config(qtbot, store, window) -> 
     assert dialog.preset_name() == "smoke"
     assert dialog.form.value("model.prior.width") == store_cfg["model"]["prior"]["width"]
     dialog.name.setText("forked")
-    run = dialog.create(start=False)
+    run = dialog.create_run(start=False)
     assert run is not None and run.config == store_cfg and run.status == "created"
     assert page.proxy.rowCount() == 2
     assert [page.proxy.index(r, 0).data(RUN_ID_ROLE) for r in range(2)].count(run.id) == 1

@@ -17,9 +17,9 @@ def create_from_form(qtbot, window, *, steps: int | None = None):
     page.act_new.trigger()
     dialog = page.last_dialog
     dialog.preset.setCurrentIndex(dialog.preset.findData("smoke"))
-    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
+    dialog.knobs.device.setCurrentIndex(dialog.knobs.device.findData("cpu"))
     if steps is not None:
-        dialog.steps.setValue(steps)
+        dialog.knobs.steps.setValue(steps)
     qtbot.mouseClick(dialog.create_start, qtbot_button())
     run = dialog.created_run
     assert run is not None, dialog.banner.text()
