@@ -28,6 +28,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from app import theme
 from app.models.panels import CurveData, PanelSpec, curve_signature, decade_label, nice_step, plain_label
+from app.widgets.wrap_label import WrapLabel
 from ul_engine.store.decimate import ColumnCache, MinMaxPyramid, following_range, view_points
 
 pg.setConfigOptions(antialias=False, useNumba=False, background=None)
@@ -87,45 +88,6 @@ class _Curve:
     drawn: tuple | None = None  # what the items hold now: (data id, x range, columns, log x)
     raw_cache: ColumnCache = field(default_factory=ColumnCache)
     smooth_cache: ColumnCache = field(default_factory=ColumnCache)
-
-
-class WrapLabel(QLabel):
-    """A word-wrapped label that asks its layout for the height its text needs at its width, without the
-    height-for-width negotiation that makes a grid in a scroll area stretch every row."""
-
-    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
-        super().__init__(text, parent)
-        self.setWordWrap(True)
-        policy = self.sizePolicy()
-        policy.setHeightForWidth(False)
-        self.setSizePolicy(policy)
-
-    def hasHeightForWidth(self) -> bool:
-        return False
-
-    def setText(self, text: str) -> None:
-        super().setText(text)
-        self._fit()
-
-    def resizeEvent(self, event: Any) -> None:
-        super().resizeEvent(event)
-        self._fit()
-
-    def _fit(self) -> None:
-        need = super().heightForWidth(max(1, self.width()))
-        if need > 0 and need != self.minimumHeight():
-            self.setMinimumHeight(need)
-
-    def minimumSizeHint(self) -> Any:
-        hint = super().minimumSizeHint()
-        hint.setWidth(0)
-        return hint
-
-    def sizeHint(self) -> Any:
-        hint = super().sizeHint()
-        if self.minimumHeight() > 0:
-            hint.setHeight(self.minimumHeight())  # the height at the width it has, not at a guessed one
-        return hint
 
 
 class PlotPanel(QFrame):

@@ -134,11 +134,9 @@ class MonitorPage(QWidget):
 
     def _build_side(self) -> QSplitter:
         side = QSplitter(Qt.Orientation.Vertical)
-        self.previews = PreviewPanel()
+        self.previews, self.log, logs = PreviewPanel(), LogTail(), QGroupBox("Log")
+        QVBoxLayout(logs).addWidget(self.log)
         side.addWidget(self.previews)
-        logs = QGroupBox("Log")
-        QVBoxLayout(logs).addWidget(log := LogTail())
-        self.log = log
         side.addWidget(logs)
         side.setSizes([420, 240])
         return side

@@ -182,10 +182,7 @@ class RunsPage(QWidget):
         for act in (self.act_new, self.act_duplicate, self.act_start, self.act_pause, self.act_resume, self.act_stop,
                     self.act_stage2, self.act_delete, self.act_folder, self.act_export, self.act_compare):  # fmt: skip
             self.toolbar.addAction(act)
-        self.window_actions = [
-            self.act_new, self.act_duplicate, self.act_start, self.act_pause, self.act_resume, self.act_stop,
-            self.act_stage2, self.act_folder, self.act_export, self.act_compare, self.act_find,
-        ]  # fmt: skip
+        self.window_actions = [act for act in self.toolbar.actions() if act is not self.act_delete] + [self.act_find]
 
     def selected_ids(self) -> list[int]:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
