@@ -134,7 +134,7 @@ class RunController(QObject):
         proc.setArguments(argv[1:])
 
         def done(code: int, _status: QProcess.ExitStatus) -> None:
-            err = proc.readAllStandardError().data().decode("utf-8", errors="replace").strip()
+            err = bytes(proc.readAllStandardError().data()).decode("utf-8", errors="replace").strip()
             ok = code == 0
             text = f"exported to {out}" if ok else (err.splitlines()[-1] if err else f"export failed ({code})")
             self.message.emit(text)

@@ -902,7 +902,7 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         raise ULError("--app-points must be at least 2")
     result = run_bench(args.preset, steps=args.steps, overrides=args.overrides, compile=args.compile, peer=args.peer)
     if args.app:
-        from ul_engine.bench.training import app as ui_bench
+        from ul_engine.bench import app as ui_bench
 
         result["metric_read"] = ui_bench.metric_read_figures(args.app_points)
         result["app"] = ui_bench.app_figures(args.app_points)
