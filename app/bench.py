@@ -22,6 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyqtgraph
+from PySide6 import __version__ as pyside_version
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+from app.context import AppContext
+from app.main_window import MainWindow
+from app.settings import Settings
+
 
 def launch_times(repeats: int) -> list[float]:
     times = []
@@ -41,15 +51,8 @@ def launch_times(repeats: int) -> list[float]:
 
 
 def monitor_redraw(points: int, curves: int, repeats: int) -> dict[str, Any]:
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    import numpy as np
-    from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
-
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # read when the QApplication is made
     qapp = QApplication.instance() or QApplication(sys.argv[:1])
-    from app.context import AppContext
-    from app.main_window import MainWindow
-    from app.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="ul-bench-monitor-") as home:
         settings = Settings(QSettings(str(Path(home) / "s.ini"), QSettings.Format.IniFormat))
@@ -96,7 +99,7 @@ def monitor_redraw(points: int, curves: int, repeats: int) -> dict[str, Any]:
 
         result: dict[str, Any] = {}
         for label, weight in (("raw", 0), ("smoothed", 60)):
-            monitor.smoothing.setValue(weight)
+            monitor.options.smoothing.setValue(weight)
             t = time.perf_counter()
             monitor._relayout_panels()
             monitor.flush()
@@ -134,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     launches = launch_times(args.launches)
     redraw = monitor_redraw(args.points, args.curves, args.repeats)
-    import pyqtgraph
-    from PySide6 import __version__ as pyside_version
 
     out = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "

@@ -4,7 +4,7 @@ session worker and the settings. Built once per window; pages receive it instead
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -12,7 +12,13 @@ from app.control import RunController
 from app.models.repository import RunsRepository
 from app.settings import Settings
 from app.workers.queue_runner import CommandFactory, QueueRunner
+from ul_engine.core.demo import ensure_demo_run
+from ul_engine.core.errors import ULError
 from ul_engine.store import Store
+
+if TYPE_CHECKING:
+    from app.models.metrics_model import MetricsModel
+    from app.workers.session import SessionClient
 
 
 class AppContext(QObject):
@@ -39,20 +45,17 @@ class AppContext(QObject):
         self.repo = RunsRepository(self.store, parent=self)
         self.runner = QueueRunner(self.store, command_factory=command_factory, parent=self)
         self.runner.changed.connect(self.repo.refresh)
-        self.controller = RunController(self)
+        self.controller = RunController(self, parent=self)
         self.controller.message.connect(self.message)
         self._shut = False
         self.gpus: list[str] = []
         self.cpu: dict[str, Any] | None = None
         self.device_error: str | None = None
-        self._metrics: Any = None
+        self._metrics: MetricsModel | None = None
         self._start_session = start_session
-        self.session: Any = None
+        self.session: SessionClient | None = None
 
     def _install_demo(self) -> None:
-        from ul_engine.core.demo import ensure_demo_run
-        from ul_engine.core.errors import ULError
-
         try:
             ensure_demo_run(self.store)
         except (ULError, OSError, ValueError, KeyError) as exc:  # a broken bundle must not stop the app
@@ -68,10 +71,10 @@ class AppContext(QObject):
         return self._metrics is not None
 
     @property
-    def metrics(self) -> Any:
-        """The metric series model (created on first use: it starts a fetcher thread)."""
+    def metrics(self) -> MetricsModel:
+        """The metric series model (created on first use: it polls the store for the watched runs)."""
         if self._metrics is None:
-            from app.models.metrics_model import MetricsModel
+            from app.models.metrics_model import MetricsModel  # why: numpy and the series code only with the Monitor
 
             self._metrics = MetricsModel(self.home, parent=self)
         return self._metrics
@@ -80,7 +83,7 @@ class AppContext(QObject):
         self.repo.start()
         self.runner.start()
         if self._start_session:
-            from app.workers.session import SessionClient
+            from app.workers.session import SessionClient  # why: the worker protocol only when a session starts
 
             self.session = SessionClient(self.home, parent=self)
             self.session.devices_known.connect(self._on_devices)

@@ -4,31 +4,53 @@ folder), in one place so the Runs page, the Monitor and the shortcuts behave the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import QObject, QProcess, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 
+from app.models.repository import RunsRepository
+from app.workers.queue_runner import QueueRunner
+from ul_engine.core.demo import dismiss
 from ul_engine.core.errors import ULError
-from ul_engine.store import ACTIVE_RUN_STATUSES
+from ul_engine.core.supervisor import cli_argv
+from ul_engine.store import ACTIVE_RUN_STATUSES, Store
 
-if TYPE_CHECKING:
-    from app.context import AppContext
+if TYPE_CHECKING:  # the series model pulls in numpy and its fetch thread only when the Monitor opens
+    from app.models.metrics_model import MetricsModel
 
 STARTABLE = ("created", "stopped", "interrupted", "failed")
+
+
+class RunHost(Protocol):
+    """What the actions need of the window's shared state (the AppContext): named here, so this module does
+    not import the context that builds it."""
+
+    home: Path
+    store: Store
+    repo: RunsRepository
+    runner: QueueRunner
+
+    @property
+    def has_metrics(self) -> bool: ...
+
+    @property
+    def metrics(self) -> MetricsModel: ...
+
+    def default_device(self, config: dict[str, Any] | None) -> str: ...
 
 
 class RunController(QObject):
     message = Signal(str)
     export_finished = Signal(int, bool, str)  # run id, ok, message
 
-    def __init__(self, ctx: AppContext) -> None:
-        super().__init__(ctx)
+    def __init__(self, ctx: RunHost, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self.ctx = ctx
         self._exports: list[QProcess] = []
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         return self.ctx.store
 
     # ---- what is possible ----------------------------------------------------------------------------
@@ -92,8 +114,6 @@ class RunController(QObject):
             self.store.cancel_job(job.id)
         self.store.delete_run(run_id, remove_files=True)
         if info.status == "shipped":  # the demo: its bundle stays where it is; do not register it again
-            from ul_engine.core.demo import dismiss
-
             dismiss(self.store.home)
         if self.ctx.has_metrics:
             self.ctx.metrics.drop(run_id)
@@ -108,15 +128,13 @@ class RunController(QObject):
 
     def export(self, run_id: int, out: Path) -> QProcess:
         """Write the run's inference bundle to `out` with `ul export` in a worker process."""
-        from ul_engine.core.supervisor import cli_argv
-
         proc = QProcess(self)
         argv = cli_argv("--home", str(self.ctx.home), "export", str(run_id), "--out", str(out), "--json")
         proc.setProgram(argv[0])
         proc.setArguments(argv[1:])
 
         def done(code: int, _status: QProcess.ExitStatus) -> None:
-            err = bytes(proc.readAllStandardError()).decode("utf-8", errors="replace").strip()
+            err = bytes(proc.readAllStandardError().data()).decode("utf-8", errors="replace").strip()
             ok = code == 0
             text = f"exported to {out}" if ok else (err.splitlines()[-1] if err else f"export failed ({code})")
             self.message.emit(text)

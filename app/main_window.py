@@ -4,10 +4,10 @@ on close while a run trains (keep training in the background, or stop)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -20,22 +20,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import APP_NAME, __version__
+from app import APP_NAME
 from app.context import AppContext
+from app.menus import build_menus
+from app.models.window import PAGE_IDS, PAGES, devices_text
 from app.pages.placeholder import PlaceholderPage
 from app.pages.runs import RunsPage
 from app.resources import app_icon
 from app.widgets.wheel_guard import install_wheel_guard
 from app.workers.training import GRACE_S, TERM_GRACE_S
 
-PAGES = (
-    ("runs", "Runs", "Every run, the queue, and the run actions"),
-    ("monitor", "Monitor", "Live curves, previews, progress and controls of a run"),
-    ("reconstruct", "Reconstruct", "Encode and decode your images and compare the results"),
-    ("latents", "Latents", "Look inside a run's latent space: channels, rate, scrubbers"),
-    ("generate", "Generate", "Sample images with a stage-2 run"),
-    ("rd", "Rate–distortion", "Every checkpoint at (bits/pixel, PSNR); click a point for its reconstructions"),
-)
+if TYPE_CHECKING:
+    from app.pages.monitor import MonitorPage
+
 KEEP, STOP, CANCEL = "keep", "stop", "cancel"
 
 
@@ -69,6 +66,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.pages: dict[str, QWidget | None] = {}
+        self.monitor: MonitorPage | None = None
         for i, (page_id, title, tip) in enumerate(PAGES):
             item = QListWidgetItem(title)
             item.setToolTip(f"{tip} (Ctrl+{i + 1})")
@@ -81,7 +79,7 @@ class MainWindow(QMainWindow):
         self.nav.currentRowChanged.connect(self._on_nav)
 
         self._build_status_bar()
-        self._build_menus()
+        build_menus(self, self.runs, ctx.home, self.show_page, ctx.repo.refresh, self.shortcut_table)
         ctx.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         ctx.repo.error.connect(lambda text: self.statusBar().showMessage(text, 8000))
         ctx.devices_changed.connect(self._update_devices)
@@ -121,50 +119,59 @@ class MainWindow(QMainWindow):
         existing = self.pages.get(page_id)
         if existing is not None:
             return existing
+        page = self._make_page(page_id)
+        page.setObjectName(f"page:{page_id}")
+        index = PAGE_IDS.index(page_id)
+        old = self.stack.widget(index)
+        self.stack.insertWidget(index, page)
+        if old is not None:
+            self.stack.removeWidget(old)
+            old.deleteLater()
+        self.pages[page_id] = page
+        return page
+
+    def _make_page(self, page_id: str) -> QWidget:
+        """A page, connected to the window. Pages other than Runs load their modules on first use (the Monitor
+        pulls in pyqtgraph, the image pages their views), so the window shows sooner."""
         if page_id == "runs":
-            page: QWidget = RunsPage(self.ctx)
-            page.open_in_monitor.connect(lambda run_id: self.open_monitor(run_id))
-            page.run_started.connect(lambda run_id: self.open_monitor(run_id))
-            page.compare.connect(lambda ids: self.open_monitor(ids[0], ids[1:]))
-            page.open_reconstruct.connect(self.open_reconstruct_run)
-            page.target_provider = self._action_targets
-            for act in page.window_actions:
+            runs = RunsPage(self.ctx)
+            runs.open_in_monitor.connect(lambda run_id: self.open_monitor(run_id))
+            runs.run_started.connect(lambda run_id: self.open_monitor(run_id))
+            runs.compare.connect(lambda ids: self.open_monitor(ids[0], ids[1:]))
+            runs.open_reconstruct.connect(self.open_reconstruct_run)
+            runs.target_provider = self._action_targets
+            for act in runs.window_actions:
                 self.addAction(act)
-        elif page_id == "monitor":
-            from app.pages.monitor import MonitorPage
+            return runs
+        if page_id == "monitor":
+            from app.pages.monitor import MonitorPage  # why: pyqtgraph loads with the Monitor, not at launch
 
             if not self.ctx.repo.rows:
                 self.ctx.repo.refresh()  # at launch: the runs now, so the Monitor opens on one, not empty
-            page = MonitorPage(self.ctx)
-            page.show_default_run()
-        elif page_id == "reconstruct":
-            from app.pages.reconstruct import ReconstructPage
+            self.monitor = MonitorPage(self.ctx)
+            self.monitor.show_default_run()
+            return self.monitor
+        if page_id == "reconstruct":
+            from app.pages.reconstruct import ReconstructPage  # why: loaded on first use, not at launch
 
-            page = ReconstructPage(self.ctx)
-        elif page_id == "latents":
-            from app.pages.latents import LatentsPage
+            return ReconstructPage(self.ctx)
+        if page_id == "latents":
+            from app.pages.latents import LatentsPage  # why: loaded on first use, not at launch
 
-            page = LatentsPage(self.ctx)
-        elif page_id == "generate":
-            from app.pages.generate import GeneratePage
+            return LatentsPage(self.ctx)
+        if page_id == "generate":
+            from app.pages.generate import GeneratePage  # why: loaded on first use, not at launch
 
-            page = GeneratePage(self.ctx)
-            page.open_in_latents.connect(self.open_latents)
-        elif page_id == "rd":
-            from app.pages.rate_distortion import RateDistortionPage
+            generate = GeneratePage(self.ctx)
+            generate.open_in_latents.connect(self.open_latents)
+            return generate
+        if page_id == "rd":
+            from app.pages.rate_distortion import RateDistortionPage  # why: pyqtgraph on first use, not at launch
 
-            page = RateDistortionPage(self.ctx)
-            page.open_checkpoint.connect(self.open_reconstructions)
-        else:
-            page = PlaceholderPage(page_id)
-        page.setObjectName(f"page:{page_id}")
-        index = [p[0] for p in PAGES].index(page_id)
-        old = self.stack.widget(index)
-        self.stack.insertWidget(index, page)
-        self.stack.removeWidget(old)
-        old.deleteLater()
-        self.pages[page_id] = page
-        return page
+            rd = RateDistortionPage(self.ctx)
+            rd.open_checkpoint.connect(self.open_reconstructions)
+            return rd
+        return PlaceholderPage(page_id)
 
     def page(self, page_id: str) -> Any:
         return self._build(page_id)
@@ -173,7 +180,7 @@ class MainWindow(QMainWindow):
         return PAGES[max(0, self.nav.currentRow())][0]
 
     def show_page(self, page_id: str) -> None:
-        index = [p[0] for p in PAGES].index(page_id)
+        index = PAGE_IDS.index(page_id)
         if self.nav.currentRow() != index:
             self.nav.setCurrentRow(index)
         else:
@@ -224,7 +231,7 @@ class MainWindow(QMainWindow):
 
     def _action_targets(self) -> list[int]:
         """The runs the toolbar and shortcuts act on: the Monitor's run there, else the table selection."""
-        monitor = self.pages.get("monitor")
+        monitor = self.monitor
         if self.current_page_id() == "monitor" and monitor is not None and monitor.run_id is not None:
             return [monitor.run_id]
         return self.runs.selected_ids()
@@ -243,74 +250,10 @@ class MainWindow(QMainWindow):
             self.devices_label.setText("Devices: not asked")
 
     def _update_devices(self) -> None:
-        ctx = self.ctx
-        if ctx.cpu is None:
-            self.devices_label.setText("Devices: unknown")
-            if ctx.device_error:
-                self.devices_label.setToolTip(ctx.device_error)
-            return
-        cores = ctx.cpu.get("cores") or "?"
-        threads = ctx.cpu.get("threads") or "?"
-        gpus = ", ".join(ctx.gpus) if ctx.gpus else "none"
-        self.devices_label.setText(f"CPU: {cores} cores · GPU: {gpus}")
-        self.devices_label.setToolTip(f"CPU cores {cores}, torch threads {threads}\nGPUs: {gpus}")
-
-    def _build_menus(self) -> None:
-        runs = self.runs
-        file_menu = self.menuBar().addMenu("&File")
-        file_menu.addAction(runs.act_new)
-        open_home = QAction("Open data folder", self)
-        open_home.setToolTip("Open the folder holding the database and the runs.")
-        open_home.triggered.connect(self._open_home)
-        file_menu.addAction(open_home)
-        file_menu.addSeparator()
-        quit_action = QAction("Quit", self)
-        quit_action.setShortcut(QKeySequence("Ctrl+Q"))
-        quit_action.triggered.connect(self.close)
-        file_menu.addAction(quit_action)
-        self.addAction(quit_action)
-
-        view = self.menuBar().addMenu("&View")
-        for i, (page_id, title, tip) in enumerate(PAGES):
-            act = QAction(title, self)
-            act.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
-            act.setStatusTip(tip)
-            act.triggered.connect(lambda _=False, p=page_id: self.show_page(p))
-            view.addAction(act)
-            self.addAction(act)
-        refresh = QAction("Refresh", self)
-        refresh.setShortcut(QKeySequence("F5"))
-        refresh.triggered.connect(self.ctx.repo.refresh)
-        view.addSeparator()
-        view.addAction(refresh)
-        self.addAction(refresh)
-
-        run_menu = self.menuBar().addMenu("&Run")
-        for act in (
-            runs.act_start,
-            runs.act_pause,
-            runs.act_resume,
-            runs.act_stop,
-            None,
-            runs.act_duplicate,
-            runs.act_stage2,
-            runs.act_compare,
-            None,
-            runs.act_folder,
-            runs.act_export,
-            runs.act_delete,
-        ):
-            run_menu.addSeparator() if act is None else run_menu.addAction(act)  # fmt: skip
-
-        help_menu = self.menuBar().addMenu("&Help")
-        keys = QAction("Keyboard shortcuts", self)
-        keys.setShortcut(QKeySequence("F1"))
-        keys.triggered.connect(self.show_shortcuts)
-        help_menu.addAction(keys)
-        self.addAction(keys)
-        about = QAction(f"About {APP_NAME}", self)
-        about.triggered.connect(self._about)
-        help_menu.addAction(about)
+        text, tip = devices_text(self.ctx.cpu, self.ctx.gpus, self.ctx.device_error)
+        self.devices_label.setText(text)
+        if tip:
+            self.devices_label.setToolTip(tip)
 
     def shortcut_table(self) -> list[tuple[str, str]]:
         rows = []
@@ -320,28 +263,9 @@ class MainWindow(QMainWindow):
                 rows.append((seq, act.text().replace("&", "")))
         return rows
 
-    def show_shortcuts(self) -> None:
-        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{t}</td></tr>" for k, t in self.shortcut_table())
-        QMessageBox.information(self, "Keyboard shortcuts", f"<table>{rows}</table>")
-
-    def _about(self) -> None:
-        QMessageBox.about(
-            self,
-            f"About {APP_NAME}",
-            f"<b>{APP_NAME}</b> {__version__}<br>Train and explore Unified Latents (Heek et al. 2026).<br>"
-            f"Data folder: {self.ctx.home}",
-        )
-
-    def _open_home(self) -> None:
-        from PySide6.QtCore import QUrl
-        from PySide6.QtGui import QDesktopServices
-
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.ctx.home)))
-
     def apply_theme(self, _scheme: str = "") -> None:
-        monitor = self.pages.get("monitor")
-        if monitor is not None:
-            monitor.apply_theme()
+        if self.monitor is not None:
+            self.monitor.apply_theme()
 
     # ---- show / close --------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@
 - Log axes label whole decades only (or, within one decade, a few plain numbers), so labels never pile up.
 - The legend is a line of text under the plot: it names the curves without covering any data.
 - Widgets never redraw per event: the Monitor marks curves dirty and flushes them on a timer.
+
+What each panel shows (its keys, title, unit) and the tick labels are Qt-free, in `app.models.panels`.
 """
 
 from __future__ import annotations
@@ -24,174 +26,12 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
-from app import glossary, theme
+from app import theme
+from app.models.panels import CurveData, PanelSpec, curve_signature, decade_label, nice_step, plain_label
+from app.widgets.wrap_label import WrapLabel
 from ul_engine.store.decimate import ColumnCache, MinMaxPyramid, following_range, view_points
 
 pg.setConfigOptions(antialias=False, useNumba=False, background=None)
-
-
-@dataclass(frozen=True)
-class PanelSpec:
-    """A plot panel: its title, the metric keys drawn in it (first present wins the colour slot), a tooltip."""
-
-    id: str
-    title: str
-    keys: tuple[str, ...]
-    tip: str
-    y_label: str = ""  # the unit, shown on the value axis and after the title
-    optional: bool = False  # only shown when one of its keys has data
-    paired: bool = False  # the keys are two views of one term: the second is drawn dashed
-    smooth: bool = True  # False for series that are not noisy (a schedule, a counter, sparse evaluations)
-
-    @property
-    def heading(self) -> str:
-        return f"{self.title} ({self.y_label})" if self.y_label else self.title
-
-
-PANELS: tuple[PanelSpec, ...] = (
-    PanelSpec(
-        "rate", "Latent bits (rate)", ("rate/bits_per_pixel", "rate/base_bits_per_pixel"),
-        "Bits per pixel the latent costs under the learned prior (stage 2: under the base model); "
-        "lower means a smaller latent.", "bits / pixel",
-    ),
-    PanelSpec(
-        "preview_psnr", "Preview reconstruction PSNR", ("preview/psnr",),
-        "PSNR of the preview reconstructions against their inputs, measured at each preview (higher is "
-        "better; about 30 dB looks close to the input).", "dB", optional=True, smooth=False,
-    ),
-    PanelSpec(
-        "decoder", "Decoder loss", ("loss/decoder", "loss/decoder_elbo"),
-        "The decoder's weighted diffusion loss (solid) and its unweighted ELBO term (dashed).", "nats",
-        paired=True,
-    ),
-    PanelSpec(
-        "total", "Total loss", ("loss/total",), "The loss the optimizer minimises (prior + decoder terms).", "nats"
-    ),
-    PanelSpec(
-        "prior", "Prior diffusion loss", ("loss/prior_diffusion",),
-        "The latent prior's diffusion (rate) term of the loss.", "nats",
-    ),
-    PanelSpec(
-        "kl1", "KL at t = 1", ("loss/prior_kl1",),
-        glossary.tip("kl1"), "nats",
-    ),
-    PanelSpec(
-        "base", "Base model loss", ("loss/base_weighted", "loss/base_elbo"),
-        "Stage 2: the base model's weighted loss (solid) and ELBO (dashed).", "nats", optional=True, paired=True,
-    ),
-    PanelSpec(
-        "lr", "Learning rate", ("optim/lr",), "The optimizer's learning rate (warm-up, then constant).",
-        "per step", smooth=False,
-    ),
-    PanelSpec(
-        "grad", "Gradient norm", ("optim/grad_norm",),
-        "Global gradient norm before clipping; spikes hint at instability.", "L2 norm",
-    ),
-    PanelSpec(
-        "speed", "Throughput", ("perf/examples_per_s",), "Training examples per second.", "examples / s"
-    ),
-    PanelSpec(
-        "psnr", "Evaluation: PSNR", ("eval/psnr",), "Reconstruction PSNR on the fixed validation set.",
-        "dB", optional=True, smooth=False,
-    ),
-    PanelSpec(
-        "eval_bpp", "Evaluation: bits/pixel", ("eval/bits_per_pixel",),
-        "Bits per pixel on the fixed validation set.", "bits / pixel", optional=True, smooth=False,
-    ),
-    PanelSpec(
-        "eval_ssim", "Evaluation: SSIM", ("eval/ssim",),
-        "Structural similarity of the reconstructions on the fixed validation set (1 = identical).", "0–1",
-        optional=True, smooth=False,
-    ),
-    PanelSpec(
-        "eval_bpd", "Evaluation: bits per latent dimension", ("eval/bits_per_dim",),
-        "The latent's rate per latent dimension on the fixed validation set.", "bits / dim", optional=True,
-        smooth=False,
-    ),
-    PanelSpec(
-        "nats", "Latent rate per image", ("rate/nats",), "The latent's rate: the information it carries per image.",
-        "nats / image",
-    ),
-    PanelSpec(
-        "bits_dim", "Latent rate per dimension", ("rate/bits_per_latent_dim", "rate/base_bits_per_latent_dim"),
-        "The latent's rate per latent dimension (stage 2: under the base model).", "bits / latent dim",
-    ),
-    PanelSpec(
-        "bits_sub", "Latent rate per colour value", ("rate/bits_per_subpixel",),
-        "The latent's rate per colour channel value of the image.", "bits / subpixel",
-    ),
-    PanelSpec(
-        "normal_kl", "Rate under a standard normal prior", ("rate/normal_kl_bits_per_pixel",),
-        "What the latent would cost under a plain standard normal instead of the learned prior.", "bits / pixel",
-        optional=True,
-    ),
-    PanelSpec(
-        "prior_kl_normal", "Prior KL to a standard normal", ("loss/prior_kl_normal",),
-        "The KL term of the latent to a standard normal (when that loss term is on).", "nats", optional=True,
-    ),
-    PanelSpec(
-        "entropy", "Encoder entropy", ("loss/encoder_entropy",),
-        "The entropy term of the encoder's noise (when that loss term is on).", "nats", optional=True,
-    ),
-    PanelSpec(
-        "z_std", "Latent spread", ("latent/z_clean_std",),
-        "Standard deviation of the encoder's clean latent: near 0 means the latent carries little.",
-        "std, latent units",
-    ),
-    PanelSpec(
-        "bad_steps", "Skipped steps", ("train/bad_steps",),
-        "Consecutive steps skipped for a non-finite loss or gradient; training stops when too many follow.",
-        "steps", smooth=False,
-    ),
-)  # fmt: skip
-
-
-def _words(key: str) -> str:
-    group, _, name = key.rpartition("/")
-    text = name.replace("_", " ").strip() or key
-    text = text[:1].upper() + text[1:]
-    return f"{text} ({group.replace('/', ' · ')})" if group else text
-
-
-def panel_for_key(key: str) -> PanelSpec:
-    """A panel of its own for a logged key no predefined panel shows (so every term is plotted), titled in
-    words; its unit is unknown, so the tooltip names the raw key."""
-    return PanelSpec(key, _words(key), (key,), f"The logged metric {key}.")
-
-
-CURVE_LABELS = {
-    "loss/decoder": "weighted", "loss/decoder_elbo": "ELBO", "loss/base_weighted": "weighted",
-    "loss/base_elbo": "ELBO", "rate/bits_per_pixel": "stage 1", "rate/base_bits_per_pixel": "base model",
-    "rate/bits_per_latent_dim": "stage 1", "rate/base_bits_per_latent_dim": "base model",
-}  # fmt: skip
-
-
-def curve_label(key: str) -> str:
-    """How a legend names one term of a panel: a word, not the metric's key."""
-    return CURVE_LABELS.get(key) or key.rpartition("/")[2].replace("_", " ")
-
-
-def known_keys() -> set[str]:
-    return {k for spec in PANELS for k in spec.keys}
-
-
-SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def decade_label(exponent: int) -> str:
-    """10 to a whole power, the way a reader expects it: 0.01 … 1000 near 1, else 10⁻⁴ / 10⁵."""
-    if -2 <= exponent <= 3:
-        return f"{10.0**exponent:g}"
-    return "10" + str(exponent).translate(SUPERSCRIPT)
-
-
-def plain_label(value: float) -> str:
-    """Three significant digits; very small or large values as m·10ⁿ (the decades' style)."""
-    if value == 0 or 1e-3 <= abs(value) < 1e4:
-        return f"{value:.3g}"
-    exponent = math.floor(math.log10(abs(value)))
-    mantissa = f"{value / 10.0**exponent:.3g}"
-    return ("" if mantissa == "1" else f"{mantissa}·") + decade_label(exponent)
 
 
 class ReadableAxis(pg.AxisItem):
@@ -220,7 +60,7 @@ class ReadableAxis(pg.AxisItem):
             return [(1.0 * every, majors), (None, minors)]
         # under about a decade: nice linear values inside it, placed on the log axis
         a, b = 10.0**lo, 10.0**hi
-        step = _nice_step((b - a) / max(2, min(budget, 5)))
+        step = nice_step((b - a) / max(2, min(budget, 5)))
         values = np.arange(math.ceil(a / step) * step, b + step * 1e-9, step)
         values = values[values > 0]
         return [(0.0, [float(np.log10(v)) for v in values])]
@@ -232,43 +72,6 @@ class ReadableAxis(pg.AxisItem):
         if spacing == 0.0:
             return [plain_label(10.0**v) for v in values]
         return [decade_label(round(v)) for v in values]
-
-
-def _signature(d: CurveData) -> tuple:
-    """What identifies a series' points: lengths, ends and the levels' generation (a rewrite starts a new one)."""
-
-    def ends(a: np.ndarray | None) -> tuple:
-        return (len(a), float(a[0]), float(a[-1])) if a is not None and len(a) else (0,)
-
-    def levels(p: MinMaxPyramid | None) -> tuple:
-        return (id(p), p.generation, p.n) if p is not None else (None,)
-
-    return ends(d.raw_x), ends(d.smooth_x), levels(d.raw_levels), levels(d.smooth_levels), d.has_nonfinite
-
-
-def _nice_step(raw: float) -> float:
-    if raw <= 0 or not math.isfinite(raw):
-        return 1.0
-    power = 10.0 ** math.floor(math.log10(raw))
-    for m in (1, 2, 2.5, 5, 10):
-        if m * power >= raw:
-            return m * power
-    return 10 * power
-
-
-@dataclass
-class CurveData:
-    """What one curve shows: x (float64, ascending) and y, raw and smoothed, with the min/max levels of the
-    y values when the series keeps them (else the panel builds its own)."""
-
-    raw_x: np.ndarray
-    raw_y: np.ndarray
-    smooth_x: np.ndarray | None = None
-    smooth_y: np.ndarray | None = None
-    has_nonfinite: bool = False
-    raw_levels: MinMaxPyramid | None = None
-    smooth_levels: MinMaxPyramid | None = None
-    x_sorted: bool = True
 
 
 @dataclass
@@ -285,45 +88,6 @@ class _Curve:
     drawn: tuple | None = None  # what the items hold now: (data id, x range, columns, log x)
     raw_cache: ColumnCache = field(default_factory=ColumnCache)
     smooth_cache: ColumnCache = field(default_factory=ColumnCache)
-
-
-class WrapLabel(QLabel):
-    """A word-wrapped label that asks its layout for the height its text needs at its width, without the
-    height-for-width negotiation that makes a grid in a scroll area stretch every row."""
-
-    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
-        super().__init__(text, parent)
-        self.setWordWrap(True)
-        policy = self.sizePolicy()
-        policy.setHeightForWidth(False)
-        self.setSizePolicy(policy)
-
-    def hasHeightForWidth(self) -> bool:
-        return False
-
-    def setText(self, text: str) -> None:
-        super().setText(text)
-        self._fit()
-
-    def resizeEvent(self, event: Any) -> None:
-        super().resizeEvent(event)
-        self._fit()
-
-    def _fit(self) -> None:
-        need = super().heightForWidth(max(1, self.width()))
-        if need > 0 and need != self.minimumHeight():
-            self.setMinimumHeight(need)
-
-    def minimumSizeHint(self) -> Any:
-        hint = super().minimumSizeHint()
-        hint.setWidth(0)
-        return hint
-
-    def sizeHint(self) -> Any:
-        hint = super().sizeHint()
-        if self.minimumHeight() > 0:
-            hint.setHeight(self.minimumHeight())  # the height at the width it has, not at a guessed one
-        return hint
 
 
 class PlotPanel(QFrame):
@@ -370,10 +134,10 @@ class PlotPanel(QFrame):
         self.readout.setObjectName("muted")
         self.readout.setTextFormat(Qt.TextFormat.RichText)
         layout.addWidget(self.readout)
-        self.cursor = pg.InfiniteLine(angle=90, movable=False)
-        self.cursor.setZValue(50)
-        self.cursor.hide()
-        self.item.addItem(self.cursor, ignoreBounds=True)
+        self.hover_line = pg.InfiniteLine(angle=90, movable=False)
+        self.hover_line.setZValue(50)
+        self.hover_line.hide()
+        self.item.addItem(self.hover_line, ignoreBounds=True)
         self.plot.scene().sigMouseMoved.connect(self._on_mouse)
         self.item.vb.sigXRangeChanged.connect(self._on_view_changed)
         self.item.vb.sigResized.connect(self._on_view_changed)
@@ -388,7 +152,7 @@ class PlotPanel(QFrame):
             ax = self.item.getAxis(axis)
             ax.setPen(colors["muted"])
             ax.setTextPen(colors["foreground"])
-        self.cursor.setPen(pg.mkPen(colors["muted"], width=1, style=Qt.PenStyle.DashLine))
+        self.hover_line.setPen(pg.mkPen(colors["muted"], width=1, style=Qt.PenStyle.DashLine))
         for curve in self.curves.values():
             self._style(curve)
         self._rebuild_legend()
@@ -487,7 +251,7 @@ class PlotPanel(QFrame):
             data.smooth_levels = MinMaxPyramid()
             data.smooth_levels.extend(data.smooth_y)
         curve.data = data
-        curve.extra["signature"] = _signature(data)
+        curve.extra["signature"] = curve_signature(data)
         self._draw(curve)
 
     def _columns(self) -> int:
@@ -523,7 +287,7 @@ class PlotPanel(QFrame):
         x, y = self._visible(d.raw_x, d.raw_y, d.raw_levels, d.x_sorted, x_lo, x_hi, curve.raw_cache)
         curve.raw.setData(x, y, **kwargs)
         points = len(x)
-        if smoothed:
+        if smoothed and d.smooth_x is not None and d.smooth_y is not None:
             sx, sy = self._visible(d.smooth_x, d.smooth_y, d.smooth_levels, d.x_sorted, x_lo, x_hi, curve.smooth_cache)
             curve.smooth.setData(sx, sy, skipFiniteCheck=not (self.log_x or self.log_y))
             points += len(sx)
@@ -564,7 +328,7 @@ class PlotPanel(QFrame):
 
     def _on_mouse(self, pos: QPointF) -> None:
         if not self.plot.sceneBoundingRect().contains(pos) or not self.curves:
-            self.cursor.hide()
+            self.hover_line.hide()
             return
         point = self.item.vb.mapSceneToView(pos)
         x = point.x()
@@ -585,7 +349,7 @@ class PlotPanel(QFrame):
                 i -= 1
             shown_x = d.raw_x[i] if shown_x is None else shown_x
             text = f"{d.raw_y[i]:.5g}"
-            if self.smoothing > 0 and d.smooth_x is not None and len(d.smooth_x):
+            if self.smoothing > 0 and d.smooth_x is not None and d.smooth_y is not None and len(d.smooth_x):
                 j = int(np.clip(np.searchsorted(d.smooth_x, d.raw_x[i]), 0, len(d.smooth_x) - 1))
                 text += f" (smoothed {d.smooth_y[j]:.5g})"
             parts.append(f"<span style='color:{curve.color}'>■</span> {curve.label}: {text}")
@@ -596,6 +360,6 @@ class PlotPanel(QFrame):
         html = f"{head} · " + " · ".join(parts)
         self.readout.setText(html)
         cursor_x = np.log10(shown_x) if self.log_x and shown_x > 0 else shown_x
-        self.cursor.setPos(cursor_x)
-        self.cursor.show()
+        self.hover_line.setPos(cursor_x)
+        self.hover_line.show()
         return html

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     shot(window, "runs")
 
     monitor = window.open_monitor(live.id)
-    monitor.smoothing.setValue(60)
+    monitor.options.smoothing.setValue(60)
     pump(2.0)
     shot(window, "monitor")
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     pump(0.8)
     shot(dialog, "new-run")
     dialog.advanced_toggle.setChecked(True)
-    dialog.loss_factor.setValue(12.0)
+    dialog.knobs.loss_factor.setValue(12.0)
     dialog.validate_now()
     pump(0.5)
     shot(dialog, "new-run-invalid")

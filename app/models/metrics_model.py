@@ -1,21 +1,26 @@
-"""Metric series for the plots: raw values read from the store on a background thread, incrementally.
+"""Metric series for the plots: raw values read from the store off the GUI thread, incrementally.
 
-The fetcher thread compares each run's metric summary (count, first and last step) with what it already
-delivered and reads only the new steps (`read_metric(..., step_range=...)`, raw: smoothing must see every
-value); a series that was rewritten (a resumed run re-logging old steps) is read again in full. The GUI
-side keeps the arrays in doubling buffers, so appending is O(new points) and plots get float64 views.
+Each poll is one `run_in_background` task on a pool of one thread, so reads never overlap. The fetcher
+compares each run's metric summary (count, first and last step) with what it already delivered and reads
+only the new steps (`read_metric(..., step_range=...)`, raw: smoothing must see every value); a series that
+was rewritten (a resumed run re-logging old steps) is read again in full. The GUI side keeps the arrays in
+doubling buffers, so appending is O(new points) and plots get float64 views.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 
 from app.smoothing import EmaCache
+from app.workers.background import BackgroundTask, run_in_background
+from ul_engine.store import Store
 from ul_engine.store.decimate import MinMaxPyramid
 
 
@@ -109,47 +114,62 @@ class SeriesBuffer:
         return self._minutes[: self.n]
 
 
-class MetricsFetcher(QObject):
-    """Lives on a worker thread with its own Store; answers `fetch(run_ids)` with series updates."""
+@dataclass(frozen=True)
+class SeriesUpdate:
+    """New points of one series: "append" them, or "replace" the series with them."""
 
-    series = Signal(int, str, str, object)  # run id, key, "replace" | "append", (steps, values, walls)
-    keys = Signal(int, list)  # run id, metric keys
-    cycle_done = Signal()
-    error = Signal(str)
+    run_id: int
+    key: str
+    mode: str
+    steps: np.ndarray
+    values: np.ndarray
+    walls: np.ndarray
+
+
+@dataclass(frozen=True)
+class KeysUpdate:
+    """The metric keys a run has logged."""
+
+    run_id: int
+    keys: list[str]
+
+
+Update = SeriesUpdate | KeysUpdate
+
+
+class MetricsFetcher:
+    """Reads what changed in the watched runs' series since its last read, with its own Store. One read runs at a
+    time (the model's pool has one thread), so its memory of what it delivered needs no lock."""
 
     def __init__(self, home: Path) -> None:
-        super().__init__()
         self.home = Path(home)
-        self._store: Any = None
+        self._store: Store | None = None
         self._known: dict[tuple[int, str], tuple[int, int, int, float]] = {}  # count, first, last, wall at last
 
-    def _open(self) -> Any:
+    def _open(self) -> Store:
         if self._store is None:
-            from ul_engine.store import Store
-
             self._store = Store.open(self.home)
             with contextlib.suppress(ImportError):  # warm the smoothing filter here, not at the first redraw
                 import scipy.signal  # noqa: F401
         return self._store
 
-    @Slot(list)
-    def fetch(self, run_ids: list) -> None:
-        try:
-            store = self._open()
-            for run_id in run_ids:
-                self._fetch_run(store, int(run_id))
-        except Exception as exc:  # the GUI keeps what it has and tries again next time
-            self.error.emit(f"{type(exc).__name__}: {exc}")
-        self.cycle_done.emit()
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
-    @Slot(int)
     def forget(self, run_id: int) -> None:
         for key in [k for k in self._known if k[0] == run_id]:
             del self._known[key]
 
-    def _fetch_run(self, store: Any, run_id: int) -> None:
+    def fetch(self, run_ids: list[int], report: Callable[[Update], None]) -> None:
+        store = self._open()
+        for run_id in run_ids:
+            self._fetch_run(store, int(run_id), report)
+
+    def _fetch_run(self, store: Store, run_id: int, report: Callable[[Update], None]) -> None:
         summary = store.summary(run_id)
-        self.keys.emit(run_id, sorted(summary))
+        report(KeysUpdate(run_id, sorted(summary)))
         for key, info in summary.items():
             count, first, last = int(info["count"]), int(info["first_step"]), int(info["last_step"])
             known = self._known.get((run_id, key))
@@ -161,15 +181,14 @@ class MetricsFetcher(QObject):
                 unchanged = len(new) and new.steps[0] == known[2] and new.wall_times[0] == known[3]
                 if unchanged and len(new) - 1 == count - known[0]:
                     self._known[(run_id, key)] = (count, first, last, float(new.wall_times[-1]))
-                    tail = (new.steps[1:], new.values[1:], new.wall_times[1:])
-                    self.series.emit(run_id, key, "append", tail)
+                    report(SeriesUpdate(run_id, key, "append", new.steps[1:], new.values[1:], new.wall_times[1:]))
                     continue
             full = store.read_metric(run_id, key, step_range=(first, last))  # not the rows written since
             if len(full) == count and len(full):
                 self._known[(run_id, key)] = (count, first, last, float(full.wall_times[-1]))
             else:  # written to meanwhile: read it again next time
                 self._known[(run_id, key)] = (len(full), -1, -1, float("nan"))
-            self.series.emit(run_id, key, "replace", (full.steps, full.values, full.wall_times))
+            report(SeriesUpdate(run_id, key, "replace", full.steps, full.values, full.wall_times))
 
 
 class MetricsModel(QObject):
@@ -187,29 +206,23 @@ class MetricsModel(QObject):
         self.series: dict[tuple[int, str], SeriesBuffer] = {}
         self.run_keys: dict[int, list[str]] = {}
         self.watched: list[int] = []
-        self._busy = False
+        self.fetcher = MetricsFetcher(home)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._task: BackgroundTask[None] | None = None
+        self._forgotten: set[int] = set()  # runs the fetcher forgets before its next read
         self._again = False
-        self._thread = QThread(self)
-        self._thread.setObjectName("ul-metrics-fetcher")
-        self._fetcher = MetricsFetcher(home)
-        self._fetcher.moveToThread(self._thread)
-        self._request.connect(self._fetcher.fetch)
-        self._forget.connect(self._fetcher.forget)
-        self._fetcher.series.connect(self._on_series)
-        self._fetcher.keys.connect(self._on_keys)
-        self._fetcher.cycle_done.connect(self._on_cycle_done)
-        self._fetcher.error.connect(self.error)
-        self._thread.finished.connect(self._fetcher.deleteLater)
-        self._thread.start()
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.poll)
 
     def shutdown(self) -> None:
         self._timer.stop()
-        if self._thread.isRunning():
-            self._thread.quit()
-            self._thread.wait(5000)
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._pool.waitForDone(5000)
+        self.fetcher.close()
 
     def set_live(self, live: bool) -> None:
         """Poll once a second while something watched is training."""
@@ -229,16 +242,24 @@ class MetricsModel(QObject):
         for key in [k for k in self.series if k[0] == run_id]:
             del self.series[key]
         self.run_keys.pop(run_id, None)
-        self._forget.emit(run_id)
+        self._forgotten.add(run_id)
 
     def poll(self) -> None:
         if not self.watched:
             return
-        if self._busy:
+        if self._task is not None:
             self._again = True
             return
-        self._busy = True
-        self._request.emit(list(self.watched))
+        run_ids, forgotten = list(self.watched), self._forgotten
+        self._forgotten = set()
+
+        def read(task: BackgroundTask[None]) -> None:
+            for run_id in forgotten:
+                self.fetcher.forget(run_id)
+            self.fetcher.fetch(run_ids, task.report)
+
+        self._task = run_in_background(read, done=self._on_cycle_done, failed=self._on_failed,
+                                       report=self._on_update, pool=self._pool)  # fmt: skip
 
     def get(self, run_id: int, key: str) -> SeriesBuffer | None:
         return self.series.get((int(run_id), key))
@@ -256,25 +277,30 @@ class MetricsModel(QObject):
             self.keys_changed.emit(run_id)
         self.series_changed.emit(run_id, key)
 
-    # ---- from the fetcher thread (queued into the GUI thread) ----------------------------------------
+    # ---- from the fetcher (delivered on the GUI thread) ---------------------------------------------
 
-    def _on_series(self, run_id: int, key: str, mode: str, arrays: tuple) -> None:
-        if run_id not in self.watched:
+    def _on_update(self, update: Update) -> None:
+        if update.run_id not in self.watched:
             return
-        buf = self.series.setdefault((run_id, key), SeriesBuffer(key))
-        if mode == "append":
-            buf.append(*arrays)
+        if isinstance(update, KeysUpdate):
+            if update.keys != self.run_keys.get(update.run_id):
+                self.run_keys[update.run_id] = list(update.keys)
+                self.keys_changed.emit(update.run_id)
+            return
+        buf = self.series.setdefault((update.run_id, update.key), SeriesBuffer(update.key))
+        if update.mode == "append":
+            buf.append(update.steps, update.values, update.walls)
         else:
-            buf.replace(*arrays)
-        self.series_changed.emit(run_id, key)
+            buf.replace(update.steps, update.values, update.walls)
+        self.series_changed.emit(update.run_id, update.key)
 
-    def _on_keys(self, run_id: int, keys: list) -> None:
-        if run_id in self.watched and keys != self.run_keys.get(run_id):
-            self.run_keys[run_id] = list(keys)
-            self.keys_changed.emit(run_id)
+    def _on_failed(self, message: str) -> None:
+        """The read failed (a locked or vanished database): keep what we have, try again at the next poll."""
+        self.error.emit(message)
+        self._on_cycle_done(None)
 
-    def _on_cycle_done(self) -> None:
-        self._busy = False
+    def _on_cycle_done(self, _result: None) -> None:
+        self._task = None
         self.fetched.emit()
         if self._again:
             self._again = False

@@ -3,6 +3,7 @@ to a new place (the store's `move_job` keeps the order across restarts)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QByteArray, QMimeData, QModelIndex, QPersistentModelIndex, Qt
@@ -86,7 +87,7 @@ class QueueModel(QAbstractListModel):
     def mimeTypes(self) -> list[str]:
         return [MIME]
 
-    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:
+    def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:
         data = QMimeData()
         ids = [str(self._jobs[i.row()].id) for i in indexes if i.isValid()]
         data.setData(MIME, QByteArray(",".join(ids).encode()))

@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from ul_engine.core.demo import SHIPPED, bundle_checkpoint
-from ul_engine.store import ACTIVE_RUN_STATUSES, JobInfo, RunInfo
+from ul_engine.store import ACTIVE_RUN_STATUSES, JobInfo, RunInfo, Store
 
 BITS_KEYS = {1: "rate/bits_per_pixel", 2: "rate/base_bits_per_pixel"}
 
@@ -80,7 +80,7 @@ class RunRow:
         return max(0.0, (end - start).total_seconds())
 
 
-def _card(store: Any, info: RunInfo) -> dict[str, float]:
+def _card(store: Store, info: RunInfo) -> dict[str, float]:
     """A shipped model's numbers recorded on its bundle checkpoint (from its model.json): the demo's
     bits/pixel and PSNR are known without evaluating it here."""
     if info.status != SHIPPED:
@@ -98,7 +98,7 @@ class RunsRepository(QObject):
     jobs_changed = Signal()
     error = Signal(str)
 
-    def __init__(self, store: Any, interval_ms: int = 1000, parent: QObject | None = None) -> None:
+    def __init__(self, store: Store, interval_ms: int = 1000, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.store = store
         self.rows: dict[int, RunRow] = {}

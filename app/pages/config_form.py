@@ -8,9 +8,7 @@ value reaches the engine and comes back with the engine's message instead of bei
 
 from __future__ import annotations
 
-import ast
-import json
-import re
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Signal
@@ -25,6 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.models.run_form import field_tooltip, literal_choices, value_text
+from app.widgets.field_row import FieldRow
 from ul_engine.core.config import parse_value, schema_fields
 
 SECTION_TITLES = {
@@ -43,106 +43,38 @@ SECTION_TITLES = {
 }
 
 
-def flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, path + "."))
-        else:
-            out[path] = value
-    return out
-
-
-def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for path, value in flat.items():
-        node = out
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(base))
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = json.loads(json.dumps(value))
-    return out
-
-
-def value_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return json.dumps(value)
-    if isinstance(value, float):
-        return repr(value)
-    return "" if value is None else str(value)
-
-
-def _choices(annotation: str) -> list[Any] | None:
-    m = re.match(r"typing\.Literal\[(.*)\]$", annotation)
-    if not m:
-        return None
-    try:
-        values = ast.literal_eval(f"[{m.group(1)}]")
-    except (ValueError, SyntaxError):
-        return None
-    return list(values)
-
-
-def field_tooltip(spec: dict[str, Any]) -> str:
-    tip = spec["description"] or spec["path"]
-    rng = spec.get("range") or ""
-    if rng and "[-inf, inf]" not in rng:
-        tip += f" ({rng})"
-    return f"{tip}\n{spec['path']} · default {value_text(spec['default'])}"
-
-
-class FieldEditor(QWidget):
+class FieldEditor(FieldRow):
     """Editor of one config field with its error line."""
 
     changed = Signal(str)
 
     def __init__(self, spec: dict[str, Any], parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(parent=parent)
         self.spec = spec
         self.path: str = spec["path"]
         annotation = spec["annotation"]
-        self.choices = _choices(annotation)
+        self.choices = literal_choices(annotation)
         self.kind = (
             "bool" if annotation == "<class 'bool'>"
             else "choice" if self.choices is not None
             else "str" if annotation == "<class 'str'>"
             else "value"
         )  # fmt: skip
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(1)
+        widget: QCheckBox | QComboBox | QLineEdit
         if self.kind == "bool":
-            self.widget: QWidget = QCheckBox()
-            self.widget.toggled.connect(lambda _v: self.changed.emit(self.path))
+            widget = QCheckBox()
+            widget.toggled.connect(lambda _v: self.changed.emit(self.path))
         elif self.kind == "choice":
-            self.widget = QComboBox()
+            widget = QComboBox()
             for choice in self.choices or []:
-                self.widget.addItem(str(choice), choice)
-            self.widget.currentIndexChanged.connect(lambda _i: self.changed.emit(self.path))
+                widget.addItem(str(choice), choice)
+            widget.currentIndexChanged.connect(lambda _i: self.changed.emit(self.path))
         else:
-            self.widget = QLineEdit()
-            self.widget.textEdited.connect(lambda _t: self.changed.emit(self.path))
-        self.widget.setToolTip(field_tooltip(spec))
-        self.widget.setObjectName(f"field:{self.path}")
-        layout.addWidget(self.widget)
-        self.error = QLabel()
-        self.error.setObjectName("fieldError")
-        self.error.setWordWrap(True)
-        self.error.hide()
-        layout.addWidget(self.error)
+            widget = QLineEdit()
+            widget.textEdited.connect(lambda _t: self.changed.emit(self.path))
+        widget.setToolTip(field_tooltip(spec))
+        widget.setObjectName(f"field:{self.path}")
+        self.set_widget(widget)
         self.set_value(spec["default"])
 
     def value(self) -> Any:
@@ -151,6 +83,7 @@ class FieldEditor(QWidget):
             return w.isChecked()
         if isinstance(w, QComboBox):
             return w.currentData()
+        assert isinstance(w, QLineEdit)
         text = w.text()
         if self.kind == "str":
             return text
@@ -165,17 +98,10 @@ class FieldEditor(QWidget):
             elif isinstance(w, QComboBox):
                 i = w.findData(value)
                 w.setCurrentIndex(max(0, i))
-            else:
+            elif isinstance(w, QLineEdit):
                 w.setText(value_text(value))
         finally:
             w.blockSignals(False)
-
-    def set_error(self, message: str | None) -> None:
-        self.widget.setProperty("invalid", bool(message))
-        self.widget.style().unpolish(self.widget)
-        self.widget.style().polish(self.widget)
-        self.error.setText(message or "")
-        self.error.setVisible(bool(message))
 
     def has_error(self) -> bool:
         return self.error.isVisible() or bool(self.error.text())
@@ -186,7 +112,9 @@ class ConfigForm(QWidget):
 
     changed = Signal(str)  # path
 
-    def __init__(self, exclude: tuple[str, ...] = ("preset", "description", "stage"), parent=None) -> None:
+    def __init__(
+        self, exclude: tuple[str, ...] = ("preset", "description", "stage"), parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.specs = [s for s in schema_fields() if s["path"] not in exclude]
         self.editors: dict[str, FieldEditor] = {}
@@ -234,7 +162,7 @@ class ConfigForm(QWidget):
         for path, editor in self.editors.items():
             editor.set_error(errors.get(path))
 
-    def set_editable(self, predicate) -> None:
+    def set_editable(self, predicate: Callable[[str], bool]) -> None:
         """Enable the editors whose path satisfies `predicate(path)`; disable the others."""
         for path, editor in self.editors.items():
             editor.widget.setEnabled(bool(predicate(path)))

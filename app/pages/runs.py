@@ -6,100 +6,39 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, Qt, QUrl, Signal
-from PySide6.QtGui import QAction, QDesktopServices, QKeySequence, QPainter
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QApplication,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
-    QListView,
     QMenu,
     QMessageBox,
     QPlainTextEdit,
-    QPushButton,
     QSplitter,
-    QStyle,
-    QStyledItemDelegate,
-    QStyleOptionProgressBar,
-    QStyleOptionViewItem,
     QTableView,
     QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
-from app.models.queue_model import JOB_ID_ROLE, MIME, QueueModel
-from app.models.runs_model import PROGRESS_ROLE, RUN_ID_ROLE, STATUS_FILTERS, RunsFilterProxy, RunsTableModel
+from app.context import AppContext
+from app.models.run_details import details_text, parent_text
+from app.models.runs_model import RUN_ID_ROLE, STATUS_FILTERS, RunsFilterProxy, RunsTableModel
 from app.pages.welcome import WelcomePanel, demo_run, own_runs
 from app.widgets import file_dialogs
+from app.widgets.export_box import export_box
+from app.widgets.progress_delegate import ProgressDelegate
+from app.widgets.queue_panel import QueuePanel
 from ul_engine.core.errors import ULError
 
-
-class ProgressDelegate(QStyledItemDelegate):
-    """Draws the Progress column as a bar with the step count on it."""
-
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex):
-        fraction = index.data(PROGRESS_ROLE)
-        if fraction is None:
-            super().paint(painter, option, index)
-            return
-        if option.state & QStyle.StateFlag.State_Selected:
-            painter.fillRect(option.rect, option.palette.highlight())
-        bar = QStyleOptionProgressBar()
-        bar.rect = QRect(option.rect.adjusted(3, 3, -3, -3))
-        bar.minimum, bar.maximum = 0, 1000
-        bar.progress = round(1000 * float(fraction))
-        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole))
-        bar.textVisible = True
-        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
-        bar.state = option.state | QStyle.StateFlag.State_Horizontal
-        style = option.widget.style() if option.widget else QApplication.style()
-        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)
-
-
-class QueueView(QListView):
-    """The queue list: a drop of queued jobs moves them in the store (the model reloads; no row removal)."""
-
-    def _accepts(self, event: Any) -> bool:
-        return event.mimeData().hasFormat(MIME)
-
-    def dragEnterEvent(self, event: Any) -> None:
-        if self._accepts(event):
-            event.setDropAction(Qt.DropAction.MoveAction)
-            event.accept()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event: Any) -> None:
-        if self._accepts(event):
-            super().dragMoveEvent(event)
-            event.setDropAction(Qt.DropAction.MoveAction)
-            event.accept()
-        else:
-            event.ignore()
-
-    def dropEvent(self, event: Any) -> None:
-        model = self.model()
-        if not self._accepts(event) or not isinstance(model, QueueModel):
-            event.ignore()
-            return
-        pos = event.position().toPoint()
-        index = self.indexAt(pos)
-        if index.isValid():
-            rect = self.visualRect(index)
-            row = index.row() + (1 if pos.y() > rect.center().y() else 0)
-        else:
-            row = model.rowCount()
-        ids = [int(x) for x in bytes(event.mimeData().data(MIME).data()).decode().split(",") if x.strip()]
-        model.move_jobs(ids, row)
-        event.setDropAction(Qt.DropAction.CopyAction)  # the drag source must not remove the rows itself
-        event.accept()
+if TYPE_CHECKING:
+    from app.pages.new_run import NewRunDialog
 
 
 class RunsPage(QWidget):
@@ -108,11 +47,11 @@ class RunsPage(QWidget):
     compare = Signal(list)
     open_reconstruct = Signal(int)  # a run id: show it on the Reconstruct page (the welcome's demo button)
 
-    def __init__(self, ctx: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.controller = ctx.controller
-        self.last_dialog: Any = None
+        self.last_dialog: NewRunDialog | None = None
         self.last_export_box: QMessageBox | None = None
         self._exports: dict[int, Path] = {}  # run id → the folder its running export writes
         self.controller.export_finished.connect(self._on_exported)
@@ -184,48 +123,11 @@ class RunsPage(QWidget):
         left_layout.addWidget(self.table, 1)
         left_layout.addWidget(self.details)
 
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(0, 0, 0, 0)
-        queue_title = QLabel("<b>Queue</b>")
-        right_layout.addWidget(queue_title)
-        hint = QLabel("One run trains per device at a time; the next starts when it finishes. Drag to reorder.")
-        hint.setObjectName("hint")
-        hint.setWordWrap(True)
-        right_layout.addWidget(hint)
-        self.queue_model = QueueModel(ctx.repo, self)
-        self.queue = QueueView()
-        self.queue.setObjectName("queueList")
-        self.queue.setModel(self.queue_model)
-        self.queue.setDragEnabled(True)
-        self.queue.setAcceptDrops(True)
-        self.queue.setDropIndicatorShown(True)
-        self.queue.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
-        self.queue.setDefaultDropAction(Qt.DropAction.MoveAction)
-        self.queue.setToolTip("Runs waiting to train, in order; drag one to change when it starts.")
-        self.queue.setSpacing(2)
-        right_layout.addWidget(self.queue, 1)
-        self.queue_empty = QLabel("Nothing queued. Start a run (Ctrl+R) to queue it.")
-        self.queue_empty.setObjectName("hint")
-        self.queue_empty.setWordWrap(True)
-        right_layout.addWidget(self.queue_empty)
-        buttons = QHBoxLayout()
-        self.queue_up = QPushButton("Up")
-        self.queue_up.setToolTip("Start the selected queued run earlier.")
-        self.queue_down = QPushButton("Down")
-        self.queue_down.setToolTip("Start the selected queued run later.")
-        self.queue_remove = QPushButton("Remove")
-        self.queue_remove.setToolTip("Take the selected run out of the queue (it is not deleted).")
-        for b in (self.queue_up, self.queue_down, self.queue_remove):
-            buttons.addWidget(b)
-        right_layout.addLayout(buttons)
-        self.queue_up.clicked.connect(lambda: self._move_selected_job(-1))
-        self.queue_down.clicked.connect(lambda: self._move_selected_job(+1))
-        self.queue_remove.clicked.connect(self._remove_selected_job)
+        self.queue_panel = QueuePanel(ctx.store, ctx.repo)
 
         splitter = QSplitter()
         splitter.addWidget(left)
-        splitter.addWidget(right)
+        splitter.addWidget(self.queue_panel)
         splitter.setStretchFactor(0, 4)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([900, 260])
@@ -280,10 +182,7 @@ class RunsPage(QWidget):
         for act in (self.act_new, self.act_duplicate, self.act_start, self.act_pause, self.act_resume, self.act_stop,
                     self.act_stage2, self.act_delete, self.act_folder, self.act_export, self.act_compare):  # fmt: skip
             self.toolbar.addAction(act)
-        self.window_actions = [
-            self.act_new, self.act_duplicate, self.act_start, self.act_pause, self.act_resume, self.act_stop,
-            self.act_stage2, self.act_folder, self.act_export, self.act_compare, self.act_find,
-        ]  # fmt: skip
+        self.window_actions = [act for act in self.toolbar.actions() if act is not self.act_delete] + [self.act_find]
 
     def selected_ids(self) -> list[int]:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
@@ -304,8 +203,6 @@ class RunsPage(QWidget):
 
     def _restore_selection(self) -> None:
         """A run was added or removed (the model was reset): select the same runs as before."""
-        from PySide6.QtCore import QItemSelection, QItemSelectionModel
-
         selection = QItemSelection()
         for run_id in self._kept_selection:
             row = self.model.row_for(run_id)
@@ -337,46 +234,26 @@ class RunsPage(QWidget):
         self.welcome.setVisible(not own_runs(rows))
         demo = demo_run(rows)
         self.welcome.set_demo(demo.id if demo is not None else None)
-        self.queue_empty.setVisible(self.queue_model.rowCount() == 0)
-        job_selected = bool(self.queue.selectionModel() and self.queue.selectionModel().selectedRows())
-        for b in (self.queue_up, self.queue_down, self.queue_remove):
-            b.setEnabled(job_selected or bool(self.queue_model.queued()))
+        self.queue_panel.update_state()
 
     def _show_details(self, row: Any) -> None:
         if row is None:
             self.details.clear()
             return
-        info = row.info
-        lines = [f"run {info.id} · {info.name} · preset {info.preset} · stage {info.stage} · {info.status}"]
-        if info.parent_run_id:
-            lines.append(f"stage 2 of {self._parent_text(info)}")
-        if info.device:
-            lines.append(f"device {info.device}" + (f" · pid {info.pid}" if info.pid else ""))
-        if row.failure:  # only the last session's: a re-queued run that trains again shows none
-            error, *rest = row.failure.splitlines()
-            lines.append(f"error: {error}" if info.error else error)
-            lines.extend(rest)
-        if row.card:
-            card = " · ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in row.card.items())
-            lines.append(f"measured when it was made: {card} (docs/demo-model.md)")
-        if info.stderr_tail and info.status == "failed":
-            lines.append("— last lines of the worker's stderr —")
-            lines.extend(info.stderr_tail.splitlines()[-30:])
-        text = "\n".join(lines)
+        parent = None
+        if row.info.parent_run_id:
+            parent_row = self.ctx.repo.run(row.info.parent_run_id)
+            name = parent_row.info.name if parent_row is not None else None
+            parent = parent_text(row.info, name, self._checkpoint_step)
+        text = details_text(row, parent)
         if self.details.toPlainText() != text:
             self.details.setPlainText(text)
 
-    def _parent_text(self, info: Any) -> str:
-        """ "run s1 (3), checkpoint at step 1,200": the step the user knows, not the checkpoint's row id."""
-        parent = self.ctx.repo.run(info.parent_run_id)
-        name = f"run {parent.info.name} ({info.parent_run_id})" if parent is not None else f"run {info.parent_run_id}"
-        if info.parent_checkpoint_id is None:
-            return name
+    def _checkpoint_step(self, checkpoint_id: int) -> int | None:
         try:
-            step = self.ctx.store.get_checkpoint(info.parent_checkpoint_id).step
+            return self.ctx.store.get_checkpoint(checkpoint_id).step
         except ULError:
-            return f"{name}, a checkpoint that was since deleted"
-        return f"{name}, checkpoint at step {step:,}"
+            return None
 
     def _run_all(self, fn: Callable[[int], None], ids: list[int] | None = None) -> None:
         for run_id in ids if ids is not None else self.targets():
@@ -422,8 +299,8 @@ class RunsPage(QWidget):
             parent = self.ctx.store.get_run(ids[0])
             self._open_dialog(parent_run=parent, preset=parent.preset)
 
-    def _open_dialog(self, **kwargs: Any) -> Any:
-        from app.pages.new_run import NewRunDialog
+    def _open_dialog(self, **kwargs: Any) -> NewRunDialog:
+        from app.pages.new_run import NewRunDialog  # why: the form (schema editors, dataset scan) loads on first use
 
         dialog = NewRunDialog(self.ctx, parent=self.window(), **kwargs)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -453,7 +330,7 @@ class RunsPage(QWidget):
         ids = self.targets()
         if not ids or not all(self.controller.can("delete", i) for i in ids):
             return
-        names = ", ".join(self.ctx.repo.run(i).info.name for i in ids)
+        names = ", ".join(row.info.name for i in ids if (row := self.ctx.repo.run(i)) is not None)
         if not self.confirm_delete(self, names, len(ids)):
             return
         self._run_all(self.controller.delete, ids)
@@ -492,21 +369,7 @@ class RunsPage(QWidget):
             return
         row = self.ctx.repo.run(run_id)
         name = row.info.name if row is not None else f"run {run_id}"
-        box = QMessageBox(self)
-        box.setWindowModality(Qt.WindowModality.WindowModal)
-        if ok:
-            box.setIcon(QMessageBox.Icon.Information)
-            box.setWindowTitle("Export finished")
-            box.setText(f"{name} was exported to\n{out}")
-            box.setInformativeText("The folder holds the model's weights (safetensors) and their JSON settings.")
-            opener = box.addButton("Open folder", QMessageBox.ButtonRole.ActionRole)
-            opener.clicked.connect(lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(out))))
-        else:
-            box.setIcon(QMessageBox.Icon.Warning)
-            box.setWindowTitle("Export failed")
-            box.setText(f"{name} could not be exported to {out}:\n{message}")
-        box.addButton(QMessageBox.StandardButton.Ok)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box = export_box(self, name, out, ok, message)
         self.last_export_box = box
         box.open()
 
@@ -528,43 +391,8 @@ class RunsPage(QWidget):
 
     def _context_menu(self, pos: Any) -> None:
         menu = QMenu(self)
-        for act in (
-            self.act_start,
-            self.act_pause,
-            self.act_resume,
-            self.act_stop,
-            None,
-            self.act_duplicate,
-            self.act_stage2,
-            self.act_compare,
-            None,
-            self.act_folder,
-            self.act_export,
-            None,
-            self.act_delete,
-        ):
+        for act in (self.act_start, self.act_pause, self.act_resume, self.act_stop, None, self.act_duplicate,
+                    self.act_stage2, self.act_compare, None, self.act_folder, self.act_export, None,
+                    self.act_delete):  # fmt: skip
             menu.addSeparator() if act is None else menu.addAction(act)  # fmt: skip
         menu.popup(self.table.viewport().mapToGlobal(pos))
-
-    # ---- queue ---------------------------------------------------------------------------------------
-
-    def _selected_job(self) -> int | None:
-        rows = self.queue.selectionModel().selectedRows()
-        return rows[0].data(JOB_ID_ROLE) if rows else None
-
-    def _move_selected_job(self, delta: int) -> None:
-        job_id = self._selected_job()
-        if job_id is not None:
-            self.queue_model.move_by(int(job_id), delta)
-            for row in range(self.queue_model.rowCount()):
-                if self.queue_model.job_at(row).id == job_id:
-                    self.queue.setCurrentIndex(self.queue_model.index(row))
-
-    def _remove_selected_job(self) -> None:
-        job_id = self._selected_job()
-        if job_id is None:
-            return
-        job = next((j for j in self.queue_model.queued() if j.id == job_id), None)
-        if job is not None:
-            self.ctx.store.cancel_job(job.id)
-            self.ctx.repo.refresh()

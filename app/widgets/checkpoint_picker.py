@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QWidget
 
 from ul_engine.core.demo import DEMO_NAME as DEMO_RUN_NAME
 from ul_engine.core.demo import SHIPPED
+from ul_engine.store import Store
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class ModelChoice:
         return (self.config.get("sampling") or {}).get("sampler")
 
 
-def stage1_models(store: Any) -> list[ModelChoice]:
+def stage1_models(store: Store) -> list[ModelChoice]:
     """Every stage-1 run that has a checkpoint on disk, and the shipped demo (whose bundle holds its stage-1
     model), the newest run first (torch-free: store only)."""
     out = []

@@ -8,11 +8,12 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QWidget
 
 from ul_engine.core.demo import SHIPPED
+from ul_engine.store import RunInfo, Store
 
 
-def usable_runs(store: Any, stage: int | None = None) -> list[Any]:
+def usable_runs(store: Store, stage: int | None = None) -> list[RunInfo]:
     """RunInfo of every run (of `stage`, if given) with at least one checkpoint file on disk."""
-    out = []
+    out: list[RunInfo] = []
     try:
         runs = store.list_runs()
     except Exception:  # a locked database: keep what the combo has
@@ -33,12 +34,12 @@ class RunCombo(QComboBox):
 
     run_selected = Signal(int)
 
-    def __init__(self, store: Any, stage: int | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, store: Store, stage: int | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.store = store
         self.stage = stage
-        self.infos: dict[int, Any] = {}
-        self._signature: tuple = ()
+        self.infos: dict[int, RunInfo] = {}
+        self._signature: tuple[tuple[int, str, int], ...] = ()
         self.setMinimumContentsLength(18)
         self.currentIndexChanged.connect(lambda _i: self.run_selected.emit(self.run_id() or 0))
 
@@ -69,7 +70,7 @@ class RunCombo(QComboBox):
         data = self.currentData()
         return int(data) if data else None
 
-    def info(self) -> Any:
+    def info(self) -> Any:  # a RunInfo, or None when no run is chosen
         rid = self.run_id()
         return self.infos.get(rid) if rid else None
 

@@ -21,7 +21,7 @@ def test_the_wheel_scrolls_the_new_run_form_not_the_field_under_the_pointer(qtbo
     runs = window.page("runs")
     dialog = runs.train_shapes()
     qtbot.waitExposed(dialog)
-    spin = dialog.latent_channels
+    spin = dialog.knobs.latent_channels
     scroll = dialog.findChild(QScrollArea)
     assert spin.focusPolicy() == Qt.FocusPolicy.StrongFocus  # the wheel never gives it focus
     before = spin.value()
@@ -34,7 +34,7 @@ def test_the_wheel_scrolls_the_new_run_form_not_the_field_under_the_pointer(qtbo
     wheel(spin, -3)  # scrolling down over the unfocused field
     assert spin.value() == before  # the value holds…
     assert bar.value() > top or bar.value() == bar.maximum()  # …and the form scrolled instead
-    combo = dialog.downsampling
+    combo = dialog.knobs.downsampling
     index = combo.currentIndex()
     wheel(combo, -2)
     assert combo.currentIndex() == index
@@ -207,7 +207,7 @@ def test_every_field_of_the_new_run_form_explains_itself_and_says_what_to_expect
     missing = [w.objectName() or w.metaObject().className() + ":" + getattr(w, "text", str)() for w in fields
                if not w.toolTip().strip()]  # fmt: skip
     assert len(fields) > 60 and not missing  # every input of the form and of Advanced has a tooltip
-    assert dialog.loss_factor.toolTip() == glossary.tip("loss_factor")
+    assert dialog.knobs.loss_factor.toolTip() == glossary.tip("loss_factor")
     labels = {}
     for form in dialog.findChildren(QFormLayout):
         for row in range(form.rowCount()):
@@ -217,10 +217,10 @@ def test_every_field_of_the_new_run_form_explains_itself_and_says_what_to_expect
                 labels[label.widget().text()] = field.widget()
     assert "Loss factor (c_lf)" in labels and "Sigmoid bias (b)" in labels  # the precise term stays in the label
 
-    dialog.loss_factor.setValue(1.5)  # folder-64 keeps the paper's factor: say what that means
-    assert "may carry almost nothing" in dialog.expect.text()
-    dialog.loss_factor.setValue(10.0)
-    assert "keep the picture" in dialog.expect.text() and "almost nothing" not in dialog.expect.text()
+    dialog.knobs.loss_factor.setValue(1.5)  # folder-64 keeps the paper's factor: say what that means
+    assert "may carry almost nothing" in dialog.knobs.expect.text()
+    dialog.knobs.loss_factor.setValue(10.0)
+    assert "keep the picture" in dialog.knobs.expect.text() and "almost nothing" not in dialog.knobs.expect.text()
     descriptions = [dialog.preset.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(dialog.preset.count())]
     assert all(d and any(w in d for w in ("minute", "hour", "GPU")) for d in descriptions)  # how long to expect
     dialog.reject()
@@ -242,6 +242,6 @@ def test_the_method_terms_have_plain_words_on_every_page(qtbot, make_ctx) -> Non
         assert tips["ancestral"] == glossary.tip("ancestral") and all(tips.values())
     assert glossary.tip("noise_level") in lat.noise.value_label.toolTip()
     assert glossary.tip("kl1").startswith("KL at t = 1")
-    from app.plots import PANELS
+    from app.models.panels import PANELS
 
     assert next(p for p in PANELS if p.id == "kl1").tip == glossary.tip("kl1")

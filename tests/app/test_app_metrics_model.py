@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from app.models.metrics_model import MetricsModel, SeriesBuffer
+from app.models.metrics_model import MetricsModel, SeriesBuffer, SeriesUpdate
 
 
 def log(store, run_id: int, steps: range, scale: float = 1.0) -> None:
@@ -19,7 +19,17 @@ def test_series_arrive_then_grow_by_appends(qtbot, store, home) -> None:
     log(store, run.id, range(1, 101))
     model = MetricsModel(home)
     modes = []
-    model._fetcher.series.connect(lambda r, k, mode, arrays: modes.append((k, mode, len(arrays[0]))))
+    fetch = model.fetcher.fetch
+
+    def seen(run_ids, report):  # what each read delivered, as the fetcher reports it
+        def record(update):
+            if isinstance(update, SeriesUpdate):
+                modes.append((update.key, update.mode, len(update.steps)))
+            report(update)
+
+        fetch(run_ids, record)
+
+    model.fetcher.fetch = seen
     try:
         model.watch([run.id])
         qtbot.waitUntil(lambda: len(model.get(run.id, "loss/total") or []) == 100, timeout=120_000)

@@ -45,12 +45,12 @@ def test_every_logged_term_gets_a_curve(qtbot, store, window) -> None:
 def test_smoothing_is_the_debiased_ema_of_the_raw_values(qtbot, store, window) -> None:
     run_id = seed_run(store, steps=60)
     monitor = open_monitor(qtbot, window, run_id)
-    monitor.smoothing.setValue(90)
+    monitor.options.smoothing.setValue(90)
     c = curve(monitor, "total", run_id, "loss/total")
     raw = monitor.metrics.get(run_id, "loss/total").values
     np.testing.assert_allclose(c.data.smooth_y, ema_debiased(raw, 0.9))
     assert c.smooth.isVisible() and c.raw.opts["pen"].color().alpha() < 255  # raw drawn faintly behind
-    monitor.smoothing.setValue(0)
+    monitor.options.smoothing.setValue(0)
     assert not c.smooth.isVisible() and c.raw.opts["pen"].color().alpha() == 255
     assert window.settings.smoothing() == 0.0
 
@@ -58,34 +58,34 @@ def test_smoothing_is_the_debiased_ema_of_the_raw_values(qtbot, store, window) -
 def test_log_axes_time_axis_and_readout(qtbot, store, window) -> None:
     run_id = seed_run(store, steps=60)
     monitor = open_monitor(qtbot, window, run_id)
-    monitor.log_x.setChecked(True)
-    monitor.log_y.setChecked(True)
+    monitor.options.log_x.setChecked(True)
+    monitor.options.log_y.setChecked(True)
     panel = monitor.panels["total"]
     assert panel.item.ctrl.logXCheck.isChecked() and panel.item.ctrl.logYCheck.isChecked()
-    monitor.log_x.setChecked(False)
-    monitor.log_y.setChecked(False)
+    monitor.options.log_x.setChecked(False)
+    monitor.options.log_y.setChecked(False)
 
-    monitor.x_axis.setCurrentIndex(monitor.x_axis.findData("time"))
+    monitor.options.x_axis.setCurrentIndex(monitor.options.x_axis.findData("time"))
     c = curve(monitor, "total", run_id, "loss/total")
     walls = monitor.metrics.get(run_id, "loss/total").walls
     np.testing.assert_allclose(c.data.raw_x, (walls - walls.min()) / 60.0)
-    monitor.x_axis.setCurrentIndex(monitor.x_axis.findData("step"))
+    monitor.options.x_axis.setCurrentIndex(monitor.options.x_axis.findData("step"))
 
     html = panel.show_readout(30.2)
     value = monitor.metrics.get(run_id, "loss/total").values[29]
     assert "step 30" in html and f"{value:.5g}" in html
-    assert panel.cursor.isVisible()
+    assert panel.hover_line.isVisible()
 
 
 def test_previews_slider_goes_back_in_time(qtbot, store, window) -> None:
     run_id = seed_run(store, steps=60, previews=3)
     monitor = open_monitor(qtbot, window, run_id)
-    assert monitor.preview_slider.maximum() == 2 and monitor.preview_slider.value() == 2
-    assert monitor.preview_caption.text().startswith("step 60 · 3 of 3")
-    assert "reconstructions" in monitor.preview_caption.text()
-    monitor.preview_slider.setValue(0)
-    assert monitor.preview_caption.text().startswith("step 20 · 1 of 3")
-    assert len(monitor.preview.thumbs) == 1  # no recorded layout: the preview whole
+    assert monitor.previews.slider.maximum() == 2 and monitor.previews.slider.value() == 2
+    assert monitor.previews.caption.text().startswith("step 60 · 3 of 3")
+    assert "reconstructions" in monitor.previews.caption.text()
+    monitor.previews.slider.setValue(0)
+    assert monitor.previews.caption.text().startswith("step 20 · 1 of 3")
+    assert len(monitor.previews.strip.thumbs) == 1  # no recorded layout: the preview whole
 
 
 def test_stage2_and_evaluation_panels_appear_with_their_metrics(qtbot, store, window) -> None:
@@ -96,7 +96,7 @@ def test_stage2_and_evaluation_panels_appear_with_their_metrics(qtbot, store, wi
     window.ctx.repo.refresh()
     monitor = open_monitor(qtbot, window, child)
     assert monitor.panels["base"].isVisible() and "decoder" not in monitor._panel_order
-    assert "samples" in monitor.preview_caption.text()
+    assert "samples" in monitor.previews.caption.text()
     monitor.show_runs(parent)
     qtbot.waitUntil(lambda: "psnr" in monitor._panel_order and "eval_bpp" in monitor._panel_order, timeout=120_000)
     page = window.runs
@@ -114,7 +114,7 @@ def test_overlays_get_their_own_colours(qtbot, store, window) -> None:
     for panel_id in ("total", "decoder"):  # a legend line under the plot names every curve
         legend = monitor.panels[panel_id].legend
         assert legend.isVisible() and "first" in legend.text() and "second" in legend.text()
-    assert "first" in monitor.overlay_label.text() and "second" in monitor.overlay_label.text()
+    assert "first" in monitor.picker.overlay_label.text() and "second" in monitor.picker.overlay_label.text()
     save_artifact(window, "page-monitor-compare")
     monitor.show_runs(a, [])
     assert list(monitor.panels["total"].curves) == [f"{a}|loss/total"]
@@ -143,7 +143,7 @@ def test_monitor_draws_a_million_points_per_curve_as_columns(qtbot, ctx, window)
     keys = ("loss/total", "loss/decoder", "rate/bits_per_pixel", "optim/grad_norm")
     for key in keys:
         monitor.metrics.put(1, key, steps, np.cumsum(rng.standard_normal(n)) + 1000, steps)
-    monitor.smoothing.setValue(0)
+    monitor.options.smoothing.setValue(0)
     monitor._relayout_panels()
     monitor.flush()
     window.grab()

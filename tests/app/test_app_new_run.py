@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ul_app_testkit import save_artifact, seed_run, write_png
 
-from app.pages.new_run import NewRunDialog, with_downsampling
+from app.models.run_form import with_downsampling
+from app.pages.new_run import NewRunDialog
 from ul_engine.core.config import RunConfig, schema_fields, validate
 
 
@@ -20,28 +21,28 @@ def open_dialog(qtbot, ctx, **kwargs) -> NewRunDialog:
 
 def test_an_invalid_field_shows_the_engines_message_and_creates_no_run(qtbot, ctx, store) -> None:
     dialog = open_dialog(qtbot, ctx, preset="smoke")
-    dialog.loss_factor.setValue(-1.0)
-    assert dialog.create(start=True) is None
-    row = dialog.knobs["loss.loss_factor"]
+    dialog.knobs.loss_factor.setValue(-1.0)
+    assert dialog.create_run(start=True) is None
+    row = dialog.knobs.rows["loss.loss_factor"]
     assert row.error.isVisible()
     assert row.error.text() == "-1.0 is out of range (allowed (0.0, 10.0])"
-    assert dialog.loss_factor.property("invalid") is True
+    assert dialog.knobs.loss_factor.property("invalid") is True
     assert dialog.form.editors["loss.loss_factor"].error.text() == row.error.text()
     assert store.list_runs() == [] and store.list_jobs() == []
     assert dialog.isVisible()
     save_artifact(dialog, "dialog-new-run-invalid")
 
-    dialog.loss_factor.setValue(2.0)
+    dialog.knobs.loss_factor.setValue(2.0)
     assert dialog.validate_now() == {}
-    assert not row.error.isVisible() and dialog.loss_factor.property("invalid") is False
+    assert not row.error.isVisible() and dialog.knobs.loss_factor.property("invalid") is False
 
 
 def test_cross_field_errors_mark_the_fields_they_name(qtbot, ctx, store) -> None:
     dialog = open_dialog(qtbot, ctx, preset="smoke")
-    dialog.resolution.setValue(18)  # smoke downsamples by 4
+    dialog.knobs.resolution.setValue(18)  # smoke downsamples by 4
     errors = dialog.validate_now()
     assert "config" in errors and "data.resolution" in errors["config"]
-    assert dialog.knobs["data.resolution"].error.isVisible()
+    assert dialog.knobs.rows["data.resolution"].error.isVisible()
     assert dialog.banner.isVisible() and "multiple" in dialog.banner.text()
     assert dialog.create() is None and store.list_runs() == []
 
@@ -66,7 +67,7 @@ def test_every_config_field_is_reachable(qtbot, ctx) -> None:
     assert reachable == {f["path"] for f in schema_fields()}
     for editor in dialog.form.editors.values():
         assert editor.widget.toolTip().strip()  # each knob explains itself
-    for row in dialog.knobs.values():
+    for row in dialog.knobs.rows.values():
         assert row.widget.toolTip().strip()
 
 
@@ -74,14 +75,14 @@ def test_knobs_write_the_config_that_is_created(qtbot, ctx, store) -> None:
     ctx.runner.enabled = False
     dialog = open_dialog(qtbot, ctx, preset="smoke")
     dialog.name.setText("knobbed")
-    dialog.loss_factor.setValue(2.5)
-    dialog.sigmoid_bias.setValue(-1.0)
-    dialog.latent_channels.setValue(8)
-    dialog.downsampling.setCurrentIndex(dialog.downsampling.findData(8))
-    dialog.steps.setValue(40)
-    dialog.batch.setValue(8)
-    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
-    run = dialog.create(start=True)
+    dialog.knobs.loss_factor.setValue(2.5)
+    dialog.knobs.sigmoid_bias.setValue(-1.0)
+    dialog.knobs.latent_channels.setValue(8)
+    dialog.knobs.downsampling.setCurrentIndex(dialog.knobs.downsampling.findData(8))
+    dialog.knobs.steps.setValue(40)
+    dialog.knobs.batch.setValue(8)
+    dialog.knobs.device.setCurrentIndex(dialog.knobs.device.findData("cpu"))
+    run = dialog.create_run(start=True)
     assert run is not None
     cfg = validate(run.config)
     assert (cfg.loss.loss_factor, cfg.loss.sigmoid_bias, cfg.model.latent_channels) == (2.5, -1.0, 8)
@@ -93,9 +94,9 @@ def test_knobs_write_the_config_that_is_created(qtbot, ctx, store) -> None:
 
 def test_budget_in_minutes(qtbot, ctx, store) -> None:
     dialog = open_dialog(qtbot, ctx, preset="smoke")
-    dialog.by_minutes.setChecked(True)
-    dialog.minutes.setValue(2.5)
-    run = dialog.create(start=False)
+    dialog.knobs.by_minutes.setChecked(True)
+    dialog.knobs.minutes.setValue(2.5)
+    run = dialog.create_run(start=False)
     cfg = validate(run.config)
     assert (cfg.train.steps, cfg.train.minutes, run.total_steps) == (0, 2.5, None)
 
@@ -119,7 +120,7 @@ def test_folder_dataset_counts_readable_images_and_shows_thumbnails(qtbot, ctx, 
     (folder / "broken.png").write_bytes(b"not a png")
     (folder / "notes.txt").write_text("ignored")
     dialog = open_dialog(qtbot, ctx, preset="folder-64")
-    chooser = dialog.dataset
+    chooser = dialog.knobs.dataset
     assert chooser.folder.isChecked()
     chooser.path.setText(str(folder))
     chooser.path.textEdited.emit(str(folder))
@@ -150,10 +151,10 @@ def test_stage2_form_builds_on_a_checkpoint(qtbot, ctx, store) -> None:
     ctx.runner.enabled = False
     dialog = open_dialog(qtbot, ctx, parent_run=store.get_run(parent), preset="smoke")
     assert dialog.stage == 2 and dialog.windowTitle() == "Train stage 2 from stage1"
-    assert not dialog.loss_factor.isEnabled() and not dialog.form.editors["data.resolution"].widget.isEnabled()
+    assert not dialog.knobs.loss_factor.isEnabled() and not dialog.form.editors["data.resolution"].widget.isEnabled()
     assert dialog.form.editors["model.base.heads"].widget.isEnabled()
     assert dialog.checkpoint_combo.currentData() == ck.id
-    run = dialog.create(start=False)
+    run = dialog.create_run(start=False)
     assert run is not None and run.stage == 2 and run.parent_run_id == parent and run.parent_checkpoint_id == ck.id
     assert run.config["model"]["encoder"] == store.get_run(parent).config["model"]["encoder"]
 
@@ -161,26 +162,26 @@ def test_stage2_form_builds_on_a_checkpoint(qtbot, ctx, store) -> None:
 def test_speed_estimate_is_read_from_the_cache(qtbot, ctx) -> None:
     ctx.settings.set_estimate("smoke", "cpu", 125.0)
     dialog = open_dialog(qtbot, ctx, preset="smoke")
-    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
-    assert "2 min 05 s per 1 000 steps on cpu" in dialog.estimate.text()
-    assert "this run ≈ 8 s" in dialog.estimate.text()  # smoke: 60 steps
+    dialog.knobs.device.setCurrentIndex(dialog.knobs.device.findData("cpu"))
+    assert "2 min 05 s per 1 000 steps on cpu" in dialog.speed.estimate.text()
+    assert "this run ≈ 8 s" in dialog.speed.estimate.text()  # smoke: 60 steps
     dialog.preset.setCurrentIndex(dialog.preset.findData("shapes-32"))
-    assert "not measured" in dialog.estimate.text()
+    assert "not measured" in dialog.speed.estimate.text()
 
 
 def test_measure_runs_a_short_trial_and_caches_it(qtbot, ctx) -> None:
     dialog = open_dialog(qtbot, ctx, preset="smoke")
-    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
+    dialog.knobs.device.setCurrentIndex(dialog.knobs.device.findData("cpu"))
     assert ctx.settings.estimate("smoke", "cpu") is None
-    dialog.measure.click()
+    dialog.speed.measure.click()
     qtbot.waitUntil(lambda: ctx.settings.estimate("smoke", "cpu") is not None, timeout=90_000)
     per_1000 = ctx.settings.estimate("smoke", "cpu")["seconds_per_1000"]
     assert 1 < per_1000 < 3600
-    assert "per 1 000 steps on cpu" in dialog.estimate.text() and dialog.measure.isEnabled()
+    assert "per 1 000 steps on cpu" in dialog.speed.estimate.text() and dialog.speed.measure.isEnabled()
 
 
 def test_trial_config_trains_shapes_without_checkpoints() -> None:
-    from app.pages.new_run import preset_values
+    from app.models.run_form import preset_values
     from app.workers.trial import trial_config
 
     cfg = validate(trial_config(preset_values("folder-64"), "cpu"))

@@ -60,15 +60,15 @@ def test_queue_reorders_by_drag_and_drop(qtbot, store, window) -> None:
         ctx.runner.enqueue(run_id, "cpu")
     ctx.repo.refresh()
     page = window.runs
-    qtbot.waitUntil(lambda: page.queue_model.rowCount() == 3)
+    qtbot.waitUntil(lambda: page.queue_panel.model.rowCount() == 3)
     assert [j.run_id for j in store.list_jobs("queued")] == ids
 
     # drag the last job onto the first row, through the list view's own drop handling
-    view = page.queue
-    last = page.queue_model.index(2)
-    mime = page.queue_model.mimeData([last])
+    view = page.queue_panel.view
+    last = page.queue_panel.model.index(2)
+    mime = page.queue_panel.model.mimeData([last])
     assert mime.hasFormat(MIME)
-    target = view.visualRect(page.queue_model.index(0)).topLeft() + QPoint(5, 2)
+    target = view.visualRect(page.queue_panel.model.index(0)).topLeft() + QPoint(5, 2)
     enter = QDragEnterEvent(target, Qt.DropAction.MoveAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)  # fmt: skip
     QApplication.sendEvent(view.viewport(), enter)
@@ -76,13 +76,13 @@ def test_queue_reorders_by_drag_and_drop(qtbot, store, window) -> None:
                       Qt.KeyboardModifier.NoModifier)  # fmt: skip
     QApplication.sendEvent(view.viewport(), drop)
     qtbot.waitUntil(lambda: [j.run_id for j in store.list_jobs("queued")] == [ids[2], ids[0], ids[1]])
-    assert page.queue_model.rowCount() == 3  # nothing removed by the view
+    assert page.queue_panel.model.rowCount() == 3  # nothing removed by the view
 
     # and with the buttons
-    view.setCurrentIndex(page.queue_model.index(0))
-    page.queue_down.click()
+    view.setCurrentIndex(page.queue_panel.model.index(0))
+    page.queue_panel.down.click()
     assert [j.run_id for j in store.list_jobs("queued")] == [ids[0], ids[2], ids[1]]
-    page.queue_remove.click()
+    page.queue_panel.remove.click()
     assert len(store.list_jobs("queued")) == 2
 
 
@@ -92,7 +92,7 @@ def test_drop_mime_data_moves_below_running_jobs(qtbot, store, window) -> None:
     for run_id in ids:
         window.ctx.runner.enqueue(run_id, "cpu")
     window.ctx.repo.refresh()
-    model = window.runs.queue_model
+    model = window.runs.queue_panel.model
     mime = QMimeData()
     jobs = store.list_jobs("queued")
     mime.setData(MIME, str(jobs[0].id).encode())
@@ -150,7 +150,7 @@ def test_duplicate_opens_the_form_with_the_runs_config(qtbot, store, window) -> 
     assert dialog.preset_name() == "smoke"
     assert dialog.form.value("model.prior.width") == store_cfg["model"]["prior"]["width"]
     dialog.name.setText("forked")
-    run = dialog.create(start=False)
+    run = dialog.create_run(start=False)
     assert run is not None and run.config == store_cfg and run.status == "created"
     assert page.proxy.rowCount() == 2
     assert [page.proxy.index(r, 0).data(RUN_ID_ROLE) for r in range(2)].count(run.id) == 1

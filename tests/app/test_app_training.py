@@ -17,9 +17,9 @@ def create_from_form(qtbot, window, *, steps: int | None = None):
     page.act_new.trigger()
     dialog = page.last_dialog
     dialog.preset.setCurrentIndex(dialog.preset.findData("smoke"))
-    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
+    dialog.knobs.device.setCurrentIndex(dialog.knobs.device.findData("cpu"))
     if steps is not None:
-        dialog.steps.setValue(steps)
+        dialog.knobs.steps.setValue(steps)
     qtbot.mouseClick(dialog.create_start, qtbot_button())
     run = dialog.created_run
     assert run is not None, dialog.banner.text()
@@ -68,7 +68,7 @@ def test_a_run_created_from_the_form_trains_and_completes(qtbot, store, window, 
     assert store.list_jobs(run_id=run.id)[0].status == "done"
     assert store.get_run(run.id).exit_code == 0
 
-    qtbot.waitUntil(lambda: len(monitor._previews) >= 1, timeout=120_000)
+    qtbot.waitUntil(lambda: len(monitor.previews.artifacts) >= 1, timeout=120_000)
     assert "status: completed" in monitor.log.toPlainText()
     monitor.flush()
     save_artifact(window, "page-monitor-trained")
@@ -89,20 +89,21 @@ def test_pause_and_stop_reach_the_worker(qtbot, store, window) -> None:
     monitor = window.open_monitor(run.id)
     qtbot.waitUntil(lambda: store.get_run(run.id).status == "running" and store.get_run(run.id).step >= 2,
                     timeout=90_000)  # fmt: skip
-    qtbot.waitUntil(lambda: monitor.pause_button.isEnabled() and monitor.pause_button.text() == "Pause")
-    qtbot.mouseClick(monitor.pause_button, qtbot_button())
+    pause = monitor.controls.pause_button
+    qtbot.waitUntil(lambda: pause.isEnabled() and pause.text() == "Pause")
+    qtbot.mouseClick(pause, qtbot_button())
     qtbot.waitUntil(lambda: store.get_run(run.id).status == "paused", timeout=120_000)
     held = store.get_run(run.id).step
     time.sleep(1.5)
     qtbot.wait(10)
     assert store.get_run(run.id).step == held  # no step advances while paused
-    qtbot.waitUntil(lambda: monitor.pause_button.text() == "Resume", timeout=120_000)
+    qtbot.waitUntil(lambda: monitor.controls.pause_button.text() == "Resume", timeout=120_000)
 
-    qtbot.mouseClick(monitor.pause_button, qtbot_button())  # resume
+    qtbot.mouseClick(monitor.controls.pause_button, qtbot_button())  # resume
     qtbot.waitUntil(lambda: store.get_run(run.id).status == "running" and store.get_run(run.id).step > held,
                     timeout=120_000)  # fmt: skip
 
-    qtbot.mouseClick(monitor.stop_button, qtbot_button())
+    qtbot.mouseClick(monitor.controls.stop_button, qtbot_button())
     assert store.get_run(run.id).status == "stopping"  # at once, before the worker reacts
     qtbot.waitUntil(lambda: run.id not in window.ctx.runner.processes, timeout=30_000)
     final = store.get_run(run.id)

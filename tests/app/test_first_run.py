@@ -72,7 +72,7 @@ def test_train_on_shapes_opens_a_new_run_with_the_shapes_preset(qtbot, first_win
     assert dialog is not None and dialog.isVisible()
     assert dialog.preset_name() == "shapes-32"
     assert dialog.form.values()["data.kind"] == "shapes"
-    created = dialog.create(start=False)
+    created = dialog.create_run(start=False)
     assert created is not None and created.preset == "shapes-32"
 
 
@@ -96,7 +96,7 @@ def test_train_on_my_folder_asks_for_a_folder_then_opens_folder_64_on_it(
     assert dialog.preset_name() == "folder-64"
     assert (values["data.kind"], values["data.path"]) == ("image-folder", str(folder))
     assert dialog.validate_now() == {}
-    created = dialog.create(start=False)
+    created = dialog.create_run(start=False)
     assert created is not None and created.config["data"]["path"] == str(folder)
 
 

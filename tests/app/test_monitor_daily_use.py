@@ -39,7 +39,7 @@ def test_create_and_start_switches_the_monitor_to_the_new_run(qtbot, store, home
     window.show()
     ctx.start()
     monitor = window.open_monitor(old)
-    assert monitor.run_id == old and not monitor.stop_button.isEnabled()  # a finished run has nothing to stop
+    assert monitor.run_id == old and not monitor.controls.stop_button.isEnabled()  # a finished run has nothing to stop
 
     window.show_page("runs")
     window.runs.new_run()
@@ -48,10 +48,10 @@ def test_create_and_start_switches_the_monitor_to_the_new_run(qtbot, store, home
     qtbot.mouseClick(dialog.create_start, Qt.MouseButton.LeftButton)
     fresh = store.get_run("fresh").id
     assert window.current_page_id() == "monitor" and monitor.run_id == fresh
-    assert monitor.stop_button.isEnabled()  # queued: Stop takes it out of the queue
+    assert monitor.controls.stop_button.isEnabled()  # queued: Stop takes it out of the queue
     qtbot.waitUntil(lambda: store.get_run(fresh).status == "running", timeout=120_000)
-    qtbot.waitUntil(lambda: "running" in monitor.status.text(), timeout=120_000)
-    assert monitor.stop_button.isEnabled() and monitor.pause_button.isEnabled()
+    qtbot.waitUntil(lambda: "running" in monitor.controls.status.text(), timeout=120_000)
+    assert monitor.controls.stop_button.isEnabled() and monitor.controls.pause_button.isEnabled()
     ctx.runner.stop_run(fresh)
     qtbot.waitUntil(lambda: fresh not in ctx.runner.processes, timeout=120_000)
 
@@ -80,7 +80,7 @@ def test_a_relaunch_shows_the_reattached_run_at_once_never_no_run_selected(
     assert ctx.runner.process_for(run_id) is not None  # re-attached
     wait_for_data(qtbot, monitor)
     assert monitor.empty.isHidden() and not shown_empty
-    assert monitor.stop_button.isEnabled()
+    assert monitor.controls.stop_button.isEnabled()
     ctx.runner.stop_run(run_id)
     qtbot.waitUntil(lambda: run_id not in ctx.runner.processes, timeout=120_000)
 
@@ -136,7 +136,7 @@ def test_log_y_tick_labels_are_few_whole_and_never_overlap(qtbot, store, window)
     run_id = seed_run(store, steps=200)  # KL falls over decades, the learning rate warms up over one
     monitor = window.open_monitor(run_id)
     wait_for_data(qtbot, monitor, "kl1")
-    monitor.log_y.setChecked(True)
+    monitor.options.log_y.setChecked(True)
     for panel_id in ("kl1", "lr", "total"):
         panel = monitor.panels[panel_id]
         panel.plot.setFixedHeight(panel.plot.minimumHeight())  # the smallest plot the page makes
@@ -186,7 +186,7 @@ def test_legends_with_three_runs_cover_no_data_and_can_be_hidden(qtbot, store, w
         assert not plot_area.intersects(legend_area)  # beside the data, never over it
     assert not any(isinstance(c, pg.LegendItem) for c in monitor.panels["decoder"].item.vb.childItems())
     save_artifact(window, "monitor-three-runs")
-    monitor.legends.setChecked(False)
+    monitor.options.legends.setChecked(False)
     assert not monitor.panels["decoder"].legend.isVisible()
     assert window.settings.plot_flag("legends", True) is False
 
@@ -195,7 +195,7 @@ def test_the_learning_rate_and_counters_are_never_smoothed(qtbot, store, window)
     run_id = seed_run(store, steps=60)
     monitor = window.open_monitor(run_id)
     wait_for_data(qtbot, monitor, "lr")
-    monitor.smoothing.setValue(90)
+    monitor.options.smoothing.setValue(90)
     for panel_id in ("lr", "bad_steps"):
         c = monitor.panels[panel_id].curves[f"{run_id}|{monitor.panels[panel_id].spec.keys[0]}"]
         assert c.data.smooth_y is None and not c.smooth.isVisible()
@@ -222,11 +222,11 @@ def test_the_eta_after_a_resume_counts_only_the_new_session(qtbot, store, make_c
     monitor = window.open_monitor(run.id)
     qtbot.waitUntil(lambda: len(monitor.metrics.get(run.id, "loss/total") or []) == 85, timeout=120_000)
     monitor._update_status()
-    assert monitor.eta.text().startswith("1.00 steps/s · ETA 1 min 55 s"), monitor.eta.text()
+    assert monitor.controls.eta.text().startswith("1.00 steps/s · ETA 1 min 55 s"), monitor.controls.eta.text()
 
 
 def test_the_session_rate_starts_over_on_a_resume_and_is_smoothed() -> None:
-    from app.pages.monitor import SessionRate
+    from app.models.run_progress import SessionRate
 
     rate = SessionRate()
     assert rate.add(100.0, 10) is None  # one report: no speed yet
@@ -245,7 +245,7 @@ def test_the_session_rate_starts_over_on_a_resume_and_is_smoothed() -> None:
 
 def test_a_burst_of_reports_read_at_once_does_not_make_a_huge_speed() -> None:
     """A worker's progress lines can be read in one chunk: the first interval is microseconds long."""
-    from app.pages.monitor import SessionRate
+    from app.models.run_progress import SessionRate
 
     rate = SessionRate()
     rate.add(100.0, 10)
@@ -278,19 +278,19 @@ def preview_run(store, count: int = 8, size: int = 32) -> tuple[int, np.ndarray,
 def test_previews_are_large_thumbnails_that_open_input_reconstruction_and_difference(qtbot, store, window) -> None:
     run_id, inputs, recons = preview_run(store)
     monitor = window.open_monitor(run_id)
-    strip = monitor.preview
+    strip = monitor.previews.strip
     assert len(strip.thumbs) == 8
     for thumb in strip.thumbs:
         pixmap = thumb.pixmap()
         assert pixmap.width() >= 96 and pixmap.width() % 32 == 0  # enlarged in whole pixels
         assert pixmap.height() >= 2 * 96  # its input above its reconstruction
-    assert "click to enlarge" in monitor.preview_caption.text()
+    assert "click to enlarge" in monitor.previews.caption.text()
     save_artifact(window, "monitor-previews")
 
     thumb = strip.thumbs[3]
     strip.ensureWidgetVisible(thumb)
     qtbot.mouseClick(thumb, Qt.MouseButton.LeftButton)
-    dialog = monitor.preview_dialog
+    dialog = monitor.previews.dialog
     assert dialog is not None and dialog.isVisible()
     assert dialog.windowTitle() == "step 20 · image 4 of 8"
     from app.widgets.image_views import array_from_qimage
@@ -305,7 +305,7 @@ def test_previews_are_large_thumbnails_that_open_input_reconstruction_and_differ
 
 
 def test_a_stage2_preview_splits_into_its_samples_and_an_unknown_one_stays_whole() -> None:
-    from app.pages.monitor import split_preview
+    from app.models.previews import split_preview
 
     rng = np.random.default_rng(9)
     samples = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)

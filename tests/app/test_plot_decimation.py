@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from app.models.metrics_model import SeriesBuffer
-from app.plots import PANELS, CurveData, PlotPanel
+from app.models.panels import PANELS, CurveData
+from app.plots import PlotPanel
 from app.smoothing import ema_debiased
 from ul_engine.store.decimate import ColumnCache, MinMaxPyramid, following_range, view_points
 
