@@ -41,7 +41,7 @@ def test_ul_bench_app_reports_cold_start_redraw_and_reads(tmp_path: Path) -> Non
 
 
 def test_bench_app_says_why_when_the_app_cannot_start(monkeypatch) -> None:
-    from ul_engine.bench.training import app as ui_bench
+    from ul_engine.bench import app as ui_bench
 
     real_run = subprocess.run
 
