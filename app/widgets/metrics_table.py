@@ -59,7 +59,8 @@ class ImageItem:
 
     @property
     def cached(self) -> bool:
-        return bool(self.entry and self.entry.get("cached")) and (self.compare is None or self.compare.get("cached"))
+        mine = bool(self.entry and self.entry.get("cached"))
+        return mine and (self.compare is None or bool(self.compare.get("cached")))
 
     @property
     def notices(self) -> list[str]:
@@ -185,7 +186,7 @@ class ImageTableModel(QAbstractTableModel):
 class ProgressDelegate(QStyledItemDelegate):
     """Draws a progress bar in the Status cell of a running image."""
 
-    def paint(self, painter: Any, option: Any, index: QModelIndex) -> None:
+    def paint(self, painter: Any, option: Any, index: QModelIndex | QPersistentModelIndex) -> None:
         fraction = index.data(PROGRESS_ROLE)
         if fraction is None:
             super().paint(painter, option, index)
