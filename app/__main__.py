@@ -15,6 +15,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import cast
+
+from app import APP_NAME, ORGANIZATION, __version__
+from ul_engine.core.errors import ULError
 
 _T0 = time.perf_counter()
 
@@ -22,7 +26,7 @@ _T0 = time.perf_counter()
 def _process_start_offset() -> float:
     """Seconds between this process's start and now (falls back to the time since this module loaded)."""
     try:
-        import psutil
+        import psutil  # lazy: only the launch benchmark (UL_STUDIO_BENCH_LAUNCH) asks
 
         return time.time() - psutil.Process().create_time()
     except Exception:
@@ -31,7 +35,7 @@ def _process_start_offset() -> float:
 
 def _report_first_expose(window) -> None:
     """Print the time from process start to the first expose of the window's native surface, then quit."""
-    from PySide6.QtCore import QEvent, QObject, QTimer
+    from PySide6.QtCore import QEvent, QObject, QTimer  # lazy: --version and --help exit before Qt loads
 
     class FirstExpose(QObject):
         def eventFilter(self, obj, event) -> bool:
@@ -47,8 +51,6 @@ def _report_first_expose(window) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from app import __version__
-
     p = argparse.ArgumentParser(prog="ul-studio", description="UL Studio: train and explore Unified Latents.")
     p.add_argument("--version", action="version", version=f"ul-studio {__version__}")
     p.add_argument("--home", type=Path, help="data folder (default: $UL_HOME or the user data folder)")
@@ -61,35 +63,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     bench = os.environ.get("UL_STUDIO_BENCH_LAUNCH") == "1"
 
-    from PySide6.QtCore import QCoreApplication, QTimer
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtCore import QCoreApplication, QTimer  # lazy: --version and --help exit before Qt loads
+    from PySide6.QtWidgets import QApplication, QMessageBox  # lazy: --version and --help exit before Qt loads
 
-    from app import APP_NAME, ORGANIZATION, __version__, theme
-    from app.resources import app_icon
-    from app.widgets.wheel_guard import install_wheel_guard
+    from app import theme  # lazy: --version and --help exit before Qt loads
+    from app.resources import app_icon  # lazy: --version and --help exit before Qt loads
+    from app.widgets.wheel_guard import install_wheel_guard  # lazy: --version and --help exit before Qt loads
 
     QCoreApplication.setOrganizationName(ORGANIZATION)
     QCoreApplication.setApplicationName(ORGANIZATION)
     QCoreApplication.setApplicationVersion(__version__)
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     app.setApplicationDisplayName(APP_NAME)
     app.setDesktopFileName("io.github.ulstudio.ULStudio")  # packaging/desktop/: the window finds its entry
     app.setWindowIcon(app_icon())
     theme.apply(app)
     install_wheel_guard()
-    app._ul_theme_watcher = theme.ThemeWatcher(app)
+    setattr(app, "_ul_theme_watcher", theme.ThemeWatcher(app))  # noqa: B010 (kept alive; main_window reads it)
 
-    from app.context import AppContext
-    from app.main_window import make_window
-    from ul_engine.core.errors import ULError
-    from ul_engine.store import default_home
+    from app.context import AppContext  # lazy: --version and --help exit before Qt loads
+    from app.main_window import make_window  # lazy: --version and --help exit before Qt loads
+    from ul_engine.store import default_home  # lazy: --version and --help exit before SQLAlchemy loads
 
     home = args.home or default_home()
     try:
         ctx = AppContext(home, start_session=not (args.no_devices or bench), install_demo=True)
     except ULError as exc:
-        from PySide6.QtWidgets import QMessageBox
-
         QMessageBox.critical(None, APP_NAME, f"Cannot open the data folder {home}:\n{exc}")
         return 2
     window = make_window(ctx, restore=not bench)

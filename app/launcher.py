@@ -44,12 +44,12 @@ def dispatch(argv: list[str]) -> tuple[str, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     kind, args = dispatch(sys.argv[1:] if argv is None else argv)
     if kind == "worker":
-        from ul_engine.worker.__main__ import main as worker_main
+        from ul_engine.worker.__main__ import main as worker_main  # lazy: only this branch may load torch
 
         sys.argv = ["ul-studio --worker", *args]
         return worker_main(args)
     if kind == "cli":
-        from ul_engine.cli.main import main as cli_main
+        from ul_engine.cli.main import main as cli_main  # lazy: only this branch may load torch
 
         sys.argv = ["ul", *args]
         return cli_main(args)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = ["-c", *args[1:]]
         exec(compile(args[0], "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
         return 0
-    from app.__main__ import main as app_main
+    from app.__main__ import main as app_main  # lazy: workers and the CLI never load Qt
 
     return app_main(args)
 

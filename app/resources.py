@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtGui import QIcon
+
 RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
 ICONS_DIR = RESOURCES_DIR / "icons"
 STYLE_DIR = RESOURCES_DIR / "style"
 APP_ICON_SVG = ICONS_DIR / "ul-studio.svg"
 
 
-def app_icon():  # -> QIcon
+def app_icon() -> QIcon:
     """The app icon: the SVG plus whatever rendered PNG sizes exist beside it."""
-    from PySide6.QtGui import QIcon
-
     icon = QIcon()
     for png in sorted(ICONS_DIR.glob("ul-studio-*.png")):
         icon.addFile(str(png))

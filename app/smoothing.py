@@ -17,7 +17,7 @@ from ul_engine.store.decimate import MinMaxPyramid
 
 def _lfilter():
     try:
-        from scipy.signal import lfilter
+        from scipy.signal import lfilter  # lazy: scipy.signal takes over a second to import
     except ImportError:  # pragma: no cover - scipy is a dependency; keep a slow path anyway
         return None
     return lfilter

@@ -62,13 +62,14 @@ def ship_feature_net(
 ) -> dict[str, Any]:
     """Write fp16 weights + metadata, re-measure the held-out numbers on the fp16 weights as shipped (what the
     metric uses), write them into the file and a JSON sidecar; returns that report."""
+    from ul_engine import weights
     from ul_engine.core import io
 
     tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    io.save_tensors(out, tensors, meta)
+    weights.save_tensors(out, tensors, meta)
     shipped, _ = reload(out)
     meta = {**meta, "heldout": evaluate(shipped)}
-    sha = io.save_tensors(out, tensors, meta)
+    sha = weights.save_tensors(out, tensors, meta)
     report = {"path": str(out), "sha256": sha, "heldout": meta["heldout"], "train": meta["train"],
               "command": meta["command"]}  # fmt: skip
     io.write_json(out.with_suffix(".json"), report)

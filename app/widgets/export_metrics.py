@@ -121,8 +121,8 @@ class ExportMetricsDialog(QDialog):
             self._finish(False, f"the export could not start: {proc.errorString()}")
 
     def _on_finished(self, proc: QProcess, code: int) -> None:
-        out = bytes(proc.readAllStandardOutput()).decode("utf-8", errors="replace").strip().splitlines()
-        err = bytes(proc.readAllStandardError()).decode("utf-8", errors="replace").strip().splitlines()
+        out = bytes(proc.readAllStandardOutput().data()).decode("utf-8", errors="replace").strip().splitlines()
+        err = bytes(proc.readAllStandardError().data()).decode("utf-8", errors="replace").strip().splitlines()
         result = _last_json(out)
         if code == 0 and result is not None and "error" not in result:
             self._finish(True, f"Wrote {result['points']:,} points of {len(result['keys'])} series to {result['out']}")

@@ -9,6 +9,8 @@ instead, so the page scrolls as the user meant. A focused widget keeps the wheel
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import (
@@ -24,14 +26,14 @@ from PySide6.QtWidgets import (
 GUARDED = (QAbstractSpinBox, QComboBox, QAbstractSlider)
 
 
-def _is_value_widget(obj: QObject) -> bool:
+def _is_value_widget(obj: QObject) -> TypeGuard[QWidget]:
     return isinstance(obj, GUARDED) and not isinstance(obj, QScrollBar)  # scroll bars are for scrolling
 
 
 def _guarded(obj: QObject) -> QWidget | None:
     """The value widget an event is for (a spin box's inner line edit counts as the spin box)."""
     if _is_value_widget(obj):
-        return obj  # type: ignore[return-value]
+        return obj
     parent = obj.parent() if isinstance(obj, QWidget) else None
     return parent if isinstance(parent, QAbstractSpinBox | QComboBox) else None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ul_engine.core import io
+from ul_engine import weights
 
 
 def main(src: Path, dst: Path) -> None:
@@ -16,9 +16,9 @@ def main(src: Path, dst: Path) -> None:
     total = 0
     for path in sorted(src.iterdir()):
         if path.suffix == ".safetensors":
-            tensors, metadata = io.load_tensors(path)
+            tensors, metadata = weights.load_tensors(path)
             half = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in tensors.items()}
-            io.save_tensors(dst / path.name, half, metadata)
+            weights.save_tensors(dst / path.name, half, metadata)
         elif path.suffix == ".json":
             shutil.copy2(path, dst / path.name)
         total += (dst / path.name).stat().st_size if (dst / path.name).exists() else 0

@@ -12,6 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ul_engine import weights
 from ul_engine.core import io
 from ul_engine.core.config import resolve
 from ul_engine.core.errors import ModelFileError
@@ -61,7 +62,7 @@ def test_a_safetensors_header_that_starts_like_a_pickle_is_still_read(tmp_path: 
     path = tmp_path / "w.safetensors"
     path.write_bytes(struct.pack("<Q", len(header)) + header + struct.pack("<2f", 1.5, -2.0))
     assert path.read_bytes()[:2] == b"\x80\x02"
-    tensors, _ = io.load_tensors(path)
+    tensors, _ = weights.load_tensors(path)
     assert tensors["w"].tolist() == [1.5, -2.0]
     assert io.read_header(path).tensors["w"] == io.TensorEntry("F32", (2,))
 

@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from ul_testkit import ul_process as ul
 
+from ul_engine import weights
 from ul_engine.cli.main import main as ul_main
-from ul_engine.core import io
 from ul_engine.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ def test_encode_writes_shards_index_and_stats(home: Path, images: Path, encoded:
     assert "not an image" in result["skipped"][0]["reason"]
     names, zs, labels = [], [], []
     for k in range(3):
-        tensors, _ = io.load_tensors(out / f"latents-{k:05d}.safetensors")
+        tensors, _ = weights.load_tensors(out / f"latents-{k:05d}.safetensors")
         index = json.loads((out / f"latents-{k:05d}.json").read_text())
         assert tensors["z"].dtype == torch.float32 and tensors["z"].shape[1:] == (4, 4, 4)
         assert tensors["z"].shape[0] == index["count"] == len(index["items"]) == tensors["labels"].shape[0]
@@ -125,8 +125,8 @@ def test_noisy_latents_follow_the_recipe_in_the_stats(home: Path, images: Path, 
     assert result["latent"] == "z0" and result["dtype"] == "fp16"
     stats = json.loads((tmp_path / "latent_stats.json").read_text())
     assert stats["latent"] == "z0" and "manual_seed(5 + i)" in stats["noise"]
-    clean, _ = io.load_tensors(clean_dir / "latents-00001.safetensors")
-    noisy, _ = io.load_tensors(tmp_path / "latents-00001.safetensors")
+    clean, _ = weights.load_tensors(clean_dir / "latents-00001.safetensors")
+    noisy, _ = weights.load_tensors(tmp_path / "latents-00001.safetensors")
     index = json.loads((tmp_path / "latents-00001.json").read_text())
     assert noisy["z"].dtype == torch.float16
     # item i counts every file in sorted order (the unreadable one included): recompute z0 from z_clean
@@ -222,8 +222,8 @@ def test_stage2_trains_from_the_encoded_folder(home: Path, encoded, stage2: str,
             ["folder"]), "--out", str(again))  # fmt: skip
     first, second = (json.loads((d / "latent_stats.json").read_text()) for d in (out, again))
     assert second["checkpoint"] == first["checkpoint"] and second["run"]["name"] == "s1"
-    shards = [io.load_tensors(out / shard["file"])[0]["z"] for shard in first["shards"]]
-    torch.testing.assert_close(io.load_tensors(again / "latents-00000.safetensors")[0]["z"], torch.cat(shards))
+    shards = [weights.load_tensors(out / shard["file"])[0]["z"] for shard in first["shards"]]
+    torch.testing.assert_close(weights.load_tensors(again / "latents-00000.safetensors")[0]["z"], torch.cat(shards))
 
 
 def test_stage2_refuses_latents_it_cannot_use(capsys, home: Path, images: Path, encoded, tmp_path: Path) -> None:
@@ -262,7 +262,7 @@ def test_encode_a_video_folder(tmp_path: Path) -> None:
     assert [s["path"] for s in result["skipped"]] == [str(clips / "cut.mp4")] or "cut.mp4" in json.dumps(
         result["skipped"]
     )
-    tensors, _ = io.load_tensors(tmp_path / "out" / "latents-00000.safetensors")
+    tensors, _ = weights.load_tensors(tmp_path / "out" / "latents-00000.safetensors")
     assert tensors["z"].shape == (3, 4, 4, 4, 4)
     index = json.loads((tmp_path / "out" / "latents-00000.json").read_text())
     assert [(i["path"], i["start_frame"]) for i in index["items"]] == [("c0.mp4", 0), ("c1.mp4", 0), ("c1.mp4", 8)]
@@ -365,7 +365,7 @@ def test_the_guides_latents_example_runs_on_an_encoded_folder(encoded, tmp_path:
     assert proc.returncode == 0, proc.stderr
     losses = [float(line.split()[1]) for line in proc.stdout.strip().splitlines()]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
-    samples, _ = io.load_tensors(tmp_path / "my-samples.safetensors")
+    samples, _ = weights.load_tensors(tmp_path / "my-samples.safetensors")
     assert samples["z_clean"].shape == (8, 4, 4, 4) and torch.isfinite(samples["z_clean"]).all()
 
 

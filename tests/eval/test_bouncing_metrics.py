@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ul_engine import weights
 from ul_engine.core import io
 from ul_engine.core.errors import ULError
 from ul_engine.eval.metrics.bouncing_features import (
@@ -115,6 +116,6 @@ def test_missing_classifier_says_how_to_train_it(tmp_path):
     with pytest.raises(ULError, match="train_bouncing_classifier"):
         load_bouncing_classifier(tmp_path / "nope.safetensors")
     wrong = tmp_path / "wrong.safetensors"
-    io.save_tensors(wrong, {"w": torch.zeros(1)}, {"format": "something-else"})
+    weights.save_tensors(wrong, {"w": torch.zeros(1)}, {"format": "something-else"})
     with pytest.raises(ULError, match="not a UL Studio bouncing classifier"):
         load_bouncing_classifier(wrong)

@@ -187,10 +187,10 @@ def test_fid_is_unavailable_without_weights_never_replaced():
 
 
 def test_inception_files_that_do_not_fit_are_refused(tmp_path):
-    from ul_engine.core import io
+    from ul_engine import weights
 
     path = tmp_path / "weights.safetensors"
-    io.save_tensors(path, {"fc.weight": torch.zeros(1008, 2048)}, {})
+    weights.save_tensors(path, {"fc.weight": torch.zeros(1008, 2048)}, {})
     with pytest.raises(ULError, match="not an Inception-v3 state dict"):
         inception.load_inception(path)
     with pytest.raises(ULError, match="does not exist"):

@@ -20,6 +20,7 @@ from ul_engine.inference.pipeline import ema_copy, stage1_from_checkpoint
 from ul_engine.model import UnifiedLatents
 from ul_engine.train.loop import Trainer, make_accelerator
 from ul_engine.train.stages import Stage1Objective
+from ul_engine.weights import load_tensors
 
 
 def make_trainer(tmp: Path, **overrides: object) -> Trainer:
@@ -122,13 +123,13 @@ def test_pickled_checkpoint_is_refused(tmp_path: Path):
     bad = tmp_path / "step-00000001.safetensors"
     torch.save({"weights": torch.zeros(2)}, bad)
     with pytest.raises(CheckpointError, match="pickle"):
-        io.load_tensors(bad)
+        load_tensors(bad)
     with pytest.raises(CheckpointError):
         stage1_from_checkpoint(bad)
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not a model at all")
     with pytest.raises(CheckpointError, match="not a readable safetensors"):
-        io.load_tensors(garbage)
+        load_tensors(garbage)
 
 
 def test_exported_model_loads_in_a_fresh_process(tmp_path: Path):

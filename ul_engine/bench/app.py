@@ -41,8 +41,8 @@ def app_figures(points: int, launches: int = 3, repeats: int = 5) -> dict[str, A
 
 def metric_read_figures(points: int, max_points: int = 1500, repeats: int = 10) -> dict[str, Any]:
     """Write one `points`-long series to a fresh store, then time the Monitor's and the export's reads."""
-    from ul_engine.store import Store
-    from ul_engine.store.bench import fill, read_benchmark
+    from ul_engine.store import Store  # lazy: SQLAlchemy (`ul` imports this module for every command)
+    from ul_engine.store.bench import fill, read_benchmark  # lazy: SQLAlchemy
 
     with tempfile.TemporaryDirectory(prefix="ul-bench-read-") as tmp:
         store = Store.open(Path(tmp))

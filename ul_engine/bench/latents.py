@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+
+from ul_engine.core.config import resolve
 
 
 def _ul(home: Path, *args: str) -> None:
@@ -74,16 +77,12 @@ class Worker:
 
 
 def _image(path: Path, seed: int, side: int) -> str:
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
     return str(path)
 
 
 def run(preset: str, repeats: int, steps_list: list[int], home: Path) -> dict[str, Any]:
-    from ul_engine.core.config import resolve
-
     cfg = resolve(preset)
     t0 = time.perf_counter()
     _ul(home, "train", "--preset", preset, "--steps", "1", "--name", "bench-s1")
@@ -104,7 +103,7 @@ def run(preset: str, repeats: int, steps_list: list[int], home: Path) -> dict[st
         "samples_per_s": [],
     }
     try:
-        import torch
+        import torch  # lazy: the driver only reads the thread count; the workers it times load torch
 
         result["torch_threads"] = torch.get_num_threads()
         latents = []

@@ -19,9 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from ul_engine.core.config import RunConfig
 from ul_engine.core.errors import ULError
+from ul_engine.data import BatchStream, make_source
+from ul_engine.model import UnifiedLatents
 
 PEER_GROUPS = 4  # GroupNorm groups in the peer: widths in steps of 4 let the parameter count match closely
 MATCH_TOLERANCE = 0.10
@@ -31,7 +34,7 @@ INSTALL_HINT = "pip install 'ul-studio[bench]' (or: pip install 'diffusers>=0.30
 def require_diffusers() -> Any:
     """The diffusers module, or a ULError that says how to install it."""
     try:
-        import diffusers
+        import diffusers  # optional: diffusers may be absent (require_diffusers says how to install it)
     except ImportError as exc:
         raise ULError(f"ul bench --peer needs the optional package diffusers ({exc}); {INSTALL_HINT}") from None
     return diffusers
@@ -43,8 +46,8 @@ class PeerAutoencoder(nn.Module):
     def __init__(self, cfg: RunConfig, width: int) -> None:
         super().__init__()
         require_diffusers()
-        from diffusers import UNet2DModel
-        from diffusers.models.autoencoders.vae import Encoder
+        from diffusers import UNet2DModel  # optional: diffusers may be absent
+        from diffusers.models.autoencoders.vae import Encoder  # optional: diffusers may be absent
 
         m = cfg.model
         if m.encoder.patch != 1:
@@ -93,8 +96,6 @@ def count_parameters(module: nn.Module) -> int:
 
 def our_parameters(cfg: RunConfig) -> int:
     """Our stage-1 model's parameters (encoder + prior + decoder): what the peer is sized to."""
-    from ul_engine.model import UnifiedLatents
-
     with torch.device("meta"):
         return count_parameters(UnifiedLatents(cfg))
 
@@ -124,8 +125,6 @@ def match_width(cfg: RunConfig, target: int | None = None) -> tuple[int, int]:
 
 
 def _forward_gflop(fn: Any) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         fn()
     return counter.get_total_flops() / 1e9
@@ -135,8 +134,6 @@ def peer_comparison(cfg: RunConfig, acc: Any, device: str, steps: int, rounds: i
     """Training images/s of ours and the peer, alternating in `rounds` so both see the same machine load;
     `ratio` > 1 means ours trains more images per second (the median round of each)."""
     diffusers = require_diffusers()
-    from ul_engine.data import BatchStream, make_source
-    from ul_engine.model import UnifiedLatents
 
     width, peer_params = match_width(cfg)
     torch.manual_seed(0)

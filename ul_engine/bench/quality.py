@@ -38,9 +38,10 @@ from ul_engine.core.config import RunConfig, resolve, validate
 from ul_engine.core.errors import ULError
 from ul_engine.core.imaging import tensor_to_uint8
 from ul_engine.data import BatchStream, make_source
-from ul_engine.data.loader import fixed_validation_batch
+from ul_engine.data.loader import fixed_validation_batch, to_model_tensor
 from ul_engine.diffusion import gaussian, samplers, schedule, weighting
 from ul_engine.eval.metrics.fidelity import psnr_ssim
+from ul_engine.eval.metrics.generation import fd_shapes
 from ul_engine.inference.commands import FD_REFERENCE_SEED
 from ul_engine.inference.pipeline import sample_images
 from ul_engine.model import LatentBase, UnifiedLatents
@@ -92,7 +93,7 @@ class _ModuleObjective:
 
 
 def _unet(cfg: RunConfig, width: int, in_channels: int) -> nn.Module:
-    from diffusers import UNet2DModel
+    from diffusers import UNet2DModel  # optional: diffusers may be absent (checked by require_diffusers)
 
     return UNet2DModel(
         sample_size=cfg.data.resolution,
@@ -149,7 +150,7 @@ class KLAutoencoder(nn.Module):
 
     def __init__(self, cfg: RunConfig, base_width: int) -> None:
         super().__init__()
-        from diffusers import AutoencoderKL
+        from diffusers import AutoencoderKL  # optional: diffusers may be absent (checked by require_diffusers)
 
         m = cfg.model
         levels = len(m.encoder.channels)
@@ -199,16 +200,12 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def _fd(real: Tensor, fake: Tensor) -> dict[str, Any]:
-    from ul_engine.eval.metrics.generation import fd_shapes
-
     result = fd_shapes(real, fake)
     return {"value": result["value"], "kid": result["kid"], "n": result["n_fake"],
             "kind_histogram_fake": result["kind_histogram_fake"]}  # fmt: skip
 
 
 def _latents(encode: Callable[[Tensor], Tensor], source: Any, count: int, batch: int = 64) -> tuple[Tensor, Tensor]:
-    from ul_engine.data.loader import to_model_tensor
-
     zs, ys = [], []
     with torch.no_grad():
         for start in range(0, count, batch):

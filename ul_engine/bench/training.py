@@ -9,15 +9,20 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from ul_engine.bench.peer import peer_comparison
 from ul_engine.core.config import RunConfig, resolve
 from ul_engine.core.errors import ULError
 from ul_engine.data import BatchStream, make_source
 from ul_engine.model import LatentBase, UnifiedLatents
+from ul_engine.train.compiling import transformer_parts
 from ul_engine.train.loop import Trainer, make_accelerator, resolve_device
 from ul_engine.train.stages import Stage1Objective, Stage2Objective
 
@@ -48,8 +53,6 @@ def _sync(device: str) -> None:
 
 
 def forward_gflop(module: torch.nn.Module, *inputs: Any) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         module(*inputs)
     return counter.get_total_flops() / 1e9
@@ -89,8 +92,6 @@ def compile_comparison(
     from the same initial weights and batches. After two warm-up steps each (the compiled one's extra time
     is the compile time), eager and compiled alternate in `rounds` of `steps` steps, so both see the same
     machine load; the median round counts."""
-    from ul_engine.train.compiling import transformer_parts
-
     batch = cfg.optim.batch_size
     c, h, w = cfg.latent_shape()
     latents = torch.randn(max(batch * 4, 256), c, h, w)
@@ -237,8 +238,6 @@ def run_bench(
     if compile:
         result["compile"] = compile_comparison(cfg, stream, acc, device, steps)
     if peer:
-        from ul_engine.bench.peer import peer_comparison
-
         result["peer"] = peer_comparison(cfg, acc, device, steps)
     return result
 
@@ -252,8 +251,5 @@ def _card_peak_gflops() -> float | None:
     return next((v for k, v in CARD_BF16_PEAK_GFLOPS.items() if k in name), None)
 
 
-def _tmp() -> Any:
-    import tempfile
-    from pathlib import Path
-
+def _tmp() -> Path:
     return Path(tempfile.mkdtemp(prefix="ul-bench-"))

@@ -15,6 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+from ul_engine.core.config import validate
+from ul_engine.core.imaging import save_png
+from ul_engine.data import fixed_validation_batch, make_source
+from ul_engine.inference.clips import clip_strip, psnr_frames, reconstruct_video, sample_videos
+from ul_engine.inference.commands import evaluate_run, load_run
+from ul_engine.store import Store
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -27,15 +35,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--n", type=int, default=16, help="validation clips for PSNR and bits")
     p.add_argument("--context-frames", type=int, default=4)
     args = p.parse_args(argv)
-
-    import torch
-
-    from ul_engine.core.config import validate
-    from ul_engine.core.imaging import save_png
-    from ul_engine.data import fixed_validation_batch, make_source
-    from ul_engine.inference.clips import clip_strip, psnr_frames, reconstruct_video, sample_videos
-    from ul_engine.inference.commands import evaluate_run, load_run
-    from ul_engine.store import Store
 
     store = Store.open(args.home)
     result: dict[str, Any] = {"eval": evaluate_run(store, args.stage1, n=args.n, record=False)}

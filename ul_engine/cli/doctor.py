@@ -22,9 +22,9 @@ def _version(distribution: str) -> str:
 
 
 def diagnose(home: Path | None = None) -> dict[str, Any]:
-    import torch
+    import torch  # lazy: torch
 
-    from ul_engine.store import Store
+    from ul_engine.store import Store  # lazy: SQLAlchemy
 
     report: dict[str, Any] = {
         "ul-studio": __version__,
@@ -50,14 +50,14 @@ def diagnose(home: Path | None = None) -> dict[str, Any]:
     ):
         report[name] = _version(name)
     try:
-        import imageio_ffmpeg
+        import imageio_ffmpeg  # inside the try: a missing or broken ffmpeg is reported, not fatal
 
         report["ffmpeg"] = imageio_ffmpeg.get_ffmpeg_version()
     except Exception as exc:
         report["ffmpeg"] = f"unavailable ({exc})"
     env_home = os.environ.get("UL_HOME")
     try:  # a broken data folder is part of the report, not the end of it
-        store = Store.open(home or (Path(env_home) if env_home else None))
+        store = Store.open(home)
         report["data folder"] = str(store.home) + (" (read-only)" if store.read_only else "")
         report["database"] = str(store.db_path)
         report["runs"] = len(store.list_runs())
@@ -65,7 +65,7 @@ def diagnose(home: Path | None = None) -> dict[str, Any]:
         report["data folder"] = str(home or env_home or "default")
         report["database"] = f"unusable: {exc}"
         report["runs"] = None
-    from ul_engine.core.demo import demo_folder, sample_photos
+    from ul_engine.core.demo import demo_folder, sample_photos  # lazy: pydantic
 
     folder = demo_folder()
     report["demo model"] = str(folder) if folder else "not found (resources/models/demo/)"

@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ul_engine.core.errors import ULError
+
+if TYPE_CHECKING:  # names for the signatures; the commands import the store when they run
+    from ul_engine.store import RunInfo, Store
 
 
 def add_parsers(sub: Any) -> None:
@@ -50,7 +53,7 @@ def add_parsers(sub: Any) -> None:
 
 def _bar(args: argparse.Namespace, unit: str) -> tuple[Any, Any]:
     """A tqdm bar on a terminal without --json (tqdm turns itself off when stderr is not a terminal)."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: tqdm (~0.1 s)
 
     bar = tqdm(total=0, unit=unit, disable=True if args.json else None)
 
@@ -63,9 +66,9 @@ def _bar(args: argparse.Namespace, unit: str) -> tuple[Any, Any]:
 
 
 def cmd_encode(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.cli.main import _store
-    from ul_engine.ecosystem.encode import encode_folder
-    from ul_engine.inference.commands import load_run
+    from ul_engine.ecosystem.encode import encode_folder  # lazy: torch
+    from ul_engine.inference.commands import load_run  # lazy: torch
+    from ul_engine.store import Store  # lazy: SQLAlchemy
 
     if args.batch < 1 or args.shard_size < 1:
         raise ULError("--batch and --shard-size must be at least 1")
@@ -73,7 +76,7 @@ def cmd_encode(args: argparse.Namespace) -> dict[str, Any]:
         raise ULError("--seed must be a non-negative integer")
     if not Path(args.data).expanduser().is_dir():
         raise ULError(f"{args.data} is not a folder (give an image or video folder)")
-    store = _store(args)
+    store = Store.open(args.home)
     loaded = load_run(store, args.run, step=args.checkpoint)
     update, bar = _bar(args, "item")
     try:
@@ -90,7 +93,7 @@ def cmd_encode(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _stage1_source(store: Any, run: Any) -> dict[str, Any] | None:
+def _stage1_source(store: Store, run: RunInfo) -> dict[str, Any] | None:
     """A trained stage-2 run encodes with its stage-1 parent's checkpoint: the stats name that one."""
     if run.stage != 2 or run.parent_checkpoint_id is None:
         return None
@@ -104,12 +107,12 @@ def _stage1_source(store: Any, run: Any) -> dict[str, Any] | None:
 
 
 def cmd_metrics(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.cli.main import _store
-    from ul_engine.ecosystem.metrics_export import export_metrics
+    from ul_engine.ecosystem.metrics_export import export_metrics  # lazy: torch
+    from ul_engine.store import Store  # lazy: SQLAlchemy
 
     update, bar = _bar(args, "series")
     try:
-        result = export_metrics(_store(args), args.run, args.metrics_format, args.out, keys=args.keys,
+        result = export_metrics(Store.open(args.home), args.run, args.metrics_format, args.out, keys=args.keys,
                                 progress=update)  # fmt: skip
     finally:
         bar.close()
@@ -119,12 +122,12 @@ def cmd_metrics(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_export_diffusers(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.cli.main import _store
-    from ul_engine.inference.commands import load_run
+    from ul_engine.inference.commands import load_run  # lazy: torch
+    from ul_engine.store import Store  # lazy: SQLAlchemy
 
-    store = _store(args)
+    store = Store.open(args.home)
     loaded = load_run(store, args.run, step=args.checkpoint)  # the checks come first, the diffusers import after
-    from ul_engine.ecosystem.diffusers_pipeline import export_diffusers
+    from ul_engine.ecosystem.diffusers_pipeline import export_diffusers  # lazy: torch
 
     files = export_diffusers(loaded, args.out)
     if not args.json:

@@ -11,16 +11,24 @@ import contextlib
 import math
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from ul_engine.bench import app as ui_bench
+from ul_engine.cli.doctor import diagnose
 from ul_engine.cli.ecosystem import COMMANDS as ECOSYSTEM_COMMANDS
 from ul_engine.cli.ecosystem import add_parsers as add_ecosystem_parsers
-from ul_engine.core import __version__
+from ul_engine.cli.ecosystem import cmd_export_diffusers
+from ul_engine.core import __version__, json_output
 from ul_engine.core.errors import RunStateError, ULError
 from ul_engine.core.samplers import SAMPLERS
 from ul_engine.core.user_paths import check_file, check_output_file, check_output_folder
+
+if TYPE_CHECKING:  # names for the signatures; the commands import them when they run
+    from ul_engine.core.supervisor import LaunchOptions
+    from ul_engine.store import Store
 
 EXIT_USER_ERROR = 2
 EXIT_KEY = "_exit_code"  # a command's result may carry a non-zero exit (e.g. some inputs failed)
@@ -30,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
     json_errors = False
     """Set by `main` when `--json` is on the command line: a usage error then also ends with one JSON object."""
 
-    def error(self, message: str) -> None:  # argparse's default exits 2 too; keep one line
+    def error(self, message: str) -> NoReturn:  # argparse's default exits 2 too; keep one line
         sys.stderr.write(f"ul: error: {message}\n")
         if _Parser.json_errors:
             _emit_json({"error": message, "usage_error": True})
@@ -296,8 +304,8 @@ def _launch_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--main-process-port", type=_whole(1, 65535))
 
 
-def _launch_options(args: argparse.Namespace, cfg_processes: int, device: str) -> Any:
-    from ul_engine.core.supervisor import LaunchOptions, gpu_count_hint
+def _launch_options(args: argparse.Namespace, cfg_processes: int, device: str) -> LaunchOptions:
+    from ul_engine.core.supervisor import LaunchOptions, gpu_count_hint  # lazy: pydantic, psutil
 
     processes = args.processes if args.processes is not None else cfg_processes
     if processes == 0:
@@ -321,23 +329,20 @@ def _budget(p: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _store(args: argparse.Namespace) -> Any:
-    from ul_engine.store import Store
+def _store(args: argparse.Namespace) -> Store:
+    from ul_engine.store import Store  # lazy: SQLAlchemy
 
-    home = args.home or (Path(os.environ["UL_HOME"]) if os.environ.get("UL_HOME") else None)
-    return Store.open(home)
+    return Store.open(args.home)  # None: $UL_HOME, else the platform's data folder
 
 
 def _emit_json(obj: dict[str, Any]) -> None:
     """Every `--json` result goes through here: strict JSON, non-finite numbers as null with a reason."""
-    from ul_engine.core import json_output
-
     sys.stdout.write(json_output.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.core.config import resolve, validate
+    from ul_engine.core.config import resolve, validate  # lazy: pydantic
 
     overrides = list(args.overrides)
     if args.device:
@@ -372,9 +377,11 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     return _train(store, run.id, args)
 
 
-def _train_in_worker(store: Any, run_id: int, args: argparse.Namespace, launch: Any, **budget: Any) -> dict[str, Any]:
+def _train_in_worker(
+    store: Store, run_id: int, args: argparse.Namespace, launch: LaunchOptions, **budget: Any
+) -> dict[str, Any]:
     """Several processes: the worker runs under `accelerate launch`; this process waits and reports."""
-    from ul_engine.core.supervisor import start_worker, stop_run, worker_command
+    from ul_engine.core.supervisor import start_worker, stop_run, worker_command  # lazy: pydantic, psutil
 
     worker = start_worker(worker_command(store.home, run_id, launch=launch, **budget), run_id)
     try:
@@ -392,7 +399,7 @@ def _train_in_worker(store: Any, run_id: int, args: argparse.Namespace, launch: 
 
 
 def _create_stage2(args: argparse.Namespace, overrides: list[str]) -> Any:
-    from ul_engine.inference.commands import stage2_config
+    from ul_engine.inference.commands import stage2_config  # lazy: torch
 
     if not args.from_run:
         raise ULError("--stage 2 needs --from-run RUN (the stage-1 run whose latents it models)")
@@ -414,8 +421,8 @@ def _create_stage2(args: argparse.Namespace, overrides: list[str]) -> Any:
     )
 
 
-def _train(store: Any, run_id: int, args: argparse.Namespace, *, steps: int | None = None) -> dict[str, Any]:
-    from ul_engine.train.runner import train_run
+def _train(store: Store, run_id: int, args: argparse.Namespace, *, steps: int | None = None) -> dict[str, Any]:
+    from ul_engine.train.runner import train_run  # lazy: torch
 
     quiet = args.json or not sys.stdout.isatty()
 
@@ -428,7 +435,7 @@ def _train(store: Any, run_id: int, args: argparse.Namespace, *, steps: int | No
 
 
 def cmd_resume(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.train.runner import train_run
+    from ul_engine.train.runner import train_run  # lazy: torch
 
     store = _store(args)
     run = store.get_run(args.run)
@@ -455,7 +462,7 @@ def cmd_pause(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_stop(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.core.supervisor import stop_run
+    from ul_engine.core.supervisor import stop_run  # lazy: pydantic, psutil
 
     store = _store(args)
     run = store.get_run(args.run)
@@ -484,14 +491,14 @@ def cmd_delete(args: argparse.Namespace) -> dict[str, Any]:
             return {"run": run.id, "deleted": False}
     store.delete_run(run.id, remove_files=True)
     if run.status == "shipped":  # the demo model: its bundle stays; the app stops bringing it back
-        from ul_engine.core.demo import dismiss
+        from ul_engine.core.demo import dismiss  # lazy: pydantic
 
         dismiss(store.home)
     return {"run": run.id, "deleted": True}
 
 
 def cmd_queue(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.core.supervisor import run_queue
+    from ul_engine.core.supervisor import run_queue  # lazy: pydantic, psutil
 
     store = _store(args)
     if args.action == "add":
@@ -561,7 +568,7 @@ def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_presets(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.core.config import list_presets, load_preset
+    from ul_engine.core.config import list_presets, load_preset  # lazy: pydantic
 
     items = [{"name": n, "description": load_preset(n).get("description", "")} for n in list_presets()]
     if not args.json:
@@ -571,9 +578,9 @@ def cmd_presets(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.core.media import is_video_path
-    from ul_engine.inference.commands import expand_inputs, load_run
-    from ul_engine.inference.reconstruct import Reconstructor, reconstruct_many
+    from ul_engine.core.media import is_video_path  # lazy: Pillow
+    from ul_engine.inference.commands import expand_inputs, load_run  # lazy: torch
+    from ul_engine.inference.reconstruct import Reconstructor, reconstruct_many  # lazy: torch
 
     store = _store(args)
     files = expand_inputs(args.inputs)
@@ -641,8 +648,6 @@ class _StepProgress:
     The expected time left is the mean time per unit after the encode times the units left."""
 
     def __init__(self, json_mode: bool) -> None:
-        import time
-
         self.json_mode, self.tty = json_mode, sys.stderr.isatty()
         self.interval = 1.0 if json_mode else (0.5 if self.tty else 10.0)
         self.after = float(os.environ.get("UL_PROGRESS_AFTER_S") or 1.0)  # 0: report every unit (tests)
@@ -668,8 +673,6 @@ class _StepProgress:
         if done >= 2 and self.first_done:
             eta = (now - self.first_done) / (done - 1) * (total - done)
         if self.json_mode:
-            from ul_engine.core import json_output
-
             event = {"event": "progress", "input": self.input, "done": done, "total": total, "what": what,
                      "elapsed_s": round(elapsed, 1), "eta_s": None if eta is None else round(eta, 1)}  # fmt: skip
             sys.stderr.write(json_output.dumps(event) + "\n")
@@ -709,10 +712,10 @@ def _failure_line(path: str | Path, error: str) -> str:
     return f"{path}: error: {error}"
 
 
-def _reconstruct_videos(store: Any, args: argparse.Namespace, files: list[Path]) -> dict[str, Any]:
+def _reconstruct_videos(store: Store, args: argparse.Namespace, files: list[Path]) -> dict[str, Any]:
     """Video inputs: per file an MP4 of the frames used, its reconstruction, and per-frame PSNR."""
-    from ul_engine.inference.commands import load_run
-    from ul_engine.inference.video_commands import reconstruct_clip, terminal_progress
+    from ul_engine.inference.commands import load_run  # lazy: torch
+    from ul_engine.inference.video_commands import reconstruct_clip, terminal_progress  # lazy: torch
 
     loaded = load_run(store, args.run, step=args.checkpoint)
     results: list[dict[str, Any]] = []
@@ -742,16 +745,16 @@ def _reconstruct_videos(store: Any, args: argparse.Namespace, files: list[Path])
     return {"results": results, EXIT_KEY: EXIT_USER_ERROR if failed else 0}
 
 
-def _is_video_run(store: Any, ref: str) -> bool:
+def _is_video_run(store: Store, ref: str) -> bool:
     try:
         return bool(store.get_run(ref).config.get("model", {}).get("time_axis"))
     except ULError:
         return False
 
 
-def _sample_video(store: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.inference.commands import load_run
-    from ul_engine.inference.video_commands import sample_clips, terminal_progress
+def _sample_video(store: Store, args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.inference.commands import load_run  # lazy: torch
+    from ul_engine.inference.video_commands import sample_clips, terminal_progress  # lazy: torch
 
     progress, close = terminal_progress(not args.json)
     try:
@@ -769,7 +772,7 @@ def _sample_video(store: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.inference.commands import sample_files
+    from ul_engine.inference.commands import sample_files  # lazy: torch
 
     store = _store(args)
     if args.frames is not None or args.context or args.context_frames or _is_video_run(store, args.run):
@@ -794,7 +797,7 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.inference.latents import interpolate_files
+    from ul_engine.inference.latents import interpolate_files  # lazy: torch
 
     a, b = args.inputs
     result = interpolate_files(
@@ -808,7 +811,7 @@ def cmd_interpolate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.inference.commands import evaluate_run
+    from ul_engine.inference.commands import evaluate_run  # lazy: torch
 
     store = _store(args)
     if args.inception_weights and not args.fd:
@@ -841,7 +844,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.eval import study
+    from ul_engine.eval import study  # lazy: torch
 
     argv = list(getattr(args, "argv", []))
     argv = argv[argv.index("study") + 1 :] if "study" in argv else argv
@@ -879,10 +882,10 @@ def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.bench.training import run_bench
+    from ul_engine.bench.training import run_bench  # lazy: torch
 
     if args.quality:
-        from ul_engine.bench.quality import quality_comparison
+        from ul_engine.bench.quality import quality_comparison  # lazy: torch
 
         log = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr))
         result = {"quality": quality_comparison(
@@ -890,25 +893,21 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
             contenders=[c.strip() for c in args.contenders.split(",") if c.strip()], log=log,
         )}  # fmt: skip
         if not args.json:
-            from ul_engine.bench.quality import describe
+            from ul_engine.bench.quality import describe  # lazy: torch
 
             print("\n".join(describe(result)))
         return result
     if args.peer:
-        from ul_engine.bench.peer import require_diffusers
+        from ul_engine.bench.peer import require_diffusers  # lazy: torch
 
         require_diffusers()  # say so before minutes of benchmarking, not after
     if args.app_points < 2:
         raise ULError("--app-points must be at least 2")
     result = run_bench(args.preset, steps=args.steps, overrides=args.overrides, compile=args.compile, peer=args.peer)
     if args.app:
-        from ul_engine.bench import app as ui_bench
-
         result["metric_read"] = ui_bench.metric_read_figures(args.app_points)
         result["app"] = ui_bench.app_figures(args.app_points)
     if not args.json:
-        from ul_engine.core import json_output
-
         print(json_output.dumps(result, indent=2))
         for stage in ("stage1", "stage2"):
             if "compile" in result:
@@ -921,18 +920,14 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
                   f"training images/s: ratio {p['ratio']:.2f} (parameters {p['parameters']['ours']:,} vs "
                   f"{p['parameters']['peer']:,})")  # fmt: skip
         if args.app:
-            from ul_engine.bench.app import describe
-
-            print("\n".join(describe(result)))
+            print("\n".join(ui_bench.describe(result)))
     return result
 
 
 def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.train.runner import export_run
+    from ul_engine.train.runner import export_run  # lazy: torch
 
     if args.export_format == "diffusers":
-        from ul_engine.cli.ecosystem import cmd_export_diffusers
-
         return cmd_export_diffusers(args)
     if args.checkpoint is not None:
         raise ULError("--checkpoint is for --format diffusers; the bundle is the run's latest exported model")
@@ -945,8 +940,6 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_doctor(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.cli.doctor import diagnose
-
     report = diagnose(args.home)
     if not args.json:
         for k, v in report.items():

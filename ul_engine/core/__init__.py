@@ -2,7 +2,8 @@
 
 Config, errors, model-file headers and JSON, the session protocol, media probing, the reconstruction cache's keys
 and limits, the demo registration and the worker supervisor. Nothing here imports torch, directly or inside a
-function: the import contract in `make test` (`.importlinter`) checks it.
+function: the import contracts in `make test` (pyproject.toml, [tool.importlinter]) and
+tests/core/test_torch_free.py check it. The torch side of model files is `ul_engine.weights`.
 """
 
 from pathlib import Path

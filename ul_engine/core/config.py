@@ -12,6 +12,7 @@ import tomllib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from ul_engine.core import RESOURCES_DIR
 from ul_engine.core.errors import ConfigError
@@ -424,7 +425,7 @@ def format_validation_error(exc: ValidationError) -> str:
     return "invalid config: " + "; ".join(parts)
 
 
-def _message(e: dict[str, Any]) -> str:
+def _message(e: ErrorDetails) -> str:
     ctx = e.get("ctx") or {}
     kind = e["type"]
     value = e.get("input")

@@ -13,15 +13,17 @@ Torch-free: the GUI calls `ensure_demo_run` when it opens a data folder.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ul_engine.core import RESOURCES_DIR, io, model_files
+from ul_engine.core import RESOURCES_DIR, model_files
 from ul_engine.core.errors import ConfigError
+
+if TYPE_CHECKING:  # the store imports the core at run time; the core names its types only
+    from ul_engine.store import CheckpointInfo, RunInfo, Store
 
 DEMO_NAME = "demo"
 SHIPPED = "shipped"
@@ -65,33 +67,6 @@ def sample_photos() -> list[Path]:
     return sorted(p for p in SAMPLES_DIR.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def bundle_sha256(folder: Path) -> str:
-    """One sha256 for the whole bundle: over each weight file's name and sha256, so any changed file changes it.
-
-    Remembered in this process while every file keeps its inode, size, mtime and ctime (any write or rename
-    changes the ctime), so registering the demo and then loading it hashes its files once, not twice.
-    """
-    paths = sorted(Path(folder).glob("*.safetensors"))
-    key = tuple((str(p.resolve()), *_signature(p)) for p in paths)
-    if key in _BUNDLE_SHA:
-        return _BUNDLE_SHA[key]
-    h = hashlib.sha256()
-    for path in paths:
-        h.update(f"{path.name}:{io.sha256_file(path)}\n".encode())
-    if len(_BUNDLE_SHA) > 16:
-        _BUNDLE_SHA.clear()
-    _BUNDLE_SHA[key] = h.hexdigest()
-    return _BUNDLE_SHA[key]
-
-
-_BUNDLE_SHA: dict[tuple[Any, ...], str] = {}
-
-
-def _signature(path: Path) -> tuple[int, int, int, int, int]:
-    st = io.regular_file(path)
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
 def _component(folder: Path) -> tuple[str, dict[str, Any]]:
     """The bundle's top component ("base" for a stage-2 bundle, else "decoder") and its JSON, checked (an
     object with a valid config and step) so a damaged bundle is one line here, not a KeyError."""
@@ -127,7 +102,7 @@ def _numeric_metrics(card: dict[str, Any]) -> dict[str, float] | None:
     return out or None
 
 
-def _find(store: Any, name: str) -> Any:
+def _find(store: Store, name: str) -> RunInfo | None:
     return next((r for r in store.list_runs() if r.name == name), None)
 
 
@@ -141,11 +116,11 @@ def dismiss(home: Path) -> None:
         (Path(home) / DISMISSED).write_text("the demo run was deleted; `ul reconstruct --run demo` brings it back\n")
 
 
-def is_shipped(run: Any) -> bool:
+def is_shipped(run: RunInfo | None) -> bool:
     return getattr(run, "status", None) == SHIPPED
 
 
-def ensure_demo_run(store: Any, *, folder: Path | None = None, force: bool = False) -> Any:
+def ensure_demo_run(store: Store, *, folder: Path | None = None, force: bool = False) -> RunInfo | None:
     """Register the demo bundle as the run `demo` (or point the existing shipped run at the bundle's current
     place and weights); returns its RunInfo, or None when there is no bundle, the user's own run is called
     `demo`, or the user deleted the demo (unless `force`)."""
@@ -180,7 +155,7 @@ def ensure_demo_run(store: Any, *, folder: Path | None = None, force: bool = Fal
             with contextlib.suppress(OSError):
                 (Path(store.home) / DISMISSED).unlink(missing_ok=True)
     path = folder / f"{component}.safetensors"
-    sha = bundle_sha256(folder)
+    sha = model_files.bundle_sha256(folder)
     rows = store.list_checkpoints(run.id)
     if len(rows) == 1 and rows[0].kind == BUNDLE_KIND and rows[0].sha256 == sha and rows[0].step == step:
         if rows[0].path != path:  # the same weights moved (another checkout, a frozen bundle): follow them
@@ -192,7 +167,7 @@ def ensure_demo_run(store: Any, *, folder: Path | None = None, force: bool = Fal
     return store.get_run(run.id)
 
 
-def get_run(store: Any, ref: int | str) -> Any:
+def get_run(store: Store, ref: int | str) -> RunInfo:
     """`store.get_run`, except that `demo` registers the shipped demo model first when needed; a demo folder
     that lacks a file is named with what it lacks (not "no run named demo")."""
     if isinstance(ref, str) and ref.strip() == DEMO_NAME:
@@ -204,7 +179,7 @@ def get_run(store: Any, ref: int | str) -> Any:
     return store.get_run(ref)
 
 
-def bundle_checkpoint(store: Any, run: Any) -> Any:
+def bundle_checkpoint(store: Store, run: RunInfo) -> CheckpointInfo | None:
     """The run's bundle checkpoint row (None for a trained run)."""
     rows = [c for c in store.list_checkpoints(run.id) if c.kind == BUNDLE_KIND]
     return rows[-1] if rows else None

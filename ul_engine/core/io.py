@@ -1,9 +1,9 @@
-"""Model files: safetensors + JSON metadata, written atomically, read without unpickling anything.
+"""Model files without torch: safetensors headers + JSON metadata, written atomically, read without unpickling.
 
 A file that is a pickle (torch.save, numpy's allow_pickle) is refused with a clear message: loading
 one would run code from the file. `read_header` parses a safetensors header (the 8-byte length and the
 JSON that follows) without reading any tensor data, so a file is judged before anything is allocated;
-`ul_engine.core.model_files` compares it with the model a config describes.
+`ul_engine.weights` compares it with the model a config describes and reads the tensors (torch).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ul_engine.core import faults
-from ul_engine.core.errors import CheckpointError, DiskFullError, ModelFileError
+from ul_engine.core.errors import DiskFullError, ModelFileError
+from ul_engine.core.user_paths import check_file
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 """The safetensors library's own limit on the JSON header."""
@@ -33,8 +34,6 @@ FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    from ul_engine.core.user_paths import check_file
-
     h = hashlib.sha256()
     with open(check_file(path, allow_empty=True), "rb") as f:  # checked first: a FIFO or /dev/zero never ends
         while block := f.read(chunk):
@@ -245,38 +244,6 @@ def _entry_fault(entry: Any, data_bytes: int) -> str | None:
     if offsets[1] - offsets[0] != numel * DTYPE_BYTES[dtype]:
         return f"holds {offsets[1] - offsets[0]} bytes, but {dtype} {tuple(shape)} needs {numel * DTYPE_BYTES[dtype]}"
     return None
-
-
-def save_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, Any]) -> str:
-    """Atomically write tensors + JSON metadata as one safetensors file; returns its sha256."""
-    from safetensors.torch import save
-
-    flat_meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    blob = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=flat_meta)
-    atomic_write_bytes(path, lambda f: f.write(blob))
-    return hashlib.sha256(blob).hexdigest()
-
-
-def load_tensors(path: Path, *, prefix: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-    """Read a safetensors file (optionally only keys under `prefix.`) and its metadata."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    read_header(path)  # a pickle or a damaged header is refused before safetensors opens the file
-    try:
-        tensors: dict[str, Any] = {}
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = dict(f.metadata() or {})
-            for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
-                if prefix is None:
-                    tensors[key] = f.get_tensor(key)
-                elif key.startswith(prefix + "."):
-                    tensors[key[len(prefix) + 1 :]] = f.get_tensor(key)
-    except CheckpointError:
-        raise
-    except Exception as exc:
-        raise CheckpointError(f"{path.name} is not a readable safetensors file ({exc})") from None
-    return tensors, meta
 
 
 def read_metadata(path: Path) -> dict[str, str]:

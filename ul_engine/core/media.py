@@ -126,7 +126,7 @@ def fit_square(
     INTER_AREA when shrinking (no aliasing), INTER_CUBIC when enlarging. A random crop needs an
     explicit `rng` so that every crop is reproducible from the caller's seeds.
     """
-    import cv2
+    import cv2  # lazy: OpenCV costs ~0.1 s to import and only 16-bit/float TIFFs and resizing need it
 
     if crop not in ("center", "random"):
         raise ValueError(f"crop must be 'center' or 'random', got {crop!r}")
@@ -159,7 +159,7 @@ def _check_path(path: str | Path) -> Path:
     return check_file(path)
 
 
-def _open(p: Path) -> Image.Image:
+def _open(p: Path) -> ImageFile.ImageFile:
     """Image.open reads only the header. Pillow's own bomb check (at 2× MAX_IMAGE_PIXELS) is kept
     as a second line; its warning is silenced because we apply our own, stricter limit."""
     with warnings.catch_warnings():
@@ -278,7 +278,7 @@ def _load_strict(im: Image.Image) -> None:
             ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
-def _tile_rawmode(im: Image.Image) -> str:
+def _tile_rawmode(im: ImageFile.ImageFile) -> str:
     if not im.tile:
         return ""
     args = im.tile[0].args if hasattr(im.tile[0], "args") else im.tile[0][-1]
@@ -312,6 +312,7 @@ def _apply_orientation(rgb: np.ndarray, orientation: int, notices: list[str]) ->
 
 def _pil_to_rgb(im: Image.Image, notices: list[str]) -> np.ndarray:
     mode = im.mode
+    name = getattr(im, "filename", "") or "image"  # a converted copy has no file name
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         return _gray(_int_to_u8(np.asarray(im), mode, notices))
     if mode == "F":
@@ -331,7 +332,7 @@ def _pil_to_rgb(im: Image.Image, notices: list[str]) -> np.ndarray:
         try:
             im = im.convert("RGB")
         except ValueError:
-            raise DataError(f"{im.filename}: unsupported colour mode {mode}") from None
+            raise DataError(f"{name}: unsupported colour mode {mode}") from None
     return np.asarray(im)
 
 
@@ -415,7 +416,7 @@ def _to_srgb(im: Image.Image, notices: list[str]) -> Image.Image:
 
 
 def _cv2_decode(p: Path) -> np.ndarray:
-    import cv2
+    import cv2  # lazy: OpenCV costs ~0.1 s to import and only 16-bit/float TIFFs and resizing need it
 
     data = np.fromfile(p, dtype=np.uint8)
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)

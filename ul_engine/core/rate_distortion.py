@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the store imports the core at run time; the core names its types only
+    from ul_engine.store import CheckpointInfo, Store
 
 PREFIX = "eval/"
 SERIES = ("psnr", "ssim", "bits_per_pixel", "bits_per_dim")
@@ -40,7 +43,7 @@ class RDPoint:
         return self.psnr is not None and self.bits_per_pixel is not None
 
 
-def record_evaluation(store: Any, run_id: int, step: int, sha256: str | None, result: dict[str, Any]) -> int | None:
+def record_evaluation(store: Store, run_id: int, step: int, sha256: str | None, result: dict[str, Any]) -> int | None:
     """Store an evaluation of the run's checkpoint at `step`; returns the checkpoint id (None: no row).
 
     The row is matched on the step and, when given, the file's sha256, so a result never lands on a
@@ -62,7 +65,7 @@ def _value(metrics: dict[str, Any], key: str) -> float | None:
     return None if value is None else float(value)
 
 
-def collect(store: Any) -> list[RDPoint]:
+def collect(store: Store) -> list[RDPoint]:
     """Every checkpoint on disk of every stage-1 run, by run then step (evaluated or not).
 
     Stage-2 runs are left out: their reconstructions are their stage-1 checkpoint's.
@@ -72,7 +75,7 @@ def collect(store: Any) -> list[RDPoint]:
         if run.stage != 1:
             continue
         lf = ((run.config or {}).get("loss") or {}).get("loss_factor")
-        by_step: dict[int, Any] = {}
+        by_step: dict[int, CheckpointInfo] = {}
         for ck in store.list_checkpoints(run.id):
             if ck.path.is_file() and (ck.step not in by_step or ck.id > by_step[ck.step].id):
                 by_step[ck.step] = ck

@@ -10,17 +10,24 @@ import csv
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from io import StringIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from ul_engine.core import io
 from ul_engine.core.errors import ULError
+from ul_engine.core.media import IMAGE_EXTENSIONS
 from ul_engine.core.samplers import SAMPLERS
 from ul_engine.core.user_paths import check_file
+
+if TYPE_CHECKING:  # the store imports the core at run time; the core names its types only
+    from ul_engine.store import Store
 
 # Bump when anything that changes the files or metrics of a reconstruction changes (a new params hash
 # then misses every old cache entry).
@@ -104,7 +111,7 @@ def cache_folder(home: Path, input_sha256: str, checkpoint_id: int, params_hash:
 
 
 def cached_entry(
-    store: Any, input_sha256: str, checkpoint_id: int, params: ReconstructParams, input_path: str | Path
+    store: Store, input_sha256: str, checkpoint_id: int, params: ReconstructParams, input_path: str | Path
 ) -> dict[str, Any] | None:
     """The cached result for these keys (files resolved and checked), or None. Torch-free: the GUI's path."""
     hit = store.cache_get(input_sha256, checkpoint_id, params.hash())
@@ -128,11 +135,7 @@ def iter_inputs(
 ) -> Iterator[Path]:
     """Files as given; folders walked recursively (sorted per folder) for image files, lazily, so a folder
     of thousands of files can report progress and be cancelled. Torch-free."""
-    import os
-
     if extensions is None:
-        from ul_engine.core.media import IMAGE_EXTENSIONS
-
         extensions = IMAGE_EXTENSIONS
     exts = tuple(e.lower() for e in extensions)
     for item in inputs:
@@ -194,8 +197,6 @@ def heat_scale(values: np.ndarray) -> float:
 
 def comparison_strip(panels: Sequence[tuple[str, np.ndarray]], pad: int = 6, min_height: int = 96) -> np.ndarray:
     """Labelled panels side by side on white (RGB uint8); small images are enlarged with nearest neighbours."""
-    from PIL import Image, ImageDraw, ImageFont
-
     h = max(p.shape[0] for _, p in panels)
     scale = max(1, math.ceil(min_height / max(h, 1)))
     tiles = []
@@ -220,8 +221,6 @@ def comparison_strip(panels: Sequence[tuple[str, np.ndarray]], pad: int = 6, min
 
 def entry_strip(entry: dict[str, Any], compare: dict[str, Any] | None = None) -> np.ndarray:
     """The comparison strip of one result: input | reconstruction | |difference| [| B | |A − B|] [| mean | std]."""
-    from PIL import Image
-
     def read(path: str) -> np.ndarray:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
@@ -278,9 +277,7 @@ def _fmt(v: Any) -> str:
 
 def write_metrics_csv(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
     """One row per (file, model); `rows` are csv_row() dicts. Written atomically."""
-    import io as _io
-
-    buf = _io.StringIO()
+    buf = StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:

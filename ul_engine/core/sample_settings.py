@@ -13,6 +13,7 @@ Torch-free and Qt-free: the app's Generate page calls `read_sample_settings` on 
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from collections.abc import Mapping
@@ -160,8 +161,6 @@ def parse_sample_settings(text: Mapping[str, str], name: str = "the PNG") -> Sam
     raw_params = text.get("ul-params") or "{}"
     if nesting_depth(raw_params) > MAX_DEPTH:
         raise DataError(f"{name}: ul-params is nested deeper than {MAX_DEPTH} levels")
-    import json
-
     try:
         params = json.loads(raw_params)
     except (ValueError, RecursionError):

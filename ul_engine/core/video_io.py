@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from ul_engine.core.errors import DataError, ULError
 from ul_engine.core.user_paths import check_file
@@ -87,7 +88,7 @@ def write_mp4(
     multiple: int = MACRO_BLOCK,
 ) -> dict[str, Any]:
     """Write an H.264 MP4 (yuv420p, plays everywhere); atomic. Returns {path, frames, size: [w, h], fps}."""
-    import imageio_ffmpeg
+    import imageio_ffmpeg  # lazy: only MP4 files need it, not GIFs, frames or probing by extension
 
     if not (math.isfinite(fps) and fps > 0):
         raise ULError(f"the frame rate must be a finite number above 0, got {fps}")
@@ -130,8 +131,6 @@ def write_gif(
     GIF keeps time in 10 ms units; pillow merges identical consecutive frames into one shown for their
     combined time, so `frames` is the count actually written (read back).
     """
-    from PIL import Image
-
     path = Path(path)
     prepared = prepare(frames, min_side, 1)
     images = [Image.fromarray(f) for f in prepared]
@@ -158,7 +157,7 @@ def write_gif(
 
 def read_mp4_info(path: str | Path) -> tuple[int, tuple[int, int]]:
     """(frame count, (width, height)) of a video, by decoding it."""
-    import imageio_ffmpeg
+    import imageio_ffmpeg  # lazy: only MP4 files need it, not GIFs, frames or probing by extension
 
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = reader.__next__()
@@ -181,7 +180,7 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray], *, fps: float = 
 
 def _open_video(path: Path) -> tuple[Any, dict[str, Any]]:
     """imageio-ffmpeg's frame generator and its header, or a DataError naming what is wrong."""
-    import imageio_ffmpeg
+    import imageio_ffmpeg  # lazy: only MP4 files need it, not GIFs, frames or probing by extension
 
     check_file(path)  # before ffmpeg opens it: a FIFO or a device would never end
     try:
@@ -268,24 +267,18 @@ def read_video(
 
 def gif_frame_rate(path: str | Path) -> float:
     """Frames per second as the GIF file holds them (its first frame's delay, in centiseconds)."""
-    from PIL import Image
-
     with Image.open(path) as im:
         duration = float(im.info.get("duration") or 0.0)
     return 1000.0 / duration if duration > 0 else 0.0
 
 
 def read_gif_info(path: str | Path) -> tuple[int, tuple[int, int]]:
-    from PIL import Image
-
     with Image.open(path) as im:
         return int(getattr(im, "n_frames", 1)), (int(im.width), int(im.height))
 
 
 def load_frames(paths: Sequence[str | Path]) -> list[np.ndarray]:
     """PNG (or any image) files → RGB uint8 arrays, for exporting frames the session already wrote."""
-    from PIL import Image
-
     out = []
     for p in paths:
         try:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ul_engine import weights
 from ul_engine.core import io
 from ul_engine.core.config import RunConfig
 from ul_engine.core.errors import DataError, ULError
@@ -212,7 +213,7 @@ def _encode_shard(
     shape = (0, *model.cfg.latent_shape())
     z_all = torch.cat(zs) if zs else torch.zeros(shape)
     labels = torch.tensor([i.label for i in kept], dtype=torch.long)
-    io.save_tensors(out / shard_name(k), {"z": z_all.to(DTYPES[base["dtype"]]), "labels": labels},
+    weights.save_tensors(out / shard_name(k), {"z": z_all.to(DTYPES[base["dtype"]]), "labels": labels},
                     {"format": FORMAT, "latent": base["latent"], "count": str(len(kept))})  # fmt: skip
     index = {
         "format": FORMAT,
@@ -257,7 +258,7 @@ def _stats(
     total_sq = np.zeros(channels)
     n = 0
     for shard in shards:
-        tensors, _ = io.load_tensors(out / shard["file"])
+        tensors, _ = weights.load_tensors(out / shard["file"])
         z = tensors["z"].double().transpose(0, 1).reshape(channels, -1)
         total += z.sum(dim=1).numpy()
         total_sq += (z * z).sum(dim=1).numpy()

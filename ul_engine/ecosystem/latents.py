@@ -78,13 +78,13 @@ def load_latents(folder: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     """All shards listed in latent_stats.json → (z float32 (N, …), labels int64 (N,), stats)."""
     import torch
 
-    from ul_engine.core import io
+    from ul_engine import weights
 
     folder = Path(folder).expanduser()
     stats = read_stats(folder)
     zs, ys = [], []
     for shard in stats.get("shards", []):
-        tensors, _ = io.load_tensors(folder / shard["file"])
+        tensors, _ = weights.load_tensors(folder / shard["file"])
         if "z" not in tensors or tensors["z"].shape[0] != shard["count"]:
             raise ConfigError(f"{folder / shard['file']} does not hold the {shard['count']} latents its index lists")
         zs.append(tensors["z"].float())

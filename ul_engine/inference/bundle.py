@@ -2,7 +2,8 @@
 
 A bundle folder holds encoder/prior/decoder (stage 1) and base (stage 2) files. Each JSON carries the
 resolved run config, so the nets can be rebuilt from the folder alone; nothing is unpickled, and nothing is
-allocated before `ul_engine.core.model_files` has checked the files against the model the config describes.
+allocated before `ul_engine.core.model_files` and `ul_engine.weights` have checked the files against the model
+the config describes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ul_engine import weights
 from ul_engine.core import io, model_files
 from ul_engine.core.config import RunConfig
 from ul_engine.core.errors import CheckpointError, ModelFileError
@@ -32,7 +34,7 @@ def export_module(
         sub = module.net if name == "base" else getattr(module, name)
         tensors = {k: (v.to(dtype) if dtype and v.is_floating_point() else v) for k, v in sub.state_dict().items()}
         meta = {"format": FORMAT, "component": name, "config": config.to_dict(), **info}
-        io.save_tensors(out_dir / f"{name}.safetensors", tensors, {"format": FORMAT, "component": name})
+        weights.save_tensors(out_dir / f"{name}.safetensors", tensors, {"format": FORMAT, "component": name})
         io.write_json(out_dir / f"{name}.json", meta)
         written += [out_dir / f"{name}.safetensors", out_dir / f"{name}.json"]
     return written
@@ -41,25 +43,25 @@ def export_module(
 def load_stage1(folder: Path, device: str | torch.device = "cpu", *, sha256: str | None = None):
     """Rebuild the stage-1 model (EMA weights) from a bundle folder, in eval mode.
 
-    Everything is checked before the model is allocated (see `ul_engine.core.model_files`): the JSONs and their
-    one config, each file's tensors against the model built on the meta device, then `sha256` (the store's
-    record of the folder, when given); weights are read last and must be finite.
+    Everything is checked before the model is allocated (see `ul_engine.core.model_files` and `ul_engine.weights`):
+    the JSONs and their one config, each file's tensors against the model built on the meta device, then `sha256`
+    (the store's record of the folder, when given); weights are read last and must be finite.
     """
     from ul_engine.model import UnifiedLatents
 
     folder = Path(folder)
     cfg = model_files.bundle_config(folder)
     source = f"the config in {folder / 'encoder.json'}"
-    meta = model_files.on_meta(lambda: UnifiedLatents(cfg), source)
+    meta = weights.on_meta(lambda: UnifiedLatents(cfg), source)
     headers = {}
     for name in STAGE1_COMPONENTS:
         headers[name] = io.read_header(folder / f"{name}.safetensors")
-        model_files.check_fits(headers[name], getattr(meta, name).state_dict(), source=source)
+        weights.check_fits(headers[name], getattr(meta, name).state_dict(), source=source)
     model_files.verify_bundle_sha256(folder, sha256)
-    tensors = {name: model_files.load_finite(header) for name, header in headers.items()}
+    tensors = {name: weights.load_finite(header) for name, header in headers.items()}
     model = UnifiedLatents(cfg)
     for name in STAGE1_COMPONENTS:
-        model_files.assign(getattr(model, name), tensors[name])
+        weights.assign(getattr(model, name), tensors[name])
     return model.to(device).eval()
 
 
@@ -76,14 +78,14 @@ def init_stage1_from(model: nn.Module, folder: Path) -> None:
         headers = {}
         for name in STAGE1_COMPONENTS:  # every file is checked before any weight is copied
             headers[name] = io.read_header(folder / f"{name}.safetensors")
-            model_files.check_fits(headers[name], getattr(model, name).state_dict(), source=source)
+            weights.check_fits(headers[name], getattr(model, name).state_dict(), source=source)
         tensors = {}
         for name in STAGE1_COMPONENTS:
-            tensors[name] = model_files.load_finite(headers[name])
+            tensors[name] = weights.load_finite(headers[name])
     except CheckpointError as exc:
         raise ModelFileError(f"train.init_from: {name}: {exc}") from None
     for name in STAGE1_COMPONENTS:
-        model_files.assign(getattr(model, name), tensors[name])
+        weights.assign(getattr(model, name), tensors[name])
 
 
 def load_base(folder: Path, device: str | torch.device = "cpu"):
@@ -94,10 +96,10 @@ def load_base(folder: Path, device: str | torch.device = "cpu"):
     model_files.require_bundle(folder, ("base",))
     _, cfg = model_files.component_info(folder, "base")
     source = f"the config in {folder / 'base.json'}"
-    meta = model_files.on_meta(lambda: LatentBase(cfg), source)
-    tensors = model_files.load_component(folder / "base.safetensors", meta.net, source=source)
+    meta = weights.on_meta(lambda: LatentBase(cfg), source)
+    tensors = weights.load_component(folder / "base.safetensors", meta.net, source=source)
     model = LatentBase(cfg)
-    model_files.assign(model.net, tensors)
+    weights.assign(model.net, tensors)
     return model.to(device).eval()
 
 

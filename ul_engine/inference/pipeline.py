@@ -1,7 +1,7 @@
 """What users ask of a trained run: load it, encode, reconstruct, sample — one place for the CLI, workers and app.
 
 Models load from safetensors only: a training checkpoint's EMA tensors, or an exported bundle folder, each
-checked by `ul_engine.core.model_files` before anything is allocated.
+checked by `ul_engine.core.model_files` and `ul_engine.weights` before anything is allocated.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ul_engine.core import model_files
+from ul_engine import weights
 from ul_engine.core.errors import ULError
 from ul_engine.eval.metrics.fidelity import psnr_ssim  # PSNR/SSIM live in ul_engine.eval.metrics; callers import both
 from ul_engine.model import LN2, LatentBase, UnifiedLatents
@@ -27,12 +27,13 @@ def _from_checkpoint(
     """The stage's model with the EMA weights of a full training checkpoint, in eval mode.
 
     The checkpoint's metadata, its tensors against the model built on the meta device, and `sha256` (the
-    store's record, when given) are checked before the model is allocated (`ul_engine.core.model_files`).
+    store's record, when given) are checked before the model is allocated (`ul_engine.core.model_files` and
+    `ul_engine.weights`).
     """
     build = UnifiedLatents if stage == 1 else LatentBase
-    cfg, tensors = model_files.checkpoint_ema(Path(path), stage, build, sha256)
+    cfg, tensors = weights.checkpoint_ema(Path(path), stage, build, sha256)
     model = build(cfg)
-    model_files.assign(model, tensors)
+    weights.assign(model, tensors)
     return model.to(device).eval()
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
@@ -49,6 +49,13 @@ def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
 
 def _on_begin(connection: Any) -> None:
     connection.exec_driver_sql(connection.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
+
+
+def sqlite_connection(connection: Connection) -> sqlite3.Connection:
+    """The pysqlite connection under a SQLAlchemy one (for pragmas and bulk cursors); always there while open."""
+    raw = connection.connection.driver_connection
+    assert raw is not None, "a connection that is open has a driver connection"
+    return raw
 
 
 def make_engine(db_path: Path, *, pooled: bool = True) -> Engine:
@@ -76,7 +83,7 @@ def enable_wal(db_path: Path) -> None:
 
 def alembic_config(connection: Any | None = None) -> Any:
     """Alembic config pointing at the migrations inside the package; no alembic.ini needed at runtime."""
-    from alembic.config import Config
+    from alembic.config import Config  # lazy: alembic costs ~0.3 s; only opening a store needs it
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -86,7 +93,7 @@ def alembic_config(connection: Any | None = None) -> Any:
 
 
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # lazy: alembic costs ~0.3 s; only opening a store needs it
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
@@ -130,8 +137,8 @@ def upgrade(db_path: Path, revision: str = "head") -> Path | None:
     """Bring the database to `revision`; returns the backup written first (None for a new database or
     one already at head). Safe when two processes open an old database at once: the migration runs
     under BEGIN IMMEDIATE and Alembic re-reads the version inside that transaction."""
-    from alembic import command
-    from alembic.script import ScriptDirectory
+    from alembic import command  # lazy: alembic costs ~0.3 s; only opening a store needs it
+    from alembic.script import ScriptDirectory  # lazy: alembic costs ~0.3 s; only opening a store needs it
 
     script = ScriptDirectory.from_config(alembic_config())
     current = current_revision(db_path)
@@ -150,7 +157,7 @@ def upgrade(db_path: Path, revision: str = "head") -> Path | None:
         with engine.connect() as connection:
             # Table rebuilds (batch migrations) must neither cascade nor trip over foreign keys, so they are
             # off for this connection (a pragma that only works outside a transaction) and checked at the end.
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+            sqlite_connection(connection).execute("PRAGMA foreign_keys = OFF")
             connection = connection.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
             with connection.begin():  # one transaction: a failed migration leaves the old schema intact
                 command.upgrade(alembic_config(connection), revision)

@@ -18,14 +18,16 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Engine, case, delete, func, select, update
+import platformdirs
+from sqlalchemy import CursorResult, Engine, Result, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ul_engine.core.errors import CheckpointError, ConfigError, RunNotFound, RunStateError, ULError
+from ul_engine.core.user_paths import check_output_folder
 from ul_engine.store import db, liveness
 from ul_engine.store import metrics as metric_ops
 from ul_engine.store.models import Artifact, Checkpoint, Job, Reconstruction, Run
@@ -69,8 +71,6 @@ def default_home() -> Path:
     env = os.environ.get("UL_HOME")
     if env:
         return Path(env).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("ul-studio", appauthor=False))
 
 
@@ -85,6 +85,11 @@ def _now() -> datetime:
 
 def _tail(text: str | None) -> str | None:
     return None if text is None else text[-TAIL_CHARS:]
+
+
+def _changed(result: Result[Any]) -> int:
+    """Rows an UPDATE changed: a Session types its result as Result, and for an UPDATE it is a CursorResult."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _check_name(name: str) -> str:
@@ -123,8 +128,6 @@ class Store:
 
         Creates home/ and home/runs/; an older database is first copied to `ul.sqlite.bak-<time>`.
         """
-        from ul_engine.core.user_paths import check_output_folder
-
         home = Path(home).expanduser() if home is not None else default_home()
         home = check_output_folder(home.absolute(), writable=False)  # a file or a FIFO named as home: one line
         if db.folder_is_read_only(home):  # read commands work; writes raise ReadOnlyDataFolder
@@ -164,7 +167,7 @@ class Store:
         if write and self.read_only:
             raise db.read_only_error(self.home)
         with db.one_line_errors(self.home), (self._writer if write else self._engine).connect() as conn, conn.begin():
-            cur = conn.connection.driver_connection.cursor()
+            cur = db.sqlite_connection(conn).cursor()
             try:
                 yield cur
             finally:
@@ -317,7 +320,7 @@ class Store:
             return
         try:
             with self._session(write=True) as s:
-                if s.execute(update(Run).where(Run.id == run_id).values(**fields)).rowcount == 0:
+                if _changed(s.execute(update(Run).where(Run.id == run_id).values(**fields))) == 0:
                     raise RunNotFound(f"no run with id {run_id}")
         except IntegrityError as exc:
             raise ConfigError(f"a run named '{fields.get('name')}' already exists") from exc
@@ -378,7 +381,7 @@ class Store:
         stmt = update(Run).where(Run.id == run_id, Run.status.in_(sorted(allowed)))
         if session is not None:
             stmt = stmt.where(Run.session == int(session))
-        done = s.execute(stmt.values(**values).execution_options(synchronize_session=False)).rowcount
+        done = _changed(s.execute(stmt.values(**values).execution_options(synchronize_session=False)))
         run = s.get(Run, run_id, populate_existing=True)
         if run is None:
             raise RunNotFound(f"no run with id {run_id}")
@@ -407,7 +410,7 @@ class Store:
             stmt = update(Run).where(Run.id == run_id).values(heartbeat_at=_now(), step=int(step))
             if session is not None:
                 stmt = stmt.where(Run.session == int(session), Run.status.in_(ACTIVE_RUN_STATUSES))
-            if s.execute(stmt).rowcount == 0:
+            if _changed(s.execute(stmt)) == 0:
                 if s.get(Run, run_id) is None:
                     raise RunNotFound(f"no run with id {run_id}")
                 return False
@@ -761,9 +764,10 @@ class Store:
             r = s.scalar(stmt)
             if r is None:
                 return None
-            hit = {"path": self.absolute(r.path), "metrics": r.metrics, "created_at": r.created_at}
+            path = self.absolute(r.path)
+            hit: dict[str, Any] = {"path": path, "metrics": r.metrics, "created_at": r.created_at}
             rid = r.id
-        if not hit["path"].exists():
+        if not path.exists():
             with self._session(write=True) as s:
                 s.execute(delete(Reconstruction).where(Reconstruction.id == rid))
             return None
@@ -779,7 +783,7 @@ class Store:
         metrics: Mapping[str, Any] | None = None,
     ) -> None:
         """Remember the output of reconstructing `input_sha256` with a checkpoint and parameters (replaces)."""
-        values = {"path": self.relative(path), "metrics": dict(metrics) if metrics is not None else None}
+        stored, values = self.relative(path), dict(metrics) if metrics is not None else None
         with self._session(write=True) as s:
             if s.get(Checkpoint, checkpoint_id) is None:
                 raise CheckpointError(f"no checkpoint with id {checkpoint_id}")
@@ -795,11 +799,12 @@ class Store:
                         checkpoint_id=checkpoint_id,
                         params_hash=params_hash,
                         created_at=_now(),
-                        **values,
+                        path=stored,
+                        metrics=values,
                     )
                 )
             else:
-                r.path, r.metrics, r.created_at = values["path"], values["metrics"], _now()
+                r.path, r.metrics, r.created_at = stored, values, _now()
 
     # ---- queue -----------------------------------------------------------------------------------------
 
@@ -907,5 +912,5 @@ class Store:
             if key in fields:
                 fields[key] = _tail(fields[key])
         with self._session(write=True) as s:
-            if s.execute(update(Job).where(Job.id == job_id).values(**fields)).rowcount == 0:
+            if _changed(s.execute(update(Job).where(Job.id == job_id).values(**fields))) == 0:
                 raise ULError(f"no job with id {job_id}")

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ul_engine.core import faults, io, model_files
+from ul_engine import weights
+from ul_engine.core import faults, model_files
 from ul_engine.core.config import RunConfig
 from ul_engine.core.errors import TrainingDiverged
 from ul_engine.train.ema import EMA
@@ -337,7 +338,7 @@ class Trainer:
         }
         path = self.checkpoint_path(step)
         self.hooks.before_checkpoint(step)
-        sha = io.save_tensors(path, tensors, meta)
+        sha = weights.save_tensors(path, tensors, meta)
         faults.kill_point("after_rename", path)
         self._apply_retention()
         self.hooks.on_checkpoint(step, path, sha, dict(self.state.last_metrics))
@@ -354,8 +355,8 @@ class Trainer:
 
     def load_checkpoint(self, path: Path, sha256: str | None = None) -> None:
         """Resume from `path`, checked first against this run's model, EMA and optimizer (and `sha256`, the
-        store's record of the file, when given) by `ul_engine.core.model_files`."""
-        ck = model_files.read_training_state(
+        store's record of the file, when given) by `ul_engine.core.model_files` and `ul_engine.weights`."""
+        ck = weights.read_training_state(
             path, model=self.unwrapped, ema=self.ema.shadow, optimizer=self.optimizer, recorded=sha256
         )
         tensors = ck.tensors

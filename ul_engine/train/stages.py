@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ul_engine.core import io
+from ul_engine import weights
 from ul_engine.core.config import RunConfig
 from ul_engine.data import BatchStream
 from ul_engine.data.loader import to_model_tensor
@@ -99,7 +99,7 @@ def build_latent_cache(
 ) -> tuple[Tensor, Tensor]:
     """Encode `count` images once with the (EMA) encoder; z_clean and labels go to `path` atomically."""
     if path.is_file():
-        tensors, _ = io.load_tensors(path)
+        tensors, _ = weights.load_tensors(path)
         if tensors["z_clean"].shape[0] == count:
             return tensors["z_clean"], tensors["labels"]
     stage1.eval()
@@ -113,7 +113,7 @@ def build_latent_cache(
         if progress is not None and progress(stop, count):
             raise InterruptedError("latent caching cancelled")
     z_clean, labels = torch.cat(zs), torch.cat(ys)
-    io.save_tensors(path, {"z_clean": z_clean, "labels": labels}, {"count": str(count)})
+    weights.save_tensors(path, {"z_clean": z_clean, "labels": labels}, {"count": str(count)})
     return z_clean, labels
 
 

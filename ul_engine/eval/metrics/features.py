@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ul_engine import weights
 from ul_engine.core import RESOURCES_DIR, io
 from ul_engine.core.errors import ULError
 from ul_engine.data.shapes import SHAPE_KINDS
@@ -116,7 +117,7 @@ def load_feature_net(
     (held-out accuracies, training command, sha256) for the result JSON. `build` makes the empty net."""
     if not path.is_file():
         raise ULError(f"the {what} is missing ({path}); train it with `python -m {trainer} --out {path}`")
-    tensors, meta = io.load_tensors(path)
+    tensors, meta = weights.load_tensors(path)
     if meta.get("format") != fmt:
         raise ULError(f"{path} is not a UL Studio {what.split(' for ')[0]} (format {meta.get('format')!r})")
     model = build(meta)

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ul_engine import weights
 from ul_engine.core import io
 from ul_engine.core.errors import ULError
 
@@ -280,7 +281,7 @@ def recognise(sha256: str) -> KnownWeights | None:
 
 def _read_state(path: Path) -> dict[str, Tensor]:
     if path.suffix == ".safetensors":
-        tensors, _ = io.load_tensors(path)
+        tensors, _ = weights.load_tensors(path)
         return tensors
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
