@@ -151,6 +151,11 @@ class LossConfig(_Section):
     base_sigmoid_bias: float = Field(
         0.0, ge=-10.0, le=10.0, description="b_base in the stage-2 weight sigmoid(b_base − λ)."
     )
+    base_weighting: Literal["sigmoid", "elbo"] = Field(
+        "sigmoid",
+        description="Stage 2's loss: sigmoid-weighted (samples well) or the unweighted ELBO, a rate bound to "
+        "measure the stage-1 prior's slack against (not for sampling).",
+    )
     sigmoid_bias_resolution: int = Field(
         0,
         ge=0,
