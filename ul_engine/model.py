@@ -456,12 +456,37 @@ class LatentBase(nn.Module):
             return self._context_losses(z_clean, z_t, noise, logsnr, neg_d, labels)
         v_hat = self.net(z_t, logsnr, labels)
         v = gaussian.v_target(z_clean, noise, logsnr)
-        eps_w = weighting.sigmoid_weight(logsnr, self.cfg.loss.base_sigmoid_bias)
+        eps_w = self._weight(logsnr)
         weighted = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, eps_w)
         with torch.no_grad():
             kl1 = gaussian.kl_to_standard_normal(z_clean, self.schedule.logsnr_min)
             elbo = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, weighting.unweighted(logsnr)) + kl1
         return Stage2Losses(weighted=weighted, elbo=elbo, latent_dims=z_clean[0].numel(), pixels=self._pixels(z_clean))
+
+    def _weight(self, logsnr: Tensor) -> Tensor:
+        """sigmoid(b_base − λ) on the ε-MSE, or 1 with `loss.base_weighting = "elbo"` (a rate bound only)."""
+        if self.cfg.loss.base_weighting == "elbo":
+            return weighting.unweighted(logsnr)
+        return weighting.sigmoid_weight(logsnr, self.cfg.loss.base_sigmoid_bias)
+
+    @torch.no_grad()
+    def estimate_elbo(self, z_clean: Tensor, draws: int = 16) -> Tensor:
+        """Monte-Carlo unweighted ELBO + KL₁ (nats per example) of unconditional z_clean: the base model's rate
+        bound, estimated like `UnifiedLatents.estimate_rate` (`draws` t's stratified over [0, 1] per example)."""
+        batch = z_clean.shape[0]
+        total = torch.zeros(batch, device=z_clean.device)
+        u0 = torch.rand(batch)
+        kl1 = gaussian.kl_to_standard_normal(z_clean, self.schedule.logsnr_min)
+        for k in range(draws):
+            t = (k + u0) / draws
+            logsnr = self.schedule.logsnr(t).to(z_clean.device)
+            neg_d = self.schedule.neg_dlogsnr_dt(t).to(z_clean.device)
+            noise = torch.randn_like(z_clean)
+            z_t = gaussian.q_sample(z_clean, logsnr, noise)
+            v_hat = gaussian.v_from_x(z_t, self.x_hat(z_t, logsnr), logsnr)
+            v = gaussian.v_target(z_clean, noise, logsnr)
+            total += weighting.diffusion_loss(v, v_hat, logsnr, neg_d, weighting.unweighted(logsnr)) + kl1
+        return total / draws
 
     def _context_losses(
         self, z_clean: Tensor, z_t: Tensor, noise: Tensor, logsnr: Tensor, neg_d: Tensor, labels: Tensor | None
@@ -474,7 +499,7 @@ class LatentBase(nn.Module):
         v_hat = self.net(z_t, logsnr, labels, context=z_clean, mask=mask)
         v = gaussian.v_target(z_clean, noise, logsnr)
         v_hat = v + (v_hat - v) * (1.0 - mask)  # zero error on the given frames: they are not modelled
-        eps_w = weighting.sigmoid_weight(logsnr, self.cfg.loss.base_sigmoid_bias)
+        eps_w = self._weight(logsnr)
         weighted = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, eps_w)
         with torch.no_grad():
             kl1 = gaussian.kl_to_standard_normal_per_dim(z_clean, self.schedule.logsnr_min) * (1.0 - mask)

@@ -158,9 +158,7 @@ class Trainer:
         self.model, self.optimizer = self.acc.prepare(module, self.optimizer)
         self.prior_updates = getattr(objective, "prior_updates", 0)
         if self.prior_updates and self.acc.num_processes > 1:
-            raise ConfigError(
-                "optim.prior_updates_per_step > 1 runs in one process only; set train.num_processes = 1"
-            )
+            raise ConfigError("optim.prior_updates_per_step > 1 runs in one process only; set train.num_processes = 1")
         self.ema.shadow = {k: v.to(self.acc.device) for k, v in self.ema.shadow.items()}
         self._inject_nan = _parse_fault_steps(os.environ.get("UL_FAULT_NAN_STEPS", ""))
 

@@ -362,6 +362,7 @@ class RunContext:
 
 def _preview_psnr(x: torch.Tensor, recon: torch.Tensor) -> float:
     """Mean PSNR (dB) of the preview reconstructions (clips: over their frames), capped at 100 dB (identical)."""
+
     def frames(t: torch.Tensor) -> torch.Tensor:
         return t.transpose(1, 2).flatten(0, 1) if t.dim() == 5 else t
 
