@@ -84,3 +84,10 @@ def test_kappa_of_a_smoke_run_is_the_ratio_of_its_two_bounds(home: Path):
 def test_kappa_refuses_runs_that_are_not_an_elbo_stage_2(home: Path):
     with pytest.raises(ULError, match="stage 1"):
         prior_slack(Store.open(home), "s1")
+
+
+def test_a_stage1_run_records_z_clean_std_at_every_step(home: Path):
+    store = Store.open(home)
+    series = store.read_metric(store.get_run("s1").id, "latent/z_clean_std")
+    assert list(series.steps) == list(range(1, 11))
+    assert (series.values > 0).all()

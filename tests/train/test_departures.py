@@ -14,7 +14,7 @@ from ul_engine.core.config import resolve
 from ul_engine.core.errors import ConfigError
 from ul_engine.data import BatchStream, make_source
 from ul_engine.diffusion import gaussian, weighting
-from ul_engine.model import UnifiedLatents
+from ul_engine.model import LatentBase, UnifiedLatents
 from ul_engine.train.loop import NullHooks, Trainer, lr_at, make_accelerator
 from ul_engine.train.stages import Stage1Objective, rate_weight_at
 
@@ -189,3 +189,20 @@ def test_the_decoder_uses_the_translated_bias_when_asked():
     torch.manual_seed(3)
     assert torch.allclose(same.decoder_terms(x, z0)[0], moved_terms)
     assert moved.mse_decoder_weight() == pytest.approx(same.mse_decoder_weight())
+
+
+# -- 5. stage 2 on the unweighted ELBO (the best bound κ is measured against) --------------------------
+
+
+def test_base_weighting_elbo_trains_stage_2_on_the_unweighted_elbo():
+    z = torch.randn(6, 4, 4, 4)
+    terms = {}
+    for name in ("sigmoid", "elbo"):
+        torch.manual_seed(0)
+        base = LatentBase(resolve("smoke", ["stage=2", "data.num_classes=0", f'loss.base_weighting="{name}"']))
+        torch.manual_seed(1)
+        terms[name] = base.losses(z)
+    kl1 = gaussian.kl_to_standard_normal(z, -10.0)
+    assert torch.allclose(terms["elbo"].weighted + kl1, terms["elbo"].elbo, rtol=1e-5)
+    assert torch.allclose(terms["sigmoid"].elbo, terms["elbo"].elbo, rtol=1e-5)  # the same net and noise
+    assert (terms["sigmoid"].weighted < terms["elbo"].weighted).all()  # sigmoid(−λ) < 1 discounts every level
