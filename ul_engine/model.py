@@ -79,7 +79,8 @@ class Stage1Losses:
         return total
 
     def loss(self) -> Tensor:
-        """L = L_z + L_x, averaged over the batch; no other coefficients, no stop-gradient (UL defaults)."""
+        """L = L_z + L_x, averaged over the batch; no other coefficients, no stop-gradient (UL defaults; a rate
+        warm-up, `loss.rate_warmup_steps`, weights L_z by `rate_weight` < 1 over the first steps)."""
         return self.total.mean()
 
     def metrics(self) -> dict[str, float]:
