@@ -1,6 +1,6 @@
 """Unified Latents: the stage-1 model (encoder, prior, decoder) and the stage-2 base model.
 
-Every loss term is a per-example sum over its own dimensions, in nats (reference §3.7), returned
+Every loss term is a per-example sum over its own dimensions, in nats (docs/method.md § 6), returned
 separately; the trainer adds them and nothing else re-derives them.
 """
 
@@ -26,12 +26,14 @@ class Stage1Losses:
     """Per-example terms (B,), nats; each stays named and separate.
 
     UL (the defaults): rate = prior_diffusion + prior_kl1 bounds the latent's information and the loss is
-    rate + decoder. The ablations (config section `ablation`, docs/architecture.md "Ablations") add:
+    rate + decoder. The ablations (config section `ablation`, docs/method.md § 10) add:
       - prior_kl_normal: KL[N(α0·z_clean, σ0²I) ‖ N(0, I)], the N(0, I) prior on the noisy latent z0;
         the rate under prior = normal, and the (weighted) regulariser under prior_stop_gradient;
       - entropy: −½·Σ log(σ_z²·e^{λ_z(0)} + 1) with a learned encoder variance (added to the rate);
       - prior_detached: the prior's terms were computed on a detached latent (they train the prior only).
     prior_diffusion and prior_kl1 are None under prior = normal (the diffusion prior is not used).
+    rate_weight scales the rate's pressure in `total` only (`loss.rate_warmup_steps`); `rate` stays unweighted.
+    latent: the step's z_clean as the prior saw it, detached (extra prior-only updates train on it).
     """
 
     prior_diffusion: Tensor | None
@@ -47,6 +49,8 @@ class Stage1Losses:
     prior: str = "diffusion"
     prior_detached: bool = False
     normal_kl_weight: float = 1.0
+    rate_weight: float = 1.0
+    latent: Tensor | None = None
 
     @property
     def rate(self) -> Tensor:
@@ -64,18 +68,19 @@ class Stage1Losses:
     @property
     def total(self) -> Tensor:
         if self.prior == "diffusion" and not self.prior_detached:
-            return self.rate + self.decoder  # UL: L_z + L_x
+            return self.rate_weight * self.rate + self.decoder  # UL: L_z + L_x (rate_weight 1 but in a warm-up)
         # The N(0, I) KL on z0 (plus the learned-variance entropy: together the Gaussian KL) regularises.
         assert self.prior_kl_normal is not None
         regulariser = self.prior_kl_normal if self.entropy is None else self.prior_kl_normal + self.entropy
-        total = self.normal_kl_weight * regulariser + self.decoder
+        total = self.rate_weight * self.normal_kl_weight * regulariser + self.decoder
         if self.prior == "diffusion":  # detached: these terms train the prior as a rate estimator only
             assert self.prior_diffusion is not None and self.prior_kl1 is not None
             total = total + self.prior_diffusion + self.prior_kl1
         return total
 
     def loss(self) -> Tensor:
-        """L = L_z + L_x, averaged over the batch; no other coefficients, no stop-gradient (UL defaults)."""
+        """L = L_z + L_x, averaged over the batch; no other coefficients, no stop-gradient (UL defaults; a rate
+        warm-up, `loss.rate_warmup_steps`, weights L_z by `rate_weight` < 1 over the first steps)."""
         return self.total.mean()
 
     def metrics(self) -> dict[str, float]:
@@ -175,6 +180,9 @@ class UnifiedLatents(nn.Module):
         )
         self.latent_logsnr_max = loss.latent_logsnr_max
         self.alpha0, self.sigma0 = gaussian.alpha_sigma_scalar(loss.latent_logsnr_max)
+        self.sigmoid_bias = weighting.decoder_sigmoid_bias(
+            loss.sigmoid_bias, loss.sigmoid_bias_resolution, cfg.data.resolution
+        )
 
     def forward(self, x: Tensor) -> Stage1Losses:
         """The training forward (what accelerate/DDP wraps): the stage-1 loss terms of a batch."""
@@ -237,7 +245,7 @@ class UnifiedLatents(nn.Module):
         """
         loss = self.cfg.loss
         lo, hi = self.image_schedule.logsnr_min, self.image_schedule.logsnr_max
-        b = loss.sigmoid_bias
+        b = self.sigmoid_bias
 
         def softplus(v: float) -> float:
             return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
@@ -261,12 +269,17 @@ class UnifiedLatents(nn.Module):
         kl1 = gaussian.kl_to_standard_normal(z_clean, self.latent_schedule.logsnr_min)
         return diffusion, kl1
 
+    def prior_update_loss(self, latent: Tensor) -> Tensor:
+        """The prior's own loss (L_z, batch mean) on a frozen latent: what an extra prior-only update minimises."""
+        diffusion, kl1 = self.prior_terms(latent.detach())
+        return (diffusion + kl1).mean()
+
     def normal_kl(self, z_clean: Tensor) -> Tensor:
         """KL[N(α0·z_clean, σ0²I) ‖ N(0, I)] per example (nats): the N(0, I) prior on the noisy latent z0."""
         return gaussian.kl_to_standard_normal(z_clean, self.latent_logsnr_max)
 
     def encoder_entropy(self, logvar: Tensor) -> Tensor:
-        """L_e = −½·Σ log(σ_z²·e^{λ_z(0)} + 1) (reference §3.9, LSGM): the learned variance's rate credit."""
+        """L_e = −½·Σ log(σ_z²·e^{λ_z(0)} + 1) (LSGM; docs/method.md § 10): the learned variance's rate credit."""
         return -0.5 * torch.nn.functional.softplus(logvar.float() + self.latent_logsnr_max).flatten(1).sum(dim=1)
 
     def decoder_terms(self, x: Tensor, z0: Tensor) -> tuple[Tensor, Tensor]:
@@ -284,7 +297,7 @@ class UnifiedLatents(nn.Module):
         x_t = gaussian.q_sample(x, logsnr, noise)
         v_hat = self.decoder(x_t, z0, logsnr)
         v = gaussian.v_target(x, noise, logsnr)
-        eps_w = weighting.sigmoid_weight(logsnr, loss.sigmoid_bias, loss.loss_factor)
+        eps_w = weighting.sigmoid_weight(logsnr, self.sigmoid_bias, loss.loss_factor)
         weighted = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, eps_w)
         with torch.no_grad():
             elbo = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, weighting.unweighted(logsnr))
@@ -292,7 +305,7 @@ class UnifiedLatents(nn.Module):
 
     def stage1_losses(self, x: Tensor) -> Stage1Losses:
         """L_z and L_x of a batch. With every switch of `cfg.ablation` off (the default) this is UL as
-        published; the switches are described in docs/architecture.md, "Ablations"."""
+        published; the switches are described in docs/method.md § 10."""
         ab = self.ablation
         mean, logvar = self.encode_posterior(x)
         entropy = None
@@ -322,6 +335,7 @@ class UnifiedLatents(nn.Module):
             prior=ab.prior,
             prior_detached=ab.prior_stop_gradient,
             normal_kl_weight=ab.normal_kl_weight,
+            latent=z_clean.detach(),
         )
 
     @torch.no_grad()
@@ -443,12 +457,37 @@ class LatentBase(nn.Module):
             return self._context_losses(z_clean, z_t, noise, logsnr, neg_d, labels)
         v_hat = self.net(z_t, logsnr, labels)
         v = gaussian.v_target(z_clean, noise, logsnr)
-        eps_w = weighting.sigmoid_weight(logsnr, self.cfg.loss.base_sigmoid_bias)
+        eps_w = self._weight(logsnr)
         weighted = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, eps_w)
         with torch.no_grad():
             kl1 = gaussian.kl_to_standard_normal(z_clean, self.schedule.logsnr_min)
             elbo = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, weighting.unweighted(logsnr)) + kl1
         return Stage2Losses(weighted=weighted, elbo=elbo, latent_dims=z_clean[0].numel(), pixels=self._pixels(z_clean))
+
+    def _weight(self, logsnr: Tensor) -> Tensor:
+        """sigmoid(b_base − λ) on the ε-MSE, or 1 with `loss.base_weighting = "elbo"` (a rate bound only)."""
+        if self.cfg.loss.base_weighting == "elbo":
+            return weighting.unweighted(logsnr)
+        return weighting.sigmoid_weight(logsnr, self.cfg.loss.base_sigmoid_bias)
+
+    @torch.no_grad()
+    def estimate_elbo(self, z_clean: Tensor, draws: int = 16) -> Tensor:
+        """Monte-Carlo unweighted ELBO + KL₁ (nats per example) of unconditional z_clean: the base model's rate
+        bound, estimated like `UnifiedLatents.estimate_rate` (`draws` t's stratified over [0, 1] per example)."""
+        batch = z_clean.shape[0]
+        total = torch.zeros(batch, device=z_clean.device)
+        u0 = torch.rand(batch)
+        kl1 = gaussian.kl_to_standard_normal(z_clean, self.schedule.logsnr_min)
+        for k in range(draws):
+            t = (k + u0) / draws
+            logsnr = self.schedule.logsnr(t).to(z_clean.device)
+            neg_d = self.schedule.neg_dlogsnr_dt(t).to(z_clean.device)
+            noise = torch.randn_like(z_clean)
+            z_t = gaussian.q_sample(z_clean, logsnr, noise)
+            v_hat = gaussian.v_from_x(z_t, self.x_hat(z_t, logsnr), logsnr)
+            v = gaussian.v_target(z_clean, noise, logsnr)
+            total += weighting.diffusion_loss(v, v_hat, logsnr, neg_d, weighting.unweighted(logsnr)) + kl1
+        return total / draws
 
     def _context_losses(
         self, z_clean: Tensor, z_t: Tensor, noise: Tensor, logsnr: Tensor, neg_d: Tensor, labels: Tensor | None
@@ -461,7 +500,7 @@ class LatentBase(nn.Module):
         v_hat = self.net(z_t, logsnr, labels, context=z_clean, mask=mask)
         v = gaussian.v_target(z_clean, noise, logsnr)
         v_hat = v + (v_hat - v) * (1.0 - mask)  # zero error on the given frames: they are not modelled
-        eps_w = weighting.sigmoid_weight(logsnr, self.cfg.loss.base_sigmoid_bias)
+        eps_w = self._weight(logsnr)
         weighted = weighting.diffusion_loss(v, v_hat, logsnr, neg_d, eps_w)
         with torch.no_grad():
             kl1 = gaussian.kl_to_standard_normal_per_dim(z_clean, self.schedule.logsnr_min) * (1.0 - mask)

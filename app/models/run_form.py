@@ -19,7 +19,7 @@ from ul_engine.core.config import RunConfig, load_preset
 
 DOWNSAMPLING = (2, 4, 8, 16, 32)
 STAGE1_ONLY = ("data.", "model.encoder.", "model.prior.", "model.decoder.", "model.latent_channels", "loss.")
-STAGE2_LOSS = ("loss.base_sigmoid_bias",)
+STAGE2_LOSS = ("loss.base_sigmoid_bias", "loss.base_weighting")
 
 
 # ---- flat config ---------------------------------------------------------------------------------------

@@ -153,6 +153,8 @@ def test_stage2_form_builds_on_a_checkpoint(qtbot, ctx, store) -> None:
     assert dialog.stage == 2 and dialog.windowTitle() == "Train stage 2 from stage1"
     assert not dialog.knobs.loss_factor.isEnabled() and not dialog.form.editors["data.resolution"].widget.isEnabled()
     assert dialog.form.editors["model.base.heads"].widget.isEnabled()
+    for stage2_loss in ("loss.base_sigmoid_bias", "loss.base_weighting"):  # the stage-2 loss stays editable
+        assert dialog.form.editors[stage2_loss].widget.isEnabled()
     assert dialog.checkpoint_combo.currentData() == ck.id
     run = dialog.create_run(start=False)
     assert run is not None and run.stage == 2 and run.parent_run_id == parent and run.parent_checkpoint_id == ck.id

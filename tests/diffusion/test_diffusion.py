@@ -1,4 +1,4 @@
-"""Analytic checks that pin the constants, signs and factors of the UL losses (reference §8, checks 1–3)."""
+"""Analytic checks that pin the constants, signs and factors of the UL losses (docs/method.md §§ 1–5, 9)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_prior_term_equals_gaussian_information(s: float):
     assert torch.allclose(v_term, x_term, rtol=1e-3, atol=1e-4)
 
 
-def test_reference_number_for_s_1_7():
+def test_information_number_for_s_1_7():
     assert 0.5 * math.log(1 + 1.7**2 * math.exp(5.0)) == pytest.approx(3.0318, abs=1e-4)
 
 
@@ -92,7 +92,7 @@ def test_weighting_identity_and_nonnegative():
 
 
 def test_decoder_weight_direction_discounts_low_noise():
-    """sigmoid(b − λ): the weight → c_lf at low λ (coarse) and → 0 at high λ (detail) — ERRATA 2."""
+    """sigmoid(b − λ): the weight → c_lf at low λ (coarse) and → 0 at high λ (detail) (docs/method.md § 5)."""
     w = weighting.sigmoid_weight(torch.tensor([-15.0, 15.0]), 0.0, 1.5)
     assert w[0].item() == pytest.approx(1.5, rel=1e-5)
     assert w[1].item() < 1e-5

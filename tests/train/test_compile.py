@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from ul_engine.bench.training import compile_comparison
 from ul_engine.core.config import resolve
+from ul_engine.core.errors import ULError
 from ul_engine.data import BatchStream, make_source
 from ul_engine.model import LatentBase, UnifiedLatents
 from ul_engine.train import compiling
@@ -97,9 +99,6 @@ def test_inductor_compiled_training_resumes_exactly(tmp_path: Path) -> None:
 
 
 def test_bench_compile_failure_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ul_engine.bench.training import compile_comparison
-    from ul_engine.core.errors import ULError
-
     def no_compiler(graph: object, inputs: object) -> object:
         raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
 

@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from ul_engine.core import io
-from ul_engine.core.config import resolve
-from ul_engine.core.errors import CheckpointError, DiskFullError, TrainingDiverged
+from ul_engine.core.config import resolve, validate
+from ul_engine.core.errors import CheckpointError, ConfigError, DiskFullError, TrainingDiverged
 from ul_engine.data import BatchStream, make_source
 from ul_engine.inference import bundle
 from ul_engine.inference.pipeline import ema_copy, stage1_from_checkpoint
-from ul_engine.model import UnifiedLatents
-from ul_engine.train.loop import Trainer, make_accelerator
-from ul_engine.train.stages import Stage1Objective
+from ul_engine.model import LatentBase, UnifiedLatents
+from ul_engine.nets import parameter_counts
+from ul_engine.train.loop import Trainer, lr_at, make_accelerator
+from ul_engine.train.stages import Stage1Objective, Stage2Objective
 from ul_engine.weights import load_tensors
 
 
@@ -175,11 +176,6 @@ def test_init_from_a_bundle_starts_from_its_weights_and_refuses_other_sizes(tmp_
 @pytest.mark.slow
 def test_imagenet_512_preset_trains_one_step_of_each_stage(tmp_path: Path):
     """The paper's sizes build and take an optimizer step (at 64×64 to fit a CPU; the nets are resolution-free)."""
-    from ul_engine.core.config import validate
-    from ul_engine.model import LatentBase
-    from ul_engine.nets import parameter_counts
-    from ul_engine.train.stages import Stage2Objective
-
     cfg = resolve(
         "imagenet-512",
         [
@@ -207,8 +203,6 @@ def test_imagenet_512_preset_trains_one_step_of_each_stage(tmp_path: Path):
 
 
 def test_lr_warms_up_holds_then_cools_down_to_zero_at_the_last_step():
-    from ul_engine.train.loop import lr_at
-
     flat = resolve("smoke", ["optim.lr=1e-3", "optim.warmup_steps=10", "train.steps=100"])
     assert lr_at(flat, 0) == pytest.approx(1e-4) and lr_at(flat, 99) == pytest.approx(1e-3)  # the paper's: no decay
     cool = resolve("smoke", ["optim.lr=1e-3", "optim.warmup_steps=10", "train.steps=100", "optim.cooldown=0.25"])
@@ -221,7 +215,5 @@ def test_lr_warms_up_holds_then_cools_down_to_zero_at_the_last_step():
 
 
 def test_cooldown_without_a_step_budget_is_refused_naming_the_field():
-    from ul_engine.core.config import ConfigError
-
     with pytest.raises(ConfigError, match=r"optim\.cooldown needs train\.steps"):
         resolve("smoke", ["optim.cooldown=0.3", "train.steps=0", "train.minutes=5"])

@@ -152,6 +152,24 @@ class LossConfig(_Section):
     base_sigmoid_bias: float = Field(
         0.0, ge=-10.0, le=10.0, description="b_base in the stage-2 weight sigmoid(b_base − λ)."
     )
+    base_weighting: Literal["sigmoid", "elbo"] = Field(
+        "sigmoid",
+        description="Stage 2's loss: sigmoid-weighted (samples well) or the unweighted ELBO, a rate bound to "
+        "measure the stage-1 prior's slack against (not for sampling).",
+    )
+    sigmoid_bias_resolution: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="Image side at which loss.sigmoid_bias is stated; the decoder uses b + 2·log(this / "
+        "data.resolution), the same weighting in resolution-equivalent log-SNR (0: b as given; 512: the paper's b).",
+    )
+    rate_warmup_steps: int = Field(
+        0,
+        ge=0,
+        description="Stage 1: the rate's weight in the optimised loss rises linearly from 0 to 1 over this many steps "
+        "(0: off, as in the paper); the logged rate stays unweighted.",
+    )
 
 
 class AblationConfig(_Section):
@@ -210,6 +228,19 @@ class OptimConfig(_Section):
     batch_size: int = Field(32, ge=1, le=65536, description="Examples per optimizer step (all processes together).")
     grad_accum: int = Field(1, ge=1, le=1024, description="Micro-batches accumulated per optimizer step.")
     max_bad_steps: int = Field(20, ge=1, description="Consecutive non-finite steps after which the run stops.")
+    prior_lr_scale: float = Field(
+        1.0,
+        gt=0.0,
+        le=100.0,
+        description="Stage 1: the latent prior's learning rate as a multiple of optim.lr (1: one rate, as the paper).",
+    )
+    prior_updates_per_step: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Stage 1: prior updates per step; each one after the first trains the prior alone on the step's "
+        "latents, frozen (1: off, as in the paper).",
+    )
 
 
 class EMAConfig(_Section):

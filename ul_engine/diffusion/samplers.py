@@ -9,6 +9,7 @@ alone, not on the batch it was drawn in.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -119,8 +120,6 @@ def _dpmpp2m_step(
     z: Tensor, x_hat: Tensor, prev_x_hat: Tensor | None, prev_h: float | None, lam_c: float, lam_n: float
 ) -> tuple[Tensor, float]:
     """DPM-Solver++(2M) (Lu et al. 2022) in half-log-SNR ℓ = λ/2, data prediction, multistep."""
-    import math
-
     a_n, s_n = alpha_sigma_scalar(lam_n)
     _, s_c = alpha_sigma_scalar(lam_c)
     h = (lam_n - lam_c) / 2.0

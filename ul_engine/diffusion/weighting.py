@@ -2,7 +2,7 @@
 
 The ε-MSE weight w_ε(λ) is what Eqs. 2–4 of the paper multiply (exp(λ)·‖x − x̂‖² = ‖ε − ε̂‖²):
   - prior (rate) term: w_ε ≡ 1, the unweighted ELBO;
-  - decoder term: c_lf·sigmoid(b − λ)  (reference ERRATA 2: not sigmoid(λ − b));
+  - decoder term: c_lf·sigmoid(b − λ), not sigmoid(λ − b) (the paper's two forms are resolved in docs/method.md § 5);
   - stage-2 base model: sigmoid(b_base − λ).
 """
 
@@ -35,6 +35,22 @@ def crossover_logsnr(bias: float, factor: float) -> float:
     return bias + math.log(factor - 1.0)
 
 
+def translated_sigmoid_bias(resolution: int, bias: float = 0.0, stated_at: int = 512) -> float:
+    """The bias at `resolution` px that weights like `bias` at `stated_at` px in resolution-equivalent log-SNR.
+
+    Average-pooling k×k pixels multiplies the SNR by k², so λ at d px reads content of a given relative size
+    like λ + 2·log(d/d_ref) at d_ref px (simple diffusion's schedule shift rests on the same fact).
+    sigmoid(b − λ) is the same function of that equivalent log-SNR at every side when b + 2·log d is
+    constant: b' = b + 2·log(stated_at / resolution). Derivation and numbers: docs/method.md § 12.
+    """
+    return bias + 2.0 * math.log(stated_at / resolution)
+
+
+def decoder_sigmoid_bias(sigmoid_bias: float, stated_at: int, resolution: int) -> float:
+    """The decoder's b: `loss.sigmoid_bias` as given, or translated from `loss.sigmoid_bias_resolution` px."""
+    return translated_sigmoid_bias(resolution, sigmoid_bias, stated_at) if stated_at else sigmoid_bias
+
+
 def diffusion_loss(v: Tensor, v_hat: Tensor, logsnr: Tensor, neg_dlogsnr_dt: Tensor, eps_weight: Tensor) -> Tensor:
     """½·(−dλ/dt)·w_ε(λ)·‖ε − ε̂‖², computed as ½·(−dλ/dt)·w_ε·α²·‖v − v̂‖², summed per example (nats).
 
@@ -53,8 +69,10 @@ def x_space_loss(x: Tensor, x_hat: Tensor, logsnr: Tensor, neg_dlogsnr_dt: Tenso
 
 __all__ = [
     "crossover_logsnr",
+    "decoder_sigmoid_bias",
     "diffusion_loss",
     "sigmoid_weight",
+    "translated_sigmoid_bias",
     "unweighted",
     "x_mse_weight",
     "x_space_loss",

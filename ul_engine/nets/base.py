@@ -1,5 +1,5 @@
-"""Stage-2 base model: a two-level latent transformer (spec §4: "2-stage ViT, channels [512, 1024], blocks
-[6, 16], dropout 0.1", patch 1 on the latent grid).
+"""Stage-2 base model: a two-level latent transformer, patch 1 on the latent grid (the paper's ImageNet
+base model: two levels of widths [512, 1024] and depths [6, 16], dropout 0.1; docs/method.md § 8).
 
 Level 1 runs at the latent resolution; level 2 merges 2×2 tokens (a quarter of the tokens, so the wide
 level is cheap), then splits back and adds the level-1 skip — an HDiT/U-ViT hourglass. Level 1 therefore has

@@ -1,7 +1,7 @@
 """Shared building blocks of the UL networks (encoder, prior, decoder, base model).
 
-Every denoiser is conditioned on its log-SNR λ the same way (Fourier features → MLP → FiLM/adaLN, spec §3.4
-and §8), so the pieces live here once. The convolutional pieces take `dims` so the video nets can reuse
+Every denoiser is conditioned on its log-SNR λ the same way (Fourier features → MLP → FiLM/adaLN, docs/method.md
+§ 4 and § 5), so the pieces live here once. The convolutional pieces take `dims` so the video nets can reuse
 them with 3D convolutions; the transformer pieces work on flat token sequences of any length.
 """
 

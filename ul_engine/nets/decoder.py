@@ -1,6 +1,6 @@
 """Diffusion decoder D: a residual U-ViT (SiD2 style) in pixel space, conditioned on the noisy latent z₀.
 
-Spec §3.4 / §5.1 [D]: z₀ enters twice — nearest-upsampled and concatenated to x_t at the input, and through a
+docs/method.md § 5 [default]: z₀ enters twice — nearest-upsampled and concatenated to x_t at the input, and through a
 learned linear projection added to the middle transformer's tokens, which sit at the latent's resolution.
 λ_x conditions every ResBlock (FiLM) and transformer block (adaLN). One skip per resolution, no blockwise skips.
 """

@@ -1,4 +1,4 @@
-"""Deterministic convolutional encoder E: image x ∈ [−1, 1] → z_clean (spec §5.1, §8).
+"""Deterministic convolutional encoder E: image x ∈ [−1, 1] → z_clean (docs/method.md § 3).
 
 UL keeps the encoder deterministic (a learned variance collapses at λ_z(0) = 5, ablation D) and gives it no
 output activation or normalisation: the scale of z_clean is free, and the fixed latent noise σ₀ sets its

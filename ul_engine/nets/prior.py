@@ -1,6 +1,6 @@
-"""Latent diffusion transformer: the stage-1 prior P (spec §5.1, §8).
+"""Latent diffusion transformer: the stage-1 prior P (docs/method.md § 4).
 
-A single-level ViT over the latent grid with patch size 1 (patching latents hurts, §4), v-prediction,
+A single-level ViT over the latent grid with patch size 1 (the paper finds that patching latents hurts), v-prediction,
 conditioned on λ_z by Fourier features → MLP → adaLN-Zero, and optionally on a class label (added to the λ
 embedding, with a null row for classifier-free guidance).
 """
@@ -70,7 +70,7 @@ class LatentTransformer(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: PriorConfig, latent_channels: int, num_classes: int = 0) -> LatentTransformer:
-        # The spec's default is no dropout in the prior (§7, #18); PriorConfig has no dropout field.
+        # No dropout in the prior (the paper gives it none); PriorConfig has no dropout field.
         return cls(latent_channels, cfg.width, cfg.depth, cfg.heads, num_classes=num_classes)
 
     def forward(self, z_t: Tensor, logsnr: Tensor, labels: Tensor | None = None) -> Tensor:

@@ -3,9 +3,9 @@ base model); the convolutional encoder and decoder levels stay eager.
 
 Why only those: on these CPUs inductor fuses the transformers' small element-wise ops (adaLN modulation,
 GELU, residual gates) and gains about 1.5×, while the convolutions are already single oneDNN calls and
-gain nothing (docs/benchmarks.md has the numbers). Compiling in place (`nn.Module.compile`) keeps every
-module object and its state-dict keys as they were, with no `_orig_mod.` prefix, so checkpoints, the EMA,
-exports and resume are identical with compile on or off.
+gain nothing (docs/benchmarks.md, "`ul bench --compile`", has the numbers). Compiling in place
+(`nn.Module.compile`) keeps every module object and its state-dict keys as they were, with no `_orig_mod.`
+prefix, so checkpoints, the EMA, exports and resume are identical with compile on or off.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 
 from torch import nn
 
+from ul_engine.model import LatentBase, UnifiedLatents
+
 DEFAULT_OPTIONS: dict[str, Any] = {}
 """torch.compile options used unless a call gives its own; a test sets backend="eager" to check the wiring
 (dynamo-wrapped training, checkpoints, resume) without inductor's minutes of code generation."""
@@ -21,8 +23,6 @@ DEFAULT_OPTIONS: dict[str, Any] = {}
 
 def transformer_parts(module: nn.Module) -> dict[str, nn.Module]:
     """The submodules worth compiling, by their qualified name (empty for modules without transformers)."""
-    from ul_engine.model import LatentBase, UnifiedLatents
-
     if isinstance(module, UnifiedLatents):
         parts = {"prior": module.prior}
         parts.update({f"decoder.mid_blocks.{i}": b for i, b in enumerate(module.decoder.mid_blocks)})

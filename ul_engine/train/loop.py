@@ -16,12 +16,15 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from torch import Tensor, nn
 
 from ul_engine import weights
 from ul_engine.core import faults, model_files
 from ul_engine.core.config import RunConfig
-from ul_engine.core.errors import TrainingDiverged
+from ul_engine.core.errors import ConfigError, TrainingDiverged
+from ul_engine.train.compiling import compile_transformers
 from ul_engine.train.ema import EMA
 
 CHECKPOINT_FORMAT = model_files.CHECKPOINT_FORMAT
@@ -144,17 +147,19 @@ class Trainer:
         self.signal_stop = False
         module = objective.module
         if cfg.train.compile:
-            from ul_engine.train.compiling import compile_transformers
-
             compile_transformers(module)  # in place: the state-dict keys (checkpoints, EMA) do not change
         self.ema = EMA(module, cfg.ema.decay)
+        groups = getattr(objective, "param_groups", None)
         self.optimizer = torch.optim.AdamW(
-            [p for p in module.parameters() if p.requires_grad],
+            groups() if groups is not None else [p for p in module.parameters() if p.requires_grad],
             lr=cfg.optim.lr,
             betas=(cfg.optim.beta1, cfg.optim.beta2),
             weight_decay=cfg.optim.weight_decay,
         )
         self.model, self.optimizer = self.acc.prepare(module, self.optimizer)
+        self.prior_updates = getattr(objective, "prior_updates", 0)
+        if self.prior_updates and self.acc.num_processes > 1:
+            raise ConfigError("optim.prior_updates_per_step > 1 runs in one process only; set train.num_processes = 1")
         self.ema.shadow = {k: v.to(self.acc.device) for k, v in self.ema.shadow.items()}
         self._inject_nan = _parse_fault_steps(os.environ.get("UL_FAULT_NAN_STEPS", ""))
 
@@ -176,7 +181,7 @@ class Trainer:
         torch.manual_seed(derive_seed(cfg.train.seed, self.acc.process_index, step))
         lr = lr_at(cfg, step)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         micro_count = cfg.optim.grad_accum
@@ -207,12 +212,33 @@ class Trainer:
                 )
             return None
         self.optimizer.step()
+        if self.prior_updates:
+            logged.update(self._prior_updates())
         self.ema.update(self.unwrapped, self.state.step - self.state.bad_steps)
         self.state.consecutive_bad = 0
         self.state.step += 1
         self.state.examples_seen += cfg.optim.batch_size
         logged.update({"optim/lr": lr, "optim/grad_norm": grad_norm, "train/bad_steps": float(self.state.bad_steps)})
         return logged
+
+    def _prior_updates(self) -> dict[str, float]:
+        """Extra prior-only optimizer steps on the step's frozen latents; a non-finite one ends them."""
+        losses: list[float] = []
+        for _ in range(self.prior_updates):
+            self.optimizer.zero_grad(set_to_none=True)
+            with self.acc.autocast():
+                micro = self.objective.prior_update_losses(self.unwrapped)  # type: ignore[attr-defined]
+            loss = torch.stack(micro).mean()
+            if not torch.isfinite(loss.detach()):
+                self.optimizer.zero_grad(set_to_none=True)
+                break
+            self.acc.backward(loss)
+            if not math.isfinite(self._grad_norm()):
+                self.optimizer.zero_grad(set_to_none=True)
+                break
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        return {"loss/prior_extra": sum(losses) / len(losses)} if losses else {}
 
     def _grad_norm(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -283,8 +309,6 @@ class Trainer:
                 if decision == "pause":
                     decision = self._wait_paused()
         if self.acc.num_processes > 1:
-            from accelerate.utils import broadcast_object_list
-
             box = [decision]
             broadcast_object_list(box, from_process=0)
             decision = box[0]
@@ -399,8 +423,6 @@ def _parse_fault_steps(text: str) -> set[int]:
 
 def make_accelerator(device: str) -> Any:
     """accelerate's Accelerator on the resolved device: bf16 on CUDA, fp32 on the CPU (bf16 is slow there)."""
-    from accelerate import Accelerator
-
     if device == "cuda":
         return Accelerator(mixed_precision="bf16")
     return Accelerator(cpu=True, mixed_precision="no")
@@ -410,7 +432,5 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        from ul_engine.core.errors import ConfigError
-
         raise ConfigError("train.device: 'cuda' was asked for but no CUDA device is available; use cpu or auto")
     return requested

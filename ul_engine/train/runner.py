@@ -14,18 +14,23 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from ul_engine.core import io, model_files
 from ul_engine.core.config import RunConfig, validate
+from ul_engine.core.demo import bundle_checkpoint, demo_folder
 from ul_engine.core.errors import CheckpointError, DiskFullError, RunStateError, TrainingDiverged, ULError
 from ul_engine.core.imaging import grid, save_png, tensor_to_uint8
 from ul_engine.core.model_files import recorded_sha256
 from ul_engine.core.user_paths import check_folder
 from ul_engine.data import BatchStream, fixed_validation_batch, make_source
+from ul_engine.ecosystem.latents import check_latents, load_latents
+from ul_engine.eval.metrics.fidelity import psnr_ssim
 from ul_engine.inference import bundle
 from ul_engine.inference.pipeline import ema_copy, stage1_from_checkpoint
 from ul_engine.model import LatentBase, UnifiedLatents
@@ -72,7 +77,7 @@ class StoreHooks:
         self.trainer: Trainer | None = None
         self.mirror: Any = None  # train.log_to = ["tensorboard"]: the same rows as TensorBoard events
         if ctx.is_main and "tensorboard" in ctx.cfg.train.log_to:
-            from ul_engine.ecosystem.metrics_export import TensorBoardMirror
+            from ul_engine.ecosystem.metrics_export import TensorBoardMirror  # why: tensorboard is an optional extra
 
             self.mirror = TensorBoardMirror(ctx.run_dir / "tensorboard")
 
@@ -271,8 +276,6 @@ class RunContext:
         for p in self.stage1.parameters():
             p.requires_grad_(False)
         if cfg.data.kind == "latents":  # encoded once by `ul encode`: the folder is the latent cache
-            from ul_engine.ecosystem.latents import check_latents, load_latents
-
             check_latents(cfg, parent.sha256)
             latents, labels, _ = load_latents(cfg.data.path)
             self.emit({"event": "status", "status": "latents_cached", "count": len(latents), "path": cfg.data.path})
@@ -285,8 +288,6 @@ class RunContext:
 
         bar = None
         if self.want_progress and self.is_main and sys.stdout.isatty():
-            from tqdm import tqdm
-
             bar = tqdm(total=count, unit="img", desc="caching latents")
 
         def progress(done: int, total: int) -> bool:
@@ -361,7 +362,6 @@ class RunContext:
 
 def _preview_psnr(x: torch.Tensor, recon: torch.Tensor) -> float:
     """Mean PSNR (dB) of the preview reconstructions (clips: over their frames), capped at 100 dB (identical)."""
-    from ul_engine.eval.metrics.fidelity import psnr_ssim
 
     def frames(t: torch.Tensor) -> torch.Tensor:
         return t.transpose(1, 2).flatten(0, 1) if t.dim() == 5 else t
@@ -407,8 +407,6 @@ class ReadOnlyStore:
 def _init_folder(value: str) -> Path:
     """`train.init_from`: a bundle folder, or 'demo' for the shipped demo model."""
     if value == "demo":
-        from ul_engine.core.demo import demo_folder
-
         folder = demo_folder()
         if folder is None:
             raise ULError("train.init_from = 'demo', but no demo model is installed")
@@ -458,8 +456,6 @@ def train_run(
         deadline = time.time() + budget_minutes * 60 if budget_minutes else None
         store.update_run(run_id, total_steps=total if total < 2**62 else None, step=start)
         if progress and ctx.is_main and sys.stdout.isatty():
-            from tqdm import tqdm
-
             ctx.progress_bar = tqdm(total=total if total < 2**62 else None, initial=start, unit="step")
         old_handlers = _install_stop_signals(trainer) if install_signal_handlers else {}
         ctx.emit({"event": "status", "status": "running", "step": start, "total": total})
@@ -584,14 +580,11 @@ def _install_stop_signals(trainer: Trainer) -> dict[int, Any]:
 
 
 def _now() -> Any:
-    from datetime import UTC, datetime
-
     return datetime.now(UTC)
 
 
 def export_run(store: Any, run_ref: int | str, out: Path) -> list[Path]:
     """Copy a run's inference bundle (and, for stage 2, its stage-1 bundle) to `out`."""
-    from ul_engine.core.demo import bundle_checkpoint
 
     run = store.get_run(run_ref)
     run_dir = store.run_dir(run.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 
 from ul_engine import weights
 from ul_engine.core.config import RunConfig
+from ul_engine.core.errors import ConfigError
 from ul_engine.data import BatchStream
 from ul_engine.data.loader import to_model_tensor
 from ul_engine.model import LatentBase, UnifiedLatents
@@ -35,19 +37,64 @@ class StepBatches:
         return x.chunk(count)[micro].to(self.device), y.chunk(count)[micro].to(self.device)
 
 
+def rate_weight_at(cfg: RunConfig, step: int) -> float:
+    """The rate's weight in the optimised loss at `step`: min(1, step / loss.rate_warmup_steps); 1 when off."""
+    warm = cfg.loss.rate_warmup_steps
+    return min(1.0, step / warm) if warm else 1.0
+
+
 class Stage1Objective:
-    """Encoder, prior and decoder on L = L_z + L_x."""
+    """Encoder, prior and decoder on L = L_z + L_x.
+
+    The departures of docs/method.md § 12, all off by default: the rate's weight warms up over
+    `loss.rate_warmup_steps`; the prior can have its own learning rate (`optim.prior_lr_scale`) and extra
+    prior-only updates per step (`optim.prior_updates_per_step`) on the step's latents, kept frozen here.
+    """
 
     def __init__(self, model: UnifiedLatents, stream: BatchStream, device: torch.device) -> None:
+        cfg = model.cfg
+        extra = cfg.optim.prior_updates_per_step - 1
+        if (extra or cfg.optim.prior_lr_scale != 1.0) and cfg.ablation.prior == "normal":
+            raise ConfigError(
+                "optim.prior_lr_scale and optim.prior_updates_per_step train the diffusion prior; "
+                "with ablation.prior = normal there is none"
+            )
         self.module = model
+        self.cfg = cfg
         self.batches = StepBatches(stream, device)
+        self.prior_updates = extra
+        self._latents: list[Tensor] = []
 
     def micro_losses(
         self, model: nn.Module, step: int, micro: int, micro_count: int
     ) -> tuple[Tensor, dict[str, float]]:
         x, _ = self.batches.micro(step, micro, micro_count)
         losses = model(x)
-        return losses.loss(), losses.metrics()
+        losses.rate_weight = rate_weight_at(self.cfg, step)
+        if micro == 0:
+            self._latents = []
+        if self.prior_updates and losses.latent is not None:
+            self._latents.append(losses.latent)
+        values = losses.metrics()
+        if self.cfg.loss.rate_warmup_steps:
+            values["loss/rate_weight"] = losses.rate_weight
+        return losses.loss(), values
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """One AdamW group; with `optim.prior_lr_scale` ≠ 1 the prior's parameters get a group of their own."""
+        trainable = [p for p in self.module.parameters() if p.requires_grad]
+        scale = self.cfg.optim.prior_lr_scale
+        if scale == 1.0:
+            return [{"params": trainable}]
+        prior_ids = {id(p) for p in self.module.prior.parameters()}
+        return [
+            {"params": [p for p in trainable if id(p) not in prior_ids]},
+            {"params": [p for p in trainable if id(p) in prior_ids], "lr_scale": scale},
+        ]
+
+    def prior_update_losses(self, model: UnifiedLatents) -> list[Tensor]:
+        """The prior's loss on each micro-batch's frozen latents of the step just taken (for one extra update)."""
+        return [model.prior_update_loss(latent) for latent in self._latents]
 
 
 class Stage2Objective:
