@@ -841,19 +841,20 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.eval import study
+    from ul_engine.eval.study.plan import BASELINE_LF, plan_study, reproduce_commands  # why: torch
+    from ul_engine.eval.study.run import run_study
 
     argv = list(getattr(args, "argv", []))
     argv = argv[argv.index("study") + 1 :] if "study" in argv else argv
     argv = [a for a in argv if a != "--json"]
-    plan = study.plan_study(
+    plan = plan_study(
         quick=args.quick,
         preset=args.preset,
         steps=args.steps,
         minutes=args.minutes,
         stage2_steps=args.stage2_steps,
         loss_factors=args.loss_factors,
-        baseline_lf=args.baseline_lf if args.baseline_lf is not None else study.BASELINE_LF,
+        baseline_lf=args.baseline_lf if args.baseline_lf is not None else BASELINE_LF,
         overrides=args.overrides,
         threads=args.threads,
         tag=args.tag,
@@ -864,7 +865,7 @@ def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
         argv=argv,
     )
     if args.dry_run:
-        commands = [c for r in plan.runs for c in study._commands(plan, r)]
+        commands = [c for r in plan.runs for c in reproduce_commands(plan, r)]
         if not args.json:
             print("\n".join(commands))
         return {"runs": [r.name for r in plan.runs], "commands": commands}
@@ -872,7 +873,7 @@ def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
     def log(line: str) -> None:
         (sys.stderr if args.json else sys.stdout).write(f"[study] {line}\n")
 
-    result = study.run_study(_store(args), plan, args.out, log=log)
+    result = run_study(_store(args), plan, args.out, log=log)
     if not args.json:
         print(f"wrote {result['out']} and {result['assets']}/")
     return result

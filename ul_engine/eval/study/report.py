@@ -1,410 +1,18 @@
-"""`ul study`: the paper's tables at small scale, on a fixed budget, written to docs/results.md.
-
-One call builds a grid of runs in the store (names `<tag>-<key>`, e.g. study-lf1.5), trains each in this
-process (ul_engine.train.runner.train_run), evaluates them and writes a Markdown report with tables,
-PNG plots (drawn with PIL) and the exact commands that reproduce every run:
-
-- rate–distortion: PSNR and bits/pixel over the loss factor c_lf (Table 2);
-- autoencoder ablations: UL vs an N(0, I) prior vs an MSE decoder, judged by FD-shapes of stage-2
-  samples (Table 5);
-- component ablations: λ_z(0) = 10 and the prior stop-gradient (Table 6 B and A);
-- stage 2 vs the stage-1 prior: FD-shapes of both sample sets from the same autoencoder (§4).
-
-A run that already exists with the same config is reused (continued if unfinished), so an interrupted
-study resumes; one with a different config is an error (delete it or pick another --tag). Evaluations
-are cached per checkpoint and settings in the run's folder.
-"""
+"""A study's report: tables, PNG plots drawn with PIL, the paper's claims checked, and the commands."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import platform
 import shlex
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ul_engine.core.errors import ULError
-from ul_engine.eval.metrics import SSIM_DEFINITION
-
-Log = Callable[[str], None]
-
-# The quick grid's networks: the smoke preset's sizes on 32×32 data (latent 8×8×4), ~0.4M parameters.
-QUICK_MODEL = [
-    "model.encoder.channels=[16, 32, 32]",
-    "model.encoder.final_blocks=1",
-    "model.prior.width=64",
-    "model.prior.depth=2",
-    "model.decoder.channels=[16, 32]",
-    "model.decoder.width=64",
-    "model.decoder.depth=1",
-    "model.base.widths=[64, 96]",
-    "model.base.depths=[1, 2]",
-    "optim.lr=1e-3",
-    "optim.warmup_steps=20",
-]
-FULL_LOSS_FACTORS = (1.3, 1.5, 2.1, 3.0, 10.0)  # the paper's Table 2 range, then where the latent opens at 32 px
-QUICK_LOSS_FACTORS = (1.5, 3.0, 10.0)
-# The ablations' baseline loss factor. At 32×32 and these budgets the paper's 1.5 leaves a nearly empty
-# latent (measured, shapes-32 nets, 500 steps: ~0.005 bits/pixel, ~12 dB), and so does 3 (quick nets, 300
-# steps: 0.016 bits/pixel, 12.3 dB); 10 is the grid's loss factor where the latent is clearly in use (quick
-# nets, 300 steps: 0.21 bits/pixel, 16.0 dB). Ablating a collapsed autoencoder would compare nothing.
-BASELINE_LF = 10.0
-STOP_GRADIENT_KL_WEIGHT = 0.1  # the "discounted" N(0, I) KL of Table 6 A; the paper gives no value
-
-
-@dataclass(frozen=True)
-class Budget:
-    steps: int | None  # stage-1 optimizer steps per run (None: minutes)
-    minutes: float | None
-    stage2_steps: int | None
-    eval_n: int  # validation images for PSNR/SSIM/bits
-    fd_n: int  # samples (and reference images) for FD-shapes
-    decoder_steps: int
-    base_steps: int
-
-
-QUICK = Budget(steps=250, minutes=None, stage2_steps=300, eval_n=64, fd_n=256, decoder_steps=16, base_steps=32)
-# Full: long enough that the c_lf = 10 autoencoder is usable (~24 dB) and stage 2 is trained as long as stage 1;
-# estimated ~90 minutes on 2 idle CPU cores (docs/results.md says how long the last call took).
-FULL = Budget(steps=800, minutes=None, stage2_steps=800, eval_n=256, fd_n=500, decoder_steps=32, base_steps=64)
-
-
-@dataclass
-class StudyRun:
-    key: str  # lf1.5, normal, mse, lam10, sg, lv
-    label: str
-    group: str  # "rd" | "ablation"
-    overrides: list[str]
-    stage2: bool = False
-    prior_samples: bool = False
-    name: str = ""
-    results: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StudyPlan:
-    preset: str
-    tag: str
-    quick: bool
-    budget: Budget
-    common: list[str]  # overrides of every run (quick model, threads, the user's --set)
-    runs: list[StudyRun]
-    baseline_lf: float
-    argv: list[str]
-
-    def stage1_overrides(self, run: StudyRun) -> list[str]:
-        return [*self.common, *run.overrides]
-
-
-def _lf_key(lf: float) -> str:
-    return f"lf{lf:g}"
-
-
-def plan_study(
-    *,
-    quick: bool = False,
-    preset: str = "shapes-32",
-    steps: int | None = None,
-    minutes: float | None = None,
-    stage2_steps: int | None = None,
-    loss_factors: list[float] | None = None,
-    baseline_lf: float = BASELINE_LF,
-    overrides: list[str] | None = None,
-    threads: int = 0,
-    tag: str | None = None,
-    eval_n: int | None = None,
-    fd_n: int | None = None,
-    decoder_steps: int | None = None,
-    base_steps: int | None = None,
-    argv: list[str] | None = None,
-) -> StudyPlan:
-    """The grid and budget; nothing is trained or written."""
-    from ul_engine.core.config import resolve
-
-    base = QUICK if quick else FULL
-    if steps is not None and minutes is not None:
-        raise ULError("give --steps or --minutes, not both")
-    if (steps is not None and steps < 1) or (minutes is not None and minutes <= 0):
-        raise ULError("--steps must be ≥ 1 and --minutes > 0")
-    budget = Budget(
-        steps=steps if steps is not None else (None if minutes is not None else base.steps),
-        minutes=minutes,
-        stage2_steps=stage2_steps if stage2_steps is not None else (None if minutes is not None else base.stage2_steps),
-        eval_n=eval_n or base.eval_n,
-        fd_n=fd_n or base.fd_n,
-        decoder_steps=decoder_steps or base.decoder_steps,
-        base_steps=base_steps or base.base_steps,
-    )
-    if budget.fd_n < 2:
-        raise ULError("--fd needs at least 2 samples")
-    lfs = sorted(set(loss_factors or (QUICK_LOSS_FACTORS if quick else FULL_LOSS_FACTORS)) | {baseline_lf})
-    common = list(QUICK_MODEL) if quick else []
-    if threads:
-        common.append(f"train.threads={threads}")
-    common += list(overrides or [])
-    base_lf = [f"loss.loss_factor={baseline_lf}"]
-    runs = [
-        StudyRun(
-            _lf_key(lf),
-            f"UL, c_lf = {lf:g}",
-            "rd",
-            [f"loss.loss_factor={lf}"],
-            stage2=lf == baseline_lf,
-            prior_samples=lf == baseline_lf,
-        )
-        for lf in lfs
-    ]
-    runs += [
-        StudyRun("normal", "N(0, I) prior on z0", "ablation", [*base_lf, "ablation.prior=normal"], stage2=True),
-        StudyRun("mse", "MSE decoder", "ablation", [*base_lf, 'ablation.decoder_loss="mse"'], stage2=True),
-        StudyRun("lam10", "λ_z(0) = 10", "ablation", [*base_lf, "loss.latent_logsnr_max=10"]),
-        StudyRun(
-            "sg",
-            f"prior stop-gradient + {STOP_GRADIENT_KL_WEIGHT:g}·N(0, I) KL",
-            "ablation",
-            [*base_lf, "ablation.prior_stop_gradient=true", f"ablation.normal_kl_weight={STOP_GRADIENT_KL_WEIGHT}"],
-        ),
-    ]
-    if not quick:
-        runs.append(
-            StudyRun("lv", "learned encoder variance", "ablation", [*base_lf, "ablation.learned_variance=true"])
-        )
-    tag = tag or ("study-quick" if quick else "study")
-    for run in runs:
-        run.name = f"{tag}-{run.key}"
-    plan = StudyPlan(preset, tag, quick, budget, common, runs, baseline_lf, list(argv or []))
-    for run in runs:  # fail before training anything if an override is wrong
-        resolve(preset, plan.stage1_overrides(run), stage=1)
-    return plan
-
-
-# ----------------------------------------------------------------------------------------------
-# Running
-
-
-def _stage1_config(plan: StudyPlan, run: StudyRun) -> Any:
-    from ul_engine.core.config import resolve, validate
-
-    cfg = resolve(plan.preset, plan.stage1_overrides(run), stage=1)
-    raw = cfg.to_dict()
-    if plan.budget.steps is not None:
-        raw["train"] = {**raw["train"], "steps": plan.budget.steps, "minutes": 0.0}
-    else:
-        raw["train"] = {**raw["train"], "steps": 0, "minutes": plan.budget.minutes}
-    return validate(raw)
-
-
-def _ensure_run(store: Any, name: str, cfg: Any, log: Log, create: Callable[[], Any]) -> tuple[Any, float | None]:
-    """Create (or reuse) the run `name` with config `cfg` and train it to its budget; (run, seconds trained)."""
-    from ul_engine.core.errors import RunNotFound
-    from ul_engine.train.runner import train_run
-
-    try:
-        run = store.get_run(name)
-    except RunNotFound:
-        run = None
-    if run is not None and run.name != name:  # a prefix match is not this run
-        run = None
-    if run is not None:
-        # Compare as resolved today: a config field added since (at its default) is not a different run.
-        if type(cfg).model_validate(run.config).config_hash() != cfg.config_hash():
-            raise ULError(
-                f"run {name} exists with a different config; delete it (ul delete {name} --yes) or pass --tag"
-            )
-        if run.status == "completed":
-            log(f"{name}: reusing the completed run ({run.step} steps)")
-            return run, _train_seconds(store, run.id)
-        log(f"{name}: continuing from step {run.step} ({run.status})")
-    else:
-        run = create()
-        log(f"{name}: training (run {run.id})")
-    start = time.perf_counter()
-    result = train_run(store, run.id, progress=False)
-    if result.status == "stopped":  # SIGINT/SIGTERM or `ul stop`: the whole study stops, resumable as it is
-        raise ULError(f"{name} was stopped at step {result.step}; the study stops here (run it again to continue)")
-    seconds = (_train_seconds(store, run.id) or 0.0) + time.perf_counter() - start
-    from ul_engine.core import io
-
-    io.write_json(store.run_dir(run.id) / "study-train.json", {"train_seconds": seconds})
-    return store.get_run(run.id), seconds
-
-
-def _train_seconds(store: Any, run_id: int) -> float | None:
-    """Wall seconds the study spent training this run (over all calls), if it trained it."""
-    path = store.run_dir(run_id) / "study-train.json"
-    try:
-        return float(json.loads(path.read_text())["train_seconds"])
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _cached(store: Any, run: Any, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Evaluation results cached in the run's folder, keyed by the checkpoint and the settings."""
-    from ul_engine.core import io
-
-    ckpt = store.latest_checkpoint(run.id)
-    full_key = json.dumps({**key, "checkpoint": ckpt.sha256 if ckpt else None}, sort_keys=True)
-    path = store.run_dir(run.id) / "study-eval.json"
-    cache: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            cache = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            cache = {}
-    if full_key not in cache:
-        start = time.perf_counter()
-        value = compute()
-        cache[full_key] = {**value, "eval_seconds": round(time.perf_counter() - start, 1)}
-        io.write_json(path, cache)
-    return cache[full_key]
-
-
-def _mean_last(store: Any, run_id: int, key: str, count: int = 50) -> float | None:
-    series = store.read_metric(run_id, key)
-    values = np.asarray(series.values, dtype=np.float64)[-count:]
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if values.size else None
-
-
-def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> dict[str, Any]:
-    """Train and evaluate the grid, then write `out` (Markdown) and its folder of plots and JSON."""
-    import torch
-
-    from ul_engine.core.config import validate
-    from ul_engine.data import fixed_validation_batch, make_source
-    from ul_engine.eval.metrics.generation import fd_shapes
-    from ul_engine.inference.commands import evaluate_run, generated_images, load_run, stage2_config
-
-    threads = next((int(o.split("=", 1)[1]) for o in plan.common if o.startswith("train.threads=")), 0)
-    if threads:
-        torch.set_num_threads(threads)
-    out = Path(out)
-    assets = out.parent / out.stem
-    assets.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    b = plan.budget
-    gen_key = {"fd_n": b.fd_n, "decoder_steps": b.decoder_steps, "base_steps": b.base_steps}
-    real_images: Any = None
-    floor: dict[str, Any] = {}
-    for run in plan.runs:
-        cfg = _stage1_config(plan, run)
-        stored, seconds = _ensure_run(
-            store,
-            run.name,
-            cfg,
-            log,
-            lambda cfg=cfg, run=run: store.create_run(
-                name=run.name, stage=1, preset=plan.preset, config=cfg.to_dict(), total_steps=cfg.train.steps or None
-            ),
-        )
-        run.results["stage1_run"] = stored.id
-        run.results["steps"] = stored.step
-        run.results["train_seconds"] = seconds
-        log(f"{run.name}: evaluating reconstructions ({b.eval_n} images)")
-        run.results["recon"] = _cached(
-            store,
-            stored,
-            {"what": "recon", "n": b.eval_n, "decoder_steps": b.decoder_steps, "ssim": SSIM_DEFINITION},
-            lambda name=run.name: evaluate_run(store, name, n=b.eval_n, decoder_steps=b.decoder_steps),
-        )
-        _save_reconstructions(store, run, assets, b.decoder_steps)
-        if real_images is None:
-            data_cfg = validate({**cfg.to_dict(), "stage": 1}).data
-            from ul_engine.inference.commands import FD_REFERENCE_SEED
-
-            real_images = fixed_validation_batch(make_source(data_cfg), b.fd_n, seed=FD_REFERENCE_SEED)[0]
-            other = fixed_validation_batch(make_source(data_cfg), b.fd_n, seed=FD_REFERENCE_SEED + 1)[0]
-            floor = fd_shapes(real_images, other)
-            _save_grid(real_images[:32], assets / "real.png")
-        if run.prior_samples:
-            log(f"{run.name}: FD-shapes of {b.fd_n} stage-1 prior samples")
-
-            def prior_fd(name: str = run.name, real: Any = real_images) -> dict[str, Any]:
-                loaded = load_run(store, name)
-                fake = generated_images(
-                    loaded, b.fd_n, prior_samples=True, base_steps=b.base_steps, decoder_steps=b.decoder_steps
-                )
-                _save_grid(fake[:32], assets / f"samples-{name.removeprefix(plan.tag + '-')}-prior.png")
-                return fd_shapes(real, fake)
-
-            run.results["prior_fd"] = _cached(store, stored, {"what": "prior_fd", **gen_key}, prior_fd)
-        if run.stage2:
-            s2_name = f"{run.name}-s2"
-            s2_cfg, ckpt = stage2_config(
-                store,
-                stored.id,
-                plan.preset,
-                [*plan.common],
-                steps=b.stage2_steps if b.stage2_steps is not None else None,
-                minutes=b.minutes if b.stage2_steps is None else None,
-            )
-            s2, s2_seconds = _ensure_run(
-                store,
-                s2_name,
-                s2_cfg,
-                log,
-                lambda s2_cfg=s2_cfg, ckpt=ckpt, s2_name=s2_name: store.create_run(
-                    name=s2_name,
-                    stage=2,
-                    preset=plan.preset,
-                    config=s2_cfg.to_dict(),
-                    total_steps=s2_cfg.train.steps or None,
-                    parent_run_id=ckpt.run_id,
-                    parent_checkpoint_id=ckpt.id,
-                    parent_checkpoint_sha256=ckpt.sha256,
-                ),
-            )
-            run.results["stage2_run"] = s2.id
-            run.results["stage2_steps"] = s2.step
-            run.results["stage2_train_seconds"] = s2_seconds
-            run.results["base_bits_per_pixel"] = _mean_last(store, s2.id, "rate/base_bits_per_pixel")
-            log(f"{s2_name}: FD-shapes of {b.fd_n} stage-2 samples")
-
-            def stage2_fd(name: str = s2_name, real: Any = real_images) -> dict[str, Any]:
-                loaded = load_run(store, name)
-                fake = generated_images(loaded, b.fd_n, base_steps=b.base_steps, decoder_steps=b.decoder_steps)
-                _save_grid(fake[:32], assets / f"samples-{name.removeprefix(plan.tag + '-')}.png")
-                return fd_shapes(real, fake)
-
-            run.results["stage2_fd"] = _cached(store, s2, {"what": "stage2_fd", **gen_key}, stage2_fd)
-    wall = time.perf_counter() - started
-    report = _report(plan, floor, wall, out, assets)
-    return report
-
-
-# ----------------------------------------------------------------------------------------------
-# Outputs
-
-
-def _save_grid(images: Any, path: Path, cols: int = 8) -> None:
-    from ul_engine.core.imaging import grid, save_png, tensor_to_uint8
-
-    tiles = grid(tensor_to_uint8(images), cols=cols)
-    save_png(path, tiles, scale=max(1, 256 // tiles.shape[1]) if tiles.shape[1] < 256 else 1)
-
-
-def _save_reconstructions(store: Any, run: StudyRun, assets: Path, decoder_steps: int) -> None:
-    """8 validation images over their reconstructions, for the report."""
-    import torch
-
-    from ul_engine.data import fixed_validation_batch, make_source
-    from ul_engine.inference.commands import load_run
-    from ul_engine.inference.pipeline import reconstruct_batch
-
-    path = assets / f"recon-{run.key}.png"
-    loaded = load_run(store, run.name)
-    x, _ = fixed_validation_batch(make_source(loaded.cfg.data), 8, seed=4321)
-    recs = reconstruct_batch(loaded.stage1, x, decoder_steps=decoder_steps, seeds=list(range(8)))
-    recon = torch.from_numpy(np.stack([r.reconstruction for r in recs])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    _save_grid(torch.cat([x, recon]), path)
+from ul_engine.eval.study.plan import STOP_GRADIENT_KL_WEIGHT, StudyPlan, StudyRun, lf_key, reproduce_commands
 
 
 def plot_points(
@@ -501,31 +109,6 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def _commands(plan: StudyPlan, run: StudyRun, common: str | None = None) -> list[str]:
-    """The `ul` commands that reproduce one run; `common` stands in for the shared overrides (a bash
-    array in the report), else they are spelled out."""
-    b = plan.budget
-    shared = common if common is not None else " ".join(f"--set {shlex.quote(o)}" for o in plan.common)
-    own = " ".join(f"--set {shlex.quote(o)}" for o in run.overrides)
-    budget = f"--steps {b.steps}" if b.steps is not None else f"--minutes {b.minutes:g}"
-    cmds = [" ".join(filter(None, ["ul train --preset", plan.preset, shared, own, budget, "--name", run.name]))]
-    cmds.append(f"ul eval --run {run.name} --n {b.eval_n} --decoder-steps {b.decoder_steps} --json")
-    if run.prior_samples:
-        cmds.append(
-            f"ul eval --run {run.name} --n {b.eval_n} --decoder-steps {b.decoder_steps} --fd {b.fd_n} "
-            f"--prior-samples --steps {b.base_steps} --json"
-        )
-    if run.stage2:
-        s2_budget = f"--steps {b.stage2_steps}" if b.stage2_steps is not None else f"--minutes {b.minutes:g}"
-        parts = ["ul train --stage 2 --from-run", run.name, "--preset", plan.preset, shared, s2_budget]
-        cmds.append(" ".join(filter(None, [*parts, "--name", f"{run.name}-s2"])))
-        cmds.append(
-            f"ul eval --run {run.name}-s2 --n {b.eval_n} --decoder-steps {b.decoder_steps} --fd {b.fd_n} "
-            f"--steps {b.base_steps} --json"
-        )
-    return cmds
-
-
 COLLAPSED_BITS_PER_PIXEL = 0.01  # below this the latent is empty: PSNR is the decoder's unconditional guess
 
 
@@ -608,7 +191,7 @@ def _checks(plan: StudyPlan, by_key: dict[str, StudyRun], base: StudyRun, floor:
     return [*lines, ""]
 
 
-def _report(plan: StudyPlan, floor: dict[str, Any], wall: float, out: Path, assets: Path) -> dict[str, Any]:
+def write_report(plan: StudyPlan, floor: dict[str, Any], wall: float, out: Path, assets: Path) -> dict[str, Any]:
     from ul_engine.eval.metrics.features import load_shapes_classifier
 
     _, clf = load_shapes_classifier()
@@ -616,7 +199,7 @@ def _report(plan: StudyPlan, floor: dict[str, Any], wall: float, out: Path, asse
     b = plan.budget
     rd = [r for r in plan.runs if r.group == "rd"]
     by_key = {r.key: r for r in plan.runs}
-    base = by_key[_lf_key(plan.baseline_lf)]
+    base = by_key[lf_key(plan.baseline_lf)]
 
     def bpp(r: StudyRun) -> float:
         return float(r.results["recon"]["bits_per_pixel"])
@@ -664,7 +247,7 @@ def _report(plan: StudyPlan, floor: dict[str, Any], wall: float, out: Path, asse
         f"({b.decoder_steps} decoder steps); {b.fd_n} samples against {b.fd_n} validation images for FD-shapes "
         f"({b.base_steps} base-model steps, {b.decoder_steps} decoder steps, no guidance). Preset `{plan.preset}`"
         + (
-            " with the quick grid's small networks (the smoke preset's sizes, `QUICK_MODEL` in eval/study.py)."
+            " with the quick grid's small networks (the smoke preset's sizes, `QUICK_MODEL` in eval/study/plan.py)."
             if plan.quick
             else "."
         )
@@ -803,7 +386,7 @@ def _report(plan: StudyPlan, floor: dict[str, Any], wall: float, out: Path, asse
     if plan.common:
         lines.append("COMMON=(" + " ".join(f"--set {shlex.quote(o)}" for o in plan.common) + ")")
     for r in plan.runs:
-        lines += _commands(plan, r, '"${COMMON[@]}"' if plan.common else "")
+        lines += reproduce_commands(plan, r, '"${COMMON[@]}"' if plan.common else "")
     lines += ["```", ""]
     text = "\n".join(lines)
     from ul_engine.core.io import atomic_write_bytes
