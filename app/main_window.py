@@ -26,7 +26,7 @@ from app.pages.placeholder import PlaceholderPage
 from app.pages.runs import RunsPage
 from app.resources import app_icon
 from app.widgets.wheel_guard import install_wheel_guard
-from app.workers.training import GRACE_S, TERM_GRACE_S
+from ul_engine.core.supervisor import StopLadder
 
 PAGES = (
     ("runs", "Runs", "Every run, the queue, and the run actions"),
@@ -394,7 +394,7 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage("Stopping the running training before quitting…")
                 self.ctx.runner.idle.connect(self._finish_close)
                 self.ctx.runner.stop_all()
-                QTimer.singleShot(int((GRACE_S + TERM_GRACE_S + 5) * 1000), self._finish_close)
+                QTimer.singleShot(int((StopLadder().total_s + 5) * 1000), self._finish_close)
                 event.ignore()
                 return
             self._detach = True

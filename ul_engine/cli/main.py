@@ -455,7 +455,7 @@ def cmd_pause(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_stop(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.core.supervisor import stop_run
+    from ul_engine.core.supervisor import StopLadder, stop_run
 
     store = _store(args)
     run = store.get_run(args.run)
@@ -467,7 +467,8 @@ def cmd_stop(args: argparse.Namespace) -> dict[str, Any]:
         return {"run": run.id, "status": store.get_run(run.id).status, "how": "dequeued"}
     if run.status not in ("running", "paused", "stopping"):
         raise ULError(f"run {run.name} is {run.status}; nothing to stop")
-    how = stop_run(store, run.id, grace_s=args.grace)  # a dead worker: the run becomes interrupted, resumable
+    # a dead worker: the run becomes interrupted, resumable
+    how = stop_run(store, run.id, ladder=StopLadder(grace_s=args.grace))
     return {"run": run.id, "status": store.get_run(run.id).status, "how": how}
 
 
