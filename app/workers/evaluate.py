@@ -119,8 +119,8 @@ class Evaluator(QObject):
             self._done(proc, job, False, f"the evaluation could not start: {proc.errorString()}")
 
     def _on_finished(self, proc: QProcess, job: EvalJob, code: int) -> None:
-        out = bytes(proc.readAllStandardOutput()).decode("utf-8", errors="replace").strip().splitlines()
-        err = bytes(proc.readAllStandardError()).decode("utf-8", errors="replace").strip().splitlines()
+        out = bytes(proc.readAllStandardOutput().data()).decode("utf-8", errors="replace").strip().splitlines()
+        err = bytes(proc.readAllStandardError().data()).decode("utf-8", errors="replace").strip().splitlines()
         result = _last_json(out)
         if code == 0 and result is not None and "error" not in result:
             message = f"PSNR {result['psnr']:.2f} dB at {result['bits_per_pixel']:.4g} bits/pixel"
