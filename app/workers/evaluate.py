@@ -11,12 +11,12 @@ import json
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, Signal
 
 from app.workers import procs
 from ul_engine.core.errors import ULError
+from ul_engine.store import Store
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Evaluator(QObject):
     finished = Signal(object, bool, str)  # EvalJob, ok, the result line or the error
     idle = Signal()
 
-    def __init__(self, home: Path, store: Any, parent: QObject | None = None) -> None:
+    def __init__(self, home: Path, store: Store, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.home = Path(home)
         self.store = store

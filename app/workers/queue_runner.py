@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.workers.training import AttachedProcess, RunProcess, TrainingProcess
 from ul_engine.core.errors import ULError
 from ul_engine.core.supervisor import StopLadder, WorkerExit, claim_jobs, record_exit, request_stop
-from ul_engine.store import ACTIVE_RUN_STATUSES
+from ul_engine.store import ACTIVE_RUN_STATUSES, JobInfo, Store
 from ul_engine.store.liveness import hostname
 
 CommandFactory = Callable[[Any, int], tuple[str, list[str]]]
@@ -56,7 +56,7 @@ class QueueRunner(QObject):
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         *,
         devices: Iterable[str] = ("cpu",),
         command_factory: CommandFactory | None = None,
@@ -148,7 +148,7 @@ class QueueRunner(QObject):
         if jobs:
             self.changed.emit()
 
-    def _launch(self, job: Any) -> None:
+    def _launch(self, job: JobInfo) -> None:
         command = self.command_factory(job, job.run_id) if self.command_factory else None
         proc = TrainingProcess(self.store, job.run_id, job.id, command=command, parent=self)
         proc.device = job.device

@@ -22,7 +22,7 @@ from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 from app.workers import procs
 from ul_engine.core import protocol
 from ul_engine.core.supervisor import STDERR_TAIL_LINES, StopLadder, StopRung, request_stop
-from ul_engine.store import ACTIVE_RUN_STATUSES
+from ul_engine.store import ACTIVE_RUN_STATUSES, Store
 
 _DETACHED: list[Any] = []
 """Processes left running when the app quits ("keep training in the background")."""
@@ -89,7 +89,7 @@ class RunProcess(QObject):
     finished = Signal(int, bool)  # exit code (-1: unknown), crashed
     stop_phase = Signal(str)  # requested | terminate | kill
 
-    def __init__(self, store: Any, run_id: int, job_id: int | None = None, parent: QObject | None = None) -> None:
+    def __init__(self, store: Store, run_id: int, job_id: int | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.store = store
         self.run_id = int(run_id)
@@ -227,7 +227,7 @@ class TrainingProcess(RunProcess):
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         run_id: int,
         job_id: int | None = None,
         *,
@@ -310,7 +310,7 @@ class AttachedProcess(RunProcess):
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         run_id: int,
         pid: int,
         job_id: int | None = None,

@@ -20,9 +20,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ul_engine.core.errors import RunStateError, ULError
+
+if TYPE_CHECKING:  # the store imports core: only the type checker follows this edge
+    from ul_engine.store import JobInfo, Store
 
 STDERR_TAIL_LINES = 200
 STOP_GRACE_S = 10.0
@@ -53,7 +56,7 @@ class StopLadder:
         return self.grace_s + self.term_s
 
 
-def request_stop(store: Any, run_id: int, session: int | None) -> None:
+def request_stop(store: Store, run_id: int, session: int | None) -> None:
     """The ladder's first rung: a stop request on the run row for `session` only (it never stops a later
     session of the run), and "stopping" shown at once."""
     store.request(run_id, "stop", session=session)
@@ -211,7 +214,9 @@ def pid_alive(pid: int | None, started_at: float | None = None) -> bool:
     return process_alive(pid, started_at)
 
 
-def stop_run(store: Any, run_id: int, *, worker: WorkerProcess | None = None, ladder: StopLadder | None = None) -> str:
+def stop_run(
+    store: Store, run_id: int, *, worker: WorkerProcess | None = None, ladder: StopLadder | None = None
+) -> str:
     """Walk the stop ladder for the run's current worker session; returns how it ended: 'cooperative',
     'terminated', 'killed', 'requested' (the worker runs on another machine: it stops at its next step) or
     'not running' (no worker: a dead one leaves the run interrupted, resumable at once)."""
@@ -279,7 +284,7 @@ def last_line(text: str | None) -> str | None:
     return None
 
 
-def record_exit(store: Any, done: WorkerExit) -> bool:
+def record_exit(store: Store, done: WorkerExit) -> bool:
     """Write a finished worker's outcome on its run (through `Store.transition`, only if that worker's
     session still owns the run) and on its job; returns whether it succeeded."""
     from datetime import UTC, datetime
@@ -324,12 +329,12 @@ def record_exit(store: Any, done: WorkerExit) -> bool:
     return ok
 
 
-def claim_jobs(store: Any, devices: list[str], busy: set[str]) -> list[Any]:
+def claim_jobs(store: Store, devices: list[str], busy: set[str]) -> list[JobInfo]:
     """The next queued job of every free device, claimed ("running"); a job of an unknown kind fails at once
     and the device's next job is taken instead."""
     from datetime import UTC, datetime
 
-    claimed = []
+    claimed: list[JobInfo] = []
     for device in devices:
         if device in busy:
             continue
@@ -341,7 +346,9 @@ def claim_jobs(store: Any, devices: list[str], busy: set[str]) -> list[Any]:
     return claimed
 
 
-def run_job(store: Any, job: Any, *, launch: LaunchOptions | None = None, env: dict[str, str] | None = None) -> int:
+def run_job(
+    store: Store, job: JobInfo, *, launch: LaunchOptions | None = None, env: dict[str, str] | None = None
+) -> int:
     """Run one claimed training job to its end and record the outcome on its run and job (`record_exit`)."""
     command = worker_command(store.home, job.run_id, launch=launch)
     worker = start_worker(command, job.run_id, env=env)  # the worker itself moves the run to "running"
@@ -362,7 +369,7 @@ def worker_session(events: list[dict[str, Any]]) -> int | None:
     return next((e["session"] for e in events if e.get("event") == "status" and "session" in e), None)
 
 
-def end_session(store: Any, run_id: int, session: int | None, to: str, **fields: Any) -> bool:
+def end_session(store: Store, run_id: int, session: int | None, to: str, **fields: Any) -> bool:
     """After a worker exited: move its run to `to` if that worker's session still owns it (session known), or
     if the run is still "queued" (the worker never claimed it). Another process's session is left alone."""
     from ul_engine.store import ACTIVE_RUN_STATUSES
@@ -375,7 +382,9 @@ def end_session(store: Any, run_id: int, session: int | None, to: str, **fields:
     return True
 
 
-def run_queue(store: Any, device: str = "cpu", *, launch: LaunchOptions | None = None, once: bool = False) -> list[int]:
+def run_queue(
+    store: Store, device: str = "cpu", *, launch: LaunchOptions | None = None, once: bool = False
+) -> list[int]:
     """Process queued jobs for `device` one at a time (the queue policy of `claim_jobs` and `record_exit`, run
     blocking); a failed job does not stop the queue."""
     done: list[int] = []
