@@ -19,13 +19,15 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ul_engine.core import protocol
 from ul_engine.core.errors import RunStateError, ULError
 
 if TYPE_CHECKING:  # the store imports core: only the type checker follows this edge
-    from ul_engine.store import JobInfo, Store
+    from ul_engine.store import JobInfo, Store  # why: the store imports core
 
 STDERR_TAIL_LINES = 200
 STOP_GRACE_S = 10.0
@@ -165,8 +167,6 @@ class WorkerProcess:
 
 def start_worker(command: list[str], run_id: int, *, env: dict[str, str] | None = None) -> WorkerProcess:
     """Start a worker in its own process group (so the whole tree can be signalled) and drain its pipes."""
-    from ul_engine.core import protocol
-
     popen = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -209,7 +209,7 @@ def signal_tree(pid: int, sig: int) -> bool:
 
 def pid_alive(pid: int | None, started_at: float | None = None) -> bool:
     """Whether process `pid` on this machine exists, is not a zombie and (given `started_at`) is the same process."""
-    from ul_engine.store.liveness import process_alive
+    from ul_engine.store.liveness import process_alive  # why: the store imports core
 
     return process_alive(pid, started_at)
 
@@ -220,8 +220,8 @@ def stop_run(
     """Walk the stop ladder for the run's current worker session; returns how it ended: 'cooperative',
     'terminated', 'killed', 'requested' (the worker runs on another machine: it stops at its next step) or
     'not running' (no worker: a dead one leaves the run interrupted, resumable at once)."""
-    from ul_engine.store import ACTIVE_RUN_STATUSES
-    from ul_engine.store.liveness import worker_alive
+    from ul_engine.store import ACTIVE_RUN_STATUSES  # why: the store imports core
+    from ul_engine.store.liveness import worker_alive  # why: the store imports core
 
     ladder = ladder or StopLadder()
     store.mark_stale_runs()
@@ -287,9 +287,7 @@ def last_line(text: str | None) -> str | None:
 def record_exit(store: Store, done: WorkerExit) -> bool:
     """Write a finished worker's outcome on its run (through `Store.transition`, only if that worker's
     session still owns the run) and on its job; returns whether it succeeded."""
-    from datetime import UTC, datetime
-
-    from ul_engine.store import ACTIVE_RUN_STATUSES
+    from ul_engine.store import ACTIVE_RUN_STATUSES  # why: the store imports core (a cycle at module level)
 
     now = datetime.now(UTC)
     try:
@@ -332,8 +330,6 @@ def record_exit(store: Store, done: WorkerExit) -> bool:
 def claim_jobs(store: Store, devices: list[str], busy: set[str]) -> list[JobInfo]:
     """The next queued job of every free device, claimed ("running"); a job of an unknown kind fails at once
     and the device's next job is taken instead."""
-    from datetime import UTC, datetime
-
     claimed: list[JobInfo] = []
     for device in devices:
         if device in busy:
@@ -372,7 +368,7 @@ def worker_session(events: list[dict[str, Any]]) -> int | None:
 def end_session(store: Store, run_id: int, session: int | None, to: str, **fields: Any) -> bool:
     """After a worker exited: move its run to `to` if that worker's session still owns it (session known), or
     if the run is still "queued" (the worker never claimed it). Another process's session is left alone."""
-    from ul_engine.store import ACTIVE_RUN_STATUSES
+    from ul_engine.store import ACTIVE_RUN_STATUSES  # why: the store imports core
 
     expect = ACTIVE_RUN_STATUSES if session is not None else ("queued",)
     try:
