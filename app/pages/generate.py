@@ -10,14 +10,13 @@ Generate draws the same image again. Click a sample to open it in Latents.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
@@ -42,6 +41,7 @@ from app.widgets.gallery import Gallery
 from app.widgets.run_combo import RunCombo
 from ul_engine.core.errors import ULError
 from ul_engine.core.media import is_video_path
+from ul_engine.core.protocol import ImageSamples, Partial, Progress, SampleImages
 from ul_engine.core.sample_settings import read_sample_settings
 from ul_engine.store.paths import samples_dir
 
@@ -158,9 +158,6 @@ class GeneratePage(QWidget):
         body.addLayout(right, 1)
         root.addLayout(body, 1)
 
-        self._poll = QTimer(self)
-        self._poll.setInterval(150)
-        self._poll.timeout.connect(self._read_progress)
         self.runs.run_selected.connect(self._on_run)
         ctx.repo.changed.connect(self.runs.refresh)
         self.runs.refresh()
@@ -413,7 +410,6 @@ class GeneratePage(QWidget):
             "chunk": 0,
             "out": str(folder),
             "cancel_file": str(Path(self.tmp) / f"cancel-{self._token}"),
-            "progress_file": str(Path(self.tmp) / f"progress-{self._token}.json"),
             "started": time.perf_counter(),
             "cancelled": False,
         }
@@ -425,7 +421,6 @@ class GeneratePage(QWidget):
         self.progress.setFormat(f"0 / {len(seeds)}")
         self.status.setText(f"Sampling {len(seeds)} images…")
         self._send_next()
-        self._poll.start()
         return True
 
     def _generate_video(self, session: Any, settings: dict[str, Any]) -> bool:
@@ -463,30 +458,38 @@ class GeneratePage(QWidget):
         chunk = job["seeds"][job["next"] : job["next"] + CHUNK]
         job["next"] += len(chunk)
         job["chunk"] = len(chunk)
-        Path(job["progress_file"]).unlink(missing_ok=True)
         s = job["settings"]
         token = job["token"]
-        self.ctx.session.request(
-            "generate_samples",
-            lambda ok, result: self._on_chunk(token, ok, result),
+        request = SampleImages(
             run=s["run"], checkpoint=s["checkpoint"], seeds=chunk, base_steps=s["base_steps"],
-            decoder_steps=s["decoder_steps"], sampler=s["sampler"], guidance=s["guidance"], **{"class": s["class"]},
-            out=job["out"], cancel_file=job["cancel_file"], progress_file=job["progress_file"],
+            decoder_steps=s["decoder_steps"], sampler=s["sampler"], guidance=s["guidance"], class_label=s["class"],
+            out=job["out"], cancel_file=job["cancel_file"],
         )  # fmt: skip
+        self.ctx.session.call(
+            request,
+            lambda ok, result: self._on_chunk(token, ok, result),
+            on_event=lambda event: self._on_chunk_progress(token, event),
+        )
 
-    def _on_chunk(self, token: int, ok: bool, result: Any) -> None:
+    def _on_chunk_progress(self, token: int, event: Progress | Partial) -> None:
+        job = self._job
+        if job is None or token != job["token"] or not isinstance(event, Progress):
+            return
+        self._show_progress(event.done / max(1, event.total))
+
+    def _on_chunk(self, token: int, ok: bool, result: ImageSamples | str) -> None:
         job = self._job
         if job is None or token != job["token"]:
             return
-        if not ok:
+        if not isinstance(result, ImageSamples):
             self._finish(f"Could not generate: {result}")
             return
-        for item in result.get("outputs", []):
+        for item in result.outputs:
             self.gallery.add_sample(item["path"], item["seed"])
             job["done"] += 1
             self.sample_added.emit(item["path"])
         self._show_progress(0.0)
-        if result.get("cancelled") or job["cancelled"]:
+        if result.cancelled or job["cancelled"]:
             self._finish(f"Cancelled: {job['done']} of {len(job['seeds'])} samples.", cancelled=True)
         elif job["next"] < len(job["seeds"]):
             self._send_next()
@@ -494,17 +497,6 @@ class GeneratePage(QWidget):
             seconds = time.perf_counter() - job["started"]
             rate = job["done"] / seconds if seconds > 0 else 0.0
             self._finish(f"{job['done']} samples in {seconds:.1f} s ({rate:.2f} samples/s), saved in {job['out']}.")
-
-    def _read_progress(self) -> None:
-        job = self._job
-        if job is None:
-            return
-        try:
-            state = json.loads(Path(job["progress_file"]).read_text())
-            fraction = float(state["done"]) / max(1.0, float(state["total"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return
-        self._show_progress(fraction)
 
     def _show_progress(self, chunk_fraction: float) -> None:
         job = self._job
@@ -599,7 +591,6 @@ class GeneratePage(QWidget):
     def _finish(self, message: str, *, cancelled: bool = False) -> None:
         job = self._job
         self._job = None
-        self._poll.stop()
         self.status.setText(message)
         self.generate_button.setEnabled(self.run_id() is not None)
         self.cancel_button.setEnabled(False)

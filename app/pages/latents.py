@@ -43,6 +43,17 @@ from app.widgets.latent_tiles import SEQUENTIAL_STOPS, ColorBar, LatentTiles, Pi
 from app.widgets.run_combo import RunCombo
 from app.widgets.scrubber import FilmStrip, Scrubber
 from ul_engine.core.errors import ULError
+from ul_engine.core.protocol import (
+    AnalyzeLatent,
+    DecodeFrames,
+    ExportedFrames,
+    ExportFrames,
+    LatentAnalysis,
+    LatentFrames,
+    TraceSample,
+    Trajectory,
+    to_wire,
+)
 from ul_engine.core.sample_settings import read_sample_settings
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif)"
@@ -101,7 +112,7 @@ class LatentsPage(QWidget):
     analyzed = Signal(str)  # slot "a" or "b": its latent view is ready
     strip_ready = Signal()
     trajectory_ready = Signal()
-    exported = Signal(dict)  # the export_video result
+    exported = Signal(dict)  # the frames.export result (ExportedFrames as a dict)
     message = Signal(str)
 
     def __init__(self, ctx: Any, parent: QWidget | None = None) -> None:
@@ -498,28 +509,22 @@ class LatentsPage(QWidget):
         widget.caption.setText(f"{Path(path).name}: encoding…")
         self.interp.clear(f"Image {slot.upper()} is being encoded; the interpolation follows.")
         self.strip.clear()
-        session.request(
-            "latents_analyze",
-            lambda ok, result: self._on_analyzed(slot, token, path, ok, result),
-            run=run_id,
-            image=path,
-            out=self._next_dir(f"analyze-{slot}"),
-            decoder_steps=self.full_steps.value(),
-            seed=self.seed.value(),
-        )
+        request = AnalyzeLatent(run=run_id, image=path, out=self._next_dir(f"analyze-{slot}"),
+                                decoder_steps=self.full_steps.value(), seed=self.seed.value())  # fmt: skip
+        session.call(request, lambda ok, result: self._on_analyzed(slot, token, path, ok, result))
         return True
 
-    def _on_analyzed(self, slot: str, token: int, path: str, ok: bool, result: Any) -> None:
+    def _on_analyzed(self, slot: str, token: int, path: str, ok: bool, answer: LatentAnalysis | str) -> None:
         if token != self._tokens[slot]:
             return
         self._encoding.discard(slot)
         widget = self.slots[slot]
-        if not ok:
+        if not isinstance(answer, LatentAnalysis):
             self.results[slot] = None
             widget.input.set_path(None)
             widget.decoded.set_path(None)
-            widget.caption.setText(f"{Path(path).name}: {result}")
-            self.status.setText(f"Image {slot.upper()}: {result}")
+            widget.caption.setText(f"{Path(path).name}: {answer}")
+            self.status.setText(f"Image {slot.upper()}: {answer}")
             self._show_inspected()
             self.interp.clear()
             self.strip.clear()
@@ -527,7 +532,7 @@ class LatentsPage(QWidget):
                 self.noise.clear()
                 self.channel_edit.clear()
             return
-        self.results[slot] = result
+        self.results[slot] = result = to_wire(answer)
         widget.input.set_path(result["input"])
         widget.decoded.set_path(result["decoded"])
         rate = result["rate"]
@@ -619,22 +624,16 @@ class LatentsPage(QWidget):
             return False
         steps = self.preview_steps.value() if preview else self.full_steps.value()
 
-        def answer(ok: bool, result: Any) -> None:
-            if ok:
-                result = {**result, "image": result["images"][0]}
-            done(ok, result)
+        def answer(ok: bool, result: LatentFrames | str) -> None:
+            if isinstance(result, LatentFrames):
+                done(True, {**to_wire(result), "image": result.images[0]})
+            else:
+                done(False, result)
 
         self._counter += 1
-        session.request(
-            "latents_frames",
-            answer,
-            run=run_id,
-            out=str(Path(self.tmp) / "frames"),
-            prefix=f"{self._counter:06d}",
-            steps=steps,
-            seed=self.seed.value(),
-            **params,
-        )
+        request = DecodeFrames(run=run_id, out=str(Path(self.tmp) / "frames"), prefix=f"{self._counter:06d}",
+                               steps=steps, seed=self.seed.value(), **params)  # fmt: skip
+        session.call(request, answer)
         return True
 
     def _decode_interpolate(self, t: float, preview: bool, done: Callable[[bool, Any], None]) -> bool:
@@ -689,20 +688,22 @@ class LatentsPage(QWidget):
         self._strip_token += 1
         token = self._strip_token
 
-        def done(ok: bool, result: Any) -> None:
+        def done(ok: bool, result: LatentFrames | str) -> None:
             if token != self._strip_token:
                 return
-            if not ok:
+            if not isinstance(result, LatentFrames):
                 self.status.setText(f"Film strip: {result}")
                 return
-            self.strip.set_frames(result["images"], [f"{t:.2f}" for t in result["values"]])
+            self.strip.set_frames(result.images, [f"{t:.2f}" for t in result.values])
             self.strip_ready.emit()
 
-        session.request(
-            "latents_frames", done, run=self.run_id(), out=self._next_dir("strip"), kind="interpolate", latent=a,
-            latent_b=b, values=values, mode=self.interp_mode.currentData(), steps=self.full_steps.value(),
-            seed=self.seed.value(), prefix="strip",
+        run_id = self.run_id()
+        assert run_id is not None
+        request = DecodeFrames(
+            run=run_id, out=self._next_dir("strip"), kind="interpolate", latent=a, latent_b=b, values=values,
+            mode=self.interp_mode.currentData(), steps=self.full_steps.value(), seed=self.seed.value(), prefix="strip",
         )  # fmt: skip
+        session.call(request, done)
         return True
 
     def _strip_clicked(self, index: int) -> None:
@@ -722,26 +723,28 @@ class LatentsPage(QWidget):
         self.record_button.setEnabled(False)
         self.traj.timing.setText("Recording…")
 
-        def done(ok: bool, result: Any) -> None:
+        def done(ok: bool, result: Trajectory | str) -> None:
             self.record_button.setEnabled(True)
-            if not ok:
+            if not isinstance(result, Trajectory):
                 self.traj.timing.setText(f"Could not record: {result}")
                 return
-            self.trajectory = result["frames"]
+            self.trajectory = result.frames
             self.traj.slider.blockSignals(True)
             self.traj.slider.setRange(0, max(0, len(self.trajectory) - 1))
             self.traj.slider.setValue(len(self.trajectory) - 1)
             self.traj.slider.blockSignals(False)
             self.traj.refresh()
-            self.traj.timing.setText(f"{len(self.trajectory)} frames in {result['seconds']:.1f} s")
+            self.traj.timing.setText(f"{len(self.trajectory)} frames in {result.seconds or 0.0:.1f} s")
             self.trajectory_ready.emit()
 
-        params = {k: v for k, v in self.traj_params.items() if v is not None}
-        session.request(
-            "latents_trajectory", done, run=info.id, out=self._next_dir("trajectory"), seed=self.traj_seed.value(),
+        params = self.traj_params
+        request = TraceSample(
+            run=info.id, out=self._next_dir("trajectory"), seed=self.traj_seed.value(),
             base_steps=self.traj_base_steps.value(), decoder_steps=self.traj_decoder_steps.value(),
-            preview_steps=self.preview_steps.value(), **params,
+            preview_steps=self.preview_steps.value(), sampler=params.get("sampler"), guidance=params.get("guidance"),
+            class_label=params.get("class"),
         )  # fmt: skip
+        session.call(request, done)
         return True
 
     def _trajectory_label(self, value: float) -> str:
@@ -791,18 +794,18 @@ class LatentsPage(QWidget):
         def write(paths: list[str]) -> None:
             self._export_step(len(paths), len(paths), f"Writing {mp4.name} and {gif.name}…")
             self.export_progress.setRange(0, 0)  # busy: the encoder reports no steps
-            session.request("export_video", on_written, frames=paths, mp4=str(mp4), gif=str(gif), fps=fps)
+            session.call(ExportFrames(frames=paths, mp4=str(mp4), gif=str(gif), fps=fps), on_written)
 
-        def on_written(ok: bool, result: Any) -> None:
+        def on_written(ok: bool, result: ExportedFrames | str) -> None:
             self._export_done()
-            if not ok:
+            if not isinstance(result, ExportedFrames):
                 self.export_status.setText(f"Export failed: {result}")
                 return
-            m = result["mp4"]
+            m = result.mp4 or {}
             self.export_status.setText(
-                f"Wrote {mp4.name} and {gif.name}: {m['frames']} frames, {m['size'][0]}×{m['size'][1]}"
+                f"Wrote {mp4.name} and {gif.name}: {m.get('frames')} frames, {m['size'][0]}×{m['size'][1]}"
             )
-            self.exported.emit(result)
+            self.exported.emit(to_wire(result))
 
         if session is None or self.run_id() is None:
             return False
@@ -831,22 +834,24 @@ class LatentsPage(QWidget):
             self.export_status.setText("Open an image first.")
             return False
         run_id, out = self.run_id(), self._next_dir(f"export-{kind}")
+        assert run_id is not None
         images: list[str] = []
 
         def next_chunk() -> None:
             start = len(images)
             self._export_step(start, n, f"Decoding frames {start} / {n}…")
-            session.request(
-                "latents_frames", decoded, run=run_id, out=out, values=values[start : start + EXPORT_CHUNK],
-                steps=self.full_steps.value(), seed=self.seed.value(), prefix=f"{kind}-{start:04d}", **params,
+            request = DecodeFrames(
+                run=run_id, out=out, values=values[start : start + EXPORT_CHUNK], steps=self.full_steps.value(),
+                seed=self.seed.value(), prefix=f"{kind}-{start:04d}", **params,
             )  # fmt: skip
+            session.call(request, decoded)
 
-        def decoded(ok: bool, result: Any) -> None:
-            if not ok:
+        def decoded(ok: bool, result: LatentFrames | str) -> None:
+            if not isinstance(result, LatentFrames):
                 self._export_done()
                 self.export_status.setText(f"Export failed: {result}")
                 return
-            images.extend(result["images"])
+            images.extend(result.images)
             if len(images) < n:
                 next_chunk()
             else:

@@ -8,7 +8,7 @@ How the work flows (the window never touches torch):
 - One image at a time: a thread-pool task reads its header (the engine's torch-free reader: empty, not an
   image, a decompression bomb are refused here) and hashes its bytes; the cache in the database is looked
   up with (sha256, checkpoint id, params hash); a hit is shown at once with no worker call.
-- A miss goes to the resident session worker as one `reconstruct.image` request; its progress lines
+- A miss goes to the resident session worker as one `image.reconstruct` request; its progress lines
   drive the row's progress bar. Cancel stops sending (the rest of the queue is marked cancelled) and
   creates the request's cancel file, which the worker checks after every decoder step.
 """
@@ -64,6 +64,7 @@ from app.widgets.metrics_table import (
 )
 from ul_engine.core.errors import ULError
 from ul_engine.core.media import VIDEO_EXTENSIONS, is_video_path
+from ul_engine.core.protocol import ImageReconstruction, Partial, Progress, ReconstructImage
 from ul_engine.core.reconstruction import (
     MAX_SAMPLES,
     ReconstructParams,
@@ -681,31 +682,30 @@ class ReconstructPage(QWidget):
                                 "results still show.")  # fmt: skip
             return
         self._cancel_file = Path(self.ctx.home) / "cache" / "reconstructions" / f".cancel-{id(item)}-{time.time_ns()}"
-        request = {
-            "path": item.path,
-            "checkpoint_id": a["checkpoint_id"],
-            "params": params.as_dict(),
-            "compare": {"checkpoint_id": b["checkpoint_id"]} if b else None,
-            "cancel_file": str(self._cancel_file),
-        }
+        request = ReconstructImage(
+            path=item.path,
+            checkpoint_id=a["checkpoint_id"],
+            params=params.as_dict(),
+            compare={"checkpoint_id": b["checkpoint_id"]} if b else None,
+            cancel_file=str(self._cancel_file),
+        )
         item.state, item.what = RUNNING, "waiting for the worker…"
         self.table_model.changed(item)
         self.worker_calls += 1
-        session.request(
-            "reconstruct.image",
+        session.call(
+            request,
             lambda ok, result, item=item: self._on_answer(item, ok, result),
-            on_event=lambda message, item=item: self._on_progress(item, message),
-            **request,
+            on_event=lambda event, item=item: self._on_progress(item, event),
         )
 
-    def _on_progress(self, item: ImageItem, message: dict[str, Any]) -> None:
+    def _on_progress(self, item: ImageItem, event: Progress | Partial) -> None:
         if item.state != RUNNING:
             return
-        if message.get("event") == "partial":  # images ready, bits still coming: show them now
-            if message.get("model") == 0:
-                item.entry = message.get("entry")
+        if isinstance(event, Partial):  # images ready, bits still coming: show them now
+            if event.model == 0:
+                item.entry = event.entry
             else:
-                item.compare = message.get("entry")
+                item.compare = event.entry
             self.table_model.changed(item)
             if item in self.table_model.items and (self._shown is item or self.table.currentIndex().row() < 0):
                 if self._shown is item:
@@ -713,19 +713,16 @@ class ReconstructPage(QWidget):
                 else:
                     self.table.selectRow(self.table_model.items.index(item))
             return
-        if message.get("event") != "progress":
-            return
-        item.done, item.total = int(message.get("done", 0)), int(message.get("total", 0))
-        item.what = str(message.get("what") or "")
+        item.done, item.total, item.what = event.done, event.total, event.what
         self.table_model.changed(item)
 
-    def _on_answer(self, item: ImageItem, ok: bool, result: Any) -> None:
+    def _on_answer(self, item: ImageItem, ok: bool, result: ImageReconstruction | str) -> None:
         if self._cancel_file is not None:
             self._cancel_file.unlink(missing_ok=True)
             self._cancel_file = None
         if item is not self.current:
             return
-        if not ok:
+        if not isinstance(result, ImageReconstruction):
             text = str(result)
             item.entry = item.compare = None  # drop a partial result: nothing of this image was kept
             if self._cancel_requested and "cancelled" in text:
@@ -736,7 +733,7 @@ class ReconstructPage(QWidget):
             if "session worker ended" in text:
                 self._restart_session()
             return
-        entry, compare = result.get("entry"), result.get("compare")
+        entry, compare = result.entry, result.compare
         item.entry, item.compare = entry, compare
         if not entry or not entry.get("ok"):
             item.error = (entry or {}).get("error") or "no result"
