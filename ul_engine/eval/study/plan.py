@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ul_engine.core.config import resolve, validate
 from ul_engine.core.errors import ULError
 
 Log = Callable[[str], None]
@@ -118,8 +119,6 @@ def plan_study(
     argv: list[str] | None = None,
 ) -> StudyPlan:
     """The grid and budget; nothing is trained or written."""
-    from ul_engine.core.config import resolve
-
     base = QUICK if quick else FULL
     if steps is not None and minutes is not None:
         raise ULError("give --steps or --minutes, not both")
@@ -178,8 +177,6 @@ def plan_study(
 
 
 def stage1_config(plan: StudyPlan, run: StudyRun) -> Any:
-    from ul_engine.core.config import resolve, validate
-
     cfg = resolve(plan.preset, plan.stage1_overrides(run), stage=1)
     raw = cfg.to_dict()
     if plan.budget.steps is not None:

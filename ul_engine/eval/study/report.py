@@ -12,6 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from PIL import Image, ImageDraw, ImageFont
+
+from ul_engine.core.io import atomic_write_bytes, write_json
+from ul_engine.eval.metrics.features import load_shapes_classifier
 from ul_engine.eval.study.plan import STOP_GRADIENT_KL_WEIGHT, StudyPlan, StudyRun, lf_key, reproduce_commands
 
 
@@ -26,10 +30,6 @@ def plot_points(
     size: tuple[int, int] = (760, 480),
 ) -> None:
     """A small scatter/line plot as PNG with PIL: `series` = [(name, rgb, [(x, y, point label)])]."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from ul_engine.core.io import atomic_write_bytes
-
     w, h = size
     left, right, top, bottom = 78, 210, 40, 58
     img = Image.new("RGB", size, "white")
@@ -192,8 +192,6 @@ def _checks(plan: StudyPlan, by_key: dict[str, StudyRun], base: StudyRun, floor:
 
 
 def write_report(plan: StudyPlan, floor: dict[str, Any], wall: float, out: Path, assets: Path) -> dict[str, Any]:
-    from ul_engine.eval.metrics.features import load_shapes_classifier
-
     _, clf = load_shapes_classifier()
     rel = assets.name
     b = plan.budget
@@ -389,7 +387,6 @@ def write_report(plan: StudyPlan, floor: dict[str, Any], wall: float, out: Path,
         lines += reproduce_commands(plan, r, '"${COMMON[@]}"' if plan.common else "")
     lines += ["```", ""]
     text = "\n".join(lines)
-    from ul_engine.core.io import atomic_write_bytes
 
     atomic_write_bytes(out, lambda f: f.write(text.encode()))
     data = {
@@ -408,7 +405,6 @@ def write_report(plan: StudyPlan, floor: dict[str, Any], wall: float, out: Path,
             for r in plan.runs
         ],
     }
-    from ul_engine.core.io import write_json
 
     write_json(assets / "study.json", data)
     return {"out": str(out), "assets": str(assets), **data}

@@ -10,18 +10,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from ul_engine.core.errors import ULError
+from ul_engine.core import io
+from ul_engine.core.config import validate
+from ul_engine.core.errors import RunNotFound, ULError
+from ul_engine.core.imaging import grid, save_png, tensor_to_uint8
+from ul_engine.data import fixed_validation_batch, make_source
 from ul_engine.eval.metrics import SSIM_DEFINITION
+from ul_engine.eval.metrics.generation import fd_shapes
 from ul_engine.eval.study.plan import Log, StudyPlan, StudyRun, stage1_config
 from ul_engine.eval.study.report import write_report
+from ul_engine.inference.commands import FD_REFERENCE_SEED, evaluate_run, generated_images, load_run, stage2_config
+from ul_engine.inference.pipeline import reconstruct_batch
+from ul_engine.train.runner import train_run
 
 
 def _ensure_run(store: Any, name: str, cfg: Any, log: Log, create: Callable[[], Any]) -> tuple[Any, float | None]:
     """Create (or reuse) the run `name` with config `cfg` and train it to its budget; (run, seconds trained)."""
-    from ul_engine.core.errors import RunNotFound
-    from ul_engine.train.runner import train_run
-
     try:
         run = store.get_run(name)
     except RunNotFound:
@@ -46,7 +52,6 @@ def _ensure_run(store: Any, name: str, cfg: Any, log: Log, create: Callable[[], 
     if result.status == "stopped":  # SIGINT/SIGTERM or `ul stop`: the whole study stops, resumable as it is
         raise ULError(f"{name} was stopped at step {result.step}; the study stops here (run it again to continue)")
     seconds = (_train_seconds(store, run.id) or 0.0) + time.perf_counter() - start
-    from ul_engine.core import io
 
     io.write_json(store.run_dir(run.id) / "study-train.json", {"train_seconds": seconds})
     return store.get_run(run.id), seconds
@@ -85,13 +90,6 @@ def _mean_last(store: Any, run_id: int, key: str, count: int = 50) -> float | No
 
 def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> dict[str, Any]:
     """Train and evaluate the grid, then write `out` (Markdown) and its folder of plots and JSON."""
-    import torch
-
-    from ul_engine.core.config import validate
-    from ul_engine.data import fixed_validation_batch, make_source
-    from ul_engine.eval.metrics.generation import fd_shapes
-    from ul_engine.inference.commands import evaluate_run, generated_images, load_run, stage2_config
-
     threads = next((int(o.split("=", 1)[1]) for o in plan.common if o.startswith("train.threads=")), 0)
     if threads:
         torch.set_num_threads(threads)
@@ -127,7 +125,6 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
         _save_reconstructions(store, run, assets, b.decoder_steps)
         if real_images is None:
             data_cfg = validate({**cfg.to_dict(), "stage": 1}).data
-            from ul_engine.inference.commands import FD_REFERENCE_SEED
 
             real_images = fixed_validation_batch(make_source(data_cfg), b.fd_n, seed=FD_REFERENCE_SEED)[0]
             other = fixed_validation_batch(make_source(data_cfg), b.fd_n, seed=FD_REFERENCE_SEED + 1)[0]
@@ -189,20 +186,12 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
 
 
 def _save_grid(images: Any, path: Path, cols: int = 8) -> None:
-    from ul_engine.core.imaging import grid, save_png, tensor_to_uint8
-
     tiles = grid(tensor_to_uint8(images), cols=cols)
     save_png(path, tiles, scale=max(1, 256 // tiles.shape[1]) if tiles.shape[1] < 256 else 1)
 
 
 def _save_reconstructions(store: Any, run: StudyRun, assets: Path, decoder_steps: int) -> None:
     """8 validation images over their reconstructions, for the report."""
-    import torch
-
-    from ul_engine.data import fixed_validation_batch, make_source
-    from ul_engine.inference.commands import load_run
-    from ul_engine.inference.pipeline import reconstruct_batch
-
     path = assets / f"recon-{run.key}.png"
     loaded = load_run(store, run.name)
     x, _ = fixed_validation_batch(make_source(loaded.cfg.data), 8, seed=4321)
