@@ -28,7 +28,7 @@ from app.pages.placeholder import PlaceholderPage
 from app.pages.runs import RunsPage
 from app.resources import app_icon
 from app.widgets.wheel_guard import install_wheel_guard
-from app.workers.training import GRACE_S, TERM_GRACE_S
+from ul_engine.core.supervisor import StopLadder
 
 if TYPE_CHECKING:
     from app.pages.monitor import MonitorPage
@@ -318,7 +318,7 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage("Stopping the running training before quitting…")
                 self.ctx.runner.idle.connect(self._finish_close)
                 self.ctx.runner.stop_all()
-                QTimer.singleShot(int((GRACE_S + TERM_GRACE_S + 5) * 1000), self._finish_close)
+                QTimer.singleShot(int((StopLadder().total_s + 5) * 1000), self._finish_close)
                 event.ignore()
                 return
             self._detach = True

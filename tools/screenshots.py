@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from app import theme
     from ul_engine.core.config import resolve
+    from ul_engine.core.supervisor import StopLadder
 
     kit = open_window(home, args.out, "screenshots.ini")
     kit.ctx.settings.set_estimate("smoke", "cpu", 88.0)
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     shot(box, "close-question")
     box.close()
 
-    ctx.runner.stop_all(grace_s=20)
+    ctx.runner.stop_all(StopLadder(grace_s=20))
     deadline = time.time() + 60
     while ctx.runner.is_busy() and time.time() < deadline:
         pump(0.3)

@@ -7,7 +7,6 @@ The page (`app/pages/generate.py`) owns the widgets and the session requests.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Iterable
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ul_engine.core.errors import ULError
+from ul_engine.core.protocol import SampleImages
 from ul_engine.core.sample_settings import read_sample_settings
 from ul_engine.core.samplers import SAMPLERS
 
@@ -187,41 +187,27 @@ class SampleJob:
         return self.tmp / f"cancel-{self.token}"
 
     @property
-    def progress_file(self) -> Path:
-        return self.tmp / f"progress-{self.token}.json"
-
-    @property
     def total(self) -> int:
         return len(self.seeds)
 
     def next_chunk(self) -> list[int]:
-        """The next seeds to send (the worker's progress file of the previous chunk is removed)."""
+        """The next seeds to send."""
         chunk = self.seeds[self.next : self.next + CHUNK]
         self.next += len(chunk)
         self.chunk = len(chunk)
-        self.progress_file.unlink(missing_ok=True)
         return chunk
 
     def more(self) -> bool:
         return self.next < self.total
 
-    def request(self, chunk: list[int]) -> dict[str, Any]:
-        """The `generate_samples` parameters of one chunk."""
+    def request(self, chunk: list[int]) -> SampleImages:
+        """The `image.sample` request of one chunk; its Progress events say how far the chunk is."""
         s = self.settings
-        return {
-            "run": s["run"], "checkpoint": s["checkpoint"], "seeds": chunk, "base_steps": s["base_steps"],
-            "decoder_steps": s["decoder_steps"], "sampler": s["sampler"], "guidance": s["guidance"],
-            "class": s["class"], "out": self.out, "cancel_file": str(self.cancel_file),
-            "progress_file": str(self.progress_file),
-        }  # fmt: skip
-
-    def chunk_fraction(self) -> float | None:
-        """How far the running chunk is, from the worker's progress file; None when it cannot tell yet."""
-        try:
-            state = json.loads(self.progress_file.read_text())
-            return float(state["done"]) / max(1.0, float(state["total"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        return SampleImages(
+            run=s["run"], checkpoint=s["checkpoint"], seeds=chunk, base_steps=s["base_steps"],
+            decoder_steps=s["decoder_steps"], sampler=s["sampler"], guidance=s["guidance"], class_label=s["class"],
+            out=self.out, cancel_file=str(self.cancel_file),
+        )  # fmt: skip
 
     def bar(self, chunk_fraction: float = 0.0) -> tuple[int, str]:
         """The bar's value (of 1000) and its label: the bar shows what its label says (samples done)."""

@@ -13,17 +13,30 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from app.models.latents import EXPORT_CHUNK
+from ul_engine.core.protocol import (
+    AnalyzeLatent,
+    DecodeFrames,
+    ExportedFrames,
+    ExportFrames,
+    LatentAnalysis,
+    LatentFrames,
+    Request,
+    TraceSample,
+    Trajectory,
+    to_wire,
+)
 
 Answer = Callable[[bool, Any], None]
+R = TypeVar("R")
 
 
 class Requester(Protocol):
     """The session worker's client, as far as the Latents page uses it."""
 
-    def request(self, op: str, callback: Answer | None = None, **params: Any) -> int: ...
+    def call(self, request: Request[R], callback: Callable[[bool, R | str], None] | None = None) -> int: ...
 
 
 @dataclass
@@ -48,7 +61,7 @@ class ExportJob:
         return self.mp4.with_suffix(".gif")
 
     def decode_then_write(self, values: Sequence[float], *, prefix: str, params: dict[str, Any], **decode: Any) -> None:
-        """Decode one frame per value (`latents_frames` with `params` and `decode`: run, out, steps, seed), then
+        """Decode one frame per value (`latents.frames` with `params` and `decode`: run, out, steps, seed), then
         write the files."""
         n = len(values)
         images: list[str] = []
@@ -56,16 +69,15 @@ class ExportJob:
         def next_chunk() -> None:
             start = len(images)
             self.report.step(start, n, f"Decoding frames {start} / {n}…")
-            self.session.request(
-                "latents_frames", decoded, values=list(values[start : start + EXPORT_CHUNK]),
-                prefix=f"{prefix}-{start:04d}", **decode, **params,
-            )  # fmt: skip
+            request = DecodeFrames(values=list(values[start : start + EXPORT_CHUNK]), prefix=f"{prefix}-{start:04d}",
+                                   **decode, **params)  # fmt: skip
+            self.session.call(request, decoded)
 
-        def decoded(ok: bool, result: Any) -> None:
-            if not ok:
+        def decoded(ok: bool, result: LatentFrames | str) -> None:
+            if not isinstance(result, LatentFrames):
                 self.report.finished(f"Export failed: {result}", None)
                 return
-            images.extend(result["images"])
+            images.extend(result.images)
             if len(images) < n:
                 next_chunk()
             else:
@@ -77,16 +89,16 @@ class ExportJob:
         """Write the frames (PNG files) as the MP4 and the GIF beside it."""
         mp4, gif = self.mp4, self.gif
 
-        def written(ok: bool, result: Any) -> None:
-            if not ok:
+        def written(ok: bool, result: ExportedFrames | str) -> None:
+            if not isinstance(result, ExportedFrames) or result.mp4 is None:
                 self.report.finished(f"Export failed: {result}", None)
                 return
-            m = result["mp4"]
+            m = result.mp4
             size = f"{m['size'][0]}×{m['size'][1]}"
-            self.report.finished(f"Wrote {mp4.name} and {gif.name}: {m['frames']} frames, {size}", result)
+            self.report.finished(f"Wrote {mp4.name} and {gif.name}: {m['frames']} frames, {size}", to_wire(result))
 
         self.report.writing(len(frames), f"Writing {mp4.name} and {gif.name}…")
-        self.session.request("export_video", written, frames=frames, mp4=str(mp4), gif=str(gif), fps=self.fps)
+        self.session.call(ExportFrames(frames=frames, mp4=str(mp4), gif=str(gif), fps=self.fps), written)
 
 
 class LatentsRequests:
@@ -114,28 +126,41 @@ class LatentsRequests:
         return str(path)
 
     def analyze(self, answer: Answer, *, run: int, image: str, slot: str, decoder_steps: int, seed: int) -> None:
-        """The image's latent, tiles, PCA picture, rate map and full decode."""
-        self.session.request("latents_analyze", answer, run=run, image=image, out=self.next_dir(f"analyze-{slot}"),
-                             decoder_steps=decoder_steps, seed=seed)  # fmt: skip
+        """The image's latent, tiles, PCA picture, rate map and full decode; the answer carries them as a dict
+        (the page keeps it as the slot's result)."""
+
+        def analyzed(ok: bool, result: LatentAnalysis | str) -> None:
+            if isinstance(result, LatentAnalysis):
+                answer(True, to_wire(result))
+            else:
+                answer(False, result)
+
+        request = AnalyzeLatent(run=run, image=image, out=self.next_dir(f"analyze-{slot}"),
+                                decoder_steps=decoder_steps, seed=seed)  # fmt: skip
+        self.session.call(request, analyzed)
 
     def frame(self, answer: Answer, *, run: int, **params: Any) -> None:
         """One scrub frame (`params`: values=[v], steps, seed and the scrub's parameters); the answer carries
         its PNG as "image". Frames share one folder: a scrub writes one per slider move."""
 
-        def one(ok: bool, result: Any) -> None:
-            answer(ok, {**result, "image": result["images"][0]} if ok else result)
+        def one(ok: bool, result: LatentFrames | str) -> None:
+            if isinstance(result, LatentFrames):
+                answer(True, {**to_wire(result), "image": result.images[0]})
+            else:
+                answer(False, result)
 
         self._counter += 1
-        self.session.request("latents_frames", one, run=run, out=str(self.tmp / "frames"),
-                             prefix=f"{self._counter:06d}", **params)  # fmt: skip
+        request = DecodeFrames(run=run, out=str(self.tmp / "frames"), prefix=f"{self._counter:06d}", **params)
+        self.session.call(request, one)
 
-    def strip(self, answer: Answer, *, run: int, **params: Any) -> None:
+    def strip(self, answer: Callable[[bool, LatentFrames | str], None], *, run: int, **params: Any) -> None:
         """The film strip's full decodes (`params`: values, steps, seed, the interpolation)."""
-        self.session.request("latents_frames", answer, run=run, out=self.next_dir("strip"), prefix="strip", **params)
+        self.session.call(DecodeFrames(run=run, out=self.next_dir("strip"), prefix="strip", **params), answer)
 
-    def trajectory(self, answer: Answer, *, run: int, **params: Any) -> None:
-        """A sample with every step's prediction (`params`: seed, base/decoder/preview steps, sampling settings)."""
-        self.session.request("latents_trajectory", answer, run=run, out=self.next_dir("trajectory"), **params)
+    def trajectory(self, answer: Callable[[bool, Trajectory | str], None], *, run: int, **params: Any) -> None:
+        """A sample with every step's prediction (`params`: TraceSample's seed, base/decoder/preview steps and
+        sampling settings)."""
+        self.session.call(TraceSample(run=run, out=self.next_dir("trajectory"), **params), answer)
 
     def export(self, mp4: Path, fps: int, report: ExportReport) -> ExportJob:
         return ExportJob(self.session, mp4, fps, report)

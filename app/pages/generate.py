@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMenu, QProgressBar, QStackedWidget, QVBoxLayout, QWidget
 
@@ -29,6 +29,7 @@ from app.widgets.gallery import Gallery
 from app.widgets.run_combo import RunCombo
 from ul_engine.core.errors import ULError
 from ul_engine.core.media import is_video_path
+from ul_engine.core.protocol import ImageSamples, Partial, Progress
 from ul_engine.store.paths import samples_dir
 
 
@@ -59,9 +60,6 @@ class GeneratePage(QWidget):
         self._alias_form()
         self._connect()
 
-        self._poll = QTimer(self)
-        self._poll.setInterval(150)
-        self._poll.timeout.connect(self._read_progress)
         ctx.repo.changed.connect(self.runs.refresh)
         self.runs.refresh()
         self._on_run(self.runs.run_id() or 0)
@@ -240,7 +238,6 @@ class GeneratePage(QWidget):
         self.progress.setFormat(f"0 / {job.total}")
         self.status.setText(f"Sampling {job.total} images…")
         self._send_next()
-        self._poll.start()
         return True
 
     def _generate_video(self, session: Any, settings: dict[str, Any]) -> bool:
@@ -276,33 +273,36 @@ class GeneratePage(QWidget):
         job = self._job
         assert job is not None
         token = job.token
-        self.ctx.session.request(
-            "generate_samples", lambda ok, result: self._on_chunk(token, ok, result), **job.request(job.next_chunk())
+        self.ctx.session.call(
+            job.request(job.next_chunk()),
+            lambda ok, result: self._on_chunk(token, ok, result),
+            on_event=lambda event: self._on_chunk_progress(token, event),
         )
 
-    def _on_chunk(self, token: int, ok: bool, result: Any) -> None:
+    def _on_chunk_progress(self, token: int, event: Progress | Partial) -> None:
+        job = self._job
+        if job is None or token != job.token or not isinstance(event, Progress):
+            return
+        self._show_progress(event.done / max(1, event.total))
+
+    def _on_chunk(self, token: int, ok: bool, result: ImageSamples | str) -> None:
         job = self._job
         if job is None or token != job.token:
             return
-        if not ok:
+        if not isinstance(result, ImageSamples):
             self._finish(f"Could not generate: {result}")
             return
-        for item in result.get("outputs", []):
+        for item in result.outputs:
             self.gallery.add_sample(item["path"], item["seed"])
             job.done += 1
             self.sample_added.emit(item["path"])
         self._show_progress(0.0)
-        if result.get("cancelled") or job.cancelled:
+        if result.cancelled or job.cancelled:
             self._finish(f"Cancelled: {job.done} of {job.total} samples.", cancelled=True)
         elif job.more():
             self._send_next()
         else:
             self._finish(job.summary())
-
-    def _read_progress(self) -> None:
-        fraction = self._job.chunk_fraction() if self._job is not None else None
-        if fraction is not None:
-            self._show_progress(fraction)
 
     def _show_progress(self, chunk_fraction: float) -> None:
         if self._job is not None:
@@ -373,7 +373,6 @@ class GeneratePage(QWidget):
     def _finish(self, message: str, *, cancelled: bool = False) -> None:
         job = self._job
         self._job = None
-        self._poll.stop()
         self.status.setText(message)
         self.generate_button.setEnabled(self.run_id() is not None)
         self.cancel_button.setEnabled(False)

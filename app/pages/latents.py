@@ -29,6 +29,7 @@ from app.pages.latents_scrubs import ChannelTab, InterpolateTab, NoiseTab, Scrub
 from app.pages.latents_views import InspectPanel, dropped_files, hint_label
 from app.widgets import file_dialogs
 from app.widgets.run_combo import RunCombo
+from ul_engine.core.protocol import LatentFrames, Trajectory
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif)"
 Done = Callable[[bool, Any], None]
@@ -38,7 +39,7 @@ class LatentsPage(QWidget):
     analyzed = Signal(str)  # slot "a" or "b": its latent view is ready
     strip_ready = Signal()
     trajectory_ready = Signal()
-    exported = Signal(dict)  # the export_video result
+    exported = Signal(dict)  # the frames.export result (ExportedFrames as a dict)
     message = Signal(str)
 
     def __init__(self, ctx: Any, parent: QWidget | None = None) -> None:
@@ -309,13 +310,13 @@ class LatentsPage(QWidget):
         self._strip_token += 1
         token = self._strip_token
 
-        def done(ok: bool, result: Any) -> None:
+        def done(ok: bool, result: LatentFrames | str) -> None:
             if token != self._strip_token:
                 return
-            if not ok:
+            if not isinstance(result, LatentFrames):
                 self.status.setText(f"Film strip: {result}")
                 return
-            self.strip.set_frames(result["images"], [f"{t:.2f}" for t in result["values"]])
+            self.strip.set_frames(result.images, [f"{t:.2f}" for t in result.values])
             self.strip_ready.emit()
 
         self.requests.strip(done, run=run_id, values=values, steps=self.full_steps.value(), seed=self.seed.value(),
@@ -334,7 +335,7 @@ class LatentsPage(QWidget):
             return False
         self.traj_tab.recording()
 
-        def done(ok: bool, result: Any) -> None:
+        def done(ok: bool, result: Trajectory | str) -> None:
             if self.traj_tab.recorded(ok, result):
                 self.trajectory_ready.emit()
 

@@ -25,6 +25,7 @@ from app import glossary
 from app.models import latents as model
 from app.pages.latents_views import DecodeSettings, ExportBar, hint_label
 from app.widgets.scrubber import DecodeFn, Done, FilmStrip, Scrubber
+from ul_engine.core.protocol import Trajectory
 
 
 def _row(*pairs: tuple[str, QWidget]) -> QHBoxLayout:
@@ -190,29 +191,31 @@ class TrajectoryTab(QWidget):
         self.params = dict(found.params)
 
     def request(self, preview_steps: int) -> dict[str, Any]:
-        """What the recording asks the worker for."""
-        params = {k: v for k, v in self.params.items() if v is not None}
+        """What the recording asks the worker for (TraceSample's fields; a sample's own sampler, guidance and
+        class, where it carries them)."""
+        p = self.params
         return {"seed": self.seed.value(), "base_steps": self.base_steps.value(),
-                "decoder_steps": self.decoder_steps.value(), "preview_steps": preview_steps, **params}  # fmt: skip
+                "decoder_steps": self.decoder_steps.value(), "preview_steps": preview_steps,
+                "sampler": p.get("sampler"), "guidance": p.get("guidance"), "class_label": p.get("class")}  # fmt: skip
 
     def recording(self) -> None:
         self.record_button.setEnabled(False)
         self.scrub.timing.setText("Recording…")
 
-    def recorded(self, ok: bool, result: Any) -> bool:
+    def recorded(self, ok: bool, result: Trajectory | str) -> bool:
         """The worker's answer: the slider spans the frames, on the last (the sample)."""
         self.record_button.setEnabled(True)
-        if not ok:
+        if not isinstance(result, Trajectory):
             self.scrub.timing.setText(f"Could not record: {result}")
             return False
-        self.frames = result["frames"]
+        self.frames = result.frames
         slider = self.scrub.slider
         slider.blockSignals(True)
         slider.setRange(0, max(0, len(self.frames) - 1))
         slider.setValue(len(self.frames) - 1)
         slider.blockSignals(False)
         self.scrub.refresh()
-        self.scrub.timing.setText(f"{len(self.frames)} frames in {result['seconds']:.1f} s")
+        self.scrub.timing.setText(f"{len(self.frames)} frames in {result.seconds or 0.0:.1f} s")
         return True
 
     def _decode(self, value: float, preview: bool, done: Done) -> bool:

@@ -8,7 +8,7 @@ How the work flows (the window never touches torch; background work goes through
 - One image at a time (`JobQueue`): its header is probed (empty, not an image, a decompression bomb are
   refused here) and its bytes hashed; the cache in the database is looked up with (sha256, checkpoint id,
   params hash); a hit is shown at once with no worker call. Meanwhile its input is decoded and shown.
-- A miss goes to the resident session worker as one `reconstruct.image` request; its progress lines
+- A miss goes to the resident session worker as one `image.reconstruct` request; its progress lines
   drive the row's progress bar. Cancel stops sending (the rest of the queue is marked cancelled) and
   creates the request's cancel file, which the worker checks after every decoder step.
 """

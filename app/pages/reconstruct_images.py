@@ -1,5 +1,5 @@
 """The Reconstruct page's image work, apart from its widgets: folder walks, the per-image check, the cache
-lookup and the `reconstruct.image` request to the session worker, one job at a time (`JobQueue`).
+lookup and the `image.reconstruct` request to the session worker, one job at a time (`JobQueue`).
 
 Background work goes through `run_in_background`; what happens to a job is told by signals, so the page only
 draws: `changed` (a row to redraw), `started` (a job's check began), `partial` (its images are ready before
@@ -20,6 +20,7 @@ from app.models.reconstructions import check_input, scan_folder
 from app.pages.video_reconstruct import is_video_config, video_model_refusal
 from app.workers.background import BackgroundTask, run_in_background
 from ul_engine.core.media import IMAGE_EXTENSIONS
+from ul_engine.core.protocol import ImageReconstruction, Partial, Progress, ReconstructImage
 from ul_engine.core.reconstruction import ReconstructParams, cached_entry
 
 MAX_SESSION_RESTARTS = 3
@@ -150,37 +151,37 @@ class ImageReconstructions(QObject):
         job.what = "waiting for the worker…"
         self.changed.emit(job)
         self.worker_calls += 1
-        session.request(
-            "reconstruct.image",
-            lambda ok, result, job=job: self._on_answer(job, ok, result),
-            on_event=lambda message, job=job: self._on_progress(job, message),
+        request = ReconstructImage(
             path=job.path, checkpoint_id=a["checkpoint_id"], params=params.as_dict(),
             compare={"checkpoint_id": b["checkpoint_id"]} if b else None, cancel_file=str(self._cancel_file),
         )  # fmt: skip
+        session.call(
+            request,
+            lambda ok, result, job=job: self._on_answer(job, ok, result),
+            on_event=lambda event, job=job: self._on_progress(job, event),
+        )
 
-    def _on_progress(self, job: ImageJob, message: dict[str, Any]) -> None:
+    def _on_progress(self, job: ImageJob, event: Progress | Partial) -> None:
         if job.state != RUNNING:
             return
-        if message.get("event") == "partial":  # images ready, bits still coming: show them now
-            if message.get("model") == 0:
-                job.entry = message.get("entry")
+        if isinstance(event, Partial):  # images ready, bits still coming: show them now
+            if event.model == 0:
+                job.entry = event.entry
             else:
-                job.compare = message.get("entry")
+                job.compare = event.entry
             self.changed.emit(job)
             self.partial.emit(job)
             return
-        if message.get("event") != "progress":
-            return
-        job.report(int(message.get("done", 0)), int(message.get("total", 0)), str(message.get("what") or ""))
+        job.report(event.done, event.total, event.what)
         self.changed.emit(job)
 
-    def _on_answer(self, job: ImageJob, ok: bool, result: Any) -> None:
+    def _on_answer(self, job: ImageJob, ok: bool, result: ImageReconstruction | str) -> None:
         if self._cancel_file is not None:
             self._cancel_file.unlink(missing_ok=True)
             self._cancel_file = None
         if job is not self.queue.current:
             return
-        if not ok:
+        if not isinstance(result, ImageReconstruction):
             text = str(result)
             job.entry = job.compare = None  # drop a partial result: nothing of this image was kept
             if self.queue.cancel_requested and "cancelled" in text:
@@ -190,7 +191,7 @@ class ImageReconstructions(QObject):
             if "session worker ended" in text:
                 self._restart_session()
             return
-        entry, compare = result.get("entry"), result.get("compare")
+        entry, compare = result.entry, result.compare
         job.entry, job.compare = entry, compare
         if not entry or not entry.get("ok"):
             self._finish(job, ERROR, error=(entry or {}).get("error") or "no result")

@@ -31,6 +31,7 @@ from app.models.clips import Clip
 from app.widgets import file_dialogs
 from app.widgets.video_player import ClipLoader, VideoPlayer
 from ul_engine.core.media import VIDEO_EXTENSIONS, is_video_path
+from ul_engine.core.protocol import Partial, Progress, SampleVideos, VideoSamples
 
 UNCONDITIONAL, CONTINUE = "unconditional", "continue"
 GALLERY_COLUMNS = 3
@@ -224,27 +225,28 @@ class VideoSamplingView(QWidget):
     def busy(self) -> bool:
         return self._job is not None
 
-    def request(self, settings: dict[str, Any], out_dir: str | Path) -> dict[str, Any] | str:
+    def request(self, settings: dict[str, Any], out_dir: str | Path, cancel_file: str | Path) -> SampleVideos | str:
         """The `video.sample` request for these page settings, or why there is none."""
         continuing = self.mode.currentData() == CONTINUE
         if continuing and self.context is None:
             return "Drop a clip to continue first (or choose unconditional)."
-        return {
-            "run": settings["run"],
-            "checkpoint": settings["checkpoint"],
-            "n": int(settings["n"]),
-            "frames": self.frames.value() or None,
-            "steps": settings.get("base_steps"),
-            "decoder_steps": settings.get("decoder_steps"),
-            "seed": int(settings["seed"]),
-            "context": self.context if continuing else None,
-            "context_frames": self.k.value() if continuing else None,
-            "out_dir": str(out_dir),
-        }
+        return SampleVideos(
+            run=settings["run"],
+            checkpoint=settings["checkpoint"],
+            n=int(settings["n"]),
+            frames=self.frames.value() or None,
+            steps=settings.get("base_steps"),
+            decoder_steps=settings.get("decoder_steps"),
+            seed=int(settings["seed"]),
+            context=self.context if continuing else None,
+            context_frames=self.k.value() if continuing else None,
+            out_dir=str(out_dir),
+            cancel_file=str(cancel_file),
+        )
 
     def start(self, session: Any, settings: dict[str, Any], out_dir: str | Path, cancel_file: str | Path) -> bool:
         """Send one `video.sample` request; creating `cancel_file` (see `cancel`) stops it at its next step."""
-        request = self.request(settings, out_dir)
+        request = self.request(settings, out_dir, cancel_file)
         if isinstance(request, str):
             self.message.setText(request)
             return False
@@ -255,34 +257,32 @@ class VideoSamplingView(QWidget):
                      "cancel_file": Path(cancel_file), "cancelled": False}  # fmt: skip
         self.gallery.clear()
         self.outputs = []
-        what = (f"continuing {Path(request['context']).name} from {request['context_frames']} frames"
-                if request["context"] else "unconditional")  # fmt: skip
-        self.message.setText(f"Sampling {request['n']} clip{'s' if request['n'] != 1 else ''} ({what})…")
-        session.request(
-            "video.sample",
+        what = (f"continuing {Path(str(request.context)).name} from {request.context_frames} frames"
+                if request.context else "unconditional")  # fmt: skip
+        self.message.setText(f"Sampling {request.n} clip{'s' if request.n != 1 else ''} ({what})…")
+        session.call(
+            request,
             lambda ok, result: self._on_answer(token, ok, result),
-            on_event=lambda m: self._on_event(token, m),
-            cancel_file=str(cancel_file),
-            **request,
+            on_event=lambda event: self._on_event(token, event),
         )
         return True
 
-    def _on_event(self, token: int, message: dict[str, Any]) -> None:
-        if self._job is None or token != self._job["token"] or message.get("event") != "progress":
+    def _on_event(self, token: int, event: Progress | Partial) -> None:
+        if self._job is None or token != self._job["token"] or not isinstance(event, Progress):
             return
-        self.progressed.emit(int(message.get("done", 0)), int(message.get("total", 0)))
+        self.progressed.emit(event.done, event.total)
 
-    def _on_answer(self, token: int, ok: bool, result: Any) -> None:
+    def _on_answer(self, token: int, ok: bool, result: VideoSamples | str) -> None:
         job = self._job
         if job is None or token != job["token"]:
             return
-        if not ok:
+        if not isinstance(result, VideoSamples):
             cancelled = job["cancelled"] and "cancel" in str(result).lower()
             self._done(job, cancelled, "Cancelled: no clip was kept." if cancelled else f"Could not generate: {result}")
             return
-        outputs = [str(p) for p in result.get("outputs") or []]
-        k = int(result.get("context_frames") or 0)
-        seed = job["request"]["seed"]
+        outputs = [str(p) for p in result.outputs]
+        k = int(result.context_frames or 0)
+        seed = job["request"].seed
         titles = [f"seed {seed + i}" + (f" · frames 1–{k} given" if k else "") for i in range(len(outputs))]
         job["result"] = result
         self.outputs = outputs
@@ -296,14 +296,14 @@ class VideoSamplingView(QWidget):
         if error is not None or clips is None:
             self._done(job, False, f"The clips were written but cannot be played: {error}")
             return
-        given = int(job["result"].get("context_frames") or 0)
+        given = int(job["result"].context_frames or 0)
         for clip in clips:
             clip.given = given
             self.gallery.add_clip(clip)
         result = job["result"]
         seconds = time.perf_counter() - job["started"]
-        folder = Path(self.outputs[0]).parent if self.outputs else job["request"]["out_dir"]
-        self._done(job, True, f"{len(clips)} clips of {result.get('frames')} frames in {seconds:.1f} s, saved in "
+        folder = Path(self.outputs[0]).parent if self.outputs else job["request"].out_dir
+        self._done(job, True, f"{len(clips)} clips of {result.frames} frames in {seconds:.1f} s, saved in "
                               f"{folder}.")  # fmt: skip
 
     def cancel(self) -> None:

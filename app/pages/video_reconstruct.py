@@ -35,6 +35,7 @@ from app.widgets.frame_plot import FramePlot
 from app.widgets.metrics_table import metrics_panel
 from app.widgets.video_player import ClipLoader, VideoPlayer
 from app.workers.background import BackgroundTask, run_in_background
+from ul_engine.core.protocol import Partial, Progress, ReconstructVideo, VideoReconstruction, to_wire
 
 VIDEO_KINDS = ("bouncing", "video-folder")  # data.kind of runs whose models take video
 
@@ -208,40 +209,40 @@ class VideoReconstructView(QWidget):
         job.what = "waiting for the worker…"
         self._refresh_item(job)
         self.worker_calls += 1
-        session.request(
-            "video.reconstruct",
+        request = ReconstructVideo(path=job.path, run=choice.run_id, checkpoint=checkpoint.get("step"), params=params,
+                                   cancel_file=str(self._cancel_file))  # fmt: skip
+        session.call(
+            request,
             lambda ok, result, job=job: self._on_answer(job, ok, result),
-            on_event=lambda message, job=job: self._on_progress(job, message),
-            path=job.path, run=choice.run_id, checkpoint=checkpoint.get("step"), params=params,
-            cancel_file=str(self._cancel_file),
-        )  # fmt: skip
+            on_event=lambda event, job=job: self._on_progress(job, event),
+        )
         self.status.setText(f"Reconstructing {job.name} with {job.model}…")
 
-    def _on_progress(self, job: VideoJob, message: dict[str, Any]) -> None:
-        if job is not self.queue.current or message.get("event") != "progress":
+    def _on_progress(self, job: VideoJob, event: Progress | Partial) -> None:
+        if job is not self.queue.current or not isinstance(event, Progress):
             return
-        job.report(int(message.get("done", 0)), int(message.get("total", 0)), str(message.get("what") or ""))
+        job.report(event.done, event.total, event.what)
         self.progress.setRange(0, max(1, job.total))
         self.progress.setValue(min(job.done, job.total))
         self._refresh_item(job)
 
-    def _on_answer(self, job: VideoJob, ok: bool, result: Any) -> None:
+    def _on_answer(self, job: VideoJob, ok: bool, result: VideoReconstruction | str) -> None:
         if self._cancel_file is not None:
             self._cancel_file.unlink(missing_ok=True)
             self._cancel_file = None
         if job is not self.queue.current:
             return
-        if not ok:
+        if not isinstance(result, VideoReconstruction):
             text = str(result)
             if self.queue.cancel_requested and "cancel" in text:
                 self._finish(job, CANCELLED)
                 return
             self._finish(job, ERROR, error=text if text.startswith(job.name) else f"{job.name}: {text}")
             return
-        job.result = dict(result)
+        job.result = to_wire(result)
         job.move(LOADING)
         self._refresh_item(job)
-        specs = [(result["original"], "Original"), (result["reconstruction"], "Reconstruction")]
+        specs = [(result.original, "Original"), (result.reconstruction, "Reconstruction")]
         self.loader.load(specs, lambda clips, error: self._on_clips(job, clips, error), supersede=False)
 
     def _on_clips(self, job: VideoJob, clips: list[Clip] | None, error: str | None) -> None:

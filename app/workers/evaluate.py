@@ -11,12 +11,12 @@ import json
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, Signal
 
 from app.workers import procs
 from ul_engine.core.errors import ULError
+from ul_engine.store import Store
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Evaluator(QObject):
     finished = Signal(object, bool, str)  # EvalJob, ok, the result line or the error
     idle = Signal()
 
-    def __init__(self, home: Path, store: Any, parent: QObject | None = None) -> None:
+    def __init__(self, home: Path, store: Store, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.home = Path(home)
         self.store = store
@@ -119,8 +119,8 @@ class Evaluator(QObject):
             self._done(proc, job, False, f"the evaluation could not start: {proc.errorString()}")
 
     def _on_finished(self, proc: QProcess, job: EvalJob, code: int) -> None:
-        out = bytes(proc.readAllStandardOutput()).decode("utf-8", errors="replace").strip().splitlines()
-        err = bytes(proc.readAllStandardError()).decode("utf-8", errors="replace").strip().splitlines()
+        out = bytes(proc.readAllStandardOutput().data()).decode("utf-8", errors="replace").strip().splitlines()
+        err = bytes(proc.readAllStandardError().data()).decode("utf-8", errors="replace").strip().splitlines()
         result = _last_json(out)
         if code == 0 and result is not None and "error" not in result:
             message = f"PSNR {result['psnr']:.2f} dB at {result['bits_per_pixel']:.4g} bits/pixel"

@@ -22,9 +22,9 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.workers.training import AttachedProcess, RunProcess, TrainingProcess
-from ul_engine.core.errors import RunStateError, ULError
-from ul_engine.core.supervisor import end_session
-from ul_engine.store import ACTIVE_RUN_STATUSES
+from ul_engine.core.errors import ULError
+from ul_engine.core.supervisor import StopLadder, WorkerExit, claim_jobs, record_exit, request_stop
+from ul_engine.store import ACTIVE_RUN_STATUSES, JobInfo, Store
 from ul_engine.store.liveness import hostname
 
 CommandFactory = Callable[[Any, int], tuple[str, list[str]]]
@@ -49,14 +49,14 @@ def device_env(device: str) -> dict[str, str]:
 class QueueRunner(QObject):
     run_started = Signal(int, int)  # run id, job id
     run_finished = Signal(int, int, int)  # run id, job id (-1: none), exit code (-1: unknown)
-    event = Signal(int, dict)  # run id, worker event
+    event = Signal(int, dict)  # type: ignore[assignment]  # run id, worker event (shadows QObject.event, as Qt allows)
     log_line = Signal(int, str)  # run id, line
     changed = Signal()  # the runs or jobs in the store changed
     idle = Signal()  # no worker runs any more
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         *,
         devices: Iterable[str] = ("cpu",),
         command_factory: CommandFactory | None = None,
@@ -142,24 +142,13 @@ class QueueRunner(QObject):
             pass  # a busy database: the next tick tries again
         if not self.enabled:
             return
-        busy = self.busy_devices()
-        started = False
-        for device in self.devices:
-            if device in busy:
-                continue
-            job = self.store.next_job(device)
-            if job is None:
-                continue
-            if job.kind != "train":
-                self.store.update_job(job.id, status="failed", finished_at=_now(), error=f"unknown job {job.kind}")
-                continue
+        jobs = claim_jobs(self.store, self.devices, self.busy_devices())
+        for job in jobs:
             self._launch(job)
-            busy.add(device)
-            started = True
-        if started:
+        if jobs:
             self.changed.emit()
 
-    def _launch(self, job: Any) -> None:
+    def _launch(self, job: JobInfo) -> None:
         command = self.command_factory(job, job.run_id) if self.command_factory else None
         proc = TrainingProcess(self.store, job.run_id, job.id, command=command, parent=self)
         proc.device = job.device
@@ -183,45 +172,10 @@ class QueueRunner(QObject):
 
     def _on_finished(self, proc: RunProcess, code: int, crashed: bool) -> None:
         run_id, job_id = proc.run_id, proc.job_id
-        now = _now()
-        tail = proc.stderr_tail()
-        try:
-            run = self.store.get_run(run_id)
-        except ULError:  # deleted meanwhile
-            run = None
-        ok = code == 0 and not crashed
-        if code == -1 and run is not None:  # re-attached: the exit code is unknown, the status tells
-            ok = run.status in ("completed", "stopped")
-        if run is not None:
-            fields: dict[str, Any] = {}
-            if code != -1:
-                fields["exit_code"] = code
-            if not ok:
-                fields["stderr_tail"] = tail or None
-            ours = proc.session is not None and run.session == proc.session
-            if ours or (proc.session is None and run.status == "queued"):
-                if run.status in (*ACTIVE_RUN_STATUSES, "queued"):
-                    stopped = proc.stop_requested
-                    ending = {"finished_at": now, "pid": None}
-                    if not stopped and not run.error:
-                        fallback = f"the worker exited with code {code}" if code != -1 else "the worker ended silently"
-                        ending["error"] = _last_line(tail) or fallback
-                    # a re-attached worker (exit unknown) that left its run active died: resumable, not failed
-                    to = "stopped" if stopped else "interrupted" if code == -1 else "failed"
-                    end_session(self.store, run_id, proc.session, to, **ending)
-                if fields:
-                    self.store.update_run(run_id, **fields)
-        if job_id is not None:
-            error = None if ok else (_last_line(tail) or f"exit code {code}")
-            with contextlib.suppress(ULError):
-                self.store.update_job(
-                    job_id,
-                    status="done" if ok else "failed",
-                    finished_at=now,
-                    exit_code=None if code == -1 else code,
-                    stderr_tail=None if ok else tail,
-                    error=error,
-                )
+        done = WorkerExit(run_id, job_id, proc.session, code, crashed=crashed, stop_requested=proc.stop_requested,
+                          stderr_tail=proc.stderr_tail())  # fmt: skip
+        with contextlib.suppress(ULError):  # the run or job went meanwhile
+            record_exit(self.store, done)
         if self.processes.get(run_id) is proc:
             del self.processes[run_id]
         proc.deleteLater()
@@ -233,26 +187,24 @@ class QueueRunner(QObject):
 
     # ---- control -------------------------------------------------------------------------------------
 
-    def stop_run(self, run_id: int, **ladder: float) -> None:
+    def stop_run(self, run_id: int, ladder: StopLadder | None = None) -> None:
         """Stop a training run (the ladder), or take a queued one out of the queue."""
         proc = self.processes.get(int(run_id))
         if proc is not None and not proc.done:
-            proc.stop(**ladder)
+            proc.stop(ladder)
             self.changed.emit()
             return
         for job in self.store.list_jobs("queued", run_id=run_id):
             self.store.cancel_job(job.id)
         run = self.store.get_run(run_id)
         if run.status in ACTIVE_RUN_STATUSES:  # a worker we do not follow: ask through the database
-            self.store.request(run_id, "stop", session=run.session)
-            with contextlib.suppress(RunStateError):
-                self.store.transition(run_id, "stopping", expect=("running", "paused"), session=run.session)
+            request_stop(self.store, run_id, run.session)
         self.changed.emit()
 
-    def stop_all(self, **ladder: float) -> None:
+    def stop_all(self, ladder: StopLadder | None = None) -> None:
         self.enabled = False
         for run_id in list(self.processes):
-            self.stop_run(run_id, **ladder)
+            self.stop_run(run_id, ladder)
 
     def detach_all(self) -> None:
         """Keep the workers running after the app quits (they write to files, not to our pipes)."""
@@ -260,10 +212,3 @@ class QueueRunner(QObject):
         self._timer.stop()
         for proc in self.processes.values():
             proc.detach()
-
-
-def _last_line(text: str | None) -> str | None:
-    for line in reversed((text or "").splitlines()):
-        if line.strip():
-            return line.strip()[:500]
-    return None

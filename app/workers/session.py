@@ -1,22 +1,25 @@
 """Client of the resident session worker (`python -m ul_engine.worker session`), over JSON lines.
 
-The GUI asks it what it cannot know without torch (the devices) and, in later pages, to reconstruct and
-sample. Requests are answered asynchronously through callbacks; the process ends with the app.
+The GUI asks it what it cannot know without torch (the devices), and the pages send it their work. Every
+request is a typed `ul_engine.core.protocol` request; its answer arrives through a callback as the request's
+typed result (or an error message), its interim events as `Progress` / `Partial`. The process ends with the app.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, QProcess, Signal
 
 from app.workers import procs
 from ul_engine.core import protocol
+from ul_engine.core.errors import ULError
 
-Callback = Callable[[bool, Any], None]  # (ok, result or error message)
-EventCallback = Callable[[dict], None]  # an interim line of a request, e.g. {"event": "progress", ...}
+R = TypeVar("R")
+Callback = Callable[[bool, Any], None]  # (ok, the request's typed result | the error message)
+EventCallback = Callable[[protocol.Event], None]  # an interim event of a request (Progress, Partial)
 
 
 class SessionClient(QObject):
@@ -36,7 +39,7 @@ class SessionClient(QObject):
         self.is_ready = False
         self.devices: dict[str, Any] | None = None
         self._next_id = 1
-        self._pending: dict[int, Callback] = {}
+        self._pending: dict[int, tuple[protocol.Request[Any], Callback]] = {}
         self._events: dict[int, EventCallback] = {}
         self._queued: list[str] = []
         self._buffer = b""
@@ -50,18 +53,22 @@ class SessionClient(QObject):
         self.proc.setArguments(args)
         self.proc.start()
 
-    def request(
-        self, op: str, callback: Callback | None = None, *, on_event: EventCallback | None = None, **params: Any
+    def call(
+        self,
+        request: protocol.Request[R],
+        callback: Callable[[bool, R | str], None] | None = None,
+        *,
+        on_event: EventCallback | None = None,
     ) -> int:
-        """Send {"id", "op", ...}; `callback(ok, result_or_error)` runs when the answer arrives, and
-        `on_event(message)` for each interim line of this request before it (progress)."""
+        """Send a typed request; `callback(ok, result_or_error)` runs when the answer arrives (the result typed
+        as the request's RESULT), and `on_event(event)` for each interim event of this request before it."""
         rid = self._next_id
         self._next_id += 1
         if callback is not None:
-            self._pending[rid] = callback
+            self._pending[rid] = (request, callback)
         if on_event is not None:
             self._events[rid] = on_event
-        line = protocol.encode({"id": rid, "op": op, **params}) + "\n"
+        line = protocol.encode(request.to_message(rid)) + "\n"
         if self.is_ready:
             self.proc.write(line.encode())
         else:
@@ -69,12 +76,12 @@ class SessionClient(QObject):
         return rid
 
     def ask_devices(self) -> None:
-        self.request("devices", self._on_devices)
+        self.call(protocol.Devices(), self._on_devices)
 
-    def _on_devices(self, ok: bool, result: Any) -> None:
-        if ok and isinstance(result, dict):
-            self.devices = result
-            self.devices_known.emit(result)
+    def _on_devices(self, ok: bool, result: protocol.DeviceInfo | str) -> None:
+        if ok and isinstance(result, protocol.DeviceInfo):
+            self.devices = protocol.to_wire(result)
+            self.devices_known.emit(self.devices)
         else:
             self.failed.emit(f"device query failed: {result}")
 
@@ -83,7 +90,7 @@ class SessionClient(QObject):
             return
         self._closing = True
         if self.is_ready:
-            self.proc.write((protocol.encode({"id": 0, "op": "shutdown"}) + "\n").encode())
+            self.proc.write((protocol.encode(protocol.Shutdown().to_message(0)) + "\n").encode())
             self.proc.closeWriteChannel()
             if self.proc.waitForFinished(wait_ms):
                 return
@@ -93,31 +100,47 @@ class SessionClient(QObject):
     # ---- process I/O ---------------------------------------------------------------------------------
 
     def _read_stdout(self) -> None:
-        self._buffer += bytes(self.proc.readAllStandardOutput())
+        self._buffer += bytes(self.proc.readAllStandardOutput().data())
         *lines, self._buffer = self._buffer.split(b"\n")
         for raw in lines:
             msg = protocol.decode(raw.decode("utf-8", errors="replace"))
-            if msg is None:
-                continue
-            if msg.get("event") == "ready":
-                self.is_ready = True
-                for line in self._queued:
-                    self.proc.write(line.encode())
-                self._queued.clear()
-                self.ready.emit()
-                continue
-            if "event" in msg:
-                on_event = self._events.get(msg.get("id"))
-                if on_event is not None:
-                    on_event(msg)
-                continue
-            self._events.pop(msg.get("id"), None)
-            callback = self._pending.pop(msg.get("id"), None)
-            if callback is not None:
-                callback(bool(msg.get("ok")), msg.get("result") if msg.get("ok") else msg.get("error"))
+            if msg is not None:
+                self._dispatch(msg)
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        if msg.get("event") == "ready":
+            self.is_ready = True
+            for line in self._queued:
+                self.proc.write(line.encode())
+            self._queued.clear()
+            self.ready.emit()
+            return
+        rid = msg.get("id")
+        if not isinstance(rid, int):
+            return
+        if "event" in msg:
+            on_event = self._events.get(rid)
+            event = protocol.parse_event(msg)
+            if on_event is not None and event is not None:
+                on_event(event)
+            return
+        self._events.pop(rid, None)
+        pending = self._pending.pop(rid, None)
+        if pending is None:
+            return
+        request, callback = pending
+        if not msg.get("ok"):
+            callback(False, str(msg.get("error")))
+            return
+        try:
+            result = request.result(msg.get("result") or {})
+        except (ULError, TypeError) as exc:  # a worker of another version answered
+            callback(False, f"the session worker's answer to {request.OP} is not understood: {exc}")
+            return
+        callback(True, result)
 
     def _read_stderr(self) -> None:
-        text = bytes(self.proc.readAllStandardError()).decode("utf-8", errors="replace")
+        text = bytes(self.proc.readAllStandardError().data()).decode("utf-8", errors="replace")
         for line in text.splitlines():
             self._stderr = [*self._stderr[-199:], line]
             self.log_line.emit(line)
@@ -131,7 +154,7 @@ class SessionClient(QObject):
         pending = list(self._pending.values())
         self._pending.clear()
         self._events.clear()
-        for callback in pending:
+        for _request, callback in pending:
             callback(False, "the session worker ended")
         if not self._closing:
             last = self._stderr[-1] if self._stderr else f"exit code {code}"

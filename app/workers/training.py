@@ -4,8 +4,9 @@ The worker's stdout (JSON-line events) and stderr go to files in `runs/<id>/logs
 can keep training after the app quits (a worker writing to a closed pipe would die) and a restarted app can
 follow the same files. The GUI tails them on a timer.
 
-Stop ladder (ARCHITECTURE §3): a cooperative `stop` request on the run row and the status "stopping" at
-once → `terminate()` (SIGTERM: the worker finishes its step and checkpoints) after a grace period → `kill()`.
+Stop ladder: the engine's one `StopLadder` (ul_engine.core.supervisor), climbed from Qt timers: a cooperative
+`stop` request on the run row and the status "stopping" at once → `terminate()` (SIGTERM: the worker finishes
+its step and checkpoints) after the grace period → `kill()`.
 """
 
 from __future__ import annotations
@@ -20,14 +21,8 @@ from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
 from app.workers import procs
 from ul_engine.core import protocol
-from ul_engine.core.errors import RunStateError
-from ul_engine.store import ACTIVE_RUN_STATUSES
-
-GRACE_S = 10.0
-"""Seconds a worker gets to obey a stop request before it is sent SIGTERM."""
-TERM_GRACE_S = 5.0
-"""Seconds after SIGTERM before the process (tree) is killed."""
-STDERR_TAIL_LINES = 200
+from ul_engine.core.supervisor import STDERR_TAIL_LINES, StopLadder, StopRung, request_stop
+from ul_engine.store import ACTIVE_RUN_STATUSES, Store
 
 _DETACHED: list[Any] = []
 """Processes left running when the app quits ("keep training in the background")."""
@@ -89,12 +84,12 @@ class _Tail:
 class RunProcess(QObject):
     """Common part of a training worker we launched and one we re-attached to."""
 
-    event = Signal(dict)
+    event = Signal(dict)  # type: ignore[assignment]  # a worker event (shadows QObject.event, as Qt allows)
     log_line = Signal(str)
     finished = Signal(int, bool)  # exit code (-1: unknown), crashed
     stop_phase = Signal(str)  # requested | terminate | kill
 
-    def __init__(self, store: Any, run_id: int, job_id: int | None = None, parent: QObject | None = None) -> None:
+    def __init__(self, store: Store, run_id: int, job_id: int | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.store = store
         self.run_id = int(run_id)
@@ -142,13 +137,14 @@ class RunProcess(QObject):
 
     # ---- stop ladder ---------------------------------------------------------------------------------
 
-    def stop(self, grace_s: float = GRACE_S, term_grace_s: float = TERM_GRACE_S) -> None:
-        """Ask the worker to stop now; SIGTERM after `grace_s`, kill `term_grace_s` later.
+    def stop(self, ladder: StopLadder | None = None) -> None:
+        """Ask the worker to stop now, then climb the ladder (SIGTERM after its grace, kill after that).
 
         The request names the worker's session, so it can never stop a later one. A worker that has not
         claimed its run yet has nothing to save: it is terminated at once."""
         if self.done:
             return
+        ladder = ladder or StopLadder()
         first = not self.stop_requested
         self.stop_requested = True
         self._learn_session()
@@ -156,18 +152,15 @@ class RunProcess(QObject):
             if first:
                 self._set_phase("requested")
                 self._terminate()
-                QTimer.singleShot(int(term_grace_s * 1000), self._escalate_kill)
+                self._schedule(ladder, "terminate")
             return
         try:
-            self.store.request(self.run_id, "stop", session=self.session)
-            self.store.transition(self.run_id, "stopping", expect=("running", "paused"), session=self.session)
-        except RunStateError:
-            pass  # already stopping, or the session ended by itself
+            request_stop(self.store, self.run_id, self.session)
         except Exception as exc:  # the database is busy or gone: the signals below still stop it
             self.log_line.emit(f"could not record the stop request: {exc}")
         if first:
             self._set_phase("requested")
-            QTimer.singleShot(int(grace_s * 1000), lambda: self._escalate(term_grace_s))
+            self._schedule(ladder, "requested")
 
     def _learn_session(self) -> None:
         """The session of our worker: announced in its events, or on the run row under our worker's pid."""
@@ -179,18 +172,21 @@ class RunProcess(QObject):
             if run.status in ACTIVE_RUN_STATUSES and run.pid is not None and run.pid == self.pid():
                 self.session = run.session
 
-    def _escalate(self, term_grace_s: float) -> None:
-        if self.done or not self.is_running():
-            return
-        self._set_phase("terminate")
-        self._terminate()
-        QTimer.singleShot(int(term_grace_s * 1000), self._escalate_kill)
+    def _schedule(self, ladder: StopLadder, rung: StopRung) -> None:
+        """Climb to the rung after `rung` once the ladder's wait for it has passed."""
+        following = ladder.next_rung(rung)
+        if following is not None:
+            QTimer.singleShot(int(ladder.wait_after(rung) * 1000), lambda: self._climb(ladder, following))
 
-    def _escalate_kill(self) -> None:
+    def _climb(self, ladder: StopLadder, rung: StopRung) -> None:
         if self.done or not self.is_running():
             return
-        self._set_phase("kill")
-        self._kill()
+        self._set_phase(rung)
+        if rung == "kill":
+            self._kill()
+            return
+        self._terminate()
+        self._schedule(ladder, rung)
 
     def _set_phase(self, phase: str) -> None:
         self.stop_phase_now = phase
@@ -231,7 +227,7 @@ class TrainingProcess(RunProcess):
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         run_id: int,
         job_id: int | None = None,
         *,
@@ -314,7 +310,7 @@ class AttachedProcess(RunProcess):
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         run_id: int,
         pid: int,
         job_id: int | None = None,

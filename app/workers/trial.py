@@ -93,7 +93,7 @@ class SpeedTrial(QObject):
         self._cleanup()
 
     def _read(self) -> None:
-        self._buffer += bytes(self.proc.readAllStandardOutput())
+        self._buffer += bytes(self.proc.readAllStandardOutput().data())
         *lines, self._buffer = self._buffer.split(b"\n")
         for raw in lines:
             ev = protocol.decode(raw.decode("utf-8", errors="replace"))
@@ -105,8 +105,7 @@ class SpeedTrial(QObject):
             if step >= WARMUP_STEPS:
                 self._points.append((time.monotonic(), step))
             self.progress.emit(f"measuring… step {step}")
-            first, last = (self._points[0], self._points[-1]) if self._points else (None, None)
-            enough = first is not None and last[1] - first[1] >= MEASURE_STEPS
+            enough = bool(self._points) and self._points[-1][1] - self._points[0][1] >= MEASURE_STEPS
             if enough or time.monotonic() - self._started > MAX_SECONDS:
                 self._conclude()
                 return
@@ -141,7 +140,7 @@ class SpeedTrial(QObject):
             self._conclude()
             return
         self._ended = True
-        err = bytes(self.proc.readAllStandardError()).decode("utf-8", errors="replace").strip().splitlines()
+        err = bytes(self.proc.readAllStandardError().data()).decode("utf-8", errors="replace").strip().splitlines()
         self._cleanup()
         self.failed.emit(err[-1] if err else f"the trial ended with code {code}")
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from ul_app_testkit import FAKE_WORKER, fake_command
 
 from app.workers import procs
+from ul_engine.core.supervisor import StopLadder
 from ul_engine.store.liveness import hostname
 
 
@@ -61,7 +62,7 @@ def test_stop_request_is_obeyed_and_the_ladder_kills_a_deaf_worker(qtbot, store,
     proc = ctx.runner.process_for(deaf)
     phases = []
     proc.stop_phase.connect(phases.append)
-    ctx.runner.stop_run(deaf, grace_s=0.5, term_grace_s=0.5)
+    ctx.runner.stop_run(deaf, StopLadder(grace_s=0.5, term_s=0.5))
     qtbot.waitUntil(lambda: deaf not in ctx.runner.processes, timeout=120_000)
     assert phases == ["requested", "terminate", "kill"]
     run = store.get_run(deaf)

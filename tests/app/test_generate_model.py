@@ -3,7 +3,6 @@ sample pins, which run made it, and the sampler menu read from the one list. Rea
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +10,7 @@ import pytest
 
 from app.models import generate as model
 from ul_engine.core.errors import ULError
+from ul_engine.core.protocol import SampleImages, to_wire
 from ul_engine.core.samplers import SAMPLERS
 
 
@@ -24,14 +24,16 @@ def test_a_job_sends_its_seeds_a_chunk_at_a_time_and_its_bar_says_what_is_done(t
     job = model.SampleJob(1, _settings(), str(tmp_path / "out"), tmp_path)
     assert job.total == 10 and job.bar() == (0, "0 / 10")
     first = job.next_chunk()
-    assert first == [5, 6, 7, 8] and job.request(first)["seeds"] == first and job.more()
-    assert job.request(first)["class"] is None and job.request(first)["cancel_file"] == str(tmp_path / "cancel-1")
-    assert job.chunk_fraction() is None  # no progress file yet
-    job.progress_file.write_text(json.dumps({"done": 3, "total": 4}))
-    fraction = job.chunk_fraction()
-    assert fraction == 0.75 and job.bar(fraction) == (0, "0 / 10 · next 4: 75 %")
+    request = job.request(first)
+    assert isinstance(request, SampleImages) and request.OP == "image.sample"
+    assert first == [5, 6, 7, 8] and request.seeds == first and job.more()
+    assert request.class_label is None and request.cancel_file == str(tmp_path / "cancel-1")
+    wire = to_wire(request)
+    assert wire["seeds"] == first and "progress_file" not in wire  # progress comes as events, not a file
+    fraction = 3 / 4  # a Progress(done=3, total=4) event of the running chunk
+    assert job.bar(fraction) == (0, "0 / 10 · next 4: 75 %")
     job.done = 4
-    assert job.next_chunk() == [9, 10, 11, 12] and not job.progress_file.exists()  # the old chunk's file is gone
+    assert job.next_chunk() == [9, 10, 11, 12]
     assert job.bar(0.5) == (400, "4 / 10 · next 4: 50 %")
     job.done = 8
     assert job.next_chunk() == [13, 14] and not job.more()

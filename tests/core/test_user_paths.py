@@ -26,7 +26,7 @@ from ul_engine.core.reconstruction import file_sha256
 from ul_engine.core.user_paths import check_file, check_folder, check_output_file, check_output_folder
 from ul_engine.core.video_io import probe_video, read_video
 from ul_engine.data.video_folder import VideoFolderSource
-from ul_engine.inference.video_commands import cache_dir
+from ul_engine.inference.video_commands import cache_key
 
 HANG_S = 60.0  # only a hang gets near this
 
@@ -97,7 +97,7 @@ def test_check_file_names_what_the_path_is(special: dict[str, tuple[Path, str]],
         read_video,
         probe_video,
         file_sha256,
-        lambda p: cache_dir(None, None, p, {}),
+        lambda p: cache_key(None, None, p, {}),
         sha256_file,
     ],
     ids=[

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from functools import partial
@@ -67,6 +68,11 @@ def test_study_again_reuses_runs_and_evaluations(study: tuple[Path, Path, dict],
     assert "reusing the completed run" in proc.stderr and "training (run" not in proc.stderr
     again = last_json(proc)
     assert [r["recon"] for r in again["runs"]] == [r["recon"] for r in first["runs"]]
+    con = sqlite3.connect(home / "ul.sqlite")
+    cached = {json.loads(k)["what"] for (k,) in con.execute("SELECT key FROM evaluations")}
+    con.close()
+    assert cached == {"recon", "prior_fd", "stage2_fd"}  # the store holds every cached evaluation
+    assert not list(home.glob("runs/*/study-eval.json"))
     changed = ul(home, *STUDY, "--set", "optim.lr=2e-3", "--out", str(tmp_path / "x.md"), check=False)
     assert changed.returncode == 2 and "exists with a different config" in changed.stderr
 

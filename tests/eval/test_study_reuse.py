@@ -9,7 +9,7 @@ import pytest
 
 from ul_engine.core.config import resolve
 from ul_engine.core.errors import ULError
-from ul_engine.eval.study import _ensure_run
+from ul_engine.eval.study.run import _ensure_run
 from ul_engine.store import Store
 
 
@@ -40,7 +40,7 @@ def test_a_run_with_a_different_config_is_refused(tmp_path: Path) -> None:
 
 
 def test_rate_distortion_verdict_tells_rising_partly_and_falling_apart() -> None:
-    from ul_engine.eval.study import _rising_verdict
+    from ul_engine.eval.study.report import _rising_verdict
 
     lfs = ["1.3", "1.5", "2.1", "3", "10"]
     assert _rising_verdict([1, 2, 3, 4, 5], [0, 1, 2, 3, 4], lfs) == "yes"
@@ -49,3 +49,26 @@ def test_rate_distortion_verdict_tells_rising_partly_and_falling_apart() -> None
     assert partly.startswith("partly: from c_lf 3 on; at 1.3, 1.5, 2.1 the latent is empty")
     assert _rising_verdict([0.2, 0.1, 0.3, 0.25, 0.4], [0, 1, 2, 3, 4], lfs) == "no"  # open and falling
     assert _rising_verdict([0.001, 0.2, 0.002, 0.3, 0.4], [1, 3, 4], lfs) == "no"  # an empty run among open ones
+
+
+def test_evaluations_are_cached_in_the_store_per_checkpoint(tmp_path: Path) -> None:
+    from ul_engine.eval.study.run import _cached
+
+    store = Store.open(tmp_path)
+    run = store.create_run(name="s-eval", stage=1, preset="smoke", config=resolve("smoke", []).to_dict())
+    with pytest.raises(ULError, match="no checkpoint"):
+        _cached(store, run, {"what": "recon"}, lambda: pytest.fail("nothing to evaluate"))
+    store.add_checkpoint(run.id, step=10, path=store.run_dir(run.id) / "s10.safetensors", sha256="a" * 64)
+    calls: list[int] = []
+
+    def compute() -> dict:
+        calls.append(1)
+        return {"psnr": 20.0 + len(calls)}
+
+    first = _cached(store, run, {"what": "recon", "n": 4}, compute)
+    assert first["psnr"] == 21.0 and "eval_seconds" in first
+    assert _cached(store, run, {"what": "recon", "n": 4}, compute) == first and len(calls) == 1
+    assert not (store.run_dir(run.id) / "study-eval.json").exists()  # the store, not a file, holds it
+    store.add_checkpoint(run.id, step=20, path=store.run_dir(run.id) / "s20.safetensors", sha256="b" * 64)
+    assert _cached(store, run, {"what": "recon", "n": 4}, compute)["psnr"] == 22.0  # a newer checkpoint: again
+    store.close()

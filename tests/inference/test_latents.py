@@ -180,8 +180,8 @@ def test_session_ops(trained: Path, tmp_path: Path) -> None:
     session = Session(store)
     try:
         a, b = _image(tmp_path / "a.png", 1, (24, 20)), _image(tmp_path / "b.png", 2)
-        ra = session.handle({"op": "latents_analyze", "run": "s1", "image": str(a), "out": str(tmp_path / "A")})
-        rb = session.handle({"op": "latents_analyze", "run": "s1", "image": str(b), "out": str(tmp_path / "B")})
+        ra = session.handle({"op": "latents.analyze", "run": "s1", "image": str(a), "out": str(tmp_path / "A")})
+        rb = session.handle({"op": "latents.analyze", "run": "s1", "image": str(b), "out": str(tmp_path / "B")})
         assert ra["shape"] == [4, 4, 4] and len(ra["tiles"]) == 4 and ra["source"] == "encoded"
         assert any("fitted from 24×20" in n for n in ra["notices"])
         assert ra["rate"]["bits"] == pytest.approx(sum(map(sum, ra["rate_map_values"])) / math.log(2), rel=1e-3)
@@ -190,7 +190,7 @@ def test_session_ops(trained: Path, tmp_path: Path) -> None:
             assert Path(ra.get(key, key)).is_file()
 
         def frames(**kw):
-            req = {"op": "latents_frames", "run": "s1", "latent": ra["latent"], "out": str(tmp_path / "F"), **kw}
+            req = {"op": "latents.frames", "run": "s1", "latent": ra["latent"], "out": str(tmp_path / "F"), **kw}
             return session.handle(req)
 
         inter = frames(kind="interpolate", latent_b=rb["latent"], values=[0, 0.5, 1], steps=2, prefix="i")
@@ -207,44 +207,47 @@ def test_session_ops(trained: Path, tmp_path: Path) -> None:
         with pytest.raises(ULError, match="unknown frame kind"):
             frames(kind="warp")
         with pytest.raises(ULError, match="does not exist"):
-            session.handle({"op": "latents_frames", "run": "s1", "latent": str(tmp_path / "x.npy"), "out": "o"})
+            session.handle({"op": "latents.frames", "run": "s1", "latent": str(tmp_path / "x.npy"), "out": "o"})
         (tmp_path / "bad.npy").write_bytes(b"not numpy")
         with pytest.raises(ULError, match="not a latent file"):
             frames(latent=str(tmp_path / "bad.npy"))
 
         out = tmp_path / "S"
-        gen = session.handle({"op": "generate_samples", "run": "s2", "seed": 4, "n": 2, "base_steps": 3,
-                              "decoder_steps": 3, "out": str(out), "progress_file": str(out / "p.json")})  # fmt: skip
+        events: list[dict] = []
+        session.emit = events.append
+        gen = session.handle({"op": "image.sample", "run": "s2", "seed": 4, "n": 2, "base_steps": 3,
+                              "decoder_steps": 3, "out": str(out)})  # fmt: skip
         assert [o["seed"] for o in gen["outputs"]] == [4, 5] and not gen["cancelled"]
-        assert json.loads((out / "p.json").read_text()) == {"done": 6, "total": 6}
+        assert events[0] == {"event": "progress", "done": 0, "total": 6, "what": "sample"}
+        assert events[-1] == {"event": "progress", "done": 6, "total": 6, "what": "sample"}
         text = Image.open(gen["outputs"][0]["path"]).text
         assert text["ul-run"] == "2" and text["ul-seed"] == "4" and text["ul-run-name"] == "s2"
         assert json.loads(text["ul-params"]) == {"base_steps": 3, "decoder_steps": 3, "sampler": "ancestral",
                                                  "guidance": 1.0, "class": None}  # fmt: skip
         assert len(text["ul-checkpoint-sha256"]) == 64
-        again = session.handle({"op": "latents_analyze", "run": "s2", "image": gen["outputs"][0]["path"],
+        again = session.handle({"op": "latents.analyze", "run": "s2", "image": gen["outputs"][0]["path"],
                                 "out": str(tmp_path / "G")})  # fmt: skip
         assert again["source"] == "generated"
-        noise_base = session.handle({"op": "latents_frames", "run": "s2", "latent": again["latent"],
+        noise_base = session.handle({"op": "latents.frames", "run": "s2", "latent": again["latent"],
                                      "kind": "noise", "denoiser": "base", "values": [-2], "steps": 2,
                                      "out": str(tmp_path / "F")})  # fmt: skip
         assert len(noise_base["images"]) == 1
         (tmp_path / "cancel").touch()
-        cancelled = session.handle({"op": "generate_samples", "run": "s2", "n": 3, "out": str(tmp_path / "C"),
+        cancelled = session.handle({"op": "image.sample", "run": "s2", "n": 3, "out": str(tmp_path / "C"),
                                     "cancel_file": str(tmp_path / "cancel")})  # fmt: skip
         assert cancelled["cancelled"] and cancelled["outputs"] == []
         with pytest.raises(ULError, match="stage-1 run"):
-            session.handle({"op": "generate_samples", "run": "s1", "out": str(out)})
+            session.handle({"op": "image.sample", "run": "s1", "out": str(out)})
         with pytest.raises(ULError, match="out of range"):
-            session.handle({"op": "generate_samples", "run": "s2", "class": 7, "out": str(out)})
+            session.handle({"op": "image.sample", "run": "s2", "class_label": 7, "out": str(out)})
 
-        traj = session.handle({"op": "latents_trajectory", "run": "s2", "seed": 5, "base_steps": 3,
+        traj = session.handle({"op": "latents.trajectory", "run": "s2", "seed": 5, "base_steps": 3,
                                "decoder_steps": 3, "preview_steps": 2, "out": str(tmp_path / "T")})  # fmt: skip
         assert [f["phase"] for f in traj["frames"]] == ["base"] * 3 + ["decoder"] * 3
         sample = np.asarray(Image.open(gen["outputs"][1]["path"])).astype(int)
         assert np.abs(np.asarray(Image.open(traj["final"])).astype(int) - sample).max() <= 1
 
-        video = session.handle({"op": "export_video", "frames": inter["images"], "mp4": str(tmp_path / "v.mp4"),
+        video = session.handle({"op": "frames.export", "frames": inter["images"], "mp4": str(tmp_path / "v.mp4"),
                                 "gif": str(tmp_path / "v.gif"), "fps": 8})  # fmt: skip
         assert video["mp4"]["frames"] == 3 and video_io.read_mp4_info(tmp_path / "v.mp4") == (3, (256, 256))
         assert video_io.read_gif_info(tmp_path / "v.gif")[1] == (256, 256)

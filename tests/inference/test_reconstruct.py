@@ -251,7 +251,7 @@ def test_session_op_streams_progress_and_honours_the_cancel_file(home: Path, sto
     path = noise_png(tmp_path / "op.png", 8, 8, 21)
     ck20 = max(store.list_checkpoints(1), key=lambda c: c.step)
     ck10 = min(store.list_checkpoints(1), key=lambda c: c.step)
-    request = {"op": "reconstruct.image", "path": str(path), "checkpoint_id": ck20.id,
+    request = {"op": "image.reconstruct", "path": str(path), "checkpoint_id": ck20.id,
                "params": {"decoder_steps": 3, "rate_draws": 2}, "compare": {"checkpoint_id": ck10.id}}  # fmt: skip
     result = session.handle(request)
     assert result["entry"]["ok"] and result["compare"]["checkpoint_step"] == 10

@@ -365,6 +365,27 @@ def test_checkpoints_artifacts_and_reconstruction_cache(store: Store) -> None:
             assert cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
 
 
+def test_evaluation_cache_is_keyed_by_checkpoint_and_settings_and_goes_with_the_checkpoint(store: Store) -> None:
+    run = new_run(store)
+    path = store.run_dir(run) / "step-100.safetensors"
+    path.write_bytes(b"0")
+    ck = store.add_checkpoint(run, step=100, path=path, sha256="a" * 64)
+    other = store.add_checkpoint(run, step=200, path=store.run_dir(run) / "s200.safetensors", sha256="b" * 64)
+    key = {"what": "recon", "n": 64, "decoder_steps": 16}
+    assert store.evaluation_get(ck.id, key) is None
+    store.evaluation_put(ck.id, key, {"psnr": 20.5, "eval_seconds": 1.0})
+    assert store.evaluation_get(ck.id, dict(reversed(key.items()))) == {"psnr": 20.5, "eval_seconds": 1.0}
+    assert store.evaluation_get(ck.id, {**key, "n": 65}) is None  # other settings: a miss
+    assert store.evaluation_get(other.id, key) is None  # another checkpoint: a miss
+    store.evaluation_put(ck.id, key, {"psnr": 21.0})  # the same pair again: replaced, not doubled
+    assert store.evaluation_get(ck.id, key) == {"psnr": 21.0}
+    with pytest.raises(CheckpointError):
+        store.evaluation_put(999, key, {"psnr": 1.0})
+    assert store.delete_checkpoint_row(ck.id) == 1
+    with store._cursor() as cur:
+        assert cur.execute("SELECT count(*) FROM evaluations").fetchone()[0] == 0  # went with its checkpoint
+
+
 # ---- control, queue, staleness ----------------------------------------------------------------------------
 
 
@@ -654,6 +675,36 @@ def test_migration_0003_adds_sessions_and_worker_identity_and_goes_back(tmp_path
             command.downgrade(store_db.alembic_config(conn), "0002")
     engine.dispose()
     assert store_db.current_revision(path) == "0002" and not added & columns()
+
+
+def test_migration_0004_adds_the_evaluation_cache_and_goes_back(tmp_path: Path) -> None:
+    from alembic import command
+
+    path = tmp_path / "ul.sqlite"
+    shutil.copy(FIXTURE_V1, path)
+    store_db.upgrade(path, "0003")
+
+    def tables() -> set[str]:
+        con = sqlite3.connect(path)
+        try:
+            return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+
+    assert "evaluations" not in tables()
+    store_db.upgrade(path)
+    assert "evaluations" in tables()
+    with Store.open(tmp_path) as store:
+        ck = store.list_checkpoints(1)[0]
+        store.evaluation_put(ck.id, {"what": "recon"}, {"psnr": 30.0})
+        assert store.evaluation_get(ck.id, {"what": "recon"}) == {"psnr": 30.0}
+    engine = store_db.make_engine(path, pooled=False)
+    with engine.connect() as conn:
+        conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+        with conn.begin():
+            command.downgrade(store_db.alembic_config(conn), "0003")
+    engine.dispose()
+    assert store_db.current_revision(path) == "0003" and "evaluations" not in tables()
 
 
 def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The resident session worker over real pipes: ping, devices, reconstruct, sample, bad requests."""
+"""The resident session worker over real pipes, spoken through the typed protocol: devices, an image
+reconstruction, samples, bad requests."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ul_engine.cli.main import main as ul_main
+from ul_engine.core.protocol import Devices, ReconstructImage, SampleImages, Shutdown
 
 
 def request(proc: subprocess.Popen[str], message: dict) -> dict:
@@ -21,7 +23,7 @@ def request(proc: subprocess.Popen[str], message: dict) -> dict:
         line = proc.stdout.readline()
         assert line, "session worker closed its stdout"
         reply = json.loads(line)
-        if reply.get("id") == message["id"]:
+        if reply.get("id") == message["id"] and "event" not in reply:  # interim progress lines come first
             return reply
 
 
@@ -38,23 +40,24 @@ def test_session_answers_interactive_requests(tmp_path: Path):
     )  # fmt: skip
     try:
         assert json.loads(proc.stdout.readline()) == {"event": "ready"}
-        assert request(proc, {"id": 1, "op": "ping"})["ok"]
-        devices = request(proc, {"id": 2, "op": "devices"})["result"]
-        assert devices["cpu"]["cores"] >= 1 and isinstance(devices["gpus"], list)
-        inputs = [str(image), str(tmp_path / "nope.png")]
-        rec = request(proc, {"id": 3, "op": "reconstruct", "run": "s1", "inputs": inputs,
-                             "out": str(tmp_path / "out"), "decoder_steps": 4})  # fmt: skip
-        good, bad = rec["result"]["results"]
-        assert Path(good["output"]).is_file() and good["psnr"] > 0
-        assert "nope.png" in bad["error"]
-        samples = request(proc, {"id": 4, "op": "sample", "run": "s1", "n": 2, "out": str(tmp_path / "s")})
+        devices = Devices().result(request(proc, Devices().to_message(2))["result"])
+        assert devices.cpu["cores"] >= 1 and isinstance(devices.gpus, list)
+        asked = ReconstructImage(str(image), run="s1", params={"decoder_steps": 4, "rate_draws": 2})
+        entry = asked.result(request(proc, asked.to_message(3))["result"]).entry
+        assert entry is not None and entry["ok"] and Path(entry["files"]["reconstruction"]).is_file()
+        missing = request(proc, ReconstructImage(str(tmp_path / "nope.png"), run="s1").to_message(4))
+        assert missing["ok"] and "nope.png" in missing["result"]["entry"]["error"]
+        out = str(tmp_path / "s")
+        samples = request(proc, SampleImages(run="s1", out=out, n=2).to_message(5))
         assert not samples["ok"] and "stage-1 run" in samples["error"]
-        samples = request(proc, {"id": 5, "op": "sample", "run": 2, "n": 2, "out": str(tmp_path / "s"),
-                                 "base_steps": 4, "decoder_steps": 4})  # fmt: skip
-        assert samples["ok"] and len(samples["result"]["outputs"]) == 2
-        unknown = request(proc, {"id": 6, "op": "fly"})
-        assert not unknown["ok"] and "unknown op" in unknown["error"]
-        assert request(proc, {"id": 7, "op": "shutdown"})["ok"]
+        asked_samples = SampleImages(run=2, out=out, n=2, base_steps=4, decoder_steps=4)
+        drawn = asked_samples.result(request(proc, asked_samples.to_message(6))["result"])
+        assert len(drawn.outputs) == 2 and not drawn.cancelled and all(Path(o["path"]).is_file() for o in drawn.outputs)
+        unknown = request(proc, {"id": 7, "op": "fly"})
+        assert not unknown["ok"] and "unknown op" in unknown["error"] and "image.reconstruct" in unknown["error"]
+        incomplete = request(proc, {"id": 8, "op": "image.reconstruct", "run": "s1"})
+        assert not incomplete["ok"] and incomplete["error"] == "image.reconstruct needs 'path'"
+        assert request(proc, Shutdown().to_message(9))["ok"]
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:

@@ -1,8 +1,9 @@
-"""The video session ops (video.info / video.reconstruct / video.sample) through a real session worker process."""
+"""The video session ops (video.reconstruct / video.sample) through a real session worker process."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -50,12 +51,6 @@ def test_video_ops_in_a_session_worker(tmp_path: Path):
     )  # fmt: skip
     try:
         assert json.loads(proc.stdout.readline()) == {"event": "ready"}
-        info, _ = request(proc, {"id": 1, "op": "video.info", "path": str(good)})
-        assert info["ok"] and info["result"] == {"frames": 10, "fps": 6.0, "width": 20, "height": 20}
-        for i, bad in enumerate((truncated, text, tmp_path / "missing.mp4")):
-            reply, _ = request(proc, {"id": 10 + i, "op": "video.info", "path": str(bad)})
-            assert not reply["ok"] and bad.name in reply["error"] and "Traceback" not in reply["error"]
-
         rec_request = {"id": 2, "op": "video.reconstruct", "path": str(good), "run": "v1", "checkpoint": None,
                        "params": {"decoder_steps": 2, "seed": 3, "max_frames": 9}, "cancel_file": None}  # fmt: skip
         rec, progress = request(proc, rec_request)
@@ -71,9 +66,21 @@ def test_video_ops_in_a_session_worker(tmp_path: Path):
         assert all(p["event"] == "progress" and 0 < p["done"] <= p["total"] for p in progress)
         again, progress = request(proc, {**rec_request, "id": 3})
         assert again["result"]["cached"] and again["result"]["psnr_per_frame"] == r["psnr_per_frame"] and not progress
+        con = sqlite3.connect(home / "ul.sqlite")
+        rows = con.execute("SELECT path, metrics FROM reconstructions").fetchall()
+        assert len(rows) == 1 and home / rows[0][0] == Path(r["reconstruction"])  # the store holds the entry
+        assert json.loads(rows[0][1])["psnr_per_frame"] == r["psnr_per_frame"]
+        with con:
+            con.execute("DELETE FROM reconstructions")
+        con.close()
+        fresh, progress = request(proc, {**rec_request, "id": 30})
+        assert not fresh["result"]["cached"] and progress  # no row, no cache hit: the files alone do not count
 
         bad, _ = request(proc, {**rec_request, "id": 4, "path": str(text)})
         assert not bad["ok"] and "words.mp4" in bad["error"] and "cannot decode" in bad["error"]
+        for i, broken in enumerate((truncated, tmp_path / "missing.mp4")):
+            reply, _ = request(proc, {**rec_request, "id": 40 + i, "path": str(broken)})
+            assert not reply["ok"] and broken.name in reply["error"] and "Traceback" not in reply["error"]
         cancel = tmp_path / "cancel"
         cancel.touch()
         stopped, _ = request(proc, {**rec_request, "id": 5, "params": {"seed": 9}, "cancel_file": str(cancel)})
@@ -94,7 +101,7 @@ def test_video_ops_in_a_session_worker(tmp_path: Path):
         assert "video-samples" in cont["result"]["outputs"][0]
         stage1, _ = request(proc, {**sample, "id": 8, "run": "v1"})
         assert not stage1["ok"] and "stage-1 run" in stage1["error"]
-        assert request(proc, {"id": 9, "op": "shutdown"})[0]["ok"]
+        assert request(proc, {"id": 9, "op": "session.shutdown"})[0]["ok"]
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:

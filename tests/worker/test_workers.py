@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from worker_testkit import make_run, wait_for
 
-from ul_engine.core.supervisor import LaunchOptions, run_queue, start_worker, stop_run, worker_command
+from ul_engine.core.supervisor import LaunchOptions, StopLadder, run_queue, start_worker, stop_run, worker_command
 from ul_engine.store import Store
 
 
@@ -53,7 +53,7 @@ def test_stop_is_cooperative_and_leaves_a_checkpoint(store: Store):
     run_id = make_run(store, "stoppable", **{"train.steps": 5000, "train.checkpoint_every": 1000})
     worker = start_worker(worker_command(store.home, run_id), run_id)
     wait_for(lambda: store.get_run(run_id).step >= 5)
-    how = stop_run(store, run_id, worker=worker, grace_s=120)  # the grace only catches a hang
+    how = stop_run(store, run_id, worker=worker, ladder=StopLadder(grace_s=120))  # the grace only catches a hang
     assert how == "cooperative", how
     assert worker.wait(timeout=120) == 0
     run = store.get_run(run_id)

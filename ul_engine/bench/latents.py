@@ -6,9 +6,9 @@ Weights do not change the cost, so the preset's models are trained for one step 
 with a 64-image latent cache) with `ul train` in a temporary data folder. Then, through a real session
 worker (what the Latents page waits for: the request, the decode, the PNG, the answer):
 
-1. scrub latency: one `latents_frames` request of each kind (interpolate, channel, noise) per decoder-step
+1. scrub latency: one `latents.frames` request of each kind (interpolate, channel, noise) per decoder-step
    count, median and 90th percentile of `--repeats` requests after a warm-up;
-2. samples per second: `generate_samples` at the preset's default steps, in requests of 1 and of 4 samples
+2. samples per second: `image.sample` at the preset's default steps, in requests of 1 and of 4 samples
    (the Generate page's chunk), and at 8 + 8 steps.
 """
 
@@ -72,7 +72,7 @@ class Worker:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.ask("shutdown")
+            self.ask("session.shutdown")
         self.proc.wait(timeout=30)
 
 
@@ -110,7 +110,7 @@ def run(preset: str, repeats: int, steps_list: list[int], home: Path) -> dict[st
         for i in range(2):
             image = _image(files / f"{i}.png", i, cfg.data.resolution)
             out = str(files / f"an{i}")
-            r, _ = worker.ask("latents_analyze", run="bench-s2", image=image, out=out, decoder_steps=1)
+            r, _ = worker.ask("latents.analyze", run="bench-s2", image=image, out=out, decoder_steps=1)
             latents.append(r["latent"])
         rng = np.random.default_rng(0)
         kinds = {
@@ -124,8 +124,8 @@ def run(preset: str, repeats: int, steps_list: list[int], home: Path) -> dict[st
         for kind, params in kinds.items():
             for steps in steps_list:
                 common = {"run": "bench-s2", "latent": latents[0], "out": str(files / "frames"), "steps": steps}
-                worker.ask("latents_frames", **common, **params())  # warm-up
-                times = [worker.ask("latents_frames", **common, **params())[1] for _ in range(repeats)]
+                worker.ask("latents.frames", **common, **params())  # warm-up
+                times = [worker.ask("latents.frames", **common, **params())[1] for _ in range(repeats)]
                 row = {
                     "kind": kind,
                     "decoder_steps": steps,
@@ -139,11 +139,11 @@ def run(preset: str, repeats: int, steps_list: list[int], home: Path) -> dict[st
         for per_request, steps, n in ((1, (base_steps, decoder_steps), 4), (4, (base_steps, decoder_steps), 8),
                                       (4, (8, 8), 16)):  # fmt: skip
             done, seconds = 0, 0.0
-            worker.ask("generate_samples", run="bench-s2", seeds=[0], base_steps=2, decoder_steps=2,
+            worker.ask("image.sample", run="bench-s2", seeds=[0], base_steps=2, decoder_steps=2,
                        out=str(files / "warm"))  # fmt: skip
             while done < n:
                 seeds = list(range(done, done + per_request))
-                _, ms = worker.ask("generate_samples", run="bench-s2", seeds=seeds, base_steps=steps[0],
+                _, ms = worker.ask("image.sample", run="bench-s2", seeds=seeds, base_steps=steps[0],
                                    decoder_steps=steps[1], out=str(files / "samples"))  # fmt: skip
                 done += per_request
                 seconds += ms / 1000.0

@@ -462,7 +462,7 @@ def cmd_pause(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_stop(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.core.supervisor import stop_run  # lazy: pydantic, psutil
+    from ul_engine.core.supervisor import StopLadder, stop_run  # lazy: pydantic, psutil
 
     store = _store(args)
     run = store.get_run(args.run)
@@ -474,7 +474,8 @@ def cmd_stop(args: argparse.Namespace) -> dict[str, Any]:
         return {"run": run.id, "status": store.get_run(run.id).status, "how": "dequeued"}
     if run.status not in ("running", "paused", "stopping"):
         raise ULError(f"run {run.name} is {run.status}; nothing to stop")
-    how = stop_run(store, run.id, grace_s=args.grace)  # a dead worker: the run becomes interrupted, resumable
+    # a dead worker: the run becomes interrupted, resumable
+    how = stop_run(store, run.id, ladder=StopLadder(grace_s=args.grace))
     return {"run": run.id, "status": store.get_run(run.id).status, "how": how}
 
 
@@ -844,19 +845,20 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.eval import study  # lazy: torch
+    from ul_engine.eval.study.plan import BASELINE_LF, plan_study, reproduce_commands  # lazy: torch
+    from ul_engine.eval.study.run import run_study  # lazy: torch
 
     argv = list(getattr(args, "argv", []))
     argv = argv[argv.index("study") + 1 :] if "study" in argv else argv
     argv = [a for a in argv if a != "--json"]
-    plan = study.plan_study(
+    plan = plan_study(
         quick=args.quick,
         preset=args.preset,
         steps=args.steps,
         minutes=args.minutes,
         stage2_steps=args.stage2_steps,
         loss_factors=args.loss_factors,
-        baseline_lf=args.baseline_lf if args.baseline_lf is not None else study.BASELINE_LF,
+        baseline_lf=args.baseline_lf if args.baseline_lf is not None else BASELINE_LF,
         overrides=args.overrides,
         threads=args.threads,
         tag=args.tag,
@@ -867,7 +869,7 @@ def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
         argv=argv,
     )
     if args.dry_run:
-        commands = [c for r in plan.runs for c in study._commands(plan, r)]
+        commands = [c for r in plan.runs for c in reproduce_commands(plan, r)]
         if not args.json:
             print("\n".join(commands))
         return {"runs": [r.name for r in plan.runs], "commands": commands}
@@ -875,7 +877,7 @@ def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
     def log(line: str) -> None:
         (sys.stderr if args.json else sys.stdout).write(f"[study] {line}\n")
 
-    result = study.run_study(_store(args), plan, args.out, log=log)
+    result = run_study(_store(args), plan, args.out, log=log)
     if not args.json:
         print(f"wrote {result['out']} and {result['assets']}/")
     return result

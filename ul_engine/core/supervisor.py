@@ -1,7 +1,11 @@
 """Starting, stopping and queueing training workers. Torch-free: the CLI and the GUI both use it.
 
-Stop ladder: a cooperative stop request on the run row (the worker checkpoints and exits at the next
-step) → SIGTERM to the process group after a grace period (the worker still checkpoints) → SIGKILL.
+Stop ladder (`StopLadder`): a cooperative stop request on the run row (the worker checkpoints and exits at
+the next step) → SIGTERM to the process group after a grace period (the worker still checkpoints) → SIGKILL.
+`ul stop` walks it blocking (`stop_run`); the app climbs the same rungs from Qt timers.
+
+Queue policy: `claim_jobs` picks the next job of every free device and `record_exit` writes a finished
+worker's outcome on its run and job; `run_queue` (the CLI) and the app's queue runner both go through them.
 """
 
 from __future__ import annotations
@@ -15,10 +19,51 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from ul_engine.core import protocol
+from ul_engine.core.errors import RunStateError, ULError
+
+if TYPE_CHECKING:  # the store imports core: only the type checker follows this edge
+    from ul_engine.store import JobInfo, Store  # why: the store imports core
 
 STDERR_TAIL_LINES = 200
+STOP_GRACE_S = 10.0
+"""Seconds a worker gets to obey a stop request before it is sent SIGTERM."""
+STOP_TERM_S = 5.0
+"""Seconds after SIGTERM before the process (tree) is killed."""
+
+StopRung = Literal["requested", "terminate", "kill"]
+
+
+@dataclass(frozen=True)
+class StopLadder:
+    """The one stop ladder's timing: callers ask it which rung comes next and how long to wait before it."""
+
+    grace_s: float = STOP_GRACE_S
+    term_s: float = STOP_TERM_S
+
+    def next_rung(self, rung: StopRung) -> StopRung | None:
+        return {"requested": "terminate", "terminate": "kill"}.get(rung)  # type: ignore[return-value]
+
+    def wait_after(self, rung: StopRung) -> float:
+        """Seconds to give the worker on `rung` before climbing to the next one."""
+        return self.grace_s if rung == "requested" else self.term_s if rung == "terminate" else 5.0
+
+    @property
+    def total_s(self) -> float:
+        """The longest a stop can take, from request to kill."""
+        return self.grace_s + self.term_s
+
+
+def request_stop(store: Store, run_id: int, session: int | None) -> None:
+    """The ladder's first rung: a stop request on the run row for `session` only (it never stops a later
+    session of the run), and "stopping" shown at once."""
+    store.request(run_id, "stop", session=session)
+    with contextlib.suppress(RunStateError):  # already stopping, or the session ended by itself
+        store.transition(run_id, "stopping", expect=("running", "paused"), session=session)
 
 
 @dataclass
@@ -122,8 +167,6 @@ class WorkerProcess:
 
 def start_worker(command: list[str], run_id: int, *, env: dict[str, str] | None = None) -> WorkerProcess:
     """Start a worker in its own process group (so the whole tree can be signalled) and drain its pipes."""
-    from ul_engine.core import protocol
-
     popen = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -166,34 +209,33 @@ def signal_tree(pid: int, sig: int) -> bool:
 
 def pid_alive(pid: int | None, started_at: float | None = None) -> bool:
     """Whether process `pid` on this machine exists, is not a zombie and (given `started_at`) is the same process."""
-    from ul_engine.store.liveness import process_alive
+    from ul_engine.store.liveness import process_alive  # why: the store imports core
 
     return process_alive(pid, started_at)
 
 
 def stop_run(
-    store: Any, run_id: int, *, worker: WorkerProcess | None = None, grace_s: float = 10.0, term_s: float = 5.0
+    store: Store, run_id: int, *, worker: WorkerProcess | None = None, ladder: StopLadder | None = None
 ) -> str:
     """Walk the stop ladder for the run's current worker session; returns how it ended: 'cooperative',
     'terminated', 'killed', 'requested' (the worker runs on another machine: it stops at its next step) or
     'not running' (no worker: a dead one leaves the run interrupted, resumable at once)."""
-    from ul_engine.core.errors import RunStateError
-    from ul_engine.store import ACTIVE_RUN_STATUSES
-    from ul_engine.store.liveness import worker_alive
+    from ul_engine.store import ACTIVE_RUN_STATUSES  # why: the store imports core
+    from ul_engine.store.liveness import worker_alive  # why: the store imports core
 
+    ladder = ladder or StopLadder()
     store.mark_stale_runs()
     run = store.get_run(run_id)
     if run.status not in ACTIVE_RUN_STATUSES:
         return "not running"
-    store.request(run_id, "stop", session=run.session)
-    with contextlib.suppress(RunStateError):
-        store.transition(run_id, "stopping", expect=("running", "paused"), session=run.session)
+    request_stop(store, run_id, run.session)
     if worker is None and worker_alive(run.pid, run.pid_started_at, run.host) is None:
         return "requested"
     pid = worker.pid if worker is not None else run.pid
     assert pid is not None
 
-    def exited(deadline: float) -> bool:
+    def exited(seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if worker is not None:
                 if worker.poll() is not None:
@@ -203,51 +245,118 @@ def stop_run(
             time.sleep(0.05)
         return False
 
-    if exited(time.monotonic() + grace_s):
-        return "cooperative"
-    signal_tree(pid, signal.SIGTERM)
-    if exited(time.monotonic() + term_s):
-        return "terminated"
-    signal_tree(pid, signal.SIGKILL)
-    exited(time.monotonic() + 5)
-    with contextlib.suppress(RunStateError):
-        store.transition(
-            run_id, "stopped", expect=ACTIVE_RUN_STATUSES, session=run.session, pid=None,
-            error="killed after it did not stop in time",
-        )  # fmt: skip
-    return "killed"
+    outcome = {"requested": "cooperative", "terminate": "terminated", "kill": "killed"}
+    rung: StopRung | None = "requested"
+    while rung is not None:
+        if exited(ladder.wait_after(rung)) or rung == "kill":
+            break
+        rung = ladder.next_rung(rung)
+        if rung is not None:
+            signal_tree(pid, signal.SIGTERM if rung == "terminate" else signal.SIGKILL)
+    assert rung is not None
+    if rung == "kill":
+        with contextlib.suppress(RunStateError):
+            store.transition(
+                run_id, "stopped", expect=ACTIVE_RUN_STATUSES, session=run.session, pid=None,
+                error="killed after it did not stop in time",
+            )  # fmt: skip
+    return outcome[rung]
 
 
-def run_job(store: Any, job: Any, *, launch: LaunchOptions | None = None, env: dict[str, str] | None = None) -> int:
-    """Run one queued training job to its end and record the outcome on the job row."""
-    from datetime import UTC, datetime
+@dataclass
+class WorkerExit:
+    """What a finished training worker left behind, for `record_exit`."""
 
+    run_id: int
+    job_id: int | None
+    session: int | None  # the session the worker announced (None: it never claimed its run)
+    code: int  # -1: unknown (a re-attached worker's exit is not ours to see)
+    crashed: bool = False
+    stop_requested: bool = False
+    stderr_tail: str = ""
+    error_event: str | None = None  # the message of the worker's last "error" event
+
+
+def last_line(text: str | None) -> str | None:
+    for line in reversed((text or "").splitlines()):
+        if line.strip():
+            return line.strip()[:500]
+    return None
+
+
+def record_exit(store: Store, done: WorkerExit) -> bool:
+    """Write a finished worker's outcome on its run (through `Store.transition`, only if that worker's
+    session still owns the run) and on its job; returns whether it succeeded."""
+    from ul_engine.store import ACTIVE_RUN_STATUSES  # why: the store imports core (a cycle at module level)
+
+    now = datetime.now(UTC)
+    try:
+        run = store.get_run(done.run_id)
+    except ULError:  # deleted meanwhile
+        run = None
+    ok = done.code == 0 and not done.crashed and (run is None or run.status != "failed")
+    if done.code == -1 and run is not None:  # re-attached: the exit code is unknown, the status tells
+        ok = run.status in ("completed", "stopped")
+    fallback = f"the worker exited with code {done.code}" if done.code != -1 else "the worker ended silently"
+    error = None if ok else (done.error_event or last_line(done.stderr_tail) or fallback)
+    if run is not None:
+        error = None if ok else (run.error or error)
+        fields: dict[str, Any] = {}
+        if done.code != -1:
+            fields["exit_code"] = done.code
+        if not ok:
+            fields["stderr_tail"] = done.stderr_tail or None
+        ours = done.session is not None and run.session == done.session
+        if ours or (done.session is None and run.status == "queued"):
+            if run.status in (*ACTIVE_RUN_STATUSES, "queued"):
+                ending: dict[str, Any] = {"finished_at": now, "pid": None}
+                if not done.stop_requested and not run.error:
+                    ending["error"] = error or fallback
+                # a re-attached worker (exit unknown) that left its run active died: resumable, not failed
+                to = "stopped" if done.stop_requested else "interrupted" if done.code == -1 else "failed"
+                end_session(store, done.run_id, done.session, to, **ending)
+            if fields:
+                store.update_run(done.run_id, **fields)
+    if done.job_id is not None:
+        with contextlib.suppress(ULError):
+            store.update_job(
+                done.job_id, status="done" if ok else "failed", finished_at=now,
+                exit_code=None if done.code == -1 else done.code, stderr_tail=None if ok else done.stderr_tail,
+                error=error,
+            )  # fmt: skip
+    return ok
+
+
+def claim_jobs(store: Store, devices: list[str], busy: set[str]) -> list[JobInfo]:
+    """The next queued job of every free device, claimed ("running"); a job of an unknown kind fails at once
+    and the device's next job is taken instead."""
+    claimed: list[JobInfo] = []
+    for device in devices:
+        if device in busy:
+            continue
+        while (job := store.next_job(device)) is not None:
+            if job.kind == "train":
+                claimed.append(job)
+                break
+            store.update_job(job.id, status="failed", finished_at=datetime.now(UTC), error=f"unknown job {job.kind}")
+    return claimed
+
+
+def run_job(
+    store: Store, job: JobInfo, *, launch: LaunchOptions | None = None, env: dict[str, str] | None = None
+) -> int:
+    """Run one claimed training job to its end and record the outcome on its run and job (`record_exit`)."""
     command = worker_command(store.home, job.run_id, launch=launch)
-    store.update_job(job.id, status="running", started_at=datetime.now(UTC))
     worker = start_worker(command, job.run_id, env=env)  # the worker itself moves the run to "running"
     code = worker.wait()
-    tail = "\n".join(worker.stderr_tail)
-    session = worker_session(worker.events)
-    run = store.get_run(job.run_id)
-    failed = code != 0 or run.status == "failed"
-    error, ended = None, False
-    if failed:
-        error = run.error or next(
-            (e.get("message") for e in reversed(worker.events) if e.get("event") == "error"), None
-        )
-        last_line = tail.strip().splitlines()[-1] if tail.strip() else f"worker exited with code {code}"
-        error = error or last_line
-        ended = end_session(store, job.run_id, session, "failed", error=error)
-    store.update_job(
-        job.id,
-        status="failed" if failed else "done",
-        exit_code=code,
-        stderr_tail=tail,
-        error=error,
-        finished_at=datetime.now(UTC),
-    )
-    if session is not None or ended:  # a worker refused because another process trains the run leaves it alone
-        store.update_run(job.run_id, exit_code=code, stderr_tail=tail)
+    error_event = next((e.get("message") for e in reversed(worker.events) if e.get("event") == "error"), None)
+    record_exit(
+        store,
+        WorkerExit(
+            job.run_id, job.id, worker_session(worker.events), code, stderr_tail="\n".join(worker.stderr_tail),
+            error_event=error_event,
+        ),
+    )  # fmt: skip
     return code
 
 
@@ -256,11 +365,10 @@ def worker_session(events: list[dict[str, Any]]) -> int | None:
     return next((e["session"] for e in events if e.get("event") == "status" and "session" in e), None)
 
 
-def end_session(store: Any, run_id: int, session: int | None, to: str, **fields: Any) -> bool:
+def end_session(store: Store, run_id: int, session: int | None, to: str, **fields: Any) -> bool:
     """After a worker exited: move its run to `to` if that worker's session still owns it (session known), or
     if the run is still "queued" (the worker never claimed it). Another process's session is left alone."""
-    from ul_engine.core.errors import RunStateError
-    from ul_engine.store import ACTIVE_RUN_STATUSES
+    from ul_engine.store import ACTIVE_RUN_STATUSES  # why: the store imports core
 
     expect = ACTIVE_RUN_STATUSES if session is not None else ("queued",)
     try:
@@ -270,14 +378,15 @@ def end_session(store: Any, run_id: int, session: int | None, to: str, **fields:
     return True
 
 
-def run_queue(store: Any, device: str = "cpu", *, launch: LaunchOptions | None = None, once: bool = False) -> list[int]:
-    """Process queued jobs for `device` one at a time; a failed job does not stop the queue."""
+def run_queue(
+    store: Store, device: str = "cpu", *, launch: LaunchOptions | None = None, once: bool = False
+) -> list[int]:
+    """Process queued jobs for `device` one at a time (the queue policy of `claim_jobs` and `record_exit`, run
+    blocking); a failed job does not stop the queue."""
     done: list[int] = []
-    while True:
-        job = store.next_job(device)
-        if job is None:
-            return done
-        run_job(store, job, launch=launch)
-        done.append(job.id)
+    while jobs := claim_jobs(store, [device], set()):
+        run_job(store, jobs[0], launch=launch)
+        done.append(jobs[0].id)
         if once:
-            return done
+            break
+    return done

@@ -81,12 +81,18 @@ def reconstruct_clip(
     }
 
 
-def cache_dir(store: Any, loaded: Any, path: str | Path, params: dict[str, Any]) -> Path:
-    """runs/<id>/video-cache/<sha256 of the file>-s<step>-<params hash>: other bytes, step or params miss."""
-    digest = io.sha256_file(check_file(path))  # checked first: a FIFO or /dev/zero would never finish hashing
-    blob = json.dumps({**params, "format": VIDEO_CACHE_FORMAT, "sha": loaded.checkpoint_sha256}, sort_keys=True)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:12]
-    return store.run_dir(loaded.run.id) / "video-cache" / f"{digest[:20]}-s{loaded.checkpoint_step}-{key}"
+def cache_key(store: Any, loaded: Any, path: str | Path, params: dict[str, Any]) -> tuple[str, int, str]:
+    """(sha256 of the file, the checkpoint's id, the params hash): the store's reconstruction-cache keys, so
+    other bytes, another checkpoint or other params miss. The file is checked before it is hashed (a FIFO or
+    /dev/zero would never finish)."""
+    from ul_engine.inference.reconstruct import _checkpoint_id
+
+    digest = io.sha256_file(check_file(path))
+    checkpoint_id = _checkpoint_id(store, loaded)
+    if checkpoint_id is None:
+        raise ULError(f"run {loaded.run.name} has no stored checkpoint at step {loaded.checkpoint_step}")
+    blob = json.dumps({**params, "media": "video", "format": VIDEO_CACHE_FORMAT}, sort_keys=True)
+    return digest, checkpoint_id, hashlib.sha256(blob.encode()).hexdigest()
 
 
 def reconstruct_cached(
@@ -97,19 +103,19 @@ def reconstruct_cached(
     *,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """The session op's reconstruction: cached per run by (file bytes, checkpoint, params)."""
+    """The session op's reconstruction, cached in the store like an image's: a row keyed by (file bytes,
+    checkpoint, params) whose files live in runs/<id>/video-cache/; a row whose files are gone is a miss."""
     _require_video(loaded)
-    folder = cache_dir(store, loaded, path, params)
-    result_file = folder / "result.json"
-    if result_file.is_file():
-        cached = json.loads(result_file.read_text())
-        if Path(cached["original"]).is_file() and Path(cached["reconstruction"]).is_file():
-            return {**cached, "cached": True}
+    digest, checkpoint_id, params_hash = cache_key(store, loaded, path, params)
+    hit = store.cache_get(digest, checkpoint_id, params_hash)
+    if hit is not None and hit["metrics"] and Path(hit["metrics"]["original"]).is_file():
+        return {**hit["metrics"], "reconstruction": str(hit["path"]), "cached": True}
+    folder = store.run_dir(loaded.run.id) / "video-cache" / f"{digest[:20]}-c{checkpoint_id}-{params_hash[:12]}"
     result = reconstruct_clip(
         loaded, path, folder, decoder_steps=params.get("decoder_steps"), seed=int(params.get("seed") or 0),
         max_frames=params.get("max_frames"), names=("original.mp4", "reconstruction.mp4"), progress=progress,
     )  # fmt: skip
-    io.write_json(result_file, result)
+    store.cache_put(digest, checkpoint_id, params_hash, path=result["reconstruction"], metrics=result)
     return {**result, "cached": False}
 
 

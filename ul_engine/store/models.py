@@ -205,3 +205,17 @@ class Reconstruction(Base):
     path: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(EpochTime)
+
+
+class Evaluation(Base):
+    """Cache of evaluations (e.g. a study's PSNR or FD-shapes): one result per checkpoint and settings."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (UniqueConstraint("checkpoint_id", "key_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    key: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(EpochTime)

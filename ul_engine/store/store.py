@@ -30,7 +30,7 @@ from ul_engine.core.errors import CheckpointError, ConfigError, RunNotFound, Run
 from ul_engine.core.user_paths import check_output_folder
 from ul_engine.store import db, liveness
 from ul_engine.store import metrics as metric_ops
-from ul_engine.store.models import Artifact, Checkpoint, Job, Reconstruction, Run
+from ul_engine.store.models import Artifact, Checkpoint, Evaluation, Job, Reconstruction, Run
 from ul_engine.store.paths import from_stored, to_stored
 from ul_engine.store.types import (
     ACTIVE_RUN_STATUSES,
@@ -805,6 +805,33 @@ class Store:
                 )
             else:
                 r.path, r.metrics, r.created_at = stored, values, _now()
+
+    # ---- evaluation cache ------------------------------------------------------------------------------
+
+    @staticmethod
+    def evaluation_key_hash(key: Mapping[str, Any]) -> str:
+        """sha256 of the settings an evaluation was computed with (the cache's second key)."""
+        return hashlib.sha256(json.dumps(dict(key), sort_keys=True, default=str).encode()).hexdigest()
+
+    def evaluation_get(self, checkpoint_id: int, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The result cached for evaluating `checkpoint_id` with settings `key`, or None."""
+        stmt = select(Evaluation.result).filter_by(checkpoint_id=checkpoint_id, key_hash=self.evaluation_key_hash(key))
+        with self._session() as s:
+            result = s.scalar(stmt)
+        return dict(result) if result is not None else None
+
+    def evaluation_put(self, checkpoint_id: int, key: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        """Remember what evaluating `checkpoint_id` with settings `key` gave (replaces an earlier result)."""
+        key_hash = self.evaluation_key_hash(key)
+        with self._session(write=True) as s:
+            if s.get(Checkpoint, checkpoint_id) is None:
+                raise CheckpointError(f"no checkpoint with id {checkpoint_id}")
+            row = s.scalar(select(Evaluation).filter_by(checkpoint_id=checkpoint_id, key_hash=key_hash))
+            if row is None:
+                s.add(Evaluation(checkpoint_id=checkpoint_id, key_hash=key_hash, key=dict(key), result=dict(result),
+                                 created_at=_now()))  # fmt: skip
+            else:
+                row.result, row.created_at = dict(result), _now()
 
     # ---- queue -----------------------------------------------------------------------------------------
 

@@ -1,31 +1,35 @@
-"""The resident session worker: keeps models loaded and answers interactive requests (JSON lines).
+"""The resident session worker: keeps models loaded and answers the typed requests of
+`ul_engine.core.protocol` (JSON lines on stdin/stdout).
 
-Requests: {"id", "op", ...}; answers: {"id", "ok", "result"} or {"id", "ok": false, "error"}; before its
-answer an op may write interim lines {"id", "event": "progress", ...} through `session.emit`. Images
-travel as PNG files whose paths are in the request/answer, never inline. Each op is a function
-registered with `@op("name")`, in its own module under `ul_engine/worker/ops/`.
+Each op is a thin function registered with `@op(RequestType)` in a module under `ul_engine/worker/ops/`: it
+takes the typed request, calls the inference code and returns the request's typed result. Interim progress
+goes through `Session.progress` / `Session.partial`, cancelling through the request's `cancel_file`
+(`Session.cancel_check`): one channel for every op.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
-import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
 from ul_engine.core import protocol
 from ul_engine.core.errors import ULError
+from ul_engine.store import Store
 
-OpHandler = Callable[["Session", dict[str, Any]], dict[str, Any]]
+Q = TypeVar("Q", bound=protocol.Request[Any])
+OpHandler = Callable[["Session", Any], Any]
 OPS: dict[str, OpHandler] = {}
 
 
-def op(name: str) -> Callable[[OpHandler], OpHandler]:
-    """Register a session op; the handler gets the session and the request, returns the result dict."""
+def op(request_type: type[Q]) -> Callable[[Callable[[Session, Q], Any]], Callable[[Session, Q], Any]]:
+    """Register the handler of one request type: (session, request) → the request's result dataclass."""
 
-    def register(fn: OpHandler) -> OpHandler:
-        OPS[name] = fn
+    def register(fn: Callable[[Session, Q], Any]) -> Callable[[Session, Q], Any]:
+        OPS[request_type.OP] = fn
         return fn
 
     return register
@@ -34,17 +38,16 @@ def op(name: str) -> Callable[[OpHandler], OpHandler]:
 class Session:
     """Loaded runs by (id, checkpoint step), so repeated requests skip the load."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.loaded: dict[tuple[int, int | None], Any] = {}
-        self.cancelled: set[Any] = set()
-        # emit({"event": ..., ...}) writes an interim line tagged with the current request's id (progress)
+        # emit({"event": ..., ...}) writes an interim line tagged with the current request's id
         self.emit: Callable[[dict[str, Any]], None] = lambda message: None
 
-    def run(self, ref: int | str, step: int | None = None) -> Any:
+    def run(self, ref: protocol.RunRef, step: int | None = None) -> Any:
         """A LoadedRun (see ul_engine.inference.commands.load_run), cached while the session lives."""
         from ul_engine.core.demo import get_run
-        from ul_engine.inference.commands import load_run
+        from ul_engine.inference.commands import load_run  # why: torch, loaded on the first model request
 
         run = get_run(self.store, ref)
         key = (run.id, step)
@@ -52,13 +55,30 @@ class Session:
             self.loaded[key] = load_run(self.store, run.id, step=step)
         return self.loaded[key]
 
-    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+    def progress(self, done: int, total: int, what: str = "") -> None:
+        self.emit(protocol.event_message(protocol.Progress(int(done), int(total), what)))
+
+    def partial(self, model: int, entry: dict[str, Any]) -> None:
+        self.emit(protocol.event_message(protocol.Partial(model, entry)))
+
+    @staticmethod
+    def cancel_check(cancel_file: str | None) -> Callable[[], bool]:
+        """Whether the parent asked to cancel: it creates the request's `cancel_file`."""
+        path = Path(cancel_file) if cancel_file else None
+        return lambda: path is not None and path.exists()
+
+    def call(self, request: protocol.Request[Any]) -> Any:
+        """Answer one typed request with its typed result."""
         _load_ops()
-        name = request.get("op")
-        handler = OPS.get(str(name))
+        handler = OPS.get(request.OP)
         if handler is None:
-            raise ULError(f"unknown op {name!r}; known: {', '.join(sorted(OPS))}")
+            raise ULError(f"op {request.OP!r} has no handler in this worker")
         return handler(self, request)
+
+    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        """One wire request → the wire fields of its result (ULError for an unknown op or a bad request)."""
+        _load_ops()
+        return protocol.to_wire(self.call(protocol.parse_request(message)))
 
 
 _OPS_LOADED: list[bool] = []
@@ -75,36 +95,34 @@ def _load_ops() -> None:
     _OPS_LOADED.append(True)
 
 
-@op("ping")
-def _ping(session: Session, request: dict[str, Any]) -> dict[str, Any]:
-    return {"pong": time.time()}
-
-
-@op("devices")
-def _devices(session: Session, request: dict[str, Any]) -> dict[str, Any]:
+@op(protocol.Devices)
+def _devices(session: Session, request: protocol.Devices) -> protocol.DeviceInfo:
     """What this machine can train on (the GUI asks here rather than importing torch)."""
-    import os
-
-    import torch
+    import torch  # why: the session's first answer must not wait for torch at import
 
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return {"cpu": {"threads": torch.get_num_threads(), "cores": os.cpu_count()}, "gpus": gpus}
+    return protocol.DeviceInfo({"threads": torch.get_num_threads(), "cores": os.cpu_count()}, gpus)
 
 
-def serve(store: Any, stdin: TextIO, stdout: TextIO) -> int:
+def _emitter(rid: Any, stdout: TextIO) -> Callable[[dict[str, Any]], None]:
+    """Interim lines of request `rid`."""
+    return lambda event: protocol.write({**event, "id": rid}, stdout)
+
+
+def serve(store: Store, stdin: TextIO, stdout: TextIO) -> int:
     session = Session(store)
     protocol.write({"event": "ready"}, stdout)
     for line in stdin:
-        request = protocol.decode(line)
-        if request is None:
+        message = protocol.decode(line)
+        if message is None:
             continue
-        rid = request.get("id")
-        if request.get("op") == "shutdown":
+        rid = message.get("id")
+        if message.get("op") == protocol.Shutdown.OP:
             protocol.write({"id": rid, "ok": True, "result": {}}, stdout)
             return 0
-        session.emit = lambda message, rid=rid: protocol.write({**message, "id": rid}, stdout)
+        session.emit = _emitter(rid, stdout)
         try:
-            result = session.handle(request)
+            result = session.handle(message)
             protocol.write({"id": rid, "ok": True, "result": result}, stdout)
         except ULError as exc:
             protocol.write({"id": rid, "ok": False, "error": str(exc)}, stdout)

@@ -1,81 +1,62 @@
-"""Ops of the app's Reconstruct page: one image per request, so the GUI drives a batch and cancels it by
-not sending the next image.
+"""`image.reconstruct`: one image per request (the Reconstruct page drives a batch and cancels it by not
+sending the next image), through model A and optionally a second model B with the same parameters.
 
-    {"op": "reconstruct.image", "path": "...", "checkpoint_id": 7,          # or "run" + "checkpoint" (step)
-     "params": {"decoder_steps", "sampler", "seed", "samples"},
-     "compare": {"checkpoint_id": 9} | null,                               # the same image through a second model
-     "cancel_file": "/…/cancel-12" | null, "use_cache": true}
-    → interim {"id", "event": "progress", "done", "total", "what"} lines, and per model (0 = A, 1 = B) one
-      {"id", "event": "partial", "model", "entry"} once its images are written (bits still null), then
-    {"entry": {...}, "compare": {...} | null}                               # see ul_engine.inference.reconstruct
-
-Cancelling inside an image: the session reads stdin only between requests, so the GUI creates
-`cancel_file`; the op checks for it after every decoder step and answers with a "cancelled" error
-(nothing of that image is cached).
+Progress counts decoder steps over both models; per model one `Partial` event carries its images as soon as
+they are written (bits still null). Cancelling inside an image: the session reads stdin only between
+requests, so the GUI creates the request's `cancel_file`; it is checked after every decoder step and the
+answer is a "cancelled" error (nothing of that image is cached).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from ul_engine.core import protocol
+from ul_engine.core.errors import ULError
 from ul_engine.worker.session import Session, op
 
 
-def _reconstructor(session: Session, spec: dict[str, Any], label: str) -> Any:
-    from ul_engine.inference.reconstruct import Reconstructor
+def _reconstructor(session: Session, checkpoint_id: int | None, run: Any, step: int | None, label: str) -> Any:
+    from ul_engine.inference.reconstruct import Reconstructor  # why: torch, on the first request
 
-    checkpoint_id = spec.get("checkpoint_id")
     if checkpoint_id is not None:
         ck = session.store.get_checkpoint(int(checkpoint_id))
-        loaded = session.run(ck.run_id, ck.step)
-        return Reconstructor(loaded, session.store, checkpoint_id=ck.id, label=label)
-    step = spec.get("checkpoint")
-    loaded = session.run(spec["run"], None if step is None else int(step))
-    return Reconstructor(loaded, session.store, label=label)
+        return Reconstructor(session.run(ck.run_id, ck.step), session.store, checkpoint_id=ck.id, label=label)
+    if run is None:
+        raise ULError("the request names no checkpoint_id and no run")
+    return Reconstructor(session.run(run, None if step is None else int(step)), session.store, label=label)
 
 
-def _params(reconstructor: Any, raw: dict[str, Any]) -> Any:
-    return reconstructor.default_params(
-        decoder_steps=raw.get("decoder_steps"),
-        sampler=raw.get("sampler"),
-        seed=raw.get("seed"),
-        samples=raw.get("samples"),
-        rate_draws=raw.get("rate_draws"),
+@op(protocol.ReconstructImage)
+def reconstruct_image(session: Session, request: protocol.ReconstructImage) -> protocol.ImageReconstruction:
+    a = _reconstructor(session, request.checkpoint_id, request.run, request.checkpoint, "A")
+    spec = request.compare
+    b = (
+        _reconstructor(session, spec.get("checkpoint_id"), spec.get("run"), spec.get("checkpoint"), "B")
+        if spec
+        else None
     )
-
-
-@op("reconstruct.image")
-def reconstruct_image(session: Session, request: dict[str, Any]) -> dict[str, Any]:
-    a = _reconstructor(session, request, "A")
-    compare_spec = request.get("compare")
-    b = _reconstructor(session, compare_spec, "B") if compare_spec else None
-    params = _params(a, request.get("params") or {})
-    cancel_file = request.get("cancel_file")
-
-    def cancelled() -> bool:
-        return bool(cancel_file) and Path(cancel_file).exists()
-
+    raw = request.params
+    params = a.default_params(
+        decoder_steps=raw.get("decoder_steps"), sampler=raw.get("sampler"), seed=raw.get("seed"),
+        samples=raw.get("samples"), rate_draws=raw.get("rate_draws"),
+    )  # fmt: skip
+    cancelled = session.cancel_check(request.cancel_file)
     models = 2 if b is not None else 1
 
     def progress_for(index: int) -> Any:
         def progress(done: int, total: int, what: str) -> None:
-            session.emit({"event": "progress", "done": index * total + done, "total": models * total, "what": what})
+            session.progress(index * total + done, models * total, what)
 
         return progress
 
     def partial_for(index: int) -> Any:
-        def partial(entry: dict[str, Any]) -> None:
-            session.emit({"event": "partial", "model": index, "entry": entry})
+        return lambda entry: session.partial(index, entry)
 
-        return partial
-
-    use_cache = bool(request.get("use_cache", True))
-    path = request["path"]
-    entry = a.image(path, params, use_cache=use_cache, progress=progress_for(0), cancelled=cancelled,
-                    partial=partial_for(0))  # fmt: skip
+    entry = a.image(request.path, params, use_cache=request.use_cache, progress=progress_for(0),
+                    cancelled=cancelled, partial=partial_for(0))  # fmt: skip
     other = None
     if b is not None:
-        other = b.image(path, params, use_cache=use_cache, progress=progress_for(1), cancelled=cancelled,
-                        partial=partial_for(1))  # fmt: skip
-    return {"entry": entry, "compare": other}
+        other = b.image(request.path, params, use_cache=request.use_cache, progress=progress_for(1),
+                        cancelled=cancelled, partial=partial_for(1))  # fmt: skip
+    return protocol.ImageReconstruction(entry, other)

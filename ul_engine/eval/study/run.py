@@ -1,0 +1,200 @@
+"""Training and evaluating a study's grid: runs are reused when their config matches, evaluations are cached
+in the store per checkpoint and settings."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ul_engine.core import io
+from ul_engine.core.config import validate
+from ul_engine.core.errors import RunNotFound, ULError
+from ul_engine.core.imaging import grid, save_png, tensor_to_uint8
+from ul_engine.data import fixed_validation_batch, make_source
+from ul_engine.eval.metrics import SSIM_DEFINITION
+from ul_engine.eval.metrics.generation import fd_shapes
+from ul_engine.eval.study.plan import Log, StudyPlan, StudyRun, stage1_config
+from ul_engine.eval.study.report import write_report
+from ul_engine.inference.commands import FD_REFERENCE_SEED, evaluate_run, generated_images, load_run, stage2_config
+from ul_engine.inference.pipeline import reconstruct_batch
+from ul_engine.train.runner import train_run
+
+
+def _ensure_run(store: Any, name: str, cfg: Any, log: Log, create: Callable[[], Any]) -> tuple[Any, float | None]:
+    """Create (or reuse) the run `name` with config `cfg` and train it to its budget; (run, seconds trained)."""
+    try:
+        run = store.get_run(name)
+    except RunNotFound:
+        run = None
+    if run is not None and run.name != name:  # a prefix match is not this run
+        run = None
+    if run is not None:
+        # Compare as resolved today: a config field added since (at its default) is not a different run.
+        if type(cfg).model_validate(run.config).config_hash() != cfg.config_hash():
+            raise ULError(
+                f"run {name} exists with a different config; delete it (ul delete {name} --yes) or pass --tag"
+            )
+        if run.status == "completed":
+            log(f"{name}: reusing the completed run ({run.step} steps)")
+            return run, _train_seconds(store, run.id)
+        log(f"{name}: continuing from step {run.step} ({run.status})")
+    else:
+        run = create()
+        log(f"{name}: training (run {run.id})")
+    start = time.perf_counter()
+    result = train_run(store, run.id, progress=False)
+    if result.status == "stopped":  # SIGINT/SIGTERM or `ul stop`: the whole study stops, resumable as it is
+        raise ULError(f"{name} was stopped at step {result.step}; the study stops here (run it again to continue)")
+    seconds = (_train_seconds(store, run.id) or 0.0) + time.perf_counter() - start
+
+    io.write_json(store.run_dir(run.id) / "study-train.json", {"train_seconds": seconds})
+    return store.get_run(run.id), seconds
+
+
+def _train_seconds(store: Any, run_id: int) -> float | None:
+    """Wall seconds the study spent training this run (over all calls), if it trained it."""
+    path = store.run_dir(run_id) / "study-train.json"
+    try:
+        return float(json.loads(path.read_text())["train_seconds"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _cached(store: Any, run: Any, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """An evaluation of the run's latest checkpoint with settings `key`, from the store's evaluation cache
+    when it was computed before (a resumed study skips it), else computed now and recorded there."""
+    ckpt = store.latest_checkpoint(run.id)
+    if ckpt is None:
+        raise ULError(f"run {run.name} has no checkpoint to evaluate")
+    hit = store.evaluation_get(ckpt.id, key)
+    if hit is not None:
+        return hit
+    start = time.perf_counter()
+    value = {**compute(), "eval_seconds": round(time.perf_counter() - start, 1)}
+    store.evaluation_put(ckpt.id, key, value)
+    return value
+
+
+def _mean_last(store: Any, run_id: int, key: str, count: int = 50) -> float | None:
+    series = store.read_metric(run_id, key)
+    values = np.asarray(series.values, dtype=np.float64)[-count:]
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else None
+
+
+def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> dict[str, Any]:
+    """Train and evaluate the grid, then write `out` (Markdown) and its folder of plots and JSON."""
+    threads = next((int(o.split("=", 1)[1]) for o in plan.common if o.startswith("train.threads=")), 0)
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out)
+    assets = out.parent / out.stem
+    assets.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    b = plan.budget
+    gen_key = {"fd_n": b.fd_n, "decoder_steps": b.decoder_steps, "base_steps": b.base_steps}
+    real_images: Any = None
+    floor: dict[str, Any] = {}
+    for run in plan.runs:
+        cfg = stage1_config(plan, run)
+        stored, seconds = _ensure_run(
+            store,
+            run.name,
+            cfg,
+            log,
+            lambda cfg=cfg, run=run: store.create_run(
+                name=run.name, stage=1, preset=plan.preset, config=cfg.to_dict(), total_steps=cfg.train.steps or None
+            ),
+        )
+        run.results["stage1_run"] = stored.id
+        run.results["steps"] = stored.step
+        run.results["train_seconds"] = seconds
+        log(f"{run.name}: evaluating reconstructions ({b.eval_n} images)")
+        run.results["recon"] = _cached(
+            store,
+            stored,
+            {"what": "recon", "n": b.eval_n, "decoder_steps": b.decoder_steps, "ssim": SSIM_DEFINITION},
+            lambda name=run.name: evaluate_run(store, name, n=b.eval_n, decoder_steps=b.decoder_steps),
+        )
+        _save_reconstructions(store, run, assets, b.decoder_steps)
+        if real_images is None:
+            data_cfg = validate({**cfg.to_dict(), "stage": 1}).data
+
+            real_images = fixed_validation_batch(make_source(data_cfg), b.fd_n, seed=FD_REFERENCE_SEED)[0]
+            other = fixed_validation_batch(make_source(data_cfg), b.fd_n, seed=FD_REFERENCE_SEED + 1)[0]
+            floor = fd_shapes(real_images, other)
+            _save_grid(real_images[:32], assets / "real.png")
+        if run.prior_samples:
+            log(f"{run.name}: FD-shapes of {b.fd_n} stage-1 prior samples")
+
+            def prior_fd(name: str = run.name, real: Any = real_images) -> dict[str, Any]:
+                loaded = load_run(store, name)
+                fake = generated_images(
+                    loaded, b.fd_n, prior_samples=True, base_steps=b.base_steps, decoder_steps=b.decoder_steps
+                )
+                _save_grid(fake[:32], assets / f"samples-{name.removeprefix(plan.tag + '-')}-prior.png")
+                return fd_shapes(real, fake)
+
+            run.results["prior_fd"] = _cached(store, stored, {"what": "prior_fd", **gen_key}, prior_fd)
+        if run.stage2:
+            s2_name = f"{run.name}-s2"
+            s2_cfg, ckpt = stage2_config(
+                store,
+                stored.id,
+                plan.preset,
+                [*plan.common],
+                steps=b.stage2_steps if b.stage2_steps is not None else None,
+                minutes=b.minutes if b.stage2_steps is None else None,
+            )
+            s2, s2_seconds = _ensure_run(
+                store,
+                s2_name,
+                s2_cfg,
+                log,
+                lambda s2_cfg=s2_cfg, ckpt=ckpt, s2_name=s2_name: store.create_run(
+                    name=s2_name,
+                    stage=2,
+                    preset=plan.preset,
+                    config=s2_cfg.to_dict(),
+                    total_steps=s2_cfg.train.steps or None,
+                    parent_run_id=ckpt.run_id,
+                    parent_checkpoint_id=ckpt.id,
+                    parent_checkpoint_sha256=ckpt.sha256,
+                ),
+            )
+            run.results["stage2_run"] = s2.id
+            run.results["stage2_steps"] = s2.step
+            run.results["stage2_train_seconds"] = s2_seconds
+            run.results["base_bits_per_pixel"] = _mean_last(store, s2.id, "rate/base_bits_per_pixel")
+            log(f"{s2_name}: FD-shapes of {b.fd_n} stage-2 samples")
+
+            def stage2_fd(name: str = s2_name, real: Any = real_images) -> dict[str, Any]:
+                loaded = load_run(store, name)
+                fake = generated_images(loaded, b.fd_n, base_steps=b.base_steps, decoder_steps=b.decoder_steps)
+                _save_grid(fake[:32], assets / f"samples-{name.removeprefix(plan.tag + '-')}.png")
+                return fd_shapes(real, fake)
+
+            run.results["stage2_fd"] = _cached(store, s2, {"what": "stage2_fd", **gen_key}, stage2_fd)
+    wall = time.perf_counter() - started
+    return write_report(plan, floor, wall, out, assets)
+
+
+def _save_grid(images: Any, path: Path, cols: int = 8) -> None:
+    tiles = grid(tensor_to_uint8(images), cols=cols)
+    save_png(path, tiles, scale=max(1, 256 // tiles.shape[1]) if tiles.shape[1] < 256 else 1)
+
+
+def _save_reconstructions(store: Any, run: StudyRun, assets: Path, decoder_steps: int) -> None:
+    """8 validation images over their reconstructions, for the report."""
+    path = assets / f"recon-{run.key}.png"
+    loaded = load_run(store, run.name)
+    x, _ = fixed_validation_batch(make_source(loaded.cfg.data), 8, seed=4321)
+    recs = reconstruct_batch(loaded.stage1, x, decoder_steps=decoder_steps, seeds=list(range(8)))
+    recon = torch.from_numpy(np.stack([r.reconstruction for r in recs])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    _save_grid(torch.cat([x, recon]), path)
