@@ -65,7 +65,7 @@ def _bar(args: argparse.Namespace, unit: str) -> tuple[Any, Any]:
 def cmd_encode(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.cli.main import _store
     from ul_engine.ecosystem.encode import encode_folder
-    from ul_engine.inference.commands import load_run
+    from ul_engine.inference.loading import load_run
 
     if args.batch < 1 or args.shard_size < 1:
         raise ULError("--batch and --shard-size must be at least 1")
@@ -120,7 +120,7 @@ def cmd_metrics(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_export_diffusers(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.cli.main import _store
-    from ul_engine.inference.commands import load_run
+    from ul_engine.inference.loading import load_run
 
     store = _store(args)
     loaded = load_run(store, args.run, step=args.checkpoint)  # the checks come first, the diffusers import after

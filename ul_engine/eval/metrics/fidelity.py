@@ -9,7 +9,6 @@ published definition is computed here and tested against scikit-image's `structu
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ul_engine.eval.metrics import SSIM_SIGMA, SSIM_WINDOW
@@ -57,11 +56,3 @@ def psnr_ssim(reference: torch.Tensor, estimate: torch.Tensor) -> tuple[list[flo
     psnrs = [float(peak_signal_noise_ratio(e[None], r[None], data_range=1.0)) for r, e in zip(ref, est, strict=True)]
     return psnrs, [float(s) for s in ssim(ref, est)]
 
-
-def psnr_uint8(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """PSNR (dB) of two uint8 images of the same shape, on [0, 1]."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
-    ref = torch.from_numpy(reference.astype(np.float32) / 255.0)
-    est = torch.from_numpy(estimate.astype(np.float32) / 255.0)
-    return float(peak_signal_noise_ratio(est, ref, data_range=1.0))
