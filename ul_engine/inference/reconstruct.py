@@ -128,9 +128,6 @@ def reconstruct_batch(
 # Image files, one at a time
 
 
-ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
-
-
 class Reconstructor:
     """One loaded run at one checkpoint, reconstructing images one by one (cache-aware when it has a store)."""
 
@@ -169,7 +166,7 @@ class Reconstructor:
         out_dir: Path | None = None,
         names: dict[str, str] | None = None,
         use_cache: bool = True,
-        progress: ProgressFn | None = None,
+        progress: Progress | None = None,
         cancelled: Callable[[], bool] | None = None,
         partial: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
@@ -222,7 +219,7 @@ class Reconstructor:
         entry: dict[str, Any],
         out_dir: Path,
         names: dict[str, str],
-        progress: ProgressFn | None,
+        progress: Progress | None,
         cancelled: Callable[[], bool] | None,
         partial: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -573,6 +570,4 @@ def flat_result(entry: dict[str, Any]) -> dict[str, Any]:
         out.update(original=f.get("input"), reconstruction=f.get("reconstruction"), frames=m.get("frames"),
                    psnr_per_frame=m.get("psnr_per_frame"), fps=entry.get("fps"), decoder_steps=p.get("decoder_steps"),
                    sampler=p.get("sampler"), seed=p.get("seed"))  # fmt: skip
-    if "cached" in entry:
-        out["cached"] = entry["cached"]
     return out

@@ -93,7 +93,7 @@ def generate(
 
         def on_base(info: samplers.StepInfo, last: dict[str, Tensor] = last) -> bool:
             last["x_hat"] = info.x_hat
-            return stop(info)
+            return bool(stop(info))
 
         z0 = base.sample(len(chunk), steps=base_steps, seeds=chunk, sampler=sampler, labels=labels,
                          guidance=guidance, device=_device(base), callback=on_base)  # fmt: skip
@@ -141,7 +141,7 @@ def sample_trajectory(
 
     def on_base(info: samplers.StepInfo) -> bool:
         base_preds.append((info.index, info.total, info.logsnr, info.x_hat[0].float().cpu()))
-        return stop(info)
+        return bool(stop(info))
 
     z0 = base.sample(1, steps=base_steps, seeds=[int(seed)], sampler=sampler, labels=labels, guidance=guidance,
                      device=_device(base), callback=on_base)  # fmt: skip
@@ -155,7 +155,7 @@ def sample_trajectory(
 
     def on_decoder(info: samplers.StepInfo) -> bool:
         decoded.append(TrajectoryFrame("decoder", info.index, info.total, info.logsnr, from_model_range(info.x_hat)[0]))
-        return stop(info)
+        return bool(stop(info))
 
     x = stage1.decode(z0.to(_device(stage1)), steps=decoder_steps, seeds=[int(seed) + SAMPLE_DECODER_SEED_OFFSET],
                       sampler=sampler, callback=on_decoder)  # fmt: skip
@@ -303,7 +303,7 @@ def sample_files(
     loaded = load_run(store, run_ref, need_base=True)
     assert loaded.base is not None
     cfg = loaded.cfg
-    params = {
+    params: dict[str, Any] = {
         "base_steps": base_steps or cfg.sampling.base_steps,
         "decoder_steps": decoder_steps or cfg.sampling.decoder_steps,
         "sampler": sampler or cfg.sampling.sampler,
@@ -372,7 +372,7 @@ def sample_clips(
         ctx, _ = load_clip(context, cfg.data.resolution, max_frames=k)
     elif context_frames:
         raise ULError("--context-frames needs --context VIDEO")
-    params = {
+    params: dict[str, Any] = {
         "frames": frames or cfg.data.frames,
         "base_steps": base_steps or cfg.sampling.base_steps,
         "decoder_steps": decoder_steps or cfg.sampling.decoder_steps,

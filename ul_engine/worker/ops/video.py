@@ -66,8 +66,9 @@ def video_reconstruct(session: Session, request: dict[str, Any]) -> dict[str, An
         "max_frames": _int_or_none(raw.get("max_frames"), "max_frames"),
     }
     loaded = _loaded(session, request)
-    result = flat_result(reconstruct_cached(session.store, loaded, path, params,
-                                            progress=_progress(session, request.get("cancel_file"))))  # fmt: skip
+    entry = reconstruct_cached(session.store, loaded, path, params,
+                               progress=_progress(session, request.get("cancel_file")))  # fmt: skip
+    result = {**flat_result(entry), "cached": entry["cached"]}
     keys = ("original", "reconstruction", "frames", "fps", "psnr_per_frame", "psnr", "bits_per_pixel",
             "bits_per_dim", "cached", "decoder_steps", "seed", "checkpoint_step")  # fmt: skip
     return {k: result.get(k) for k in keys}
