@@ -364,6 +364,7 @@ def generate_samples(session: Session, request: dict[str, Any]) -> dict[str, Any
 
     from ul_engine.diffusion.samplers import SamplingCancelled
     from ul_engine.inference import sample as sampling
+    from ul_engine.inference.files import sample_png_meta
 
     loaded = session.run(request["run"], request.get("checkpoint"))
     if loaded.base is None:
@@ -398,14 +399,7 @@ def generate_samples(session: Session, request: dict[str, Any]) -> dict[str, Any
     outputs = []
     for seed, image, z in zip(seeds, images, latents.numpy(), strict=True):
         path = out / f"{loaded.run.name}-seed{seed:06d}.png"
-        meta = {
-            "ul-run": str(loaded.run.id),
-            "ul-run-name": loaded.run.name,
-            "ul-checkpoint-sha256": loaded.checkpoint_sha256 or "",
-            "ul-seed": str(seed),
-            "ul-params": json.dumps(params),
-        }
-        _png(path, image, meta)
+        _png(path, image, sample_png_meta(loaded, seed, params))
         latent = save_latent(path.with_suffix(".latent.npy"), z)
         session.store.add_artifact(
             loaded.run.id, kind="sample", path=path.resolve(), step=loaded.checkpoint_step, seed=seed, params=params
