@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ul_engine.core.errors import ULError
 
@@ -216,8 +217,6 @@ def _output(x: torch.Tensor, output_type: str) -> Any:
     if output_type == "np":
         return arr
     if output_type == "pil":
-        from PIL import Image
-
         return [Image.fromarray(a) for a in arr] if x.dim() == 4 else [[Image.fromarray(f) for f in a] for a in arr]
     raise ULError(f"output_type must be pt, np or pil, not {output_type!r}")
 

@@ -49,7 +49,7 @@ def ssim(reference: torch.Tensor, estimate: torch.Tensor, data_range: float = 1.
 def psnr_ssim(reference: torch.Tensor, estimate: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-image PSNR (dB) and SSIM of (B, 3, H, W) images in [-1, 1], measured on [0, 1]; SSIM is NaN for
     images smaller than its 11×11 window."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # why: torchmetrics costs start-up time
 
     ref = ((reference.float() + 1) / 2).clamp(0, 1)
     est = ((estimate.float() + 1) / 2).clamp(0, 1)
