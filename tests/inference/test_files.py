@@ -59,6 +59,10 @@ def test_image_media_reads_fits_measures_and_writes(tmp_path: Path) -> None:
     assert media.fit(read).frames.shape == read.frames.shape, "small images are not resized"
     big = media.fit(type(read)(np.zeros((1, 10, MAX_RECONSTRUCT_SIDE + 100, 3), np.uint8)))
     assert big.frames.shape[2] == MAX_RECONSTRUCT_SIDE and "downscaled" in big.notices[0]
+    assert media.window(read, 4, 8) is read, "24×20 already suits a model downsampling by 4"
+    small = media.window(type(read)(read.frames[:, :5, :7]), 4, 8)
+    assert small.frames.shape == (1, 8, 8, 3) and "padded from 7×5 to 8×8" in small.notices[-1]
+    assert np.array_equal(small.frames[0, 7, 6], read.frames[0, 4, 6]), "edge pixels repeated"
     same = media.metrics(read.frames, read.frames)
     assert set(same) == {"psnr", "ssim"} and same["ssim"] == pytest.approx(1.0)
     out = media.write(tmp_path / "o.png", read.frames, {"ul-seed": "5"})
@@ -73,6 +77,9 @@ def test_video_media_reads_fits_measures_and_writes(tmp_path: Path) -> None:
     read = media.read(_clip(tmp_path / "c.mp4"), max_frames=6, resolution=16)
     assert read.frames.shape == (6, 16, 16, 3) and read.fps == 6.0
     assert media.fit(media.read(tmp_path / "c.mp4"), 16).frames.shape == (10, 16, 16, 3)
+    held = media.window(type(read)(read.frames[:5]), 2)
+    assert held.frames.shape[0] == 6 and np.array_equal(held.frames[5], read.frames[4]), "the last frame held"
+    assert media.window(read, 2) is read
     same = media.metrics(read.frames, read.frames)
     assert {"psnr", "ssim"} <= set(same), "the same metric names as an image's"
     assert same["frames"] == 6 and same["psnr_per_frame"] == [100.0] * 6 and same["psnr"] == 100.0

@@ -26,6 +26,7 @@ from torch import Tensor
 from ul_engine.core.errors import ULError
 from ul_engine.core.imaging import grid
 from ul_engine.data.loader import to_model_tensor
+from ul_engine.inference.files import Media, VideoMedia
 from ul_engine.model import UnifiedLatents
 
 Progress = Callable[[int, int, str], bool | None]  # (done, total, what) → True to cancel
@@ -88,14 +89,6 @@ class Layout:
         return math.ceil(n / self.time_down) * self.time_down
 
 
-def hold_pad(frames: np.ndarray, length: int) -> np.ndarray:
-    """(N, H, W, 3) → (length, H, W, 3) by repeating the last frame (no invented content, no black)."""
-    if frames.shape[0] >= length:
-        return frames[:length]
-    extra = np.repeat(frames[-1:], length - frames.shape[0], axis=0)
-    return np.concatenate([frames, extra])
-
-
 # ----------------------------------------------------------------------------------------------
 # Chunked encode / decode
 
@@ -105,7 +98,7 @@ def encode_video(model: UnifiedLatents, frames: np.ndarray, *, progress: Progres
     """uint8 (N, H, W, 3) at the model's size → z_clean (C, ⌈N/f⌉, h, w), in windows of the clip length."""
     lay = Layout.of(model.cfg)
     device = next(model.parameters()).device
-    video = hold_pad(frames, lay.padded(frames.shape[0]))
+    video = VideoMedia().window(Media(frames), lay.time_down).frames
     n_lat = video.shape[0] // lay.time_down
     win = lay.latent_frames
     starts = window_starts(n_lat, win, max(1, win // 2))

@@ -4,9 +4,11 @@
 is one path with a view switch rather than two pipelines:
   read(path)                → Media (uint8 frames, notices, fps)          the robust readers of `core.media`
   fit(media, ...)           → Media at a size the model takes            downscale / centre crop, with a notice
+  window(media, multiple)   → Media padded to what the nets take         edge pixels (image) or the last frame
+                                                                         (video) repeated, with a notice
   metrics(reference, est.)  → {"psnr", "ssim", ...}                      `eval.metrics.fidelity`, one definition
   write(path, media, meta)  → the file written                           PNG with text chunks, or MP4/GIF
-Windowing (a video's clip-length windows, a large image's tiles) happens below this, in `clips` and `tiling`.
+A video's clip-length windows and a large image's tiles are cut below this, in `clips` and `tiling`.
 """
 
 from __future__ import annotations
@@ -109,6 +111,18 @@ class ImageMedia:
         notices = list(media.notices)
         return Media(fit_for_reconstruction(media.frames[0], notices)[None], notices, media.fps)
 
+    def window(self, media: Media, multiple: int, min_side: int = 0) -> Media:
+        """Padded by repeating the edge pixels to sides of at least `min_side` and multiples of `multiple` (the
+        nets' downsampling; cropped back after decoding), with a notice when it grew."""
+        _, h, w, _ = media.frames.shape
+        ph, pw = (-(-max(min_side, side) // multiple) * multiple for side in (h, w))
+        if (ph, pw) == (h, w):
+            return media
+        frames = np.pad(media.frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+        notice = (f"padded from {w}×{h} to {pw}×{ph} by repeating the edge pixels (the model needs sides that are "
+                  f"multiples of {multiple} and at least {min_side}); cropped back after decoding")  # fmt: skip
+        return Media(frames, [*media.notices, notice], media.fps)
+
     def metrics(self, reference: np.ndarray, estimate: np.ndarray) -> dict[str, Any]:
         psnrs, ssims = frame_fidelity(reference, estimate)
         return {"psnr": _finite(psnrs[0]), "ssim": _finite(ssims[0])}
@@ -139,6 +153,13 @@ class VideoMedia:
             return media
         frames = np.stack([fit_square(f, resolution, "center") for f in media.frames])
         return Media(frames, list(media.notices), media.fps)
+
+    def window(self, media: Media, multiple: int, min_side: int = 0) -> Media:
+        """Padded by holding the last frame to at least `min_side` frames and a multiple of `multiple` (the
+        temporal downsampling: whole latent frames); nothing beyond the given frames is invented."""
+        n = media.frames.shape[0]
+        length = -(-max(min_side, n) // multiple) * multiple
+        return media if length == n else Media(hold_pad(media.frames, length), list(media.notices), media.fps)
 
     def metrics(self, reference: np.ndarray, estimate: np.ndarray) -> dict[str, Any]:
         """Means over frames (PSNR per frame too); identical frames count as 100 dB, as `psnr_frames` does."""
@@ -175,6 +196,14 @@ def fit_for_reconstruction(image: np.ndarray, notices: list[str]) -> np.ndarray:
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     notices.append(f"downscaled from {w}×{h} to {size[0]}×{size[1]} to bound memory")
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def hold_pad(frames: np.ndarray, length: int) -> np.ndarray:
+    """(N, H, W, 3) → (length, H, W, 3) by repeating the last frame (no invented content, no black)."""
+    if frames.shape[0] >= length:
+        return frames[:length]
+    extra = np.repeat(frames[-1:], length - frames.shape[0], axis=0)
+    return np.concatenate([frames, extra])
 
 
 def psnr_frames(reference: np.ndarray, estimate: np.ndarray) -> list[float]:

@@ -240,22 +240,15 @@ class Reconstructor:
         source = media.read(path)
         src_w, src_h = source.size
         fitted = media.fit(source)
-        notices = list(fitted.notices)
         image = fitted.frames[0]
         h, w = image.shape[:2]
         # The deepest feature maps must stay at least 2×2 (a 1×1 map has one value per normalisation group):
-        # sides are padded to ≥ 2 × the downsampling, then to its multiple, both by edge replication.
+        # sides are padded to ≥ 2 × the downsampling and to its multiple.
         min_side = getattr(self.model, "input_min_side", None) or 2 * self.multiple
-        padded = np.array(image, dtype=np.uint8)  # a writable copy
-        if h < min_side or w < min_side:
-            padded = np.pad(padded, ((0, max(0, min_side - h)), (0, max(0, min_side - w)), (0, 0)), mode="edge")
-        x, _ = image_to_model_input(padded, self.multiple)
+        windowed = media.window(fitted, self.multiple, min_side)
+        notices = list(windowed.notices)
+        x, _ = image_to_model_input(np.array(windowed.frames[0], dtype=np.uint8), self.multiple)
         ph, pw = x.shape[-2:]
-        if (ph, pw) != (h, w):
-            notices.append(
-                f"padded from {w}×{h} to {pw}×{ph} by repeating the edge pixels (the model needs sides that are "
-                f"multiples of {self.multiple} and at least {min_side}); cropped back after decoding"
-            )
         if min(h, w) < SSIM_WINDOW:
             notices.append(f"no SSIM: the image is smaller than SSIM's {SSIM_WINDOW}×{SSIM_WINDOW} window")
 

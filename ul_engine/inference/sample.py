@@ -28,8 +28,8 @@ from ul_engine.core.user_paths import check_output_folder
 from ul_engine.core.video_io import write_video
 from ul_engine.data.loader import to_model_tensor
 from ul_engine.diffusion import samplers
-from ul_engine.inference.clips import Layout, decode_video, encode_video, hold_pad, report, require_video
-from ul_engine.inference.files import Progress, load_clip, sample_png_meta
+from ul_engine.inference.clips import Layout, decode_video, encode_video, report, require_video
+from ul_engine.inference.files import Progress, hold_pad, load_clip, sample_png_meta
 from ul_engine.inference.latents import decode_latents
 from ul_engine.inference.loading import LoadedRun, load_run
 from ul_engine.model import LatentBase, UnifiedLatents
