@@ -46,6 +46,8 @@ def test_session_answers_interactive_requests(tmp_path: Path):
                              "out": str(tmp_path / "out"), "decoder_steps": 4})  # fmt: skip
         good, bad = rec["result"]["results"]
         assert Path(good["output"]).is_file() and good["psnr"] > 0
+        # the same path and record as `ul reconstruct --json`: the run and checkpoint it came from, the bits
+        assert good["run"] == "s1" and good["checkpoint_step"] == 20 and good["bits_per_pixel"] > 0
         assert "nope.png" in bad["error"]
         samples = request(proc, {"id": 4, "op": "sample", "run": "s1", "n": 2, "out": str(tmp_path / "s")})
         assert not samples["ok"] and "stage-1 run" in samples["error"]

@@ -280,8 +280,10 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
 
     from ul_engine.core.config import validate
     from ul_engine.data import fixed_validation_batch, make_source
+    from ul_engine.eval.evaluate import FD_REFERENCE_SEED, evaluate_run
     from ul_engine.eval.metrics.generation import fd_shapes
-    from ul_engine.inference.commands import evaluate_run, generated_images, load_run, stage2_config
+    from ul_engine.inference.loading import load_run, stage2_config
+    from ul_engine.inference.sample import generated_samples
 
     threads = next((int(o.split("=", 1)[1]) for o in plan.common if o.startswith("train.threads=")), 0)
     if threads:
@@ -318,8 +320,6 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
         _save_reconstructions(store, run, assets, b.decoder_steps)
         if real_images is None:
             data_cfg = validate({**cfg.to_dict(), "stage": 1}).data
-            from ul_engine.inference.commands import FD_REFERENCE_SEED
-
             real_images = fixed_validation_batch(make_source(data_cfg), b.fd_n, seed=FD_REFERENCE_SEED)[0]
             other = fixed_validation_batch(make_source(data_cfg), b.fd_n, seed=FD_REFERENCE_SEED + 1)[0]
             floor = fd_shapes(real_images, other)
@@ -329,7 +329,7 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
 
             def prior_fd(name: str = run.name, real: Any = real_images) -> dict[str, Any]:
                 loaded = load_run(store, name)
-                fake = generated_images(
+                fake = generated_samples(
                     loaded, b.fd_n, prior_samples=True, base_steps=b.base_steps, decoder_steps=b.decoder_steps
                 )
                 _save_grid(fake[:32], assets / f"samples-{name.removeprefix(plan.tag + '-')}-prior.png")
@@ -370,7 +370,7 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
 
             def stage2_fd(name: str = s2_name, real: Any = real_images) -> dict[str, Any]:
                 loaded = load_run(store, name)
-                fake = generated_images(loaded, b.fd_n, base_steps=b.base_steps, decoder_steps=b.decoder_steps)
+                fake = generated_samples(loaded, b.fd_n, base_steps=b.base_steps, decoder_steps=b.decoder_steps)
                 _save_grid(fake[:32], assets / f"samples-{name.removeprefix(plan.tag + '-')}.png")
                 return fd_shapes(real, fake)
 
@@ -396,8 +396,8 @@ def _save_reconstructions(store: Any, run: StudyRun, assets: Path, decoder_steps
     import torch
 
     from ul_engine.data import fixed_validation_batch, make_source
-    from ul_engine.inference.commands import load_run
-    from ul_engine.inference.pipeline import reconstruct_batch
+    from ul_engine.inference.loading import load_run
+    from ul_engine.inference.reconstruct import reconstruct_batch
 
     path = assets / f"recon-{run.key}.png"
     loaded = load_run(store, run.name)

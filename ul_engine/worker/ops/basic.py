@@ -16,23 +16,19 @@ def load(session: Session, request: dict[str, Any]) -> dict[str, Any]:
 
 @op("reconstruct")
 def reconstruct(session: Session, request: dict[str, Any]) -> dict[str, Any]:
-    from ul_engine.inference.commands import reconstruct_files
+    from ul_engine.inference.files import expand_inputs
+    from ul_engine.inference.reconstruct import Reconstructor, flat_result, reconstruct_many
 
-    results = reconstruct_files(
-        session.store,
-        request["run"],
-        request["inputs"],
-        Path(request["out"]),
-        decoder_steps=request.get("decoder_steps"),
-        seed=int(request.get("seed", 0)),
-        sampler=request.get("sampler"),
-    )
-    return {"results": results}
+    reconstructor = Reconstructor(session.run(request["run"]), session.store)
+    params = reconstructor.default_params(decoder_steps=request.get("decoder_steps"), sampler=request.get("sampler"),
+                                          seed=int(request.get("seed", 0)))  # fmt: skip
+    entries = reconstruct_many(reconstructor, expand_inputs(request["inputs"]), params, out_dir=Path(request["out"]))
+    return {"results": [flat_result(e) for e in entries]}
 
 
 @op("sample")
 def sample(session: Session, request: dict[str, Any]) -> dict[str, Any]:
-    from ul_engine.inference.commands import sample_files
+    from ul_engine.inference.sample import sample_files
 
     outputs = sample_files(
         session.store,

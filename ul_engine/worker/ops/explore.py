@@ -237,6 +237,7 @@ def _decode_frames(
     import torch
 
     from ul_engine.inference import latents as explore
+    from ul_engine.inference import sample as sampling
 
     cfg, model = loaded.cfg, loaded.stage1
     device = za.device
@@ -254,7 +255,7 @@ def _decode_frames(
                 raise ULError(f"run {loaded.run.name} is a stage-1 run: it has no base model; use the prior")
             base = loaded.base
             cls = request.get("class")
-            labels = explore.class_labels(base, None if cls in (None, "") else int(cls), 1)
+            labels = sampling.class_labels(base, None if cls in (None, "") else int(cls), 1)
         sched = base.schedule if base is not None else model.latent_schedule
         full = _steps(request.get("prior_steps"), cfg.sampling.base_steps, "prior_steps")
         used = []
@@ -362,7 +363,8 @@ def generate_samples(session: Session, request: dict[str, Any]) -> dict[str, Any
     import torch
 
     from ul_engine.diffusion.samplers import SamplingCancelled
-    from ul_engine.inference import latents as explore
+    from ul_engine.inference import sample as sampling
+    from ul_engine.inference.files import sample_png_meta
 
     loaded = session.run(request["run"], request.get("checkpoint"))
     if loaded.base is None:
@@ -379,7 +381,7 @@ def generate_samples(session: Session, request: dict[str, Any]) -> dict[str, Any
     start = time.perf_counter()
     try:
         with torch.inference_mode():
-            images, latents = explore.generate(
+            images, latents = sampling.generate(
                 loaded.base,
                 loaded.stage1,
                 seeds,
@@ -397,14 +399,7 @@ def generate_samples(session: Session, request: dict[str, Any]) -> dict[str, Any
     outputs = []
     for seed, image, z in zip(seeds, images, latents.numpy(), strict=True):
         path = out / f"{loaded.run.name}-seed{seed:06d}.png"
-        meta = {
-            "ul-run": str(loaded.run.id),
-            "ul-run-name": loaded.run.name,
-            "ul-checkpoint-sha256": loaded.checkpoint_sha256 or "",
-            "ul-seed": str(seed),
-            "ul-params": json.dumps(params),
-        }
-        _png(path, image, meta)
+        _png(path, image, sample_png_meta(loaded, seed, params))
         latent = save_latent(path.with_suffix(".latent.npy"), z)
         session.store.add_artifact(
             loaded.run.id, kind="sample", path=path.resolve(), step=loaded.checkpoint_step, seed=seed, params=params
@@ -428,7 +423,7 @@ def latents_trajectory(session: Session, request: dict[str, Any]) -> dict[str, A
     import torch
 
     from ul_engine.diffusion.samplers import SamplingCancelled
-    from ul_engine.inference import latents as explore
+    from ul_engine.inference import sample as sampling
 
     loaded = session.run(request["run"], request.get("checkpoint"))
     if loaded.base is None:
@@ -440,7 +435,7 @@ def latents_trajectory(session: Session, request: dict[str, Any]) -> dict[str, A
     start = time.perf_counter()
     try:
         with torch.inference_mode():
-            frames, final = explore.sample_trajectory(
+            frames, final = sampling.sample_trajectory(
                 loaded.base,
                 loaded.stage1,
                 seed=seed,

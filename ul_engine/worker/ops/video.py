@@ -54,7 +54,7 @@ def _int_or_none(value: Any, name: str) -> int | None:
 
 @op("video.reconstruct")
 def video_reconstruct(session: Session, request: dict[str, Any]) -> dict[str, Any]:
-    from ul_engine.inference.video_commands import reconstruct_cached
+    from ul_engine.inference.reconstruct import flat_result, reconstruct_cached
 
     path = request.get("path")
     if not path:
@@ -66,8 +66,9 @@ def video_reconstruct(session: Session, request: dict[str, Any]) -> dict[str, An
         "max_frames": _int_or_none(raw.get("max_frames"), "max_frames"),
     }
     loaded = _loaded(session, request)
-    result = reconstruct_cached(session.store, loaded, path, params,
-                                progress=_progress(session, request.get("cancel_file")))  # fmt: skip
+    entry = reconstruct_cached(session.store, loaded, path, params,
+                               progress=_progress(session, request.get("cancel_file")))  # fmt: skip
+    result = {**flat_result(entry), "cached": entry["cached"]}
     keys = ("original", "reconstruction", "frames", "fps", "psnr_per_frame", "psnr", "bits_per_pixel",
             "bits_per_dim", "cached", "decoder_steps", "seed", "checkpoint_step")  # fmt: skip
     return {k: result.get(k) for k in keys}
@@ -75,7 +76,7 @@ def video_reconstruct(session: Session, request: dict[str, Any]) -> dict[str, An
 
 @op("video.sample")
 def video_sample(session: Session, request: dict[str, Any]) -> dict[str, Any]:
-    from ul_engine.inference.video_commands import sample_clips
+    from ul_engine.inference.sample import sample_clips
 
     loaded = _loaded(session, request)
     out_dir = request.get("out_dir") or session.store.run_dir(loaded.run.id) / "video-samples"
