@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ul_engine.inference.commands import load_run
+from ul_engine.inference.loading import load_run
 from ul_engine.inference.reconstruct import Reconstructor
 from ul_engine.store import Store
 

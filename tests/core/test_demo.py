@@ -141,7 +141,7 @@ def test_tiled_model_is_the_plain_model_on_each_tile(bundle: Path) -> None:
     (summed) and decodes (seed·1009 + tile index) as the plain model on each tile."""
     import torch
 
-    from ul_engine.inference import bundle as bundles
+    from ul_engine.inference import loading as bundles
     from ul_engine.inference.tiling import Tiled
 
     plain = bundles.load_stage1(bundle)
@@ -174,7 +174,7 @@ def test_blended_tiles_average_overlapping_windows_into_one_image(bundle: Path) 
     single tile is the plain model with the same seed, and a bad overlap is refused."""
     import torch
 
-    from ul_engine.inference import bundle as bundles
+    from ul_engine.inference import loading as bundles
     from ul_engine.inference.tiling import Tiled
 
     plain = bundles.load_stage1(bundle)

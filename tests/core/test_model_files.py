@@ -17,7 +17,7 @@ from ul_engine.core import io
 from ul_engine.core.config import resolve
 from ul_engine.core.errors import ModelFileError
 from ul_engine.data import BatchStream, make_source
-from ul_engine.inference.pipeline import stage1_from_checkpoint
+from ul_engine.inference.loading import stage1_from_checkpoint
 from ul_engine.model import UnifiedLatents
 from ul_engine.train.loop import Trainer, make_accelerator
 from ul_engine.train.stages import Stage1Objective

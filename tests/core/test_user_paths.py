@@ -26,7 +26,7 @@ from ul_engine.core.reconstruction import file_sha256
 from ul_engine.core.user_paths import check_file, check_folder, check_output_file, check_output_folder
 from ul_engine.core.video_io import probe_video, read_video
 from ul_engine.data.video_folder import VideoFolderSource
-from ul_engine.inference.video_commands import cache_key
+from ul_engine.inference.reconstruct import cache_key
 
 HANG_S = 60.0  # only a hang gets near this
 

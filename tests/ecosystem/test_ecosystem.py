@@ -72,7 +72,7 @@ def encoded(home: Path, images: Path, tmp_path_factory: pytest.TempPathFactory) 
 def test_encode_writes_shards_index_and_stats(home: Path, images: Path, encoded: tuple[Path, dict]) -> None:
     from ul_engine.data import fit_square, load_image_rgb
     from ul_engine.data.loader import to_model_tensor
-    from ul_engine.inference.commands import load_run
+    from ul_engine.inference.loading import load_run
 
     out, result = encoded
     assert result["count"] == 7 and result["shards"] == 3 and result["latent"] == "z_clean"

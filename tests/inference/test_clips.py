@@ -17,14 +17,10 @@ from ul_engine.data.bouncing import BouncingSource, bounce, render_bouncing
 from ul_engine.data.loader import BatchStream, fixed_validation_batch
 from ul_engine.data.shapes import SHAPE_KINDS
 from ul_engine.data.video_folder import VideoFolderSource
-from ul_engine.inference.clips import (
-    decode_video,
-    encode_video,
-    hold_pad,
-    reconstruct_video,
-    sample_latents,
-    window_starts,
-)
+from ul_engine.inference.clips import decode_video, encode_video, window_starts
+from ul_engine.inference.files import hold_pad
+from ul_engine.inference.reconstruct import reconstruct_video
+from ul_engine.inference.sample import sample_latents
 from ul_engine.model import LatentBase, UnifiedLatents
 from ul_engine.nets.blocks import sincos_pos_embed, sincos_pos_embed_2d
 

@@ -50,14 +50,14 @@ def store(home: Path) -> Iterator[Store]:
 
 @pytest.fixture(scope="module")
 def recon(store: Store) -> Reconstructor:
-    from ul_engine.inference.commands import load_run
+    from ul_engine.inference.loading import load_run
 
     return Reconstructor(load_run(store, "s1"), store)
 
 
 @pytest.fixture(scope="module")
 def recon10(store: Store) -> Reconstructor:
-    from ul_engine.inference.commands import load_run
+    from ul_engine.inference.loading import load_run
 
     return Reconstructor(load_run(store, "s1", step=10), store, label="B")
 

@@ -15,8 +15,8 @@ from ul_engine.core import io
 from ul_engine.core.config import resolve, validate
 from ul_engine.core.errors import CheckpointError, ConfigError, DiskFullError, TrainingDiverged
 from ul_engine.data import BatchStream, make_source
-from ul_engine.inference import bundle
-from ul_engine.inference.pipeline import ema_copy, stage1_from_checkpoint
+from ul_engine.inference import loading
+from ul_engine.inference.loading import ema_copy, stage1_from_checkpoint
 from ul_engine.model import LatentBase, UnifiedLatents
 from ul_engine.nets import parameter_counts
 from ul_engine.train.loop import Trainer, lr_at, make_accelerator
@@ -137,13 +137,13 @@ def test_exported_model_loads_in_a_fresh_process(tmp_path: Path):
     trainer = make_trainer(tmp_path / "run")
     trainer.train(2)
     inference = ema_copy(trainer.unwrapped, trainer.ema)
-    bundle.export_module(inference, tmp_path / "model", config=trainer.cfg, info={"step": 2})
+    loading.export_module(inference, tmp_path / "model", config=trainer.cfg, info={"step": 2})
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     expected = inference.encode(x)
     torch.save(x, tmp_path / "x.pt")  # test-side only, to hand the input over
     script = (
         "import sys, torch\n"
-        "from ul_engine.inference.bundle import load_stage1\n"
+        "from ul_engine.inference.loading import load_stage1\n"
         f"m = load_stage1(r'{tmp_path / 'model'}')\n"
         f"x = torch.load(r'{tmp_path / 'x.pt'}', weights_only=True)\n"
         "z = m.encode(x)\n"
@@ -160,17 +160,17 @@ def test_init_from_a_bundle_starts_from_its_weights_and_refuses_other_sizes(tmp_
     trainer = make_trainer(tmp_path / "run")
     trainer.train(2)
     inference = ema_copy(trainer.unwrapped, trainer.ema)
-    bundle.export_module(inference, tmp_path / "model", config=trainer.cfg, info={"step": 2})
+    loading.export_module(inference, tmp_path / "model", config=trainer.cfg, info={"step": 2})
     fresh = UnifiedLatents(trainer.cfg)
     trained = inference.state_dict()
     assert any(not torch.equal(v, trained[k]) for k, v in fresh.state_dict().items())  # two steps changed something
-    bundle.init_stage1_from(fresh, tmp_path / "model")
-    for name in bundle.STAGE1_COMPONENTS:
+    loading.init_stage1_from(fresh, tmp_path / "model")
+    for name in loading.STAGE1_COMPONENTS:
         for key, value in getattr(fresh, name).state_dict().items():
             assert torch.equal(value, getattr(inference, name).state_dict()[key]), f"{name}.{key}"
     wider = UnifiedLatents(resolve("smoke", ["model.prior.width=96"]))
     with pytest.raises(CheckpointError, match=r"train\.init_from: prior"):
-        bundle.init_stage1_from(wider, tmp_path / "model")
+        loading.init_stage1_from(wider, tmp_path / "model")
 
 
 @pytest.mark.slow

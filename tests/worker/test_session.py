@@ -45,6 +45,8 @@ def test_session_answers_interactive_requests(tmp_path: Path):
         asked = ReconstructImage(str(image), run="s1", params={"decoder_steps": 4, "rate_draws": 2})
         entry = asked.result(request(proc, asked.to_message(3))["result"]).entry
         assert entry is not None and entry["ok"] and Path(entry["files"]["reconstruction"]).is_file()
+        # the same path and record as `ul reconstruct --json`: the checkpoint it came from, the bits
+        assert entry["checkpoint_step"] == 20 and entry["metrics"]["bits_per_pixel"] > 0
         missing = request(proc, ReconstructImage(str(tmp_path / "nope.png"), run="s1").to_message(4))
         assert missing["ok"] and "nope.png" in missing["result"]["entry"]["error"]
         out = str(tmp_path / "s")

@@ -122,7 +122,7 @@ def test_disk_full_fails_the_run_and_keeps_earlier_checkpoint(store: Store, monk
     assert run.status == "failed" and "disk full" in run.error
     ckpts = [c for c in store.list_checkpoints(run_id) if c.path.is_file()]
     assert [c.step for c in ckpts] == [10]
-    from ul_engine.inference.pipeline import stage1_from_checkpoint
+    from ul_engine.inference.loading import stage1_from_checkpoint
 
     stage1_from_checkpoint(ckpts[0].path)
 

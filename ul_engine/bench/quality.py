@@ -40,10 +40,10 @@ from ul_engine.core.imaging import tensor_to_uint8
 from ul_engine.data import BatchStream, make_source
 from ul_engine.data.loader import fixed_validation_batch, to_model_tensor
 from ul_engine.diffusion import gaussian, samplers, schedule, weighting
+from ul_engine.eval.evaluate import FD_REFERENCE_SEED
 from ul_engine.eval.metrics.fidelity import psnr_ssim
 from ul_engine.eval.metrics.generation import fd_shapes
-from ul_engine.inference.commands import FD_REFERENCE_SEED
-from ul_engine.inference.pipeline import sample_images
+from ul_engine.inference.sample import generate
 from ul_engine.model import LatentBase, UnifiedLatents
 from ul_engine.train.loop import Trainer, make_accelerator
 from ul_engine.train.stages import Stage1Objective, Stage2Objective, StepBatches
@@ -288,8 +288,8 @@ def quality_comparison(
             x_hat = ul.decode(ul.noisy_latent(z_clean), steps=dec_steps, seeds=range(RECON_N), sampler=sampler)
         psnr = _mean(psnr_ssim(recon_x, _uint8_batch(x_hat))[0])
         wall0 = time.perf_counter()
-        fake = np.stack(sample_images(base, ul, samples, seed=0, base_steps=base_steps, decoder_steps=dec_steps,
-                                      sampler=sampler, batch_size=64))  # fmt: skip
+        fake, _ = generate(base, ul, range(samples), base_steps=base_steps, decoder_steps=dec_steps, sampler=sampler,
+                           batch_size=64)  # fmt: skip
         fake_t = torch.from_numpy(fake).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         result["contenders"]["ul"] = {
             "parameters": sizes["ul_stage1"] + sizes["ul_stage2"],

@@ -20,8 +20,12 @@ import torch
 from ul_engine.core.config import validate
 from ul_engine.core.imaging import save_png
 from ul_engine.data import fixed_validation_batch, make_source
-from ul_engine.inference.clips import clip_strip, psnr_frames, reconstruct_video, sample_videos
-from ul_engine.inference.commands import evaluate_run, load_run
+from ul_engine.eval.evaluate import evaluate_run
+from ul_engine.inference.clips import clip_strip
+from ul_engine.inference.files import psnr_frames
+from ul_engine.inference.loading import load_run
+from ul_engine.inference.reconstruct import reconstruct_video
+from ul_engine.inference.sample import sample_videos
 from ul_engine.store import Store
 
 

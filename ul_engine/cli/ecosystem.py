@@ -67,7 +67,7 @@ def _bar(args: argparse.Namespace, unit: str) -> tuple[Any, Any]:
 
 def cmd_encode(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.ecosystem.encode import encode_folder  # lazy: torch
-    from ul_engine.inference.commands import load_run  # lazy: torch
+    from ul_engine.inference.loading import load_run  # lazy: torch
     from ul_engine.store import Store  # lazy: SQLAlchemy
 
     if args.batch < 1 or args.shard_size < 1:
@@ -122,7 +122,7 @@ def cmd_metrics(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_export_diffusers(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.inference.commands import load_run  # lazy: torch
+    from ul_engine.inference.loading import load_run  # lazy: torch
     from ul_engine.store import Store  # lazy: SQLAlchemy
 
     store = Store.open(args.home)

@@ -399,7 +399,7 @@ def _train_in_worker(
 
 
 def _create_stage2(args: argparse.Namespace, overrides: list[str]) -> Any:
-    from ul_engine.inference.commands import stage2_config  # lazy: torch
+    from ul_engine.inference.loading import stage2_config  # lazy: torch
 
     if not args.from_run:
         raise ULError("--stage 2 needs --from-run RUN (the stage-1 run whose latents it models)")
@@ -580,8 +580,9 @@ def cmd_presets(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.core.media import is_video_path  # lazy: Pillow
-    from ul_engine.inference.commands import expand_inputs, load_run  # lazy: torch
-    from ul_engine.inference.reconstruct import Reconstructor, reconstruct_many  # lazy: torch
+    from ul_engine.inference.files import expand_inputs  # lazy: torch
+    from ul_engine.inference.loading import load_run  # lazy: torch
+    from ul_engine.inference.reconstruct import Reconstructor, flat_result, reconstruct_many  # lazy: torch
 
     store = _store(args)
     files = expand_inputs(args.inputs)
@@ -599,19 +600,6 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
         decoder_steps=args.decoder_steps, sampler=args.sampler, seed=args.seed, samples=args.samples
     )
 
-    def flat(e: dict[str, Any]) -> dict[str, Any]:
-        m, f = e.get("metrics") or {}, e.get("files") or {}
-        out = {
-            "input": e["input"], "output": f.get("reconstruction"), "run": e.get("run_name"),
-            "checkpoint_step": e.get("checkpoint_step"), "psnr": m.get("psnr"), "ssim": m.get("ssim"),
-            "bits_per_pixel": m.get("bits_per_pixel"), "bits_per_dim": m.get("bits_per_dim"),
-            "decode_seconds": m.get("decode_seconds"), "error": e.get("error"), "notices": e.get("notices", []),
-        }  # fmt: skip
-        if f.get("mean"):
-            out.update(mean=f["mean"], std_map=f.get("std_png"), psnr_mean=m.get("psnr_mean"),
-                       std_mean=m.get("std_mean"), std_scale=m.get("std_scale"))  # fmt: skip
-        return out
-
     def line(r: dict[str, Any]) -> str:
         if r.get("error"):
             return _failure_line(r["input"], r["error"])
@@ -624,9 +612,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
 
     def report(_done: int, entry: dict[str, Any]) -> None:
-        r = flat(entry)
+        r = flat_result(entry)
         if entry.get("compare") is not None:
-            r["compare"] = flat(entry["compare"])
+            r["compare"] = flat_result(entry["compare"])
         results.append(r)
         if not args.json:
             print(line(r))
@@ -715,8 +703,9 @@ def _failure_line(path: str | Path, error: str) -> str:
 
 def _reconstruct_videos(store: Store, args: argparse.Namespace, files: list[Path]) -> dict[str, Any]:
     """Video inputs: per file an MP4 of the frames used, its reconstruction, and per-frame PSNR."""
-    from ul_engine.inference.commands import load_run  # lazy: torch
-    from ul_engine.inference.video_commands import reconstruct_clip, terminal_progress  # lazy: torch
+    from ul_engine.inference.files import terminal_progress  # lazy: torch
+    from ul_engine.inference.loading import load_run  # lazy: torch
+    from ul_engine.inference.reconstruct import flat_result, reconstruct_clip  # lazy: torch
 
     loaded = load_run(store, args.run, step=args.checkpoint)
     results: list[dict[str, Any]] = []
@@ -725,8 +714,9 @@ def _reconstruct_videos(store: Store, args: argparse.Namespace, files: list[Path
         if args.json:  # JSON lines on stderr, as for images
             progress, close = _json_progress(path)
         try:
-            r = reconstruct_clip(loaded, path, Path(args.out), decoder_steps=args.decoder_steps, seed=args.seed,
-                                 sampler=args.sampler, max_frames=args.max_frames, progress=progress)  # fmt: skip
+            r = flat_result(reconstruct_clip(loaded, path, Path(args.out), decoder_steps=args.decoder_steps,
+                                             seed=args.seed, sampler=args.sampler, max_frames=args.max_frames,
+                                             progress=progress))  # fmt: skip
         except ULError as exc:
             if not loaded.cfg.model.time_axis:
                 raise
@@ -754,8 +744,9 @@ def _is_video_run(store: Store, ref: str) -> bool:
 
 
 def _sample_video(store: Store, args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.inference.commands import load_run  # lazy: torch
-    from ul_engine.inference.video_commands import sample_clips, terminal_progress  # lazy: torch
+    from ul_engine.inference.files import terminal_progress  # lazy: torch
+    from ul_engine.inference.loading import load_run  # lazy: torch
+    from ul_engine.inference.sample import sample_clips  # lazy: torch
 
     progress, close = terminal_progress(not args.json)
     try:
@@ -773,7 +764,7 @@ def _sample_video(store: Store, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.inference.commands import sample_files  # lazy: torch
+    from ul_engine.inference.sample import sample_files  # lazy: torch
 
     store = _store(args)
     if args.frames is not None or args.context or args.context_frames or _is_video_run(store, args.run):
@@ -812,7 +803,7 @@ def cmd_interpolate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.inference.commands import evaluate_run  # lazy: torch
+    from ul_engine.eval.evaluate import evaluate_run  # lazy: torch
 
     store = _store(args)
     if args.inception_weights and not args.fd:

@@ -2,8 +2,8 @@
 
 Why a run and not a special case: every command and page already speaks runs and checkpoints, so the demo
 becomes an ordinary stage-2 run with status "shipped" (never trained, queued or resumed) whose one checkpoint
-row has kind "bundle" and points into the shipped bundle folder (`resources/models/demo/`, the format of
-`ul_engine.inference.bundle`). `commands.load_run` builds the models straight from that folder: nothing is copied into
+row has kind "bundle" and points into the shipped bundle folder (`resources/models/demo/`, the bundle format of
+`ul_engine.inference.loading`), whose `load_run` builds the models straight from that folder: nothing is copied into
 the data folder. Deleting the run only unregisters it (the bundle is outside the data folder) and leaves a
 marker so the app does not bring it back; asking for `--run demo` again registers it again.
 

@@ -46,7 +46,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from ul_engine.data import loader
+        from ul_engine.data import loader  # why: the loader imports torch; the rest of `data` is torch-free
 
         return getattr(loader, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ul_engine.core.errors import ULError
 
@@ -31,6 +32,10 @@ except ImportError as exc:  # the optional extra is missing: say how to get it
 
 from ul_engine.core.config import RunConfig
 from ul_engine.core.imaging import tensor_to_uint8
+from ul_engine.core.samplers import SAMPLERS
+from ul_engine.data.loader import to_model_tensor
+from ul_engine.inference.files import image_to_model_input
+from ul_engine.inference.sample import generate
 from ul_engine.model import LatentBase, UnifiedLatents, build_stage1_net
 from ul_engine.nets import build_base
 
@@ -163,21 +168,17 @@ class ULPipeline(DiffusionPipeline):
         output_type: str = "np",
     ) -> Any:
         """n images from the stage-2 base model (seeds seed … seed+n−1, as `ul sample`)."""
-        from ul_engine.inference.pipeline import sample_images
-
         cfg = self.ul_config
-        images = sample_images(
+        batch, _ = generate(
             self.latent_base,
             self.stage1,
-            n,
-            seed=seed,
+            range(seed, seed + n),
             base_steps=steps or cfg.sampling.base_steps,
             decoder_steps=decoder_steps or cfg.sampling.decoder_steps,
             sampler=_sampler(sampler or cfg.sampling.sampler),
             guidance=cfg.sampling.guidance if guidance is None else guidance,
             class_label=class_label,
         )
-        batch = np.stack(images)
         if output_type == "np":
             return batch
         return _output(torch.from_numpy(batch).permute(0, 3, 1, 2).float().div(127.5).sub(1.0), output_type)
@@ -186,8 +187,6 @@ class ULPipeline(DiffusionPipeline):
 
 
 def _sampler(name: str) -> str:
-    from ul_engine.core.samplers import SAMPLERS
-
     if name not in SAMPLERS:
         raise ULError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
     return name
@@ -196,9 +195,6 @@ def _sampler(name: str) -> str:
 def _as_model_input(images: Any) -> torch.Tensor:
     """Tensors in [−1, 1] pass through; uint8 images (B, H, W, 3) and PIL images are converted as
     `ul reconstruct` converts them, clips (B, T, H, W, 3) as training does."""
-    from ul_engine.data.loader import to_model_tensor
-    from ul_engine.inference.pipeline import image_to_model_input
-
     if isinstance(images, torch.Tensor):
         return images.float()
     if isinstance(images, list | tuple):
@@ -221,14 +217,12 @@ def _output(x: torch.Tensor, output_type: str) -> Any:
     if output_type == "np":
         return arr
     if output_type == "pil":
-        from PIL import Image
-
         return [Image.fromarray(a) for a in arr] if x.dim() == 4 else [[Image.fromarray(f) for f in a] for a in arr]
     raise ULError(f"output_type must be pt, np or pil, not {output_type!r}")
 
 
 def build_pipeline(loaded: Any) -> ULPipeline:
-    """A `LoadedRun` (commands.load_run: the checkpoint's EMA weights) as a ULPipeline sharing its nets' weights."""
+    """A `LoadedRun` (loading.load_run: the checkpoint's EMA weights) as a ULPipeline sharing its nets' weights."""
     stage1 = getattr(loaded.stage1, "inner", loaded.stage1)  # a tiled demo model wraps the real one
     cfg1 = stage1.cfg.to_dict()
     nets: dict[str, Any] = {}

@@ -24,7 +24,9 @@ from ul_engine import weights
 from ul_engine.core import io
 from ul_engine.core.config import RunConfig
 from ul_engine.core.errors import DataError, ULError
+from ul_engine.core.image_folder import ImageFolderSource
 from ul_engine.data.loader import to_model_tensor
+from ul_engine.data.video_folder import VideoFolderSource
 from ul_engine.diffusion.gaussian import alpha_sigma_scalar
 from ul_engine.ecosystem.latents import FORMAT, STATS_NAME, shard_name
 
@@ -51,9 +53,6 @@ class Item:
 def folder_items(cfg: RunConfig, data: Path) -> tuple[Any, list[Item], dict[str, str]]:
     """The run's kind of source on `data` (centre crops at the run's resolution), its items, and the files
     already known to be unreadable (a video folder decodes every file once when it is opened)."""
-    from ul_engine.core.image_folder import ImageFolderSource
-    from ul_engine.data.video_folder import VideoFolderSource
-
     d = cfg.data
     if cfg.model.time_axis:
         source = VideoFolderSource(data, d.resolution, d.frames, d.frame_stride, "center", d.seed)

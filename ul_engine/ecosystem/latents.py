@@ -76,9 +76,9 @@ def check_latents(cfg: RunConfig, stage1_sha256: str | None = None) -> dict[str,
 
 def load_latents(folder: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     """All shards listed in latent_stats.json → (z float32 (N, …), labels int64 (N,), stats)."""
-    import torch
+    import torch  # why: the checks above stay torch-free (a config is checked where torch is not loaded)
 
-    from ul_engine import weights
+    from ul_engine import weights  # why: weights reads safetensors through torch, which the checks do not need
 
     folder = Path(folder).expanduser()
     stats = read_stats(folder)

@@ -131,7 +131,7 @@ def write_tensorboard(points: Iterator[Any], out: Path, n_keys: int = 0, progres
 def tensorboard_writer_class() -> Any:
     """torch.utils.tensorboard.SummaryWriter, or a one-line error naming the extra to install."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # why: an optional extra, asked for only here
     except ImportError:
         raise ULError(
             "TensorBoard output needs the tensorboard package: pip install 'ul-studio[tensorboard]'"

@@ -19,8 +19,7 @@ from torch import Tensor
 from ul_engine.core.config import validate
 from ul_engine.core.errors import ULError
 from ul_engine.data import fixed_validation_batch, make_source
-from ul_engine.inference import bundle
-from ul_engine.inference.pipeline import base_from_checkpoint
+from ul_engine.inference.loading import base_from_checkpoint, load_stage1
 from ul_engine.model import LN2, LatentBase, UnifiedLatents
 from ul_engine.store import Store
 
@@ -86,7 +85,7 @@ def prior_slack(
     if checkpoint is None or not (stage1_dir / "decoder.json").is_file():
         raise ULError(f"run {run.name} has no checkpoint yet; train it first")
     torch.manual_seed(SLACK_SEED)
-    stage1 = bundle.load_stage1(stage1_dir, device)
+    stage1 = load_stage1(stage1_dir, device)
     base = base_from_checkpoint(checkpoint.path, device, sha256=checkpoint.sha256)
     x, _ = fixed_validation_batch(make_source(cfg.data), count, SLACK_SEED)
     z_clean = torch.cat([stage1.encode(chunk.to(device)) for chunk in x.split(64)])

@@ -1,5 +1,5 @@
-"""Video through a trained run: chunked encode/decode of clips of any length, reconstruction with per-frame
-PSNR, and sampling (unconditional, or continuing the first k frames of a given clip).
+"""Video windows: chunked encode/decode and the rate of clips of any length through a model trained on clips of
+one length. Reconstruction (`reconstruct`) and sampling (`sample`) of videos are built on these.
 
 Why chunks: the nets are convolutional in time and the transformers take any token count, so a whole
 video would run as one piece — with memory growing with its length. Instead clips are cut into windows of
@@ -24,8 +24,10 @@ import torch
 from torch import Tensor
 
 from ul_engine.core.errors import ULError
+from ul_engine.core.imaging import grid
 from ul_engine.data.loader import to_model_tensor
-from ul_engine.model import LN2, LatentBase, UnifiedLatents
+from ul_engine.inference.files import Media, VideoMedia
+from ul_engine.model import UnifiedLatents
 
 Progress = Callable[[int, int, str], bool | None]  # (done, total, what) → True to cancel
 
@@ -34,7 +36,16 @@ class VideoCancelled(ULError):
     """The progress callback asked to stop."""
 
 
-def _tick(progress: Progress | None, done: int, total: int, what: str) -> None:
+def require_video(loaded: Any) -> None:
+    """A clear error when a loaded run is an image model."""
+    if not loaded.cfg.model.time_axis:
+        raise ULError(
+            f"run {loaded.run.name} is an image model; videos need a video run (ul train --preset bouncing-32)"
+        )
+
+
+def report(progress: Progress | None, done: int, total: int, what: str) -> None:
+    """Tell `progress`; VideoCancelled when it asks to stop."""
     if progress is not None and progress(done, total, what):
         raise VideoCancelled("cancelled")
 
@@ -78,14 +89,6 @@ class Layout:
         return math.ceil(n / self.time_down) * self.time_down
 
 
-def hold_pad(frames: np.ndarray, length: int) -> np.ndarray:
-    """(N, H, W, 3) → (length, H, W, 3) by repeating the last frame (no invented content, no black)."""
-    if frames.shape[0] >= length:
-        return frames[:length]
-    extra = np.repeat(frames[-1:], length - frames.shape[0], axis=0)
-    return np.concatenate([frames, extra])
-
-
 # ----------------------------------------------------------------------------------------------
 # Chunked encode / decode
 
@@ -95,7 +98,7 @@ def encode_video(model: UnifiedLatents, frames: np.ndarray, *, progress: Progres
     """uint8 (N, H, W, 3) at the model's size → z_clean (C, ⌈N/f⌉, h, w), in windows of the clip length."""
     lay = Layout.of(model.cfg)
     device = next(model.parameters()).device
-    video = hold_pad(frames, lay.padded(frames.shape[0]))
+    video = VideoMedia().window(Media(frames), lay.time_down).frames
     n_lat = video.shape[0] // lay.time_down
     win = lay.latent_frames
     starts = window_starts(n_lat, win, max(1, win // 2))
@@ -110,7 +113,7 @@ def encode_video(model: UnifiedLatents, frames: np.ndarray, *, progress: Progres
             out = torch.zeros(z.shape[0], n_lat, *z.shape[2:])
         out[:, s : s + size] += z * w[None, :, None, None]
         weight[s : s + size] += w
-        _tick(progress, i + 1, len(starts), "encode")
+        report(progress, i + 1, len(starts), "encode")
     assert out is not None
     return out / weight[None, :, None, None]
 
@@ -139,7 +142,7 @@ def decode_video(
         done = i * steps
 
         def step(info: Any, done: int = done) -> bool:
-            _tick(progress, done + info.index + 1, total, "decode")
+            report(progress, done + info.index + 1, total, "decode")
             return False
 
         x = model.decode(z0[None, :, s : s + size].to(device), steps=steps, seeds=[seed + 7919 * i], sampler=sampler,
@@ -171,213 +174,8 @@ def video_rate(model: UnifiedLatents, z_clean: Tensor, draws: int = 16) -> float
     return total
 
 
-# ----------------------------------------------------------------------------------------------
-# Reconstruction and sampling
-
-
-@dataclass
-class VideoReconstruction:
-    original: np.ndarray  # (N, H, W, 3) uint8: the frames used, at the model's size
-    reconstruction: np.ndarray  # (N, H, W, 3) uint8
-    psnr_per_frame: list[float]
-    psnr: float  # mean of the per-frame PSNRs
-    rate_nats: float
-    bits_per_pixel: float  # rate / (N·H·W)
-    bits_per_dim: float  # rate / latent dimensions
-
-    def metrics(self) -> dict[str, Any]:
-        return {
-            "frames": int(self.original.shape[0]),
-            "psnr_per_frame": self.psnr_per_frame,
-            "psnr": self.psnr,
-            "bits_per_pixel": self.bits_per_pixel,
-            "bits_per_dim": self.bits_per_dim,
-        }
-
-
-def psnr_frames(reference: np.ndarray, estimate: np.ndarray) -> list[float]:
-    """PSNR (dB, on [0, 1]) of each frame of two uint8 (N, H, W, 3) clips; identical frames give inf → 100."""
-    ref = reference.astype(np.float64) / 255.0
-    est = estimate.astype(np.float64) / 255.0
-    mse = ((ref - est) ** 2).reshape(ref.shape[0], -1).mean(axis=1)
-    return [float(100.0 if m == 0 else -10.0 * math.log10(m)) for m in mse]
-
-
-def reconstruct_video(
-    model: UnifiedLatents,
-    frames: np.ndarray,
-    *,
-    decoder_steps: int,
-    seed: int = 0,
-    sampler: str = "ancestral",
-    rate_draws: int = 16,
-    progress: Progress | None = None,
-) -> VideoReconstruction:
-    """Encode → z0 = α0·z + σ0·ε (seeded) → decode, in windows; PSNR per frame and the prior's bits."""
-    n = frames.shape[0]
-    z_clean = encode_video(model, frames, progress=progress)
-    g = torch.Generator().manual_seed(int(seed))
-    z0 = model.noisy_latent(z_clean, torch.randn(z_clean.shape, generator=g))
-    recon = decode_video(model, z0, steps=decoder_steps, seed=seed + 1, sampler=sampler, progress=progress)[:n]
-    rate = video_rate(model, z_clean, rate_draws)
-    per_frame = psnr_frames(frames, recon)
-    pixels = n * frames.shape[1] * frames.shape[2]
-    return VideoReconstruction(
-        original=frames,
-        reconstruction=recon,
-        psnr_per_frame=per_frame,
-        psnr=float(np.mean(per_frame)),
-        rate_nats=rate,
-        bits_per_pixel=rate / LN2 / pixels,
-        bits_per_dim=rate / LN2 / z_clean.numel(),
-    )
-
-
-@torch.no_grad()
-def reconstruct_clip_batch(
-    model: UnifiedLatents, x: Tensor, *, decoder_steps: int, seeds: list[int], rate_draws: int = 16
-) -> list[Any]:
-    """Clips (B, 3, T, H, W) of the model's length in [-1, 1] → `pipeline.Reconstruction`s (`ul eval`):
-    PSNR and SSIM are means over frames, bits are per pixel of the whole clip."""
-    from ul_engine.eval.metrics.fidelity import psnr_ssim
-    from ul_engine.inference.pipeline import Reconstruction
-
-    device = next(model.parameters()).device
-    x = x.to(device)
-    z_clean = model.encode(x)
-    noise = torch.stack([_noise(z_clean.shape[1:], s) for s in seeds]).to(device)
-    x_hat = model.decode(model.noisy_latent(z_clean, noise), steps=decoder_steps, seeds=[s + 1 for s in seeds])
-    rate = model.estimate_rate(z_clean, draws=rate_draws).cpu()
-    frames = x.shape[2]
-    psnrs, ssims = psnr_ssim(x.transpose(1, 2).flatten(0, 1).cpu(), x_hat.transpose(1, 2).flatten(0, 1).cpu())
-    pixels, dims = x[0, 0].numel(), z_clean[0].numel()
-    out = []
-    for i in range(x.shape[0]):
-        clip_ssim = ssims[i * frames : (i + 1) * frames]
-        out.append(Reconstruction(
-            reconstruction=np.zeros((0,), np.uint8), psnr=float(np.mean(psnrs[i * frames : (i + 1) * frames])),
-            ssim=float(np.mean(clip_ssim)), rate_nats=float(rate[i]), bits_per_pixel=float(rate[i]) / LN2 / pixels,
-            bits_per_dim=float(rate[i]) / LN2 / dims, decode_seconds=0.0,
-        ))  # fmt: skip
-    return out
-
-
-def context_latent_frames(pixel_frames: int, time_down: int) -> int:
-    """Latent frames that k given frames occupy: ⌈k / f⌉."""
-    return math.ceil(pixel_frames / time_down)
-
-
-@torch.no_grad()
-def sample_latents(
-    base: LatentBase,
-    stage1: UnifiedLatents,
-    n: int,
-    *,
-    frames: int,
-    seed: int,
-    steps: int,
-    sampler: str = "ancestral",
-    context: np.ndarray | None = None,
-    context_frames: int = 0,
-    progress: Progress | None = None,
-) -> Tensor:
-    """n noisy latents z0 (n, C, ⌈frames/f⌉, h, w) from the base model.
-
-    The first window is unconditional, or conditioned on the encoded first `context_frames` frames of
-    `context`; longer videos grow window by window, each conditioned on the last `model.base.context_frames`
-    latent frames generated so far (needs a model trained with context).
-    """
-    lay = Layout.of(base.cfg)
-    device = next(base.parameters()).device
-    win = lay.latent_frames
-    want = math.ceil(frames / lay.time_down)
-    given = 0
-    ctx: Tensor | None = None
-    if context is not None and context_frames:
-        if context.shape[0] < context_frames:
-            raise ULError(f"--context-frames {context_frames}: the context clip has only {context.shape[0]} frames")
-        given = context_latent_frames(context_frames, lay.time_down)
-        if given >= min(win, want):
-            raise ULError(
-                f"--context-frames {context_frames} covers {given} latent frames; the model's window has {win} "
-                f"and {want} are asked for, so nothing would be generated — give fewer context frames"
-            )
-        clip = hold_pad(context[:context_frames], lay.frames)
-        ctx = encode_video(stage1, clip)[None].expand(n, -1, -1, -1, -1).contiguous()
-    hop_context = base.context_frames
-    if want > win and not hop_context:
-        raise ULError(
-            f"{frames} frames is longer than this model's clip ({lay.frames} frames), and it was trained without "
-            "context (model.base.context_frames = 0), so it cannot continue a clip"
-        )
-    windows = 1 if want <= win else 1 + math.ceil((want - win) / (win - hop_context))
-    seeds = list(range(seed, seed + n))
-    done_steps = 0
-
-    def tick(info: Any) -> bool:
-        _tick(progress, done_steps + info.index + 1, windows * steps, "base")
-        return False
-
-    if ctx is None:
-        ctx = torch.zeros((n, *base.cfg.latent_shape()))
-    z = base.sample(n, steps=steps, seeds=seeds, sampler=sampler, device=device, callback=tick,
-                    context=ctx if given else None, given_frames=given).cpu()  # fmt: skip
-    if given:  # the given frames: exactly what the decoder would read for them
-        z[:, :, :given] = stage1.noisy_latent(ctx[:, :, :given], _noise(ctx[:, :, :given].shape, seed + 31))
-    out = z
-    w = 1
-    while out.shape[2] < want:
-        done_steps = w * steps
-        window_ctx = torch.zeros_like(z)
-        window_ctx[:, :, :hop_context] = out[:, :, -hop_context:] / stage1.alpha0
-        nxt = base.sample(n, steps=steps, seeds=[s + 104_729 * w for s in seeds], sampler=sampler, device=device,
-                          callback=tick, context=window_ctx, given_frames=hop_context).cpu()  # fmt: skip
-        out = torch.cat([out, nxt[:, :, hop_context:]], dim=2)
-        w += 1
-    return out[:, :, :want]
-
-
-def _noise(shape: torch.Size, seed: int) -> Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)))
-
-
-def sample_videos(
-    base: LatentBase,
-    stage1: UnifiedLatents,
-    n: int,
-    *,
-    frames: int | None = None,
-    seed: int = 0,
-    base_steps: int,
-    decoder_steps: int,
-    sampler: str = "ancestral",
-    context: np.ndarray | None = None,
-    context_frames: int = 0,
-    progress: Progress | None = None,
-) -> list[np.ndarray]:
-    """n clips, each uint8 (frames, H, W, 3): base model → z0 → chunked decoder."""
-    lay = Layout.of(base.cfg)
-    frames = frames or lay.frames
-    if frames < 1 or n < 1:
-        raise ULError("--frames and --n must be at least 1")
-    z0 = sample_latents(base, stage1, n, frames=frames, seed=seed, steps=base_steps, sampler=sampler,
-                        context=context, context_frames=context_frames, progress=progress)  # fmt: skip
-    clips = []
-    for i in range(n):
-
-        def step(done: int, total: int, what: str, i: int = i) -> bool | None:
-            return progress(i * total + done, n * total, "decode") if progress is not None else None
-
-        clip = decode_video(stage1, z0[i], steps=decoder_steps, seed=seed + i + 10_000_019, sampler=sampler,
-                            progress=step)  # fmt: skip
-        clips.append(clip[:frames])
-    return clips
-
-
 def clip_strip(rows: list[np.ndarray], pad: int = 2, fill: int = 255) -> np.ndarray:
     """Clips (N, H, W, 3) as rows of frames, one image (for docs and previews)."""
-    from ul_engine.core.imaging import grid
-
     cols = max(r.shape[0] for r in rows)
     tiles = []
     for r in rows:
@@ -385,17 +183,3 @@ def clip_strip(rows: list[np.ndarray], pad: int = 2, fill: int = 255) -> np.ndar
         tiles.extend(np.full_like(r[0], fill) for _ in range(cols - r.shape[0]))
     return grid(np.stack(tiles), cols=cols, pad=pad, fill=fill)
 
-
-__all__ = [
-    "Layout",
-    "VideoCancelled",
-    "VideoReconstruction",
-    "clip_strip",
-    "decode_video",
-    "encode_video",
-    "psnr_frames",
-    "reconstruct_video",
-    "sample_latents",
-    "sample_videos",
-    "video_rate",
-]

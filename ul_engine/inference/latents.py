@@ -6,21 +6,19 @@ prior, in total and per latent position (`rate_map`: the prior's unweighted ELBO
 terms summed over channels only, averaged over stratified t; its sum is `UnifiedLatents.estimate_rate`).
 
 Decodes go through z0 = α0·z_clean + σ0·ε with ε drawn from a fixed seed and the decoder's noise from
-seed + 1 (as `pipeline.reconstruct_batch` does), so the frames of one scrub differ only by the latent:
+seed + 1 (as `reconstruct.reconstruct_batch` does), so the frames of one scrub differ only by the latent:
   - interpolation: lerp or slerp between two z_clean;
   - noise level: z_λ = α_λ·z_clean + σ_λ·ε at log-SNR λ (fixed seed), then the prior's (or the stage-2
     base model's) sampler from λ up to λ_z(0) gives a z0, which is decoded: what survives at each rate;
   - channel edit: z_clean[c] ← scale·z_clean[c] + offset.
-A generated sample's trajectory records the base model's and then the decoder's prediction at every step
-(sampler callbacks), with the seeds `pipeline.sample_images` uses, so its last frame is the sample itself.
+Generating samples and their trajectories is `ul_engine.inference.sample`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +26,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ul_engine.core import video_io
 from ul_engine.core.errors import ULError
-from ul_engine.core.media import fit_square, from_model_range, to_model_range
+from ul_engine.core.media import fit_square, from_model_range, load_image_rgb, to_model_range
 from ul_engine.core.user_paths import check_file, check_output_file
 from ul_engine.diffusion import gaussian, samplers
+from ul_engine.inference.loading import load_run
 from ul_engine.model import LN2, LatentBase, UnifiedLatents
 
-SAMPLE_DECODER_SEED_OFFSET = 10_000_019  # pipeline.sample_images: decoder seeds = base seed + this
 INTERPOLATION_MODES = ("slerp", "lerp")
 DENOISERS = ("prior", "base")
 
@@ -332,143 +331,6 @@ def renoise_denoise(
 
 
 # ----------------------------------------------------------------------------------------------
-# Generation and trajectories
-
-
-def class_labels(base: LatentBase, class_label: int | None, n: int) -> Tensor | None:
-    """Labels for a class-conditional base model (None: unconditional); a clear error when out of range."""
-    if class_label is None:
-        return None
-    if not base.num_classes:
-        raise ULError("this run is not class-conditional; leave the class unset")
-    if not 0 <= int(class_label) < base.num_classes:
-        raise ULError(f"class {class_label} is out of range: this run has classes 0–{base.num_classes - 1}")
-    return torch.full((n,), int(class_label), dtype=torch.long, device=_device(base))
-
-
-def _cancel_callback(cancel: Callable[[], bool] | None, tick: Callable[[], None] | None) -> samplers.Callback:
-    def callback(info: samplers.StepInfo) -> bool:
-        if tick is not None:
-            tick()
-        return bool(cancel is not None and cancel())
-
-    return callback
-
-
-@torch.no_grad()
-def generate(
-    base: LatentBase,
-    stage1: UnifiedLatents,
-    seeds: Sequence[int],
-    *,
-    base_steps: int,
-    decoder_steps: int,
-    sampler: str = "ancestral",
-    guidance: float = 1.0,
-    class_label: int | None = None,
-    cancel: Callable[[], bool] | None = None,
-    tick: Callable[[], None] | None = None,
-) -> tuple[np.ndarray, Tensor]:
-    """Samples for `seeds` exactly as `pipeline.sample_images` draws them; also the base model's last clean
-    prediction (the sample's z_clean). `cancel()` is asked after every step (SamplingCancelled when true)."""
-    seeds = [int(s) for s in seeds]
-    labels = class_labels(base, class_label, len(seeds))
-    last: dict[str, Tensor] = {}
-    stop = _cancel_callback(cancel, tick)
-
-    def on_base(info: samplers.StepInfo) -> bool:
-        last["x_hat"] = info.x_hat
-        return stop(info)
-
-    z0 = base.sample(
-        len(seeds),
-        steps=base_steps,
-        seeds=seeds,
-        sampler=sampler,
-        labels=labels,
-        guidance=guidance,
-        device=_device(base),
-        callback=on_base,
-    )
-    x = stage1.decode(
-        z0.to(_device(stage1)),
-        steps=decoder_steps,
-        seeds=[s + SAMPLE_DECODER_SEED_OFFSET for s in seeds],
-        sampler=sampler,
-        callback=stop,
-    )
-    return from_model_range(x), last.get("x_hat", z0).float().cpu()
-
-
-@dataclass
-class TrajectoryFrame:
-    """One step of a sample's trajectory: the prediction after step `index` of `total` in `phase`."""
-
-    phase: str  # "base" (the base model's clean-latent prediction, decoded) or "decoder" (its image prediction)
-    index: int
-    total: int
-    logsnr: float
-    image: np.ndarray  # (H, W, 3) uint8
-
-
-@torch.no_grad()
-def sample_trajectory(
-    base: LatentBase,
-    stage1: UnifiedLatents,
-    *,
-    seed: int,
-    base_steps: int,
-    decoder_steps: int,
-    sampler: str = "ancestral",
-    guidance: float = 1.0,
-    class_label: int | None = None,
-    preview_steps: int = 4,
-    cancel: Callable[[], bool] | None = None,
-) -> tuple[list[TrajectoryFrame], np.ndarray]:
-    """Every step of one sample: the base model's clean-latent predictions (each decoded with
-    `preview_steps` decoder steps through fixed noise), then the decoder's image predictions. The last
-    frame is the sample (the seeds of `generate`/`ul sample`). Returns (frames, the final image)."""
-    labels = class_labels(base, class_label, 1)
-    stop = _cancel_callback(cancel, None)
-    base_preds: list[tuple[int, int, float, Tensor]] = []
-
-    def on_base(info: samplers.StepInfo) -> bool:
-        base_preds.append((info.index, info.total, info.logsnr, info.x_hat[0].float().cpu()))
-        return stop(info)
-
-    z0 = base.sample(
-        1,
-        steps=base_steps,
-        seeds=[int(seed)],
-        sampler=sampler,
-        labels=labels,
-        guidance=guidance,
-        device=_device(base),
-        callback=on_base,
-    )
-    frames: list[TrajectoryFrame] = []
-    if base_preds:
-        preds = torch.stack([p[3] for p in base_preds])
-        images = decode_latents(stage1, preds, seed=int(seed), steps=max(1, int(preview_steps)), sampler=sampler)
-        for (i, n, lam, _), img in zip(base_preds, images, strict=True):
-            frames.append(TrajectoryFrame("base", i, n, lam, img))
-    decoded: list[TrajectoryFrame] = []
-
-    def on_decoder(info: samplers.StepInfo) -> bool:
-        decoded.append(TrajectoryFrame("decoder", info.index, info.total, info.logsnr, from_model_range(info.x_hat)[0]))
-        return stop(info)
-
-    x = stage1.decode(
-        z0.to(_device(stage1)),
-        steps=decoder_steps,
-        seeds=[int(seed) + SAMPLE_DECODER_SEED_OFFSET],
-        sampler=sampler,
-        callback=on_decoder,
-    )
-    return frames + decoded, from_model_range(x)[0]
-
-
-# ----------------------------------------------------------------------------------------------
 # `ul interpolate`
 
 
@@ -488,10 +350,6 @@ def interpolate_files(
 ) -> dict[str, Any]:
     """A video (.mp4) or GIF (.gif) of `frames` decodes from A's latent to B's (both fitted to the run's
     resolution). Returns what was written: path, frame count and size, and the settings used."""
-    from ul_engine.core import video_io
-    from ul_engine.data import load_image_rgb
-    from ul_engine.inference.commands import load_run
-
     out = Path(out)
     if frames < 2:
         raise ULError("--frames must be at least 2 (the two images)")

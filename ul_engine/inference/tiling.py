@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ul_engine.diffusion import samplers
+
 CHUNK = 128  # tiles per forward pass: bounds memory for very large images
 
 
@@ -124,8 +126,6 @@ class Tiled(torch.nn.Module):
         return r[:, None] * r[None, :]
 
     def _decode_blended(self, z0: Tensor, *, steps: int, seeds: Sequence[int], sampler: str, callback: Any) -> Tensor:
-        from ul_engine.diffusion import samplers
-
         inner = self.inner
         if z0.shape[-2] % self.latent_tile or z0.shape[-1] % self.latent_tile:
             raise ValueError(f"tiled model: latent {tuple(z0.shape[-2:])} is not a multiple of {self.latent_tile}")

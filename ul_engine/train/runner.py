@@ -31,8 +31,8 @@ from ul_engine.core.user_paths import check_folder
 from ul_engine.data import BatchStream, fixed_validation_batch, make_source
 from ul_engine.ecosystem.latents import check_latents, load_latents
 from ul_engine.eval.metrics.fidelity import psnr_ssim
-from ul_engine.inference import bundle
-from ul_engine.inference.pipeline import ema_copy, stage1_from_checkpoint
+from ul_engine.inference import loading
+from ul_engine.inference.loading import ema_copy, stage1_from_checkpoint
 from ul_engine.model import LatentBase, UnifiedLatents
 from ul_engine.store import liveness
 from ul_engine.store.types import ACTIVE_RUN_STATUSES, START_STATUSES
@@ -247,7 +247,7 @@ class RunContext:
             stream = BatchStream(source, cfg.optim.batch_size // world, cfg.data.seed, rank=rank, world_size=world)
             model = UnifiedLatents(cfg)
             if cfg.train.init_from:
-                bundle.init_stage1_from(model, _init_folder(cfg.train.init_from))
+                loading.init_stage1_from(model, _init_folder(cfg.train.init_from))
             objective: Any = Stage1Objective(model, stream, self.acc.device)
             self.source = source
         else:
@@ -266,13 +266,13 @@ class RunContext:
             if not parent.path.is_file():
                 raise ULError(f"the stage-1 checkpoint {parent.path} is gone; train stage 2 from another checkpoint")
             model = stage1_from_checkpoint(parent.path, sha256=parent.sha256)
-            bundle.export_module(
+            loading.export_module(
                 model,
                 stage1_dir,
                 config=model.cfg,
                 info={"source_checkpoint_sha256": parent.sha256, "step": parent.step, "run_id": parent.run_id},
             )
-        self.stage1 = bundle.load_stage1(stage1_dir, self.acc.device)
+        self.stage1 = loading.load_stage1(stage1_dir, self.acc.device)
         for p in self.stage1.parameters():
             p.requires_grad_(False)
         if cfg.data.kind == "latents":  # encoded once by `ul encode`: the folder is the latent cache
@@ -310,7 +310,7 @@ class RunContext:
 
     def export_and_preview(self, trainer: Trainer, step: int) -> None:
         inference = ema_copy(trainer.unwrapped, trainer.ema)
-        bundle.export_module(
+        loading.export_module(
             inference, self.run_dir / "model", config=self.cfg, info={"step": step, "run_id": self.run_id}
         )
         self.write_preview(trainer, step, inference)

@@ -45,9 +45,9 @@ class Session:
         self.emit: Callable[[dict[str, Any]], None] = lambda message: None
 
     def run(self, ref: protocol.RunRef, step: int | None = None) -> Any:
-        """A LoadedRun (see ul_engine.inference.commands.load_run), cached while the session lives."""
+        """A LoadedRun (see ul_engine.inference.loading.load_run), cached while the session lives."""
         from ul_engine.core.demo import get_run
-        from ul_engine.inference.commands import load_run  # why: torch, loaded on the first model request
+        from ul_engine.inference.loading import load_run  # why: torch, loaded on the first model request
 
         run = get_run(self.store, ref)
         key = (run.id, step)

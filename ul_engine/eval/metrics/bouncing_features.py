@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ul_engine.data.bouncing import render_bouncing
 from ul_engine.data.shapes import SHAPE_KINDS
 from ul_engine.eval.metrics.features import RESOURCES, load_feature_net
 
@@ -144,8 +145,6 @@ def render_labelled_clips(
 ) -> dict[str, np.ndarray]:
     """Clips (N, 3, T, side, side) in [-1, 1] with their targets; clip i of stream `seed` is a pure function
     of (seed, i) (and of side and frames)."""
-    from ul_engine.data.bouncing import render_bouncing
-
     clips, kinds, counts, dirs, regs = [], [], [], [], []
     for i in range(start, start + count):
         clip, label, info = render_bouncing(np.random.default_rng([seed, i]), side, frames)

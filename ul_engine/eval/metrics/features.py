@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ul_engine import weights
 from ul_engine.core import RESOURCES_DIR, io
 from ul_engine.core.errors import ULError
-from ul_engine.data.shapes import SHAPE_KINDS
+from ul_engine.data.shapes import SHAPE_KINDS, render_shapes
 
 RESOURCES = RESOURCES_DIR / "metrics"
 DEFAULT_PATH = RESOURCES / "shapes-classifier.safetensors"
@@ -90,8 +90,6 @@ def shapes_targets(label: int, info: dict[str, Any], side: int) -> tuple[int, in
 def render_labelled(seed: int, start: int, count: int, side: int = INPUT_SIZE) -> dict[str, np.ndarray]:
     """Images (N, 3, side, side) in [-1, 1] with their kind, count and regression targets; image i of
     stream `seed` is a pure function of (seed, i)."""
-    from ul_engine.data.shapes import render_shapes
-
     images, kinds, counts, regs = [], [], [], []
     for i in range(start, start + count):
         image, label, info = render_shapes(np.random.default_rng([seed, i]), side)

@@ -9,7 +9,6 @@ published definition is computed here and tested against scikit-image's `structu
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ul_engine.eval.metrics import SSIM_SIGMA, SSIM_WINDOW
@@ -50,18 +49,10 @@ def ssim(reference: torch.Tensor, estimate: torch.Tensor, data_range: float = 1.
 def psnr_ssim(reference: torch.Tensor, estimate: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-image PSNR (dB) and SSIM of (B, 3, H, W) images in [-1, 1], measured on [0, 1]; SSIM is NaN for
     images smaller than its 11×11 window."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # why: torchmetrics costs start-up time
 
     ref = ((reference.float() + 1) / 2).clamp(0, 1)
     est = ((estimate.float() + 1) / 2).clamp(0, 1)
     psnrs = [float(peak_signal_noise_ratio(e[None], r[None], data_range=1.0)) for r, e in zip(ref, est, strict=True)]
     return psnrs, [float(s) for s in ssim(ref, est)]
 
-
-def psnr_uint8(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """PSNR (dB) of two uint8 images of the same shape, on [0, 1]."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
-    ref = torch.from_numpy(reference.astype(np.float32) / 255.0)
-    est = torch.from_numpy(estimate.astype(np.float32) / 255.0)
-    return float(peak_signal_noise_ratio(est, ref, data_range=1.0))

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ul_engine.eval.metrics import inception
+from ul_engine.eval.metrics.bouncing_features import DIRECTIONS, MAX_SHAPES, embed_clips, load_bouncing_classifier
 from ul_engine.eval.metrics.features import SHAPE_KINDS, classify, load_shapes_classifier, shapes_features
 from ul_engine.eval.metrics.frechet import frechet_distance_features, kernel_distance
 
@@ -55,8 +57,6 @@ def fvd_bouncing(real: Tensor, fake: Tensor, *, classifier: Path | None = None) 
     """Fréchet distance between the bouncing-classifier embeddings of clips `real` and `fake` ((N, 3, T, H, W)
     in [−1, 1], resampled to 8×32×32 by the network), with KID and the predicted kind/count/direction
     histograms of both sets."""
-    from ul_engine.eval.metrics.bouncing_features import DIRECTIONS, MAX_SHAPES, embed_clips, load_bouncing_classifier
-
     model, info = load_bouncing_classifier(classifier)
     pr, pf = embed_clips(model, real), embed_clips(model, fake)
     fr, ff = pr["features"], pf["features"]
@@ -89,8 +89,6 @@ def fvd_bouncing(real: Tensor, fake: Tensor, *, classifier: Path | None = None) 
 
 def fid_inception(real: Tensor, fake: Tensor, weights_path: str | Path | None) -> dict[str, Any]:
     """FID with the user's Inception-v3 file; without one, an explicit 'unavailable' with the reason."""
-    from ul_engine.eval.metrics import inception
-
     if not weights_path:
         return inception.unavailable(
             "no Inception-v3 weights file given (--inception-weights PATH); nothing is downloaded"

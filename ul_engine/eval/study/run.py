@@ -17,12 +17,14 @@ from ul_engine.core.config import validate
 from ul_engine.core.errors import RunNotFound, ULError
 from ul_engine.core.imaging import grid, save_png, tensor_to_uint8
 from ul_engine.data import fixed_validation_batch, make_source
+from ul_engine.eval.evaluate import FD_REFERENCE_SEED, evaluate_run
 from ul_engine.eval.metrics import SSIM_DEFINITION
 from ul_engine.eval.metrics.generation import fd_shapes
 from ul_engine.eval.study.plan import Log, StudyPlan, StudyRun, stage1_config
 from ul_engine.eval.study.report import write_report
-from ul_engine.inference.commands import FD_REFERENCE_SEED, evaluate_run, generated_images, load_run, stage2_config
-from ul_engine.inference.pipeline import reconstruct_batch
+from ul_engine.inference.loading import load_run, stage2_config
+from ul_engine.inference.reconstruct import reconstruct_batch
+from ul_engine.inference.sample import generated_samples
 from ul_engine.train.runner import train_run
 
 
@@ -135,7 +137,7 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
 
             def prior_fd(name: str = run.name, real: Any = real_images) -> dict[str, Any]:
                 loaded = load_run(store, name)
-                fake = generated_images(
+                fake = generated_samples(
                     loaded, b.fd_n, prior_samples=True, base_steps=b.base_steps, decoder_steps=b.decoder_steps
                 )
                 _save_grid(fake[:32], assets / f"samples-{name.removeprefix(plan.tag + '-')}-prior.png")
@@ -176,7 +178,7 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
 
             def stage2_fd(name: str = s2_name, real: Any = real_images) -> dict[str, Any]:
                 loaded = load_run(store, name)
-                fake = generated_images(loaded, b.fd_n, base_steps=b.base_steps, decoder_steps=b.decoder_steps)
+                fake = generated_samples(loaded, b.fd_n, base_steps=b.base_steps, decoder_steps=b.decoder_steps)
                 _save_grid(fake[:32], assets / f"samples-{name.removeprefix(plan.tag + '-')}.png")
                 return fd_shapes(real, fake)
 

@@ -8,7 +8,6 @@ folder the request names. Every op takes its run by id or name; `Session.run` ke
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -228,6 +227,7 @@ def _decode_frames(
     import torch  # why: torch loads with the first model request, not with the session
 
     from ul_engine.inference import latents as explore  # why: torch
+    from ul_engine.inference import sample as sampling  # why: torch
 
     cfg, model = loaded.cfg, loaded.stage1
     device = za.device
@@ -245,7 +245,7 @@ def _decode_frames(
                 raise ULError(f"run {loaded.run.name} is a stage-1 run: it has no base model; use the prior")
             base = loaded.base
             cls = request.class_label
-            labels = explore.class_labels(base, None if cls is None else int(cls), 1)
+            labels = sampling.class_labels(base, None if cls is None else int(cls), 1)
         sched = base.schedule if base is not None else model.latent_schedule
         full = _steps(request.prior_steps, cfg.sampling.base_steps, "prior_steps")
         used = []
@@ -334,7 +334,8 @@ def generate_samples(session: Session, request: protocol.SampleImages) -> protoc
     import torch  # why: torch loads with the first model request, not with the session
 
     from ul_engine.diffusion.samplers import SamplingCancelled  # why: torch
-    from ul_engine.inference import latents as explore  # why: torch
+    from ul_engine.inference import sample as sampling  # why: torch
+    from ul_engine.inference.files import sample_png_meta  # why: torch
 
     loaded = session.run(request.run, request.checkpoint)
     if loaded.base is None:
@@ -351,7 +352,7 @@ def generate_samples(session: Session, request: protocol.SampleImages) -> protoc
     start = time.perf_counter()
     try:
         with torch.inference_mode():
-            images, latents = explore.generate(
+            images, latents = sampling.generate(
                 loaded.base,
                 loaded.stage1,
                 seeds,
@@ -369,14 +370,7 @@ def generate_samples(session: Session, request: protocol.SampleImages) -> protoc
     outputs = []
     for seed, image, z in zip(seeds, images, latents.numpy(), strict=True):
         path = out / f"{loaded.run.name}-seed{seed:06d}.png"
-        meta = {
-            "ul-run": str(loaded.run.id),
-            "ul-run-name": loaded.run.name,
-            "ul-checkpoint-sha256": loaded.checkpoint_sha256 or "",
-            "ul-seed": str(seed),
-            "ul-params": json.dumps(params),
-        }
-        _png(path, image, meta)
+        _png(path, image, sample_png_meta(loaded, seed, params))
         latent = save_latent(path.with_suffix(".latent.npy"), z)
         session.store.add_artifact(
             loaded.run.id, kind="sample", path=path.resolve(), step=loaded.checkpoint_step, seed=seed, params=params
@@ -396,7 +390,7 @@ def latents_trajectory(session: Session, request: protocol.TraceSample) -> proto
     import torch  # why: torch loads with the first model request, not with the session
 
     from ul_engine.diffusion.samplers import SamplingCancelled  # why: torch
-    from ul_engine.inference import latents as explore  # why: torch
+    from ul_engine.inference import sample as sampling  # why: torch
 
     loaded = session.run(request.run, request.checkpoint)
     if loaded.base is None:
@@ -408,7 +402,7 @@ def latents_trajectory(session: Session, request: protocol.TraceSample) -> proto
     start = time.perf_counter()
     try:
         with torch.inference_mode():
-            frames, final = explore.sample_trajectory(
+            frames, final = sampling.sample_trajectory(
                 loaded.base,
                 loaded.stage1,
                 seed=seed,

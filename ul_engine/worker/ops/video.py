@@ -40,7 +40,7 @@ def _loaded(session: Session, run: protocol.RunRef, checkpoint: int | None) -> A
 
 @op(protocol.ReconstructVideo)
 def video_reconstruct(session: Session, request: protocol.ReconstructVideo) -> protocol.VideoReconstruction:
-    from ul_engine.inference.video_commands import reconstruct_cached  # why: torch, on the first request
+    from ul_engine.inference.reconstruct import flat_result, reconstruct_cached  # why: torch, on the first request
 
     raw = request.params
     params = {
@@ -49,14 +49,17 @@ def video_reconstruct(session: Session, request: protocol.ReconstructVideo) -> p
         "max_frames": _int_or_none(raw.get("max_frames"), "max_frames"),
     }
     loaded = _loaded(session, request.run, request.checkpoint)
-    result = reconstruct_cached(session.store, loaded, request.path, params,
-                                progress=_progress(session, request.cancel_file))  # fmt: skip
-    return protocol.from_wire(protocol.VideoReconstruction, result)
+    entry = reconstruct_cached(session.store, loaded, request.path, params,
+                               progress=_progress(session, request.cancel_file))  # fmt: skip
+    result = {**flat_result(entry), "cached": entry["cached"]}
+    keys = ("original", "reconstruction", "frames", "fps", "psnr_per_frame", "psnr", "bits_per_pixel",
+            "bits_per_dim", "cached", "decoder_steps", "seed", "checkpoint_step")  # fmt: skip
+    return protocol.from_wire(protocol.VideoReconstruction, {k: result.get(k) for k in keys})
 
 
 @op(protocol.SampleVideos)
 def video_sample(session: Session, request: protocol.SampleVideos) -> protocol.VideoSamples:
-    from ul_engine.inference.video_commands import sample_clips  # why: torch, on the first request
+    from ul_engine.inference.sample import sample_clips  # why: torch, on the first request
 
     loaded = _loaded(session, request.run, request.checkpoint)
     out_dir = request.out_dir or session.store.run_dir(loaded.run.id) / "video-samples"

@@ -1,0 +1,146 @@
+"""`ul eval`: a run's reconstruction fidelity and rate on a fixed validation set, and optionally the generation
+metrics of its samples (FD-shapes, FID with local Inception weights, FVD-bouncing on video runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ul_engine.core.config import validate
+from ul_engine.core.errors import ULError
+from ul_engine.core.rate_distortion import record_evaluation
+from ul_engine.core.user_paths import check_file
+from ul_engine.data import fixed_validation_batch, make_source
+from ul_engine.eval.metrics.generation import fd_shapes, fid_inception, fvd_bouncing
+from ul_engine.inference.loading import LoadedRun, load_run
+from ul_engine.inference.reconstruct import reconstruct_batch
+from ul_engine.inference.sample import generated_samples
+
+FD_REFERENCE_SEED = 8765  # the FD reference images: a validation stream apart from the reconstruction set's
+VALIDATION_SEED = 4321  # the reconstruction set: the same images every time
+EVAL_BATCH = 16
+
+
+def evaluate_run(
+    store: Any,
+    run_ref: int | str,
+    *,
+    n: int = 64,
+    decoder_steps: int | None = None,
+    step: int | None = None,
+    fd: int = 0,
+    prior_samples: bool = False,
+    base_steps: int | None = None,
+    inception_weights: str | Path | None = None,
+    seed: int = 0,
+    record: bool = True,
+) -> dict[str, Any]:
+    """PSNR, SSIM and the prior's bits on a fixed validation set (the same images every time).
+
+    With `record`, a stage-1 run's result is stored on its checkpoint (`ul_engine.core.rate_distortion`), so the
+    Runs table, the Monitor and the Rate–distortion view show it; `recorded` names the checkpoint row.
+
+    fd > 0 adds generation metrics on `fd` samples against `fd` validation images: `fd_shapes` always (the
+    shipped shapes classifier), and `fid_inception_v3` only from a local `inception_weights` file
+    (otherwise reported as unavailable, with the reason); on a video run `fvd_bouncing` (the shipped
+    bouncing-clip classifier) of `fd` clips, and `inception_weights` is refused (there is no I3D loader).
+    The samples come from the stage-2 base model, or, with `prior_samples`, from the stage-1 prior (the
+    unweighted-ELBO model stage 2 exists to beat).
+    """
+    if n < 1:
+        raise ULError("--n must be at least 1")
+    if fd < 0 or fd == 1:
+        raise ULError("--fd needs at least 2 samples (a covariance)")
+    if inception_weights:
+        check_file(Path(inception_weights).expanduser())  # before hashing it: a FIFO or a device never ends
+    loaded = load_run(store, run_ref, step=step)
+    if fd and loaded.base is None and not prior_samples:
+        raise ULError(
+            f"run {loaded.run.name} is a stage-1 run: --fd needs a stage-2 run's samples, or --prior-samples "
+            "to sample the stage-1 prior"
+        )
+    cfg = validate({**loaded.cfg.to_dict(), "stage": 1}) if loaded.cfg.stage == 2 else loaded.cfg
+    if cfg.model.time_axis and inception_weights:
+        raise ULError(
+            "--inception-weights is for image runs: FVD needs an I3D network and there is no I3D loader "
+            "here (not supported); on a video run --fd N computes FVD-bouncing"
+        )
+    steps = decoder_steps or cfg.sampling.decoder_steps
+    x, _ = fixed_validation_batch(make_source(cfg.data), n, seed=VALIDATION_SEED)
+    recs = []
+    for start in range(0, n, EVAL_BATCH):  # clips: PSNR/SSIM averaged over frames, bits per pixel of the whole clip
+        chunk = x[start : start + EVAL_BATCH]
+        seeds = list(range(start, start + chunk.shape[0]))
+        recs.extend(reconstruct_batch(loaded.stage1, chunk, decoder_steps=steps, seeds=seeds))
+    result: dict[str, Any] = {
+        "n": n,
+        "psnr": float(np.mean([r.psnr for r in recs])),
+        "ssim": float(np.nanmean([r.ssim for r in recs])),
+        "bits_per_pixel": float(np.mean([r.bits_per_pixel for r in recs])),
+        "bits_per_dim": float(np.mean([r.bits_per_dim for r in recs])),
+        "decoder_steps": steps,
+        "checkpoint_step": loaded.checkpoint_step,
+        "run": loaded.run.id,
+    }
+    if record and loaded.run.stage == 1 and loaded.checkpoint_step is not None:
+        result["recorded"] = record_evaluation(
+            store, loaded.run.id, loaded.checkpoint_step, loaded.checkpoint_sha256, result
+        )
+    if fd:
+        result.update(
+            generation_metrics(
+                loaded,
+                fd,
+                prior_samples=prior_samples,
+                base_steps=base_steps,
+                decoder_steps=steps,
+                inception_weights=inception_weights,
+                seed=seed,
+            )
+        )
+    return result
+
+
+def generation_metrics(
+    loaded: LoadedRun,
+    n: int,
+    *,
+    prior_samples: bool = False,
+    base_steps: int | None = None,
+    decoder_steps: int | None = None,
+    inception_weights: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """{"fd_shapes": {...}, "fid_inception_v3": {...}} for n unguided samples against n validation images;
+    for a video run {"fvd_bouncing": {...}} of n clips (there is no I3D loader for real FVD)."""
+    cfg = validate({**loaded.cfg.to_dict(), "stage": 1})
+    real, _ = fixed_validation_batch(make_source(cfg.data), n, seed=FD_REFERENCE_SEED)
+    fake = generated_samples(loaded, n, prior_samples=prior_samples, base_steps=base_steps,
+                             decoder_steps=decoder_steps, seed=seed)  # fmt: skip
+    samples = {
+        "samples": "stage1_prior" if prior_samples else "stage2",
+        "base_steps": base_steps or loaded.cfg.sampling.base_steps,
+        "decoder_steps": decoder_steps or loaded.cfg.sampling.decoder_steps,
+        "guidance": 1.0,
+        "seed": seed,
+    }
+    if cfg.model.time_axis:
+        fvd = {**fvd_bouncing(real, fake), **samples}
+        if cfg.data.kind != "bouncing":
+            fvd["note"] = (
+                "this run is not trained on the bouncing data: the bouncing classifier's embedding says little "
+                "about these clips, and there is no I3D loader for real FVD"
+            )
+        return {"fvd_bouncing": fvd}
+    fd = {**fd_shapes(real, fake), **samples}
+    if cfg.data.kind != "shapes":
+        fd["note"] = (
+            "this run is not trained on the shapes data: the shapes classifier's embedding says little about "
+            "these images; use FID (--inception-weights) instead"
+        )
+    fid = fid_inception(real, fake, inception_weights)
+    if fid.get("available"):
+        fid.update(samples)
+    return {"fd_shapes": fd, "fid_inception_v3": fid}
