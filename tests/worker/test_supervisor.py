@@ -82,3 +82,22 @@ def test_record_exit_writes_the_outcome_only_for_the_session_that_ended(store: S
     stopped_session = store.transition(stopped_id, "running").session
     assert not record_exit(store, WorkerExit(stopped_id, None, stopped_session, -15, stop_requested=True))
     assert store.get_run(stopped_id).status == "stopped"  # asked to stop: stopped, resumable, not failed
+
+
+def test_stopping_a_worker_that_shares_its_parents_group_signals_only_the_worker(tmp_path: Path) -> None:
+    """`ul train` started from a script shares the script's process group: the stop ladder's SIGTERM must reach
+    the worker alone. Played out in a parent that leads its own session, so a regression kills only that parent."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        "from ul_engine.core.supervisor import signal_tree\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "time.sleep(0.5)\n"
+        "assert signal_tree(child.pid, 15)\n"
+        "child.wait(timeout=60)\n"
+        "print('parent survived', child.returncode)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          start_new_session=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "parent survived -15"

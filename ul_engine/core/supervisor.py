@@ -199,9 +199,14 @@ def start_worker(command: list[str], run_id: int, *, env: dict[str, str] | None 
 
 
 def signal_tree(pid: int, sig: int) -> bool:
-    """Signal a worker's whole process group (accelerate's children included)."""
+    """Signal a worker's whole process group (accelerate's children included) when the worker leads its own
+    group, as `start_worker` makes it; a `ul train` started from a shell or a script shares its parent's group,
+    so only that process is signalled (signalling the group would stop the shell or script that started it)."""
     try:
-        os.killpg(os.getpgid(pid), sig)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         return False
     return True
