@@ -154,3 +154,51 @@ def test_good_lines_pass() -> None:
         p for check in (path_problems, dotted_problems, link_problems, story_problems) for p in check(doc, 1, good)
     ]
     assert not problems, problems
+
+
+# ---- architecture.md's layout is the tree as it is ---------------------------------------------------------
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+# The session protocol's op names as the docs write them: `image.reconstruct`, `latents.frames`, ...
+OP_NAME = re.compile(r"`((?:image|video|latents|frames|session)\.[a-z_]+)`")
+NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+
+
+def _layout_block() -> str:
+    """The code block under architecture.md's `## Layout`."""
+    text = ARCHITECTURE.read_text()
+    section = text[text.index("## Layout") :]
+    return section.split("```")[1]
+
+
+def _modules_the_layout_must_name() -> list[Path]:
+    """Every engine module (migrations aside), the app's top-level modules and its pages, models and workers."""
+    engine = [p for p in (ROOT / "ul_engine").rglob("*.py") if "migrations" not in p.parts]
+    app = [p for folder in ("", "pages", "models", "workers") for p in (ROOT / "app" / folder).glob("*.py")]
+    return sorted(p for p in engine + app if p.stem not in ("__init__", "__main__"))
+
+
+def test_the_layout_names_every_package_and_module() -> None:
+    block = _layout_block()
+    packages = sorted(p.parent for top in ("ul_engine", "app") for p in (ROOT / top).rglob("__init__.py"))
+    missing = [p for p in packages if not re.search(rf"(?<![\w-]){p.name}/", block)]
+    missing += [p for p in _modules_the_layout_must_name() if not re.search(rf"\b{p.stem}\b", block)]
+    assert not missing, f"docs/architecture.md's layout does not name: {[str(p.relative_to(ROOT)) for p in missing]}"
+
+
+def test_the_layout_counts_the_engines_top_level_modules() -> None:
+    said = re.search(r"`ul_engine/` holds (\w+) top-level modules", ARCHITECTURE.read_text())
+    assert said, "docs/architecture.md says how many top-level modules ul_engine/ holds"
+    modules = sorted(p.name for p in (ROOT / "ul_engine").glob("*.py"))
+    assert NUMBER_WORDS.get(said.group(1), said.group(1)) == len(modules), modules
+    assert all(f"`{name}`" in said.string[said.end() : said.end() + 200] for name in modules), modules
+
+
+def test_the_docs_name_exactly_the_session_ops_the_protocol_defines() -> None:
+    from ul_engine.core.protocol import REQUESTS
+
+    named = {(doc, n, op) for doc, n, line in _docs_text() for op in OP_NAME.findall(line)}
+    unknown = [f"{_where(doc, n)}: {op}" for doc, n, op in sorted(named) if op not in REQUESTS]
+    assert not unknown, f"ops the protocol does not define: {unknown}"
+    table = ARCHITECTURE.read_text()
+    assert not (missing := [op for op in REQUESTS if f"| `{op}` | `{REQUESTS[op].__name__}` |" not in table]), missing
