@@ -69,7 +69,7 @@ def test_video_ops_in_a_session_worker(tmp_path: Path):
         con = sqlite3.connect(home / "ul.sqlite")
         rows = con.execute("SELECT path, metrics FROM reconstructions").fetchall()
         assert len(rows) == 1 and home / rows[0][0] == Path(r["reconstruction"])  # the store holds the entry
-        assert json.loads(rows[0][1])["psnr_per_frame"] == r["psnr_per_frame"]
+        assert json.loads(rows[0][1])["metrics"]["psnr_per_frame"] == r["psnr_per_frame"]  # the nested entry
         with con:
             con.execute("DELETE FROM reconstructions")
         con.close()
