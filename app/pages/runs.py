@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.context import AppContext
 from app.models.run_details import details_text, parent_text
-from app.models.runs_model import RUN_ID_ROLE, STATUS_FILTERS, RunsFilterProxy, RunsTableModel
+from app.models.runs_model import PROGRESS_ROLE, RUN_ID_ROLE, STATUS_FILTERS, RunsFilterProxy, RunsTableModel
 from app.pages.welcome import WelcomePanel, demo_run, own_runs
 from app.widgets import file_dialogs
 from app.widgets.export_box import export_box
@@ -99,7 +99,7 @@ class RunsPage(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().hide()
-        self.table.setItemDelegateForColumn(3, ProgressDelegate(self.table))
+        self.table.setItemDelegateForColumn(3, ProgressDelegate(PROGRESS_ROLE, self.table))
         head = self.table.horizontalHeader()
         head.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         head.setStretchLastSection(False)

@@ -16,7 +16,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.widgets.drop_zone import DropZone
-from app.widgets.metrics_table import COMPARE_COLUMNS, ImageTableModel, ProgressDelegate
+from app.widgets.metrics_table import COMPARE_COLUMNS, PROGRESS_ROLE, ImageTableModel
+from app.widgets.progress_delegate import ProgressDelegate
 
 
 class ImageJobList(QWidget):
@@ -61,7 +62,7 @@ class ImageJobList(QWidget):
     def _table(self) -> QTableView:
         table = QTableView()
         table.setModel(self.table_model)
-        table.setItemDelegateForColumn(1, ProgressDelegate(table))
+        table.setItemDelegateForColumn(1, ProgressDelegate(PROGRESS_ROLE, table))
         table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         table.verticalHeader().setVisible(False)

@@ -6,15 +6,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QRect, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QApplication,
     QLabel,
     QSizePolicy,
-    QStyle,
-    QStyledItemDelegate,
-    QStyleOptionProgressBar,
 )
 
 from app.models.jobs import CANCELLED, DONE, ERROR, RUNNING, ImageJob
@@ -124,27 +120,6 @@ class ImageTableModel(QAbstractTableModel):
         if role == PROGRESS_ROLE:
             return item.progress() if item.state == RUNNING else None
         return None
-
-
-class ProgressDelegate(QStyledItemDelegate):
-    """Draws a progress bar in the Status cell of a running image."""
-
-    def paint(self, painter: Any, option: Any, index: QModelIndex | QPersistentModelIndex) -> None:
-        fraction = index.data(PROGRESS_ROLE)
-        if fraction is None:
-            super().paint(painter, option, index)
-            return
-        if option.state & QStyle.StateFlag.State_Selected:
-            painter.fillRect(option.rect, option.palette.highlight())
-        bar = QStyleOptionProgressBar()
-        bar.rect = QRect(option.rect.adjusted(2, 3, -2, -3))
-        bar.minimum, bar.maximum = 0, 1000
-        bar.progress = round(1000 * float(fraction))
-        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
-        bar.textVisible = True
-        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
-        bar.state = option.state | QStyle.StateFlag.State_Horizontal
-        QApplication.style().drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
 
 
 def metrics_panel() -> QLabel:
