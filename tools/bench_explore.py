@@ -2,7 +2,7 @@
 for a few seconds at 60 moves per second; how many previews reached the screen and how long each took from
 the request to the picture (docs/benchmarks.md, "Latents and Generate").
 
-    .venv/bin/python -m app.tools.bench_explore              # --preset shapes-32 --seconds 4 --preview-steps 4
+    .venv/bin/python -m tools.bench_explore              # --preset shapes-32 --seconds 4 --preview-steps 4
 
 Weights do not change the cost: the preset is trained for one step of each stage into a temporary folder.
 """
@@ -27,7 +27,7 @@ def _ul(home: Path, *args: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.tools.bench_explore")
+    p = argparse.ArgumentParser(prog="python -m tools.bench_explore")
     p.add_argument("--preset", default="shapes-32")
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--preview-steps", default="2,4,8", help="preview decoder steps to try, comma-separated")

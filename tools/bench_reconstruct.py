@@ -1,7 +1,7 @@
 """Benchmark of the Reconstruct page: time from a drop to the reconstruction shown, for one image, through the
 real session worker, and how it scales with the decoder steps.
 
-    .venv/bin/python -m app.tools.bench_reconstruct --home /tmp/ul-bench --prepare --image photo-256.png
+    .venv/bin/python -m tools.bench_reconstruct --home /tmp/ul-bench --prepare --image photo-256.png
 
 `--prepare` trains the models it times (weights do not change the timing): `smoke` (20 steps) and
 `shapes-32` (2 steps). Each timing is a cache miss (a fresh seed); "cached" drops the same file again.
@@ -32,7 +32,7 @@ def prepare(home: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.tools.bench_reconstruct")
+    p = argparse.ArgumentParser(prog="python -m tools.bench_reconstruct")
     p.add_argument("--home", type=Path, required=True)
     p.add_argument("--prepare", action="store_true", help="train the benchmark runs first")
     p.add_argument("--image", type=Path, help="the image to drop (default: a 256×256 procedural one)")

@@ -1,4 +1,4 @@
-"""Render resources/icons/ul-studio.svg to PNGs (16–512 px) with QSvgRenderer: `python -m app.tools.render_icons`."""
+"""Render resources/icons/ul-studio.svg to PNGs (16–512 px) with QSvgRenderer: `python -m tools.render_icons`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The Rate–distortion page's screenshot for the user guide (offscreen is enough):
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m app.tools.screenshot_rd --home /tmp/ul-rd-shots --prepare \
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m tools.screenshot_rd --home /tmp/ul-rd-shots --prepare \
         --out docs/screenshots
 
 `--prepare` trains three smoke stage-1 runs that differ only in the loss factor (1, 3 and 10; 300 steps,
@@ -34,7 +34,7 @@ def prepare(home: Path, steps: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.tools.screenshot_rd")
+    p = argparse.ArgumentParser(prog="python -m tools.screenshot_rd")
     p.add_argument("--home", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     p.add_argument("--prepare", action="store_true", help="train the example runs first")
@@ -44,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home.absolute()
     if args.prepare:
         prepare(home, args.steps)
-    from app.tools.shotkit import open_window
     from PySide6.QtCore import QEvent, QPointF, Qt
     from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
+
+    from tools.shotkit import open_window
 
     kit = open_window(home, args.out, "screenshots-rd.ini")
     window = kit.window

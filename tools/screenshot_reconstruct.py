@@ -1,7 +1,7 @@
 """Screenshots of the Reconstruct page for the user guide, in a real window (run under Xvfb at 1280×800):
 
     xvfb-run -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb \
-        .venv/bin/python -m app.tools.screenshot_reconstruct --home /tmp/ul-shots-rec --prepare --out docs/screenshots
+        .venv/bin/python -m tools.screenshot_reconstruct --home /tmp/ul-shots-rec --prepare --out docs/screenshots
 
 `--prepare` trains a smoke run for 400 steps (checkpoints at 200 and 400). The script drops a few shapes
 images, a photo (`--photo`, optional) and two broken files, with K = 4 decodes and the step-200
@@ -50,7 +50,7 @@ def inputs(folder: Path, photo: Path | None) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.tools.screenshot_reconstruct")
+    p = argparse.ArgumentParser(prog="python -m tools.screenshot_reconstruct")
     p.add_argument("--home", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     p.add_argument("--prepare", action="store_true", help="train the example run first")
@@ -59,10 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home.absolute()
     if args.prepare:
         prepare(home)
-    from app.tools.shotkit import open_window
     from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
     from PySide6.QtGui import QDragEnterEvent, QDropEvent
     from PySide6.QtWidgets import QApplication
+
+    from tools.shotkit import open_window
 
     kit = open_window(home, args.out, "screenshots.ini")
     window, pump = kit.window, kit.pump

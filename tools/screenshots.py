@@ -1,7 +1,7 @@
 """Screenshots of every page for the user guide, taken in a real window (run under Xvfb at 1280×800):
 
     xvfb-run -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb \
-        .venv/bin/python -m app.tools.screenshots --home /tmp/ul-shots --prepare --out docs/screenshots
+        .venv/bin/python -m tools.screenshots --home /tmp/ul-shots --prepare --out docs/screenshots
 
 `--prepare` trains a few smoke runs with the `ul` command first (two stage-1 runs with different loss
 factors, a stage-2 run on the first, a run that fails); the script then starts one more run in the app,
@@ -33,7 +33,7 @@ def prepare(home: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.tools.screenshots")
+    p = argparse.ArgumentParser(prog="python -m tools.screenshots")
     p.add_argument("--home", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     p.add_argument("--prepare", action="store_true", help="train the example runs first")
@@ -42,9 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home.absolute()
     if args.prepare:
         prepare(home)
-    from app.tools.shotkit import open_window
-
     from app import theme
+    from tools.shotkit import open_window
     from ul_engine.core.config import resolve
     from ul_engine.core.supervisor import StopLadder
 

@@ -1,7 +1,7 @@
 """Screenshots of the Generate and Latents pages for the user guide, in a real window (Xvfb, 1280×800):
 
     xvfb-run -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb \
-        .venv/bin/python -m app.tools.screenshots_explore --home /tmp/ul-explore-shots --prepare --out docs/screenshots
+        .venv/bin/python -m tools.screenshots_explore --home /tmp/ul-explore-shots --prepare --out docs/screenshots
 
 `--prepare` trains a smoke stage-1 run (800 steps, loss factor 6, sigmoid bias 2) and a stage-2 run on it
 (600 steps) with the `ul` command.
@@ -33,7 +33,7 @@ def prepare(home: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.tools.screenshots_explore")
+    p = argparse.ArgumentParser(prog="python -m tools.screenshots_explore")
     p.add_argument("--home", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     p.add_argument("--prepare", action="store_true", help="train the example runs first")
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home.absolute()
     if args.prepare:
         prepare(home)
-    from app.tools.shotkit import open_window
+    from tools.shotkit import open_window
 
     kit = open_window(home, args.out, "screenshots-explore.ini")
     window = kit.window

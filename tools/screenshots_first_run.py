@@ -2,7 +2,7 @@
 Run in a real window under Xvfb at 1280×800 on an empty data folder:
 
     xvfb-run -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb \
-        .venv/bin/python -m app.tools.screenshots_first_run --home /tmp/ul-first-run --out docs/screenshots
+        .venv/bin/python -m tools.screenshots_first_run --home /tmp/ul-first-run --out docs/screenshots
 
 Shots: first-run.png (the Runs page's welcome), first-run-reconstruct.png (a shipped sample photo through the
 demo model), first-run-latents.png (its latent), first-run-generate.png (demo samples), and
@@ -17,11 +17,11 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.tools.screenshots_first_run")
+    p = argparse.ArgumentParser(prog="python -m tools.screenshots_first_run")
     p.add_argument("--home", type=Path, required=True, help="an empty data folder (emptied first)")
     p.add_argument("--out", type=Path, default=Path("docs/screenshots"))
-    p.add_argument("--decoder-steps", type=int, default=16)
-    p.add_argument("--sampler", default="dpmpp2m")
+    p.add_argument("--decoder-steps", type=int, default=8)  # the demo bundle's default
+    p.add_argument("--sampler", default="ancestral")  # the demo bundle's default
     p.add_argument("--photos", type=int, default=1, help="how many shipped photos to reconstruct (full size: slow)")
     p.add_argument("--monitor-steps", type=int, default=60, help="steps the smoke run trains before its shot")
     args = p.parse_args(argv)
@@ -29,8 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
 
-    from app.tools.shotkit import open_window
-
+    from tools.shotkit import open_window
     from ul_engine.core.config import resolve
     from ul_engine.core.demo import sample_photos
 

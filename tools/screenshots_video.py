@@ -1,7 +1,7 @@
 """Screenshots of the video features for the user guide, in a real window (Xvfb, 1280×800):
 
     xvfb-run -s "-screen 0 1280x800x24" env QT_QPA_PLATFORM=xcb \
-        .venv/bin/python -m app.tools.screenshots_video --home /tmp/ul-video-shots --prepare --out docs/screenshots
+        .venv/bin/python -m tools.screenshots_video --home /tmp/ul-video-shots --prepare --out docs/screenshots
 
 `--prepare` trains a `bouncing-smoke` stage-1 run (1,200 steps) and a stage-2 run on it (800 steps; about 6
 minutes together on 2 busy CPU cores) with the `ul` command, and writes a bouncing clip (the engine's
@@ -49,7 +49,7 @@ def prepare(home: Path, stage1_steps: int, stage2_steps: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.tools.screenshots_video")
+    p = argparse.ArgumentParser(prog="python -m tools.screenshots_video")
     p.add_argument("--home", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     p.add_argument("--prepare", action="store_true", help="train the example runs and write the clip first")
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     home = args.home.absolute()
     if args.prepare:
         prepare(home, args.stage1_steps, args.stage2_steps)
-    from app.tools.shotkit import open_window
+    from tools.shotkit import open_window
 
     kit = open_window(home, args.out, "screenshots-video.ini")
     window, wait, shot = kit.window, kit.wait, kit.shot
