@@ -23,8 +23,8 @@ step "ul doctor (ul-studio --cli doctor)"
 cat doctor.out
 if grep -q -e MISSING -e "not found" doctor.out; then echo "smoke: doctor reports something missing" >&2; exit 1; fi
 
-step "session worker (ul-studio --worker session): ping"
-printf '%s\n%s\n' '{"id": 1, "op": "ping"}' '{"id": 2, "op": "shutdown"}' \
+step "session worker (ul-studio --worker session): devices"
+printf '%s\n%s\n' '{"id": 1, "op": "session.devices"}' '{"id": 2, "op": "session.shutdown"}' \
     | "$EXE" --worker --home "$UL_HOME" session > session.out
 cat session.out
 grep -q '"id":1,"ok":true' session.out
