@@ -204,6 +204,13 @@ class JobQueue(Generic[J]):
         if self.current is job:
             self.current = None
 
+    def failure(self, text: str, label: str) -> tuple[JobState, str | None]:
+        """How the job in flight ends when the worker answered with an error: cancelled when the user asked for it
+        and the worker says so, otherwise an error that names the file (`label`) once."""
+        if self.cancel_requested and "cancel" in text:
+            return CANCELLED, None
+        return ERROR, text if text.startswith(label) else f"{label}: {text}"
+
     def cancel(self) -> list[J]:
         """Drop every waiting job (marked cancelled) and remember the request, so the job in flight ends
         cancelled rather than failed; returns the dropped jobs."""

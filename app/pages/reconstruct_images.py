@@ -184,11 +184,9 @@ class ImageReconstructions(QObject):
         if not isinstance(result, ImageReconstruction):
             text = str(result)
             job.entry = job.compare = None  # drop a partial result: nothing of this image was kept
-            if self.queue.cancel_requested and "cancelled" in text:
-                self._finish(job, CANCELLED)
-                return
-            self._finish(job, ERROR, error=f"{job.path}: {text}" if not text.startswith(job.path) else text)
-            if "session worker ended" in text:
+            state, error = self.queue.failure(text, job.path)
+            self._finish(job, state, error=error)
+            if state == ERROR and "session worker ended" in text:
                 self._restart_session()
             return
         entry, compare = result.entry, result.compare

@@ -234,10 +234,8 @@ class VideoReconstructView(QWidget):
             return
         if not isinstance(result, VideoReconstruction):
             text = str(result)
-            if self.queue.cancel_requested and "cancel" in text:
-                self._finish(job, CANCELLED)
-                return
-            self._finish(job, ERROR, error=text if text.startswith(job.name) else f"{job.name}: {text}")
+            state, error = self.queue.failure(text, job.name)
+            self._finish(job, state, error=error)
             return
         job.result = to_wire(result)
         job.move(LOADING)

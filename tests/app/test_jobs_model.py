@@ -129,3 +129,12 @@ def test_the_job_model_loads_without_qt() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_refused_job_ends_cancelled_only_when_asked_and_its_error_names_the_file_once() -> None:
+    queue: JobQueue[ImageJob] = JobQueue()
+    assert queue.failure("cancelled", "a.png") == (ERROR, "a.png: cancelled")  # nobody asked: a failure
+    assert queue.failure("a.png: cannot read", "a.png") == (ERROR, "a.png: cannot read")
+    queue.cancel()
+    assert queue.failure("cancelled by the user", "a.png") == (CANCELLED, None)
+    assert queue.failure("out of memory", "a.png") == (ERROR, "a.png: out of memory")
