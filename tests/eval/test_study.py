@@ -15,7 +15,7 @@ from ul_testkit import ul_process
 
 ul = partial(ul_process, check=True)  # these tests expect success unless they say check=False
 
-pytestmark = pytest.mark.slow  # ~30–60 s on 2 shared cores: ten tiny runs, evaluated
+pytestmark = pytest.mark.slow  # ~1–2 min on 2 shared cores: thirteen tiny runs, evaluated
 
 STUDY = [
     "study", "--preset", "smoke", "--quick", "--steps", "3", "--stage2-steps", "3", "--eval-n", "4", "--fd", "8",
@@ -44,6 +44,9 @@ def test_study_writes_the_report_plots_and_json(study: tuple[Path, Path, dict]):
         "## Autoencoder ablations (Table 5)",
         "## Component ablations (Table 6)",
         "## Stage 2 vs samples from the stage-1 prior",
+        "## Table 2 from scratch: knobs against the empty latent",
+        "## Prior slack κ",
+        "## C_lf = 1.5 warm-started from c_lf = 10",
         "## Commands",
     ):
         assert heading in text
@@ -55,11 +58,16 @@ def test_study_writes_the_report_plots_and_json(study: tuple[Path, Path, dict]):
     saved = json.loads((assets / "study.json").read_text())
     assert saved["fd_floor"]["metric"] == "fd_shapes"
     runs = {r["key"]: r for r in result["runs"]}
-    assert set(runs) == {"lf1.5", "lf10", "normal", "mse", "lam10", "sg"}
+    assert set(runs) == {"lf1.5", "lf10", "normal", "mse", "lam10", "sg", "lf1.5-res", "lf1.5-from10"}
+    slack = runs["lf10"]["slack"]
+    assert slack["count"] == 4 and slack["bound_nats"] > 0 and slack["steps"] == 6  # twice the stage-2 budget
+    assert runs["lf10"]["z_clean_std"] > 0 and runs["lf1.5-from10"]["rate_trajectory"]
+    assert (home / "study-bundles" / "study-quick-lf10" / "decoder.json").is_file()
     assert runs["lf10"]["stage2_fd"]["metric"] == "fd_shapes" and runs["lf10"]["prior_fd"]["metric"] == "fd_shapes"
     assert runs["mse"]["stage2_fd"]["n_fake"] == 8
     names = {r["name"] for r in last_json(ul(home, "runs", "--json"))["runs"]}
     assert {"study-quick-lf10", "study-quick-lf10-s2", "study-quick-normal-s2", "study-quick-sg"} <= names
+    assert {"study-quick-lf10-elbo", "study-quick-lf1.5-from10"} <= names
 
 
 def test_study_again_reuses_runs_and_evaluations(study: tuple[Path, Path, dict], tmp_path: Path):
@@ -71,7 +79,7 @@ def test_study_again_reuses_runs_and_evaluations(study: tuple[Path, Path, dict],
     con = sqlite3.connect(home / "ul.sqlite")
     cached = {json.loads(k)["what"] for (k,) in con.execute("SELECT key FROM evaluations")}
     con.close()
-    assert cached == {"recon", "prior_fd", "stage2_fd"}  # the store holds every cached evaluation
+    assert cached == {"recon", "prior_fd", "stage2_fd", "slack"}  # the store holds every cached evaluation
     assert not list(home.glob("runs/*/study-eval.json"))
     changed = ul(home, *STUDY, "--set", "optim.lr=2e-3", "--out", str(tmp_path / "x.md"), check=False)
     assert changed.returncode == 2 and "exists with a different config" in changed.stderr
@@ -91,6 +99,10 @@ def test_eval_fd_names_its_metrics(study: tuple[Path, Path, dict]):
     prior = last_json(ul(home, "eval", "--run", "study-quick-lf10", "--n", "4", "--decoder-steps", "2", "--steps", "2",
                          "--fd", "8", "--prior-samples", "--json"))  # fmt: skip
     assert prior["fd_shapes"]["samples"] == "stage1_prior"
+    kappa = last_json(ul(home, "eval", "--run", "study-quick-lf10-elbo", "--slack", "--n", "4", "--json"))
+    assert set(kappa) >= {"kappa", "bound_bits_per_pixel", "best_bound_bits_per_pixel", "count"}
+    text = ul(home, "eval", "--run", "study-quick-lf10-elbo", "--slack", "--n", "4").stdout
+    assert "κ" in text and "ELBO base model" in text
 
 
 @pytest.mark.parametrize(
@@ -99,6 +111,9 @@ def test_eval_fd_names_its_metrics(study: tuple[Path, Path, dict]):
         (["eval", "--run", "study-quick-lf10", "--fd", "8"], "--prior-samples"),
         (["eval", "--run", "study-quick-lf10-s2", "--inception-weights", "x.pth"], "needs --fd"),
         (["eval", "--run", "study-quick-lf10-s2", "--fd", "4", "--inception-weights", "/no.pth"], "file not found"),
+        (["eval", "--run", "study-quick-lf10-s2", "--slack"], 'base_weighting="elbo"'),
+        (["eval", "--run", "study-quick-lf10", "--slack"], "κ needs a stage-2 run"),
+        (["eval", "--run", "study-quick-lf10-elbo", "--slack", "--fd", "4"], "--slack measures the rate bounds only"),
         (["study", "--steps", "3", "--minutes", "1"], "not allowed with argument"),
         (["study", "--set", "ablation.prior=gaussian", "--dry-run"], "ablation.prior"),
     ],

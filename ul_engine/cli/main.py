@@ -222,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="with --fd on an image run: a local Inception-v3 weights file for real FID (recognised by its sha256)",
     )
+    e.add_argument(
+        "--slack",
+        action="store_true",
+        help='prior slack κ of a stage-2 run trained with loss.base_weighting="elbo": its stage-1 prior\'s rate '
+        "bound over this model's bound on the same --n validation latents",
+    )
     e.add_argument("--seed", type=SEED, default=0, help="with --fd: the first sample's seed")
     e.add_argument("--no-record", dest="record", action="store_false", help="do not store the result on the checkpoint")
     e.add_argument("--json", action="store_true")
@@ -235,7 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument(
         "--lf", dest="loss_factors", type=_number(0.0, above=True), action="append", help="a loss factor (repeatable)"
     )
-    st.add_argument("--baseline-lf", type=_number(0.0, above=True), help="the ablations' loss factor (default 10)")
+    st.add_argument(
+        "--baseline-lf",
+        type=_number(0.0, above=True),
+        help="the ablations' loss factor (default 3; the quick grid's 10)",
+    )
     st.add_argument("--threads", type=STEP, default=0, help="CPU threads for every run (0: torch's default)")
     st.add_argument("--tag", help="run-name prefix (default: study or study-quick)")
     st.add_argument("--eval-n", type=COUNT, help="validation images for PSNR/SSIM/bits")
@@ -806,6 +816,10 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     from ul_engine.eval.evaluate import evaluate_run  # lazy: torch
 
     store = _store(args)
+    if args.slack:
+        if args.fd or args.prior_samples or args.inception_weights:
+            raise ULError("--slack measures the rate bounds only; leave out --fd, --prior-samples, --inception-weights")
+        return _eval_slack(store, args)
     if args.inception_weights and not args.fd:
         raise ULError("--inception-weights needs --fd N (the number of samples to compare)")
     if args.prior_samples and not args.fd:
@@ -835,8 +849,23 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _eval_slack(store: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from ul_engine.eval.slack import prior_slack  # lazy: torch
+
+    result = prior_slack(store, args.run, count=args.n).to_json()
+    if not args.json:
+        kappa = result["kappa"]
+        print(
+            f"{'stage-1 prior':>16}: {result['bound_bits_per_pixel']:.4g} bits/pixel ({result['bound_nats']:.4g} nats)"
+        )
+        best, nats = result["best_bound_bits_per_pixel"], result["best_bound_nats"]
+        print(f"{'ELBO base model':>16}: {best:.4g} bits/pixel ({nats:.4g} nats)")
+        print(f"{'κ':>16}: {'–' if kappa is None else f'{kappa:.3f}'}  (over {result['count']} validation latents)")
+    return result
+
+
 def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
-    from ul_engine.eval.study.plan import BASELINE_LF, plan_study, reproduce_commands  # lazy: torch
+    from ul_engine.eval.study.plan import plan_study, reproduce_commands  # lazy: torch
     from ul_engine.eval.study.run import run_study  # lazy: torch
 
     argv = list(getattr(args, "argv", []))
@@ -849,7 +878,7 @@ def cmd_study(args: argparse.Namespace) -> dict[str, Any]:
         minutes=args.minutes,
         stage2_steps=args.stage2_steps,
         loss_factors=args.loss_factors,
-        baseline_lf=args.baseline_lf if args.baseline_lf is not None else BASELINE_LF,
+        baseline_lf=args.baseline_lf,
         overrides=args.overrides,
         threads=args.threads,
         tag=args.tag,

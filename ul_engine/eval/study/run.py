@@ -20,12 +20,21 @@ from ul_engine.data import fixed_validation_batch, make_source
 from ul_engine.eval.evaluate import FD_REFERENCE_SEED, evaluate_run
 from ul_engine.eval.metrics import SSIM_DEFINITION
 from ul_engine.eval.metrics.generation import fd_shapes
-from ul_engine.eval.study.plan import Log, StudyPlan, StudyRun, stage1_config
+from ul_engine.eval.slack import prior_slack
+from ul_engine.eval.study.plan import (
+    ELBO_OVERRIDE,
+    SLACK_STEPS_FACTOR,
+    Log,
+    StudyPlan,
+    StudyRun,
+    stage1_config,
+    warm_start_folder,
+)
 from ul_engine.eval.study.report import write_report
 from ul_engine.inference.loading import load_run, stage2_config
 from ul_engine.inference.reconstruct import reconstruct_batch
 from ul_engine.inference.sample import generated_samples
-from ul_engine.train.runner import train_run
+from ul_engine.train.runner import export_run, train_run
 
 
 def _ensure_run(store: Any, name: str, cfg: Any, log: Log, create: Callable[[], Any]) -> tuple[Any, float | None]:
@@ -104,7 +113,10 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
     real_images: Any = None
     floor: dict[str, Any] = {}
     for run in plan.runs:
-        cfg = stage1_config(plan, run)
+        init_folder = ""
+        if run.init_from_key is not None:
+            init_folder = str(_export_for_warm_start(store, plan, run, log))
+        cfg = stage1_config(plan, run, init_folder)
         stored, seconds = _ensure_run(
             store,
             run.name,
@@ -117,6 +129,9 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
         run.results["stage1_run"] = stored.id
         run.results["steps"] = stored.step
         run.results["train_seconds"] = seconds
+        run.results["z_clean_std"] = _mean_last(store, stored.id, "latent/z_clean_std")
+        if run.group == "warm":
+            run.results["rate_trajectory"] = _trajectory(store, stored.id, "rate/bits_per_pixel")
         log(f"{run.name}: evaluating reconstructions ({b.eval_n} images)")
         run.results["recon"] = _cached(
             store,
@@ -183,8 +198,71 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
                 return fd_shapes(real, fake)
 
             run.results["stage2_fd"] = _cached(store, s2, {"what": "stage2_fd", **gen_key}, stage2_fd)
+        if run.slack:
+            run.results["slack"] = _slack(store, plan, run, stored, log)
     wall = time.perf_counter() - started
     return write_report(plan, floor, wall, out, assets)
+
+
+def _export_for_warm_start(store: Any, plan: StudyPlan, run: StudyRun, log: Log) -> Path:
+    """The bundle of the run a warm-started run starts from, exported once into the store's home."""
+    folder = warm_start_folder(store.home, plan, run)
+    if not (folder / "decoder.json").is_file():
+        source = plan.run_by_key(run.init_from_key or "")
+        log(f"{run.name}: exporting {source.name} to {folder} to start from")
+        export_run(store, source.name, folder)
+    return folder
+
+
+def _slack(store: Any, plan: StudyPlan, run: StudyRun, stored: Any, log: Log) -> dict[str, Any]:
+    """Train (or reuse) an unweighted-ELBO base model on the run's frozen latents, then κ (eval/slack.py)."""
+    b = plan.budget
+    name = f"{run.name}-elbo"
+    cfg, ckpt = stage2_config(
+        store,
+        stored.id,
+        plan.preset,
+        [*plan.common, ELBO_OVERRIDE],
+        steps=plan.slack_steps,
+        minutes=None if plan.slack_steps is not None else (b.minutes or 0.0) * SLACK_STEPS_FACTOR,
+    )
+    elbo, seconds = _ensure_run(
+        store,
+        name,
+        cfg,
+        log,
+        lambda: store.create_run(
+            name=name,
+            stage=2,
+            preset=plan.preset,
+            config=cfg.to_dict(),
+            total_steps=cfg.train.steps or None,
+            parent_run_id=ckpt.run_id,
+            parent_checkpoint_id=ckpt.id,
+            parent_checkpoint_sha256=ckpt.sha256,
+        ),
+    )
+    log(f"{name}: prior slack κ on {b.eval_n} validation latents")
+    value = _cached(
+        store, elbo, {"what": "slack", "n": b.eval_n}, lambda: prior_slack(store, name, count=b.eval_n).to_json()
+    )
+    return {**value, "run": elbo.id, "steps": elbo.step, "train_seconds": seconds}
+
+
+def _trajectory(store: Any, run_id: int, key: str, points: int = 9) -> list[tuple[int, float]]:
+    """(step, mean of the metric over the 50 steps up to it) at `points` evenly spaced steps: how a rate moved."""
+    series = store.read_metric(run_id, key)
+    steps = np.asarray(series.steps)
+    values = np.asarray(series.values, dtype=np.float64)
+    if values.size == 0:
+        return []
+    out = []
+    for target in np.linspace(steps.min(), steps.max(), points):
+        window = values[(steps <= target) & (steps > target - 50)]
+        window = window[np.isfinite(window)]
+        if window.size:
+            out.append((int(target), float(window.mean())))
+    return out
 
 
 def _save_grid(images: Any, path: Path, cols: int = 8) -> None:
