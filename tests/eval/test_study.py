@@ -58,7 +58,7 @@ def test_study_writes_the_report_plots_and_json(study: tuple[Path, Path, dict]):
     saved = json.loads((assets / "study.json").read_text())
     assert saved["fd_floor"]["metric"] == "fd_shapes"
     runs = {r["key"]: r for r in result["runs"]}
-    assert set(runs) == {"lf1.5", "lf10", "normal", "mse", "lam10", "sg", "lf1.5-res", "lf1.5-from10"}
+    assert set(runs) == {"lf1.5", "lf10", "normal", "mse", "lam10", "sg", "lf1.5-reswarm", "lf1.5-from10"}
     slack = runs["lf10"]["slack"]
     assert slack["count"] == 4 and slack["bound_nats"] > 0 and slack["steps"] == 6  # twice the stage-2 budget
     assert runs["lf10"]["z_clean_std"] > 0 and runs["lf1.5-from10"]["rate_trajectory"]

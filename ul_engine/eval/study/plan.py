@@ -70,7 +70,7 @@ TABLE2_KNOBS: dict[str, tuple[str, list[str]]] = {
         ["loss.sigmoid_bias_resolution=512", "loss.rate_warmup_steps=400"],
     ),
 }
-TABLE2_KNOB = "res"  # the knob also run at c_lf 1.3 and 2.1 (chosen by the probe's numbers; docs/results.md)
+TABLE2_KNOB = "reswarm"  # also run at c_lf 1.3 and 2.1: at c_lf 1.5 it kept the latent open where `res` alone did not
 TABLE2_OTHER_LFS = (1.3, 2.1)
 # The warm-started run: c_lf 1.5 at b = 0 from the c_lf 10 run's weights, trained this many times the stage-1
 # budget (full grid: 3,200 steps), to see whether its rate plateaus above zero or reaches it.
