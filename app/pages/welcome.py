@@ -11,6 +11,7 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from ul_engine.core.config import load_preset
 from ul_engine.core.demo import is_shipped
 
 ABOUT = (
@@ -18,6 +19,10 @@ ABOUT = (
     "image gets a latent whose cost in bits the prior measures exactly. A second-stage base model then learns "
     "to generate those latents, and the decoder turns them into new images."
 )
+
+
+# The shapes-32 preset's stage-1 duration as its description states it (tests/app/test_first_run.py checks they agree).
+SHAPES_START = "Train on shapes (about 16 minutes on 2 CPU cores)"
 
 
 def own_runs(rows: list[Any]) -> list[Any]:
@@ -50,9 +55,11 @@ class WelcomePanel(QFrame):
         buttons = QHBoxLayout()
         self.reconstruct_button = QPushButton("Reconstruct a photo")
         self.reconstruct_button.setObjectName("welcome:reconstruct")
-        self.shapes_button = QPushButton("Train on shapes (about 10 minutes on a CPU)")
+        self.shapes_button = QPushButton(SHAPES_START)
         self.shapes_button.setObjectName("welcome:shapes")
-        self.shapes_button.setToolTip("A new run with the shapes-32 preset: 32×32 shapes drawn on the fly.")
+        self.shapes_button.setToolTip(
+            "A new run with the shapes-32 preset. " + str(load_preset("shapes-32").get("description", ""))
+        )
         self.folder_button = QPushButton("Train on my folder…")
         self.folder_button.setObjectName("welcome:folder")
         self.folder_button.setToolTip("Choose a folder of your images; a folder-64 run trains on it.")

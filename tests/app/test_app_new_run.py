@@ -3,13 +3,14 @@ knobs that write the config, a dataset chooser that counts a folder's readable i
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ul_app_testkit import save_artifact, seed_run, write_png
 
 from app.models.run_form import with_downsampling
 from app.pages.new_run import NewRunDialog
-from ul_engine.core.config import RunConfig, schema_fields, validate
+from ul_engine.core.config import RunConfig, load_preset, schema_fields, validate
 
 
 def open_dialog(qtbot, ctx, **kwargs) -> NewRunDialog:
@@ -169,6 +170,21 @@ def test_speed_estimate_is_read_from_the_cache(qtbot, ctx) -> None:
     assert "this run ≈ 8 s" in dialog.speed.estimate.text()  # smoke: 60 steps
     dialog.preset.setCurrentIndex(dialog.preset.findData("shapes-32"))
     assert "not measured" in dialog.speed.estimate.text()
+
+
+def test_shapes_32_states_its_budget_and_the_estimate_for_it_agrees(qtbot, ctx) -> None:
+    """At the idle speed docs/benchmarks.md measured (0.465 s/step: 2 Intel Xeon cores, "The shapes-32 preset's
+    budget"), the form's estimate for the preset's own budget is the stage-1 time its description states."""
+    ctx.settings.set_estimate("shapes-32", "cpu", 465.0)
+    dialog = open_dialog(qtbot, ctx, preset="shapes-32")
+    dialog.knobs.device.setCurrentIndex(dialog.knobs.device.findData("cpu"))
+    steps = load_preset("shapes-32")["train"]["steps"]
+    assert dialog.form.values()["train.steps"] == steps
+    stated = re.search(rf"Stage 1: {steps:,} steps, about (\d+) minutes", dialog.description.text())
+    assert stated is not None, dialog.description.text()
+    shown = re.search(r"this run ≈ (\d+) min (\d+) s", dialog.speed.estimate.text())
+    assert shown is not None, dialog.speed.estimate.text()
+    assert abs(int(shown[1]) + int(shown[2]) / 60 - int(stated[1])) <= 1
 
 
 def test_measure_runs_a_short_trial_and_caches_it(qtbot, ctx) -> None:

@@ -4,6 +4,7 @@ onto Reconstruct giving a reconstruction with its PSNR (real session worker, rea
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 from test_reconstruct_page import drop, wait_idle
 
 from app.models.jobs import DONE
+from ul_engine.core.config import load_preset
 from ul_engine.core.demo import SHIPPED, demo_folder, sample_photos
 
 
@@ -74,6 +76,23 @@ def test_train_on_shapes_opens_a_new_run_with_the_shapes_preset(qtbot, first_win
     assert dialog.form.values()["data.kind"] == "shapes"
     created = dialog.create_run(start=False)
     assert created is not None and created.preset == "shapes-32"
+
+
+def test_the_shapes_start_states_the_presets_own_stage_1_duration(qtbot) -> None:
+    """The welcome's button, its tooltip and the docs that quote it promise what the preset's description says."""
+    from app.pages.welcome import WelcomePanel
+
+    panel = WelcomePanel()
+    qtbot.addWidget(panel)
+    description = load_preset("shapes-32")["description"]
+    stage1 = re.search(r"Stage 1: [\d,]+ steps, (about \d+ minutes)", description)
+    assert stage1 is not None, description
+    text = panel.shapes_button.text()
+    assert text == f"Train on shapes ({stage1.group(1)} on 2 CPU cores)"
+    assert description in panel.shapes_button.toolTip()
+    root = Path(__file__).resolve().parents[2]
+    for doc in ("README.md", "docs/user-guide.md"):
+        assert f"**{text}**" in (root / doc).read_text(), doc
 
 
 def test_train_on_my_folder_asks_for_a_folder_then_opens_folder_64_on_it(
