@@ -17,6 +17,7 @@ from ul_engine.core.config import RunConfig
 from ul_engine.core.errors import ULError
 from ul_engine.diffusion import gaussian, samplers, schedule, weighting
 from ul_engine.nets import build_base, build_decoder, build_encoder, build_prior
+from ul_engine.nets.decoder import DecoderCondition
 
 LN2 = math.log(2.0)
 
@@ -215,8 +216,15 @@ class UnifiedLatents(nn.Module):
     def prior_x_hat(self, z_t: Tensor, logsnr: Tensor) -> Tensor:
         return gaussian.x_from_v(z_t, self.prior(z_t, logsnr), logsnr)
 
-    def decoder_x_hat(self, x_t: Tensor, z0: Tensor, logsnr: Tensor) -> Tensor:
-        return gaussian.x_from_v(x_t, self.decoder(x_t, z0, logsnr), logsnr)
+    def decoder_x_hat(
+        self, x_t: Tensor, z0: Tensor, logsnr: Tensor, condition: DecoderCondition | None = None
+    ) -> Tensor:
+        """`condition`: `decoder_condition(z0)`, computed once when the same z0 is decoded over many steps."""
+        return gaussian.x_from_v(x_t, self.decoder(x_t, z0, logsnr, condition=condition), logsnr)
+
+    def decoder_condition(self, z0: Tensor) -> DecoderCondition:
+        """The decoder's z0-only inputs (`Decoder.condition`): the same at every sampling step of one decode."""
+        return self.decoder.condition(z0)
 
     def deterministic_decode(self, z0: Tensor) -> Tensor:
         """The MSE decoder of ablation decoder_loss = mse: x̂ = D(z0), the same net at x_t = 0, λ = λ_x(1).
@@ -378,9 +386,10 @@ class UnifiedLatents(nn.Module):
         if image_size is not None:
             shape = (*shape[:-2], *image_size)
         noise = samplers.PerSampleNoise(seeds, z0.device)
+        condition = self.decoder_condition(z0)
 
         def denoise(x_t: Tensor, logsnr: Tensor) -> Tensor:
-            return self.decoder_x_hat(x_t, z0, logsnr)
+            return self.decoder_x_hat(x_t, z0, logsnr, condition)
 
         grid = self.image_schedule.grid(steps).to(z0.device)
         return samplers.sample(denoise, grid, noise, shape, sampler=sampler, final="prediction", callback=callback)

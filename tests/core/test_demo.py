@@ -190,7 +190,9 @@ def test_blended_tiles_average_overlapping_windows_into_one_image(bundle: Path) 
         def __getattr__(self, name: str):
             return getattr(plain, name)
 
-        def decoder_x_hat(self, x_t: torch.Tensor, z0: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+        def decoder_x_hat(
+            self, x_t: torch.Tensor, z0: torch.Tensor, logsnr: torch.Tensor, condition: object = None
+        ) -> torch.Tensor:
             return torch.nn.functional.interpolate(z0[:, :3], scale_factor=down, mode="nearest") + 0 * x_t
 
     fake = Tiled(Upsampled(), 64, overlap=16)

@@ -140,14 +140,17 @@ class Tiled(torch.nn.Module):
         for r, c in spots:
             total[..., r * down : r * down + pt, c * down : c * down + pt] += ramp
 
+        z_chunks = z_flat.split(CHUNK)
+        conditions = [inner.decoder_condition(z) for z in z_chunks]  # the windows' z0 is the same at every step
+
         def denoise(x_t: Tensor, logsnr: Tensor) -> Tensor:
             crops = torch.stack(
                 [x_t[..., r * down : r * down + pt, c * down : c * down + pt] for r, c in spots], dim=1
             ).flatten(0, 1)
             lam = logsnr.repeat_interleave(k)
             preds = torch.cat([
-                inner.decoder_x_hat(x, z, g)
-                for x, z, g in zip(crops.split(CHUNK), z_flat.split(CHUNK), lam.split(CHUNK), strict=True)
+                inner.decoder_x_hat(x, z, g, cond)
+                for x, z, g, cond in zip(crops.split(CHUNK), z_chunks, lam.split(CHUNK), conditions, strict=True)
             ]).view(batch, k, *crops.shape[1:])  # fmt: skip
             out = torch.zeros_like(x_t)
             for i, (r, c) in enumerate(spots):

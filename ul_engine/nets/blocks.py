@@ -27,9 +27,32 @@ def down_conv(dims: int, channels_in: int, channels_out: int, halve_time: bool =
     return conv_nd(dims, channels_in, channels_out, 3, stride=stride, padding=1)
 
 
-def scale_factor(dims: int, space: float, time: float = 1.0) -> float | tuple[float, ...]:
-    """F.interpolate's scale factor: `space` on H and W, `time` on T for 3D tensors."""
-    return float(space) if dims == 2 else (float(time), float(space), float(space))
+def scale_factor(dims: int, space: int, time: int = 1) -> tuple[int, ...]:
+    """Integer upsampling factors of the spatial axes: `space` on H and W, `time` on T for 3D tensors."""
+    return (int(space), int(space)) if dims == 2 else (int(time), int(space), int(space))
+
+
+def nearest_up(x: Tensor, factors: tuple[int, ...]) -> Tensor:
+    """Nearest-neighbour upsampling of (B, C, *spatial) by an integer factor per spatial axis.
+
+    The same values as F.interpolate(mode="nearest") (each element repeated), made by one broadcast copy: on the
+    CPU that is several times faster than interpolate's per-element index arithmetic (measured 0.23 s against
+    0.86 s on the decoder's 117-window batch), and the decoder upsamples at every sampling step. Like interpolate
+    it keeps a channels-last input channels-last (tokens reshaped back to a grid are), so the convolution after
+    it runs the same kernel and gives the same bits.
+    """
+    b, c, *spatial = x.shape
+    if len(factors) != len(spatial):
+        raise ValueError(f"{len(factors)} upsampling factors for {len(spatial)} spatial axes")
+    pairs = list(zip(spatial, factors, strict=True))
+    view = [d for size, _ in pairs for d in (size, 1)]
+    grown = [d for pair in pairs for d in pair]
+    out = [size * f for size, f in pairs]
+    last = x.permute(0, *range(2, x.dim()), 1)  # (B, *spatial, C): contiguous when x is channels-last
+    if x.is_contiguous() or not last.is_contiguous():
+        return x.reshape(b, c, *view).expand(b, c, *grown).reshape(b, c, *out)
+    up = last.reshape(b, *view, c).expand(b, *grown, c).reshape(b, *out, c)
+    return up.permute(0, x.dim() - 1, *range(1, x.dim() - 1))
 
 
 def num_groups(channels: int, max_groups: int = 32) -> int:

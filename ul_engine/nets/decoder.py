@@ -7,8 +7,9 @@ learned linear projection added to the middle transformer's tokens, which sit at
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ul_engine.core.config import DecoderConfig
@@ -20,6 +21,7 @@ from ul_engine.nets.blocks import (
     down_conv,
     from_tokens,
     group_norm,
+    nearest_up,
     patchify,
     scale_factor,
     sincos_pos_embed,
@@ -35,10 +37,21 @@ class Upsample(nn.Module):
     def __init__(self, channels_in: int, channels_out: int, *, dims: int = 2, double_time: bool = False):
         super().__init__()
         self.conv = conv_nd(dims, channels_in, channels_out, 3, padding=1)
-        self.factor = scale_factor(dims, 2.0, 2.0 if double_time else 1.0)
+        self.factor = scale_factor(dims, 2, 2 if double_time else 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=self.factor, mode="nearest"))
+        return self.conv(nearest_up(x, self.factor))
+
+
+class DecoderCondition(NamedTuple):
+    """What the decoder derives from z0 alone: z0 upsampled to the input's size and z0's token projection.
+
+    Sampling evaluates the decoder at every step with the same z0, so a sampler computes this once per decode
+    (`Decoder.condition`) and passes it to every step; the values are exactly the ones `forward` would compute.
+    """
+
+    z_up: Tensor
+    z_tokens: Tensor
 
 
 class Decoder(nn.Module):
@@ -99,7 +112,13 @@ class Decoder(nn.Module):
             zero_(conv_nd(dims, chans[0], out_channels * cfg.patch**2, 3, padding=1)),
         )
 
-    def forward(self, x_t: Tensor, z0: Tensor, logsnr: Tensor) -> Tensor:
+    def condition(self, z0: Tensor) -> DecoderCondition:
+        """The z0-only inputs of `forward`, to compute once per decode rather than at every sampling step."""
+        z_up = nearest_up(z0, scale_factor(self.dims, self.downsample, self.time_downsample))
+        return DecoderCondition(z_up, self.z_proj(to_tokens(z0)))
+
+    def forward(self, x_t: Tensor, z0: Tensor, logsnr: Tensor, condition: DecoderCondition | None = None) -> Tensor:
+        """`condition`: `self.condition(z0)` computed beforehand (sampling reuses it at every step)."""
         height, width = x_t.shape[-2:]
         if height % self.downsample or width % self.downsample:
             raise ValueError(f"decoder input {height}×{width} is not a multiple of its downsampling {self.downsample}")
@@ -112,11 +131,11 @@ class Decoder(nn.Module):
             grid = (frames // self.time_downsample, h, w)
         if tuple(z0.shape[2:]) != grid:
             raise ValueError(f"latent {tuple(z0.shape[2:])} does not match input {tuple(x_t.shape[2:])}")
+        if condition is None:
+            condition = self.condition(z0)
         cond = self.logsnr_embed(logsnr)
 
-        z_up = F.interpolate(z0, scale_factor=scale_factor(self.dims, self.downsample, self.time_downsample),
-                             mode="nearest")  # fmt: skip
-        x = self.conv_in(patchify(torch.cat([x_t, z_up], dim=1), self.patch))
+        x = self.conv_in(patchify(torch.cat([x_t, condition.z_up], dim=1), self.patch))
         skips: list[Tensor] = []
         for blocks, down in zip(self.down_blocks, self.down_samplers, strict=True):
             for block in blocks:
@@ -124,7 +143,7 @@ class Decoder(nn.Module):
             skips.append(x)
             x = down(x)
 
-        tokens = self.mid_in(to_tokens(x)) + self.z_proj(to_tokens(z0))
+        tokens = self.mid_in(to_tokens(x)) + condition.z_tokens
         tokens = tokens + sincos_pos_embed(grid, self.width, x.device, tokens.dtype)
         for block in self.mid_blocks:
             tokens = block(tokens, cond)
