@@ -17,7 +17,8 @@ from ul_engine.core.errors import ULError
 def test_each_contender_trains_for_its_budget_and_is_scored(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "ul_engine.cli", "--home", str(tmp_path), "bench", "--quality", "--preset", "smoke",
-         "--minutes", "0.03", "--samples", "8", "--set", "train.latent_cache_size=64", "--json"],
+         "--minutes", "0.03", "--samples", "8", "--set", "train.latent_cache_size=64", "--json",
+         "--partial", str(tmp_path / "partial.json")],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -35,6 +36,10 @@ def test_each_contender_trains_for_its_budget_and_is_scored(tmp_path: Path) -> N
         assert math.isfinite(c["fd_shapes"]["value"]) and c["fd_shapes"]["n"] == 8
     assert 0 < ul["reconstruction_psnr_db"] < 60 and ul["rate_bits_per_pixel"] > 0
     assert 0 < ldm["reconstruction_psnr_db"] < 60
+    partial = json.loads((tmp_path / "partial.json").read_text())  # rewritten after each contender
+    assert partial["finished"] is False and set(partial["contenders"]) == {"ul", "pixel", "ldm"}
+    assert partial["contenders"]["ul"]["fd_shapes"] == ul["fd_shapes"]
+    assert "ul: FD-shapes" in out.stderr and "pixel: FD-shapes" in out.stderr  # progress on stderr with --json too
     table = describe(result)
     assert sum(line.startswith("| ul |") or line.startswith("| pixel |") or line.startswith("| ldm |")
                for line in table) == 3  # fmt: skip

@@ -34,9 +34,11 @@ import torch
 from torch import Tensor, nn
 
 from ul_engine.bench.peer import PEER_GROUPS, require_diffusers
+from ul_engine.core import json_output
 from ul_engine.core.config import RunConfig, resolve, validate
 from ul_engine.core.errors import ULError
 from ul_engine.core.imaging import tensor_to_uint8
+from ul_engine.core.io import write_json
 from ul_engine.data import BatchStream, make_source
 from ul_engine.data.loader import fixed_validation_batch, to_model_tensor
 from ul_engine.diffusion import gaussian, samplers, schedule, weighting
@@ -215,6 +217,11 @@ def _latents(encode: Callable[[Tensor], Tensor], source: Any, count: int, batch:
     return torch.cat(zs), torch.cat(ys)
 
 
+def _save_partial(path: Path | None, result: dict[str, Any]) -> None:
+    if path is not None:
+        write_json(path, json_output.finite({**result, "finished": False}))
+
+
 def quality_comparison(
     preset: str = "shapes-32",
     minutes: float = 10.0,
@@ -225,8 +232,12 @@ def quality_comparison(
     overrides: Sequence[str] = (),
     contenders: Sequence[str] = ("ul", "pixel", "ldm"),
     log: Log = print,
+    partial: Path | None = None,
 ) -> dict[str, Any]:
-    """Train and score each contender for `minutes` CPU-minutes; the result is what docs/benchmarks.md shows."""
+    """Train and score each contender for `minutes` CPU-minutes; the result is what docs/benchmarks.md shows.
+
+    `partial`: a JSON file rewritten (atomically) after each contender, so a run stopped after an hour keeps what
+    it measured."""
     require_diffusers()
     if not 0 < stage1_share < 1:
         raise ULError(f"--stage1-share must be between 0 and 1, got {stage1_share}")
@@ -300,6 +311,7 @@ def quality_comparison(
             "fd_shapes": _fd(real, fake_t),
         }  # fmt: skip
         log(f"ul: FD-shapes {result['contenders']['ul']['fd_shapes']['value']:.1f}")
+        _save_partial(partial, result)
 
     if "pixel" in contenders:
         torch.manual_seed(0)
@@ -318,6 +330,7 @@ def quality_comparison(
             "sampling_wall_seconds": time.perf_counter() - wall0, "fd_shapes": _fd(real, fake_t),
         }  # fmt: skip
         log(f"pixel: FD-shapes {result['contenders']['pixel']['fd_shapes']['value']:.1f}")
+        _save_partial(partial, result)
 
     if "ldm" in contenders:
         torch.manual_seed(0)
@@ -354,6 +367,7 @@ def quality_comparison(
             "sampling_wall_seconds": time.perf_counter() - wall0, "fd_shapes": _fd(real, torch.cat(chunks)),
         }  # fmt: skip
         log(f"ldm: FD-shapes {result['contenders']['ldm']['fd_shapes']['value']:.1f}")
+        _save_partial(partial, result)
 
     result["load_average_end"] = list(os.getloadavg())
     return result

@@ -292,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--contenders", default="ul,pixel,ldm", help="with --quality: which of ul, pixel, ldm (comma-separated)"
     )
+    b.add_argument(
+        "--partial",
+        type=_out_file,
+        metavar="PATH",
+        help="with --quality: rewrite this JSON file after each contender (a stopped run keeps what it measured)",
+    )
     b.add_argument("--json", action="store_true")
 
     ex = sub.add_parser("export", help="write a run's inference bundle (safetensors + JSON)")
@@ -909,10 +915,12 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     if args.quality:
         from ul_engine.bench.quality import quality_comparison  # lazy: torch
 
-        log = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr))
+        def log(line: str) -> None:  # progress on stderr, with --json too (stdout holds only the JSON)
+            print(line, file=sys.stderr, flush=True)
+
         result = {"quality": quality_comparison(
             args.preset, args.minutes, samples=args.samples, threads=args.threads, overrides=args.overrides,
-            contenders=[c.strip() for c in args.contenders.split(",") if c.strip()], log=log,
+            contenders=[c.strip() for c in args.contenders.split(",") if c.strip()], log=log, partial=args.partial,
         )}  # fmt: skip
         if not args.json:
             from ul_engine.bench.quality import describe  # lazy: torch
