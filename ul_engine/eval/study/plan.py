@@ -93,7 +93,8 @@ class Budget:
 
 QUICK = Budget(steps=250, minutes=None, stage2_steps=300, eval_n=64, fd_n=256, decoder_steps=16, base_steps=32)
 # Full: long enough that the c_lf = 10 autoencoder is usable (~24 dB) and stage 2 is trained as long as stage 1;
-# estimated ~90 minutes on 2 idle CPU cores (docs/results.md says how long the last call took).
+# the grid is 16,000 stage-1 and 5,600 stage-2 steps: about 4 h with one thread at the measured idle 0.65 s per
+# stage-1 step (docs/results.md says how long the last call took).
 FULL = Budget(steps=800, minutes=None, stage2_steps=800, eval_n=256, fd_n=500, decoder_steps=32, base_steps=64)
 
 
