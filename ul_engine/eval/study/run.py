@@ -161,29 +161,8 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
             run.results["prior_fd"] = _cached(store, stored, {"what": "prior_fd", **gen_key}, prior_fd)
         if run.stage2:
             s2_name = f"{run.name}-s2"
-            s2_cfg, ckpt = stage2_config(
-                store,
-                stored.id,
-                plan.preset,
-                [*plan.common],
-                steps=b.stage2_steps if b.stage2_steps is not None else None,
-                minutes=b.minutes if b.stage2_steps is None else None,
-            )
-            s2, s2_seconds = _ensure_run(
-                store,
-                s2_name,
-                s2_cfg,
-                log,
-                lambda s2_cfg=s2_cfg, ckpt=ckpt, s2_name=s2_name: store.create_run(
-                    name=s2_name,
-                    stage=2,
-                    preset=plan.preset,
-                    config=s2_cfg.to_dict(),
-                    total_steps=s2_cfg.train.steps or None,
-                    parent_run_id=ckpt.run_id,
-                    parent_checkpoint_id=ckpt.id,
-                    parent_checkpoint_sha256=ckpt.sha256,
-                ),
+            s2, s2_seconds = _ensure_stage2(
+                store, plan, stored, s2_name, [], b.stage2_steps, b.minutes if b.stage2_steps is None else None, log
             )
             run.results["stage2_run"] = s2.id
             run.results["stage2_steps"] = s2.step
@@ -214,19 +193,19 @@ def _export_for_warm_start(store: Any, plan: StudyPlan, run: StudyRun, log: Log)
     return folder
 
 
-def _slack(store: Any, plan: StudyPlan, run: StudyRun, stored: Any, log: Log) -> dict[str, Any]:
-    """Train (or reuse) an unweighted-ELBO base model on the run's frozen latents, then κ (eval/slack.py)."""
-    b = plan.budget
-    name = f"{run.name}-elbo"
-    cfg, ckpt = stage2_config(
-        store,
-        stored.id,
-        plan.preset,
-        [*plan.common, ELBO_OVERRIDE],
-        steps=plan.slack_steps,
-        minutes=None if plan.slack_steps is not None else (b.minutes or 0.0) * SLACK_STEPS_FACTOR,
-    )
-    elbo, seconds = _ensure_run(
+def _ensure_stage2(
+    store: Any,
+    plan: StudyPlan,
+    parent: Any,
+    name: str,
+    overrides: list[str],
+    steps: int | None,
+    minutes: float | None,
+    log: Log,
+) -> tuple[Any, float | None]:
+    """Create (or reuse) the stage-2 run `name` on `parent`'s latest checkpoint and train it to its budget."""
+    cfg, ckpt = stage2_config(store, parent.id, plan.preset, [*plan.common, *overrides], steps=steps, minutes=minutes)
+    return _ensure_run(
         store,
         name,
         cfg,
@@ -242,6 +221,14 @@ def _slack(store: Any, plan: StudyPlan, run: StudyRun, stored: Any, log: Log) ->
             parent_checkpoint_sha256=ckpt.sha256,
         ),
     )
+
+
+def _slack(store: Any, plan: StudyPlan, run: StudyRun, stored: Any, log: Log) -> dict[str, Any]:
+    """Train (or reuse) an unweighted-ELBO base model on the run's frozen latents, then κ (eval/slack.py)."""
+    b = plan.budget
+    name = f"{run.name}-elbo"
+    minutes = None if plan.slack_steps is not None else (b.minutes or 0.0) * SLACK_STEPS_FACTOR
+    elbo, seconds = _ensure_stage2(store, plan, stored, name, [ELBO_OVERRIDE], plan.slack_steps, minutes, log)
     log(f"{name}: prior slack κ on {b.eval_n} validation latents")
     value = _cached(
         store, elbo, {"what": "slack", "n": b.eval_n}, lambda: prior_slack(store, name, count=b.eval_n).to_json()
