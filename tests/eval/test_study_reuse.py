@@ -31,6 +31,16 @@ def test_a_run_stored_before_a_new_default_field_is_reused(tmp_path: Path) -> No
     store.close()
 
 
+def test_a_run_stored_under_an_older_preset_description_is_reused(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    cfg = resolve("smoke", [])
+    older = {**cfg.to_dict(), "description": "an older wording of the preset's description"}
+    _stored(store, older, "s-desc")
+    run, _ = _ensure_run(store, "s-desc", cfg, lambda _: None, create=lambda: pytest.fail("must reuse"))
+    assert run.name == "s-desc"
+    store.close()
+
+
 def test_a_run_with_a_different_config_is_refused(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     _stored(store, resolve("smoke", ["loss.loss_factor=3"]).to_dict(), "s-lf3")

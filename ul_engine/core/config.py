@@ -371,6 +371,12 @@ class RunConfig(_Section):
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def training_hash(self) -> str:
+        """Hash of what training depends on: the resolved config without its description, so a preset whose
+        description was reworded does not make finished runs count as different ones (`ul study` reuses runs)."""
+        blob = json.dumps({k: v for k, v in self.to_dict().items() if k != "description"}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
     def latent_shape(self) -> tuple[int, ...]:
         """(C, h, w) for images; (C, T', h, w) for video models."""
         side = self.data.resolution // self.model.downsample()

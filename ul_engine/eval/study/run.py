@@ -46,8 +46,9 @@ def _ensure_run(store: Any, name: str, cfg: Any, log: Log, create: Callable[[], 
     if run is not None and run.name != name:  # a prefix match is not this run
         run = None
     if run is not None:
-        # Compare as resolved today: a config field added since (at its default) is not a different run.
-        if type(cfg).model_validate(run.config).config_hash() != cfg.config_hash():
+        # Compare as resolved today: a config field added since (at its default), or a reworded preset
+        # description, is not a different run.
+        if type(cfg).model_validate(run.config).training_hash() != cfg.training_hash():
             raise ULError(
                 f"run {name} exists with a different config; delete it (ul delete {name} --yes) or pass --tag"
             )
