@@ -415,7 +415,7 @@ def _train_in_worker(
 
 
 def _create_stage2(args: argparse.Namespace, overrides: list[str]) -> Any:
-    from ul_engine.inference.loading import stage2_config  # lazy: torch
+    from ul_engine.inference.loading import create_stage2_run, stage2_config  # lazy: torch
 
     if not args.from_run:
         raise ULError("--stage 2 needs --from-run RUN (the stage-1 run whose latents it models)")
@@ -425,16 +425,7 @@ def _create_stage2(args: argparse.Namespace, overrides: list[str]) -> Any:
     )
     if args.dry_run:
         return {"config": cfg.to_dict()}
-    return store.create_run(
-        name=args.name,
-        stage=2,
-        preset=args.preset,
-        config=cfg.to_dict(),
-        total_steps=cfg.train.steps or None,
-        parent_run_id=ckpt.run_id,
-        parent_checkpoint_id=ckpt.id,
-        parent_checkpoint_sha256=ckpt.sha256,
-    )
+    return create_stage2_run(store, args.name, args.preset, cfg, ckpt)
 
 
 def _train(store: Store, run_id: int, args: argparse.Namespace, *, steps: int | None = None) -> dict[str, Any]:

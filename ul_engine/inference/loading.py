@@ -215,6 +215,20 @@ def _load_bundle_run(run: Any, ckpt: Any, device: str, need_base: bool) -> Loade
     return LoadedRun(run, cfg, stage1, base, ckpt.step, ckpt.sha256)  # type: ignore[arg-type]
 
 
+def create_stage2_run(store: Any, name: str | None, preset: str, cfg: RunConfig, checkpoint: Any) -> Any:
+    """Register a stage-2 run from `stage2_config`'s answer, pinned to the stage-1 checkpoint it models."""
+    return store.create_run(
+        name=name,
+        stage=2,
+        preset=preset,
+        config=cfg.to_dict(),
+        total_steps=cfg.train.steps or None,
+        parent_run_id=checkpoint.run_id,
+        parent_checkpoint_id=checkpoint.id,
+        parent_checkpoint_sha256=checkpoint.sha256,
+    )
+
+
 def stage2_config(
     store: Any,
     parent_ref: int | str,

@@ -31,7 +31,7 @@ from ul_engine.eval.study.plan import (
     warm_start_folder,
 )
 from ul_engine.eval.study.report import write_report
-from ul_engine.inference.loading import load_run, stage2_config
+from ul_engine.inference.loading import create_stage2_run, load_run, stage2_config
 from ul_engine.inference.reconstruct import reconstruct_batch
 from ul_engine.inference.sample import generated_samples
 from ul_engine.train.runner import export_run, train_run
@@ -206,22 +206,7 @@ def _ensure_stage2(
 ) -> tuple[Any, float | None]:
     """Create (or reuse) the stage-2 run `name` on `parent`'s latest checkpoint and train it to its budget."""
     cfg, ckpt = stage2_config(store, parent.id, plan.preset, [*plan.common, *overrides], steps=steps, minutes=minutes)
-    return _ensure_run(
-        store,
-        name,
-        cfg,
-        log,
-        lambda: store.create_run(
-            name=name,
-            stage=2,
-            preset=plan.preset,
-            config=cfg.to_dict(),
-            total_steps=cfg.train.steps or None,
-            parent_run_id=ckpt.run_id,
-            parent_checkpoint_id=ckpt.id,
-            parent_checkpoint_sha256=ckpt.sha256,
-        ),
-    )
+    return _ensure_run(store, name, cfg, log, lambda: create_stage2_run(store, name, plan.preset, cfg, ckpt))
 
 
 def _slack(store: Any, plan: StudyPlan, run: StudyRun, stored: Any, log: Log) -> dict[str, Any]:
