@@ -92,6 +92,20 @@ def test_eval_fd_names_the_metric_and_never_fakes_fid(trained_home: Path):
     assert stage1.returncode == 2 and "--prior-samples" in stage1.stderr
 
 
+def test_eval_guided_fd_reports_class_agreement(trained_home: Path):
+    args = ["eval", "--run", "s2", "--n", "2", "--fd", "8", "--steps", "2", "--decoder-steps", "2", "--json"]
+    fd = last_json(ul(trained_home, *args, "--guidance", "3"))["fd_shapes"]
+    assert fd["conditional"] is True and fd["guidance"] == 3.0 and fd["value"] > 0
+    assert 0.0 <= fd["class_agreement"] <= 1.0 and 0.0 <= fd["class_agreement_real"] <= 1.0
+    assert set(fd["class_agreement_per_class"]) <= {"circle", "square", "triangle", "diamond"}
+    plain = last_json(ul(trained_home, *args))["fd_shapes"]
+    assert plain["conditional"] is False and "class_agreement" not in plain
+    for extra, needle in ((["--guidance", "2"], "--fd N"), (["--fd", "4", "--guidance", "2"], "class-conditional")):
+        run = "s2" if extra[0] == "--guidance" else "s1"
+        proc = ul(trained_home, "eval", "--run", run, "--n", "2", *extra, check=False)
+        assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_resume_continues_the_step_counter(trained_home: Path):
     result = last_json(ul(trained_home, "resume", "s1", "--steps", "5", "--json"))
     assert result["step"] == 65 and result["status"] == "completed"

@@ -228,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
         help='prior slack κ of a stage-2 run trained with loss.base_weighting="elbo": its stage-1 prior\'s rate '
         "bound over this model's bound on the same --n validation latents",
     )
+    e.add_argument(
+        "--guidance",
+        type=_number(0.0, 50.0),
+        metavar="G",
+        help="with --fd on a class-conditional stage-2 image run: draw each sample for its reference image's "
+        "class with guidance scale G (1: conditional, no guidance) and report how often the shapes classifier "
+        "agrees with the class",
+    )
     e.add_argument("--seed", type=SEED, default=0, help="with --fd: the first sample's seed")
     e.add_argument("--no-record", dest="record", action="store_false", help="do not store the result on the checkpoint")
     e.add_argument("--json", action="store_true")
@@ -814,8 +822,11 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     store = _store(args)
     if args.slack:
-        if args.fd or args.prior_samples or args.inception_weights:
-            raise ULError("--slack measures the rate bounds only; leave out --fd, --prior-samples, --inception-weights")
+        if args.fd or args.prior_samples or args.inception_weights or args.guidance is not None:
+            raise ULError(
+                "--slack measures the rate bounds only; leave out --fd, --prior-samples, --inception-weights, "
+                "--guidance"
+            )
         return _eval_slack(store, args)
     if args.inception_weights and not args.fd:
         raise ULError("--inception-weights needs --fd N (the number of samples to compare)")
@@ -833,6 +844,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         inception_weights=args.inception_weights,
         seed=args.seed,
         record=args.record,
+        guidance=args.guidance,
     )
     if not args.json:
         for k, v in result.items():
@@ -841,6 +853,11 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"{k:>16}: unavailable: {v['reason']}")
                 else:
                     print(f"{k:>16}: {v['value']:.4g}  ({v.get('note', '')})")
+                if "class_agreement" in v:
+                    print(
+                        f"{'class agreement':>16}: {v['class_agreement']:.3f} at guidance {v['guidance']:g} "
+                        f"(the classifier on the real images: {v['class_agreement_real']:.3f})"
+                    )
             else:
                 print(f"{k:>16}: {v}")
     return result

@@ -36,6 +36,7 @@ def evaluate_run(
     inception_weights: str | Path | None = None,
     seed: int = 0,
     record: bool = True,
+    guidance: float | None = None,
 ) -> dict[str, Any]:
     """PSNR, SSIM and the prior's bits on a fixed validation set (the same images every time).
 
@@ -47,7 +48,9 @@ def evaluate_run(
     (otherwise reported as unavailable, with the reason); on a video run `fvd_bouncing` (the shipped
     bouncing-clip classifier) of `fd` clips, and `inception_weights` is refused (there is no I3D loader).
     The samples come from the stage-2 base model, or, with `prior_samples`, from the stage-1 prior (the
-    unweighted-ELBO model stage 2 exists to beat).
+    unweighted-ELBO model stage 2 exists to beat). With `guidance` (a class-conditional stage-2 image run),
+    each sample is drawn for its reference image's class with that classifier-free guidance scale, and
+    `class_agreement` says how often the shapes classifier reads the requested class back.
     """
     if n < 1:
         raise ULError("--n must be at least 1")
@@ -56,6 +59,8 @@ def evaluate_run(
     if inception_weights:
         check_file(Path(inception_weights).expanduser())  # before hashing it: a FIFO or a device never ends
     loaded = load_run(store, run_ref, step=step)
+    if guidance is not None:
+        _check_guided(loaded, guidance, fd=fd, prior_samples=prior_samples)
     if fd and loaded.base is None and not prior_samples:
         raise ULError(
             f"run {loaded.run.name} is a stage-1 run: --fd needs a stage-2 run's samples, or --prior-samples "
@@ -98,9 +103,24 @@ def evaluate_run(
                 decoder_steps=steps,
                 inception_weights=inception_weights,
                 seed=seed,
+                guidance=guidance,
             )
         )
     return result
+
+
+def _check_guided(loaded: LoadedRun, guidance: float, *, fd: int, prior_samples: bool) -> None:
+    """Refuse a guided evaluation that could not mean what it says, before any sampling."""
+    if not fd:
+        raise ULError("--guidance needs --fd N (the samples it conditions)")
+    if prior_samples:
+        raise ULError("--guidance is for the stage-2 base model; the stage-1 prior is unconditional")
+    if loaded.base is None or not loaded.base.num_classes:
+        raise ULError(f"run {loaded.run.name} has no class-conditional base model: --guidance needs one")
+    if loaded.cfg.model.time_axis:
+        raise ULError("--guidance is for image runs (FVD-bouncing samples are unconditional)")
+    if not 0.0 <= guidance <= 50.0:
+        raise ULError(f"guidance must be between 0 and 50, not {guidance:g}")
 
 
 def generation_metrics(
@@ -112,18 +132,23 @@ def generation_metrics(
     decoder_steps: int | None = None,
     inception_weights: str | Path | None = None,
     seed: int = 0,
+    guidance: float | None = None,
 ) -> dict[str, Any]:
-    """{"fd_shapes": {...}, "fid_inception_v3": {...}} for n unguided samples against n validation images;
-    for a video run {"fvd_bouncing": {...}} of n clips (there is no I3D loader for real FVD)."""
+    """{"fd_shapes": {...}, "fid_inception_v3": {...}} for n samples against n validation images;
+    for a video run {"fvd_bouncing": {...}} of n clips (there is no I3D loader for real FVD). Unconditional
+    samples, or with `guidance` one per reference image, drawn for its class."""
     cfg = validate({**loaded.cfg.to_dict(), "stage": 1})
-    real, _ = fixed_validation_batch(make_source(cfg.data), n, seed=FD_REFERENCE_SEED)
+    real, real_labels = fixed_validation_batch(make_source(cfg.data), n, seed=FD_REFERENCE_SEED)
+    labels = None if guidance is None else [int(c) for c in real_labels]
     fake = generated_samples(loaded, n, prior_samples=prior_samples, base_steps=base_steps,
-                             decoder_steps=decoder_steps, seed=seed)  # fmt: skip
+                             decoder_steps=decoder_steps, seed=seed, labels=labels,
+                             guidance=1.0 if guidance is None else guidance)  # fmt: skip
     samples = {
         "samples": "stage1_prior" if prior_samples else "stage2",
         "base_steps": base_steps or loaded.cfg.sampling.base_steps,
         "decoder_steps": decoder_steps or loaded.cfg.sampling.decoder_steps,
-        "guidance": 1.0,
+        "conditional": labels is not None,
+        "guidance": 1.0 if guidance is None else float(guidance),
         "seed": seed,
     }
     if cfg.model.time_axis:
@@ -134,7 +159,7 @@ def generation_metrics(
                 "about these clips, and there is no I3D loader for real FVD"
             )
         return {"fvd_bouncing": fvd}
-    fd = {**fd_shapes(real, fake), **samples}
+    fd = {**fd_shapes(real, fake, labels=labels), **samples}
     if cfg.data.kind != "shapes":
         fd["note"] = (
             "this run is not trained on the shapes data: the shapes classifier's embedding says little about "

@@ -415,10 +415,16 @@ def generated_samples(
     decoder_steps: int | None = None,
     seed: int = 0,
     batch_size: int = 64,
+    labels: Sequence[int] | None = None,
+    guidance: float = 1.0,
 ) -> Tensor:
-    """n unguided samples in [−1, 1], quantised to 8 bits as saved files are: images (N, 3, H, W) or, on a video
+    """n samples in [−1, 1], quantised to 8 bits as saved files are: images (N, 3, H, W) or, on a video
     run, clips (N, 3, T, H, W). Stage-2 samples, or the stage-1 prior's z0 decoded by the same decoder
-    (`prior_samples`)."""
+    (`prior_samples`). Unconditional unless `labels` (one class per sample) is given: then sample i is drawn
+    for class labels[i] with classifier-free `guidance`, and its seeds are the unconditional sample i's."""
+    if labels is not None:
+        return _labelled_samples(loaded, n, labels, guidance=guidance, base_steps=base_steps,
+                                 decoder_steps=decoder_steps, seed=seed, batch_size=batch_size)  # fmt: skip
     cfg = loaded.cfg
     b_steps = base_steps or cfg.sampling.base_steps
     d_steps = decoder_steps or cfg.sampling.decoder_steps
@@ -448,3 +454,32 @@ def generated_samples(
                               decoder_steps=d_steps, sampler=sampler, guidance=1.0, batch_size=batch_size)  # fmt: skip
     return to_model_tensor(samples)
 
+
+
+def _labelled_samples(
+    loaded: LoadedRun,
+    n: int,
+    labels: Sequence[int],
+    *,
+    guidance: float,
+    base_steps: int | None,
+    decoder_steps: int | None,
+    seed: int,
+    batch_size: int,
+) -> Tensor:
+    """Class-conditional image samples, one class per sample, drawn class by class (one label per batch)."""
+    if len(labels) != n:
+        raise ULError(f"{len(labels)} class labels for {n} samples")
+    if loaded.base is None or loaded.cfg.model.time_axis:
+        raise ULError("class-conditional samples need a stage-2 image run")
+    cfg = loaded.cfg
+    out: list[np.ndarray | None] = [None] * n
+    for label in sorted({int(c) for c in labels}):
+        index = [i for i, c in enumerate(labels) if int(c) == label]
+        images, _ = generate(loaded.base, loaded.stage1, [seed + i for i in index],
+                             base_steps=base_steps or cfg.sampling.base_steps,
+                             decoder_steps=decoder_steps or cfg.sampling.decoder_steps, sampler=cfg.sampling.sampler,
+                             guidance=guidance, class_label=label, batch_size=batch_size)  # fmt: skip
+        for i, image in zip(index, images, strict=True):
+            out[i] = image
+    return to_model_tensor(np.stack(out))  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ clip sets `fvd_bouncing` (the shipped bouncing-clip classifier; there is no I3D 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,13 @@ def _hist(values: np.ndarray, bins: int) -> list[float]:
     return (np.bincount(values, minlength=bins)[:bins] / max(len(values), 1)).round(4).tolist()
 
 
-def fd_shapes(real: Tensor, fake: Tensor, *, classifier: Path | None = None) -> dict[str, Any]:
+def fd_shapes(
+    real: Tensor, fake: Tensor, *, classifier: Path | None = None, labels: Sequence[int] | None = None
+) -> dict[str, Any]:
     """Fréchet distance between the shapes-classifier embeddings of `real` and `fake` ((N, 3, H, W) in
-    [−1, 1]), with KID and the predicted kind/count histograms of both sets."""
+    [−1, 1]), with KID and the predicted kind/count histograms of both sets. With `labels` (the class each
+    fake was drawn for, which is also the real image's), `class_agreement` is the share of fakes the
+    classifier reads as their class, and `class_agreement_real` the same on the real images: the ceiling."""
     model, info = load_shapes_classifier(classifier)
     fr, ff = shapes_features(model, real), shapes_features(model, fake)
     kid_mean, kid_std = kernel_distance(fr, ff, subset_size=min(100, len(fr), len(ff)))
@@ -42,6 +47,7 @@ def fd_shapes(real: Tensor, fake: Tensor, *, classifier: Path | None = None) -> 
         "kind_histogram_fake": _hist(pf["kind"], len(SHAPE_KINDS)),
         "count_histogram_real": _hist(pr["count"], 3),
         "count_histogram_fake": _hist(pf["count"], 3),
+        **({} if labels is None else _agreement(pr["kind"], pf["kind"], np.asarray(labels))),
         "feature_net": {
             "path": info["path"],
             "sha256": info["sha256"],
@@ -50,6 +56,19 @@ def fd_shapes(real: Tensor, fake: Tensor, *, classifier: Path | None = None) -> 
         },
         "note": "Fréchet distance in the embedding of a small shapes classifier; not FID, comparable only "
         "with FD-shapes from the same classifier (sha256) and sample count",
+    }
+
+
+def _agreement(real_kind: np.ndarray, fake_kind: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    per_class = {
+        SHAPE_KINDS[c]: round(float(np.mean(fake_kind[labels == c] == c)), 4)
+        for c in range(len(SHAPE_KINDS))
+        if np.any(labels == c)
+    }
+    return {
+        "class_agreement": float(np.mean(fake_kind == labels)),
+        "class_agreement_real": float(np.mean(real_kind == labels)),
+        "class_agreement_per_class": per_class,
     }
 
 
