@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ul_engine.core.config import RunConfig
 from ul_engine.core.errors import ULError
 from ul_engine.diffusion import gaussian, samplers, schedule, weighting
+from ul_engine.diffusion.precision import sampling_autocast
 from ul_engine.nets import build_base, build_decoder, build_encoder, build_prior
 from ul_engine.nets.decoder import DecoderCondition
 
@@ -386,7 +387,8 @@ class UnifiedLatents(nn.Module):
         if image_size is not None:
             shape = (*shape[:-2], *image_size)
         noise = samplers.PerSampleNoise(seeds, z0.device)
-        condition = self.decoder_condition(z0)
+        with sampling_autocast(z0.device):  # as the sampler's network calls are: reusing it changes nothing
+            condition = self.decoder_condition(z0)
 
         def denoise(x_t: Tensor, logsnr: Tensor) -> Tensor:
             return self.decoder_x_hat(x_t, z0, logsnr, condition)

@@ -24,6 +24,7 @@ def _version(distribution: str) -> str:
 def diagnose(home: Path | None = None) -> dict[str, Any]:
     import torch  # lazy: torch
 
+    from ul_engine.diffusion.precision import sampling_precision  # lazy: torch
     from ul_engine.store import Store  # lazy: SQLAlchemy
 
     report: dict[str, Any] = {
@@ -34,6 +35,7 @@ def diagnose(home: Path | None = None) -> dict[str, Any]:
         "cuda": torch.cuda.is_available(),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "cpu threads": torch.get_num_threads(),
+        "cpu sampling precision": sampling_precision("cpu"),
     }
     for name in (
         "accelerate",

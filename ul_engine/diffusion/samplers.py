@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ul_engine.core.samplers import SAMPLERS
 from ul_engine.diffusion.gaussian import alpha_sigma_scalar, eps_from_x
+from ul_engine.diffusion.precision import sampling_autocast
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 
@@ -81,7 +82,8 @@ def sample(
     x_hat = z
     for i in range(steps):
         lam_c, lam_n = grid[i], grid[i + 1]
-        x_hat = denoise(z, torch.full((batch,), lam_c, device=z.device, dtype=torch.float32)).float()
+        with sampling_autocast(z.device):
+            x_hat = denoise(z, torch.full((batch,), lam_c, device=z.device, dtype=torch.float32)).float()
         last = i == steps - 1
         if last and final == "prediction":
             if callback is not None:

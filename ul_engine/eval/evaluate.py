@@ -13,6 +13,7 @@ from ul_engine.core.errors import ULError
 from ul_engine.core.rate_distortion import record_evaluation
 from ul_engine.core.user_paths import check_file
 from ul_engine.data import fixed_validation_batch, make_source
+from ul_engine.diffusion.precision import sampling_precision
 from ul_engine.eval.metrics.generation import fd_shapes, fid_inception, fvd_bouncing
 from ul_engine.inference.loading import LoadedRun, load_run
 from ul_engine.inference.reconstruct import reconstruct_batch
@@ -86,6 +87,7 @@ def evaluate_run(
         "bits_per_pixel": float(np.mean([r.bits_per_pixel for r in recs])),
         "bits_per_dim": float(np.mean([r.bits_per_dim for r in recs])),
         "decoder_steps": steps,
+        "sampling_precision": sampling_precision(next(loaded.stage1.parameters()).device),
         "checkpoint_step": loaded.checkpoint_step,
         "run": loaded.run.id,
     }

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ul_engine.diffusion import samplers
+from ul_engine.diffusion.precision import sampling_autocast
 
 CHUNK = 128  # tiles per forward pass: bounds memory for very large images
 
@@ -141,7 +142,8 @@ class Tiled(torch.nn.Module):
             total[..., r * down : r * down + pt, c * down : c * down + pt] += ramp
 
         z_chunks = z_flat.split(CHUNK)
-        conditions = [inner.decoder_condition(z) for z in z_chunks]  # the windows' z0 is the same at every step
+        with sampling_autocast(z0.device):  # the windows' z0 is the same at every step
+            conditions = [inner.decoder_condition(z) for z in z_chunks]
 
         def denoise(x_t: Tensor, logsnr: Tensor) -> Tensor:
             crops = torch.stack(
