@@ -65,6 +65,10 @@ def test_study_writes_the_report_plots_and_json(study: tuple[Path, Path, dict]):
     assert (home / "study-bundles" / "study-quick-lf10" / "decoder.json").is_file()
     assert runs["lf10"]["stage2_fd"]["metric"] == "fd_shapes" and runs["lf10"]["prior_fd"]["metric"] == "fd_shapes"
     assert runs["mse"]["stage2_fd"]["n_fake"] == 8
+    reseeded, first = runs["lf10"]["stage2_fd_reseeded"]["value"], runs["lf10"]["stage2_fd"]["value"]
+    assert reseeded != first, "disjoint seeds, other samples"
+    assert f"differ by {abs(reseeded - first):.3g}" in text, "the FD verdicts name the spread they are read against"
+    assert "prior slack alone would need 40 %" in text or "% above the larger model's bound" in text
     names = {r["name"] for r in last_json(ul(home, "runs", "--json"))["runs"]}
     assert {"study-quick-lf10", "study-quick-lf10-s2", "study-quick-normal-s2", "study-quick-sg"} <= names
     assert {"study-quick-lf10-elbo", "study-quick-lf1.5-from10"} <= names

@@ -17,6 +17,7 @@ from ul_engine.core.config import validate
 from ul_engine.core.errors import RunNotFound, ULError
 from ul_engine.core.imaging import grid, save_png, tensor_to_uint8
 from ul_engine.data import fixed_validation_batch, make_source
+from ul_engine.diffusion.precision import sampling_precision
 from ul_engine.eval.evaluate import FD_REFERENCE_SEED, evaluate_run
 from ul_engine.eval.metrics import SSIM_DEFINITION
 from ul_engine.eval.metrics.generation import fd_shapes
@@ -54,28 +55,37 @@ def _ensure_run(store: Any, name: str, cfg: Any, log: Log, create: Callable[[], 
             )
         if run.status == "completed":
             log(f"{name}: reusing the completed run ({run.step} steps)")
-            return run, _train_seconds(store, run.id)
+            return run, _train_seconds(store, run)
         log(f"{name}: continuing from step {run.step} ({run.status})")
     else:
         run = create()
         log(f"{name}: training (run {run.id})")
+    before = _train_seconds(store, run) if run.step else None
     start = time.perf_counter()
     result = train_run(store, run.id, progress=False)
     if result.status == "stopped":  # SIGINT/SIGTERM or `ul stop`: the whole study stops, resumable as it is
         raise ULError(f"{name} was stopped at step {result.step}; the study stops here (run it again to continue)")
-    seconds = (_train_seconds(store, run.id) or 0.0) + time.perf_counter() - start
+    seconds = (before or 0.0) + time.perf_counter() - start
 
     io.write_json(store.run_dir(run.id) / "study-train.json", {"train_seconds": seconds})
     return store.get_run(run.id), seconds
 
 
-def _train_seconds(store: Any, run_id: int) -> float | None:
-    """Wall seconds the study spent training this run (over all calls), if it trained it."""
-    path = store.run_dir(run_id) / "study-train.json"
+def _train_seconds(store: Any, run: Any) -> float | None:
+    """Wall seconds spent training this run: the study's own record over all its calls, or, for a run trained
+    outside the study with the same config (`ul train`, then reused), its steps times the mean seconds per step
+    of its logged throughput (batch / perf/examples_per_s), so the report's from-scratch total counts it."""
+    path = store.run_dir(run.id) / "study-train.json"
     try:
         return float(json.loads(path.read_text())["train_seconds"])
     except (OSError, ValueError, KeyError):
+        pass
+    throughput = store.read_metric(run.id, "perf/examples_per_s").values
+    throughput = throughput[np.isfinite(throughput) & (throughput > 0)]
+    if not len(throughput) or not run.step:
         return None
+    batch = float(validate(run.config).optim.batch_size)
+    return float(np.mean(batch / throughput) * run.step)
 
 
 def _cached(store: Any, run: Any, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -84,6 +94,9 @@ def _cached(store: Any, run: Any, key: dict[str, Any], compute: Callable[[], dic
     ckpt = store.latest_checkpoint(run.id)
     if ckpt is None:
         raise ULError(f"run {run.name} has no checkpoint to evaluate")
+    precision = sampling_precision("cuda" if torch.cuda.is_available() else "cpu")
+    if precision != "fp32":  # a key without it is an fp32 evaluation, as every one before bf16 sampling was
+        key = {**key, "sampling_precision": precision}
     hit = store.evaluation_get(ckpt.id, key)
     if hit is not None:
         return hit
@@ -178,10 +191,25 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
                 return fd_shapes(real, fake)
 
             run.results["stage2_fd"] = _cached(store, s2, {"what": "stage2_fd", **gen_key}, stage2_fd)
+            if run.prior_samples:  # the baseline: the same FD from disjoint seeds, the spread FD verdicts need
+                log(f"{s2_name}: FD-shapes of {b.fd_n} more stage-2 samples (seeds {b.fd_n}–{2 * b.fd_n - 1})")
+
+                def reseeded_fd(name: str = s2_name, real: Any = real_images) -> dict[str, Any]:
+                    loaded = load_run(store, name)
+                    fake = generated_samples(
+                        loaded, b.fd_n, base_steps=b.base_steps, decoder_steps=b.decoder_steps, seed=b.fd_n
+                    )
+                    return fd_shapes(real, fake)
+
+                run.results["stage2_fd_reseeded"] = _cached(
+                    store, s2, {"what": "stage2_fd", "seed": b.fd_n, **gen_key}, reseeded_fd
+                )
         if run.slack:
             run.results["slack"] = _slack(store, plan, run, stored, log)
     wall = time.perf_counter() - started
-    return write_report(plan, floor, wall, out, assets)
+    return write_report(
+        plan, floor, wall, out, assets, sampling_precision("cuda" if torch.cuda.is_available() else "cpu")
+    )
 
 
 def _export_for_warm_start(store: Any, plan: StudyPlan, run: StudyRun, log: Log) -> Path:
