@@ -31,6 +31,7 @@ from ul_engine.data.shapes import SHAPE_KINDS, render_shapes
 
 RESOURCES = RESOURCES_DIR / "metrics"
 DEFAULT_PATH = RESOURCES / "shapes-classifier.safetensors"
+TRAINER = "tools.train_shapes_classifier"  # retrains it (the metadata names where the trainer lived then)
 FORMAT = "ul-studio-shapes-classifier/1"
 INPUT_SIZE = 32
 FEATURE_DIM = 64
@@ -135,7 +136,7 @@ def load_shapes_classifier(
         Path(path) if path is not None else DEFAULT_PATH,
         what="shapes classifier for FD-shapes",
         fmt=FORMAT,
-        trainer="tools.train_shapes_classifier",
+        trainer=TRAINER,
         build=lambda meta: ShapesClassifier(width=int(meta.get("width", 24))),
         device=device,
     )

@@ -295,6 +295,11 @@ def reproduce_commands(plan: StudyPlan, run: StudyRun, common: str | None = None
             f"ul eval --run {run.name}-s2 --n {b.eval_n} --decoder-steps {b.decoder_steps} --fd {b.fd_n} "
             f"--steps {b.base_steps} --json"
         )
+        if run.prior_samples:  # the baseline: the same FD from the next fd_n seeds, the FD verdicts' yardstick
+            cmds.append(
+                f"ul eval --run {run.name}-s2 --n {b.eval_n} --decoder-steps {b.decoder_steps} --fd {b.fd_n} "
+                f"--steps {b.base_steps} --seed {b.fd_n} --json"
+            )
     if run.slack:
         elbo_budget = (
             f"--steps {plan.slack_steps}"

@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from ul_engine.core.io import atomic_write_bytes, write_json
-from ul_engine.eval.metrics.features import load_shapes_classifier
+from ul_engine.eval.metrics.features import TRAINER, load_shapes_classifier
 from ul_engine.eval.study.plan import (
     STOP_GRADIENT_KL_WEIGHT,
     TABLE2_KNOB,
@@ -255,14 +255,14 @@ def _checks(plan: StudyPlan, by_key: dict[str, StudyRun], base: StudyRun, floor:
         "## The paper's claims, checked on these numbers",
         "",
         "Measured here, at this budget; a “no” is a finding about small, short runs, not a tuned-away number. "
-        f"The FD-shapes floor ({floor['value']:.3g}) is the noise between two real sets; for samples far from "
-        "the data the sampling noise is larger (not measured here), so a few percent between two FDs in the "
-        "hundreds is not a difference."
+        f"The FD-shapes floor ({floor['value']:.3g}) is the noise between two real sets. "
         + (
-            f" The baseline's stage-2 FD-shapes from two disjoint sets of seeds differ by {spread:.3g} "
-            f"({_fd_pair(base)}): an FD verdict is “not shown” unless the two numbers are more than twice that apart."
+            f"The baseline's stage-2 FD-shapes from two disjoint sets of seeds (against the same real images) "
+            f"differ by {spread:.3g} ({_fd_pair(base)}): an FD verdict is “not shown” unless the two numbers are "
+            "more than twice that apart."
             if spread is not None
-            else ""
+            else "For samples far from the data the sampling noise is larger (not measured in this call), so a few "
+            "percent between two FDs in the hundreds is not a difference."
         ),
         "",
         f"Every comparison is against the baseline UL run, c_lf = {plan.baseline_lf:g} at b = 0 and λ_z(0) = 5, "
@@ -432,7 +432,8 @@ def write_report(
         "",
         f"- weights: `resources/metrics/{Path(clf['path']).name}` (sha256 `{clf['sha256'][:16]}…`, "
         f"{clf['train']['parameters']:,} parameters)",
-        f"- trained by `{clf.get('command', '')}` (seed {clf['train']['seed']}, {clf['train']['steps']} steps × "
+        f"- trained by `python -m {TRAINER} --out resources/metrics/{Path(clf['path']).name}` "
+        f"(seed {clf['train']['seed']}, {clf['train']['steps']} steps × "
         f"{clf['train']['batch_size']} fresh images, {clf['train']['seconds']:.0f} s on {clf['train']['threads']} "
         "CPU thread)",
         f"- held-out accuracy on {clf['heldout']['n']} images of a disjoint seed stream: kind of the largest "
