@@ -88,13 +88,17 @@ def _train_seconds(store: Any, run: Any) -> float | None:
     return float(np.mean(batch / throughput) * run.step)
 
 
+def _sampling_precision() -> str:
+    return sampling_precision("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def _cached(store: Any, run: Any, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """An evaluation of the run's latest checkpoint with settings `key`, from the store's evaluation cache
     when it was computed before (a resumed study skips it), else computed now and recorded there."""
     ckpt = store.latest_checkpoint(run.id)
     if ckpt is None:
         raise ULError(f"run {run.name} has no checkpoint to evaluate")
-    precision = sampling_precision("cuda" if torch.cuda.is_available() else "cpu")
+    precision = _sampling_precision()
     if precision != "fp32":  # a key without it is an fp32 evaluation, as every one before bf16 sampling was
         key = {**key, "sampling_precision": precision}
     hit = store.evaluation_get(ckpt.id, key)
@@ -184,32 +188,25 @@ def run_study(store: Any, plan: StudyPlan, out: Path, *, log: Log = print) -> di
             run.results["base_bits_per_pixel"] = _mean_last(store, s2.id, "rate/base_bits_per_pixel")
             log(f"{s2_name}: FD-shapes of {b.fd_n} stage-2 samples")
 
-            def stage2_fd(name: str = s2_name, real: Any = real_images) -> dict[str, Any]:
+            def stage2_fd(name: str = s2_name, real: Any = real_images, seed: int = 0) -> dict[str, Any]:
                 loaded = load_run(store, name)
-                fake = generated_samples(loaded, b.fd_n, base_steps=b.base_steps, decoder_steps=b.decoder_steps)
-                _save_grid(fake[:32], assets / f"samples-{name.removeprefix(plan.tag + '-')}.png")
+                fake = generated_samples(
+                    loaded, b.fd_n, base_steps=b.base_steps, decoder_steps=b.decoder_steps, seed=seed
+                )
+                if not seed:
+                    _save_grid(fake[:32], assets / f"samples-{name.removeprefix(plan.tag + '-')}.png")
                 return fd_shapes(real, fake)
 
             run.results["stage2_fd"] = _cached(store, s2, {"what": "stage2_fd", **gen_key}, stage2_fd)
             if run.prior_samples:  # the baseline: the same FD from disjoint seeds, the spread FD verdicts need
                 log(f"{s2_name}: FD-shapes of {b.fd_n} more stage-2 samples (seeds {b.fd_n}–{2 * b.fd_n - 1})")
-
-                def reseeded_fd(name: str = s2_name, real: Any = real_images) -> dict[str, Any]:
-                    loaded = load_run(store, name)
-                    fake = generated_samples(
-                        loaded, b.fd_n, base_steps=b.base_steps, decoder_steps=b.decoder_steps, seed=b.fd_n
-                    )
-                    return fd_shapes(real, fake)
-
                 run.results["stage2_fd_reseeded"] = _cached(
-                    store, s2, {"what": "stage2_fd", "seed": b.fd_n, **gen_key}, reseeded_fd
+                    store, s2, {"what": "stage2_fd", "seed": b.fd_n, **gen_key}, lambda: stage2_fd(seed=b.fd_n)
                 )
         if run.slack:
             run.results["slack"] = _slack(store, plan, run, stored, log)
     wall = time.perf_counter() - started
-    return write_report(
-        plan, floor, wall, out, assets, sampling_precision("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    return write_report(plan, floor, wall, out, assets, _sampling_precision())
 
 
 def _export_for_warm_start(store: Any, plan: StudyPlan, run: StudyRun, log: Log) -> Path:
