@@ -17,7 +17,7 @@ from ul_engine.diffusion.precision import sampling_precision
 from ul_engine.eval.metrics.generation import fd_shapes, fid_inception, fvd_bouncing
 from ul_engine.inference.loading import LoadedRun, load_run
 from ul_engine.inference.reconstruct import reconstruct_batch
-from ul_engine.inference.sample import generated_samples
+from ul_engine.inference.sample import check_guidance, generated_samples
 
 FD_REFERENCE_SEED = 8765  # the FD reference images: a validation stream apart from the reconstruction set's
 VALIDATION_SEED = 4321  # the reconstruction set: the same images every time
@@ -121,8 +121,7 @@ def _check_guided(loaded: LoadedRun, guidance: float, *, fd: int, prior_samples:
         raise ULError(f"run {loaded.run.name} has no class-conditional base model: --guidance needs one")
     if loaded.cfg.model.time_axis:
         raise ULError("--guidance is for image runs (FVD-bouncing samples are unconditional)")
-    if not 0.0 <= guidance <= 50.0:
-        raise ULError(f"guidance must be between 0 and 50, not {guidance:g}")
+    check_guidance(guidance)
 
 
 def generation_metrics(

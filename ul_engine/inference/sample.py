@@ -41,6 +41,16 @@ def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+MAX_GUIDANCE = 50.0
+
+
+def check_guidance(guidance: float) -> float:
+    """The guidance scale, or a clear error: the one range every sampling entry point accepts."""
+    if not 0.0 <= guidance <= MAX_GUIDANCE:
+        raise ULError(f"guidance must be between 0 and {MAX_GUIDANCE:g}, not {guidance:g}")
+    return guidance
+
+
 def class_labels(base: LatentBase, class_label: int | None, n: int) -> Tensor | None:
     """Labels for a class-conditional base model (None: unconditional); a clear error when out of range."""
     if class_label is None:
@@ -453,7 +463,6 @@ def generated_samples(
         samples, _ = generate(loaded.base, loaded.stage1, range(seed, seed + n), base_steps=b_steps,
                               decoder_steps=d_steps, sampler=sampler, guidance=1.0, batch_size=batch_size)  # fmt: skip
     return to_model_tensor(samples)
-
 
 
 def _labelled_samples(

@@ -282,9 +282,9 @@ def _decode_frames(
 
 
 def _sample_params(cfg: Any, request: protocol.SampleImages | protocol.TraceSample) -> dict[str, Any]:
-    guidance = float(cfg.sampling.guidance if request.guidance is None else request.guidance)
-    if not 0.0 <= guidance <= 50.0:
-        raise ULError(f"guidance must be between 0 and 50, not {guidance:g}")
+    from ul_engine.inference.sample import check_guidance  # why: torch
+
+    guidance = check_guidance(float(cfg.sampling.guidance if request.guidance is None else request.guidance))
     cls = request.class_label
     return {  # the keys and order of `ul sample`'s ul-params
         "base_steps": _steps(request.base_steps, cfg.sampling.base_steps, "base_steps"),
