@@ -8,6 +8,10 @@ Sources (licences in docs/demo-model.md § Data):
 
     python packaging/demo/make_photo_crops.py --out /tmp/photos --debian /tmp/debian-photos
 
+For a machine without scikit-image's photos or the Debian package (a lent GPU), `--export-photos DIR` writes the
+training photos (already downscaled) as PNG files, and `--photos DIR` crops from them instead: the same crops
+for the same seed.
+
 Augmentation: square regions whose side is drawn log-uniformly from 64 px to the photo's short side (so every scale
 from native pixels to the whole photo is seen, native-scale detail as often as the coarse scales), box-resized to
 64×64, flipped left-right at random, and a mild colour jitter (brightness, contrast and saturation each × U(0.9, 1.1)).
@@ -110,6 +114,20 @@ def training_photos(debian: Path | None, max_side: int) -> list[tuple[str, np.nd
     return photos
 
 
+def export_photos(folder: Path, photos: list[tuple[str, np.ndarray]]) -> None:
+    """The training photos as numbered PNGs, so `read_photos` gives them back in the same order (same crops)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (name, photo) in enumerate(photos):
+        Image.fromarray(photo).save(folder / f"{i:02d}-{name}.png")
+
+
+def read_photos(folder: Path) -> list[tuple[str, np.ndarray]]:
+    files = sorted(folder.glob("[0-9][0-9]-*.png"))
+    if not files:
+        raise SystemExit(f"no exported photos (NN-name.png) in {folder}")
+    return [(f.stem.split("-", 1)[1], as_rgb8(np.asarray(Image.open(f).convert("RGB")))) for f in files]
+
+
 def write_crops(folder: Path, name: str, crops: list[Image.Image]) -> None:
     for i, crop in enumerate(crops):
         crop.save(folder / f"{name}-{i:05d}.png")
@@ -127,19 +145,27 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=Path, help="also write the held-out photos here (the app's samples)")
+    parser.add_argument("--export-photos", type=Path, help="only write the training photos here, as PNG files")
+    parser.add_argument("--photos", type=Path, help="crop the photos written by --export-photos (no held-out crops)")
     args = parser.parse_args()
+    if args.export_photos:
+        export_photos(args.export_photos, training_photos(args.debian, args.max_side))
+        print(f"training photos in {args.export_photos}")
+        return
     rng = np.random.default_rng(args.seed)
     train, heldout = args.out / "train", args.out / "heldout"
     train.mkdir(parents=True, exist_ok=True)
     heldout.mkdir(parents=True, exist_ok=True)
     count = 0
-    photos = training_photos(args.debian, args.max_side)
+    photos = read_photos(args.photos) if args.photos else training_photos(args.debian, args.max_side)
     for name, photo in photos:
         colour = not np.array_equal(photo[..., 0], photo[..., 1])
         n = args.per_photo * (args.colour_weight if colour else 1)
         write_crops(train, name, random_crops(photo, n, args.size, rng, colour_jitter=args.colour_jitter))
         count += n
     print(f"train: {len(photos)} photos, {count} crops in {train}")
+    if args.photos:
+        return
     for name in HELD_OUT:  # plain crops: the metrics measure the photos as they are
         write_crops(heldout, name, random_crops(load_photo(name), args.held_out_per_photo, args.size, rng))
     print(f"heldout: {len(HELD_OUT)} photos, {len(HELD_OUT) * args.held_out_per_photo} crops in {heldout}")

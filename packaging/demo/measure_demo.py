@@ -4,6 +4,8 @@
     python packaging/demo/measure_demo.py crops BUNDLE /tmp/photos/heldout OUT.json --steps 4,8,16,32,64
     # the whole sample photos through the shipped path (tiles, blended windows): metrics, timings, pictures
     python packaging/demo/measure_demo.py photos BUNDLE OUT_DIR --sampler ddim --steps 8
+    # the colour shift's spread over seeds
+    for s in 1 2 3; do python packaging/demo/measure_demo.py photos BUNDLE OUT_DIR/seed$s --seed $s; done
 
 BUNDLE is an exported bundle folder (it is loaded as the run `demo` through $UL_DEMO_MODEL in a fresh data
 folder, exactly as the app loads the shipped one). "Colour shift" is the largest difference, over the three
@@ -91,7 +93,7 @@ def photos(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as home:
         loaded = load_demo(args.bundle, Path(home))
         rec = Reconstructor(loaded)
-        params = rec.default_params(decoder_steps=args.steps, sampler=args.sampler)
+        params = rec.default_params(decoder_steps=args.steps, sampler=args.sampler, seed=args.seed)
         rows = []
         for path in sorted(SAMPLE_DIR.iterdir()):
             if args.only and path.stem not in args.only.split(","):
@@ -105,7 +107,7 @@ def photos(args: argparse.Namespace) -> None:
             recon = np.asarray(Image.open(entry["files"]["reconstruction"]).convert("RGB"))
             m = entry["metrics"]
             rows.append({"photo": path.name, "size": f"{entry['width']}×{entry['height']}",
-                         "sampler": params.sampler, "steps": params.decoder_steps,
+                         "sampler": params.sampler, "steps": params.decoder_steps, "seed": params.seed,
                          "psnr": round(m["psnr"], 2), "ssim": round(m["ssim"], 3),
                          "bits_per_pixel": round(m["bits_per_pixel"], 3),
                          "colour_shift": round(colour_shift(source, recon), 2),
@@ -133,6 +135,7 @@ def main() -> None:
     p.add_argument("--sampler", default=None, help="default: the bundle's")
     p.add_argument("--steps", type=int, default=None, help="default: the bundle's")
     p.add_argument("--only", help="comma-separated photo names (default: all three)")
+    p.add_argument("--seed", type=int, default=0, help="the reconstruction's seed (the app's default: 0)")
     p.add_argument("--pictures", type=Path, help="write demo-<photo>.png (input | reconstruction) here")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("UL_THREADS", "2")))
