@@ -67,3 +67,20 @@ def test_crop_sides_span_the_scales_and_the_jitter_is_mild() -> None:
     for _ in range(50):
         shifted = np.asarray(mod.jitter(plain, 0.1, rng)).astype(float)
         assert np.abs(shifted.mean(axis=(0, 1)) - np.asarray(plain).mean(axis=(0, 1))).max() < 0.25 * 255
+
+
+def test_exported_photos_give_the_same_crops(crops: Path, tmp_path: Path) -> None:
+    """A machine without scikit-image's photos (a lent GPU) crops the exported files: the same crops for the seed."""
+    photos = tmp_path / "photos"
+    export = [sys.executable, str(SCRIPT), "--out", str(tmp_path / "unused"), "--export-photos", str(photos)]
+    assert subprocess.run(export, capture_output=True, text=True, timeout=600, check=False).returncode == 0
+    again = tmp_path / "again"
+    argv = [sys.executable, str(SCRIPT), "--out", str(again), "--photos", str(photos), "--per-photo", "3",
+            "--colour-weight", "2"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    first, second = sorted((crops / "train").glob("*.png")), sorted((again / "train").glob("*.png"))
+    assert [p.name for p in first] == [p.name for p in second]
+    pairs = zip(first, second, strict=True)
+    assert all(np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))) for a, b in pairs)
+    assert not list((again / "heldout").glob("*.png")), "no held-out crops: the held-out photos are not exported"
