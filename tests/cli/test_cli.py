@@ -153,6 +153,18 @@ def test_a_mistake_in_a_real_process_has_no_traceback(trained_home: Path):
     assert proc.stderr.strip() == f"ul: error: unknown preset 'nope'; available: {', '.join(list_presets())}"
 
 
+def test_dry_run_prints_the_resolved_config_without_json(trained_home: Path):
+    """Piped or not, `--dry-run` shows the config it would train (it once printed nothing without --json)."""
+    before = len(last_json(ul(trained_home, "runs", "--json"))["runs"])
+    s1_argv = ("train", "--preset", "smoke", "--set", "loss.sigmoid_bias=1.5", "--dry-run")
+    s1 = json.loads(ul(trained_home, *s1_argv).stdout)
+    assert s1["loss"]["sigmoid_bias"] == 1.5 and s1["stage"] == 1
+    argv = ("train", "--preset", "smoke", "--stage", "2", "--from-run", "s1", "--set", "loss.base_sigmoid_bias=-2")
+    s2 = json.loads(ul(trained_home, *argv, "--dry-run").stdout)
+    assert s2["loss"]["base_sigmoid_bias"] == -2.0 and s2["stage"] == 2
+    assert len(last_json(ul(trained_home, "runs", "--json"))["runs"]) == before, "a dry run creates no run"
+
+
 def test_presets_and_doctor(trained_home: Path):
     names = {p["name"] for p in last_json(ul(trained_home, "presets", "--json"))["presets"]}
     assert {"smoke", "shapes-32", "imagenet-512", "folder-64"} <= names

@@ -380,7 +380,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         if args.minutes is not None and args.steps is None:
             cfg = validate({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "minutes": args.minutes, "steps": 0}})
         if args.dry_run:
-            return {"config": cfg.to_dict()}
+            return _dry_run(cfg.to_dict(), args)
         store = _store(args)
         run = store.create_run(
             name=args.name, stage=1, preset=args.preset, config=cfg.to_dict(), total_steps=cfg.train.steps or None
@@ -422,6 +422,13 @@ def _train_in_worker(
     return {"run": run.id, "stage": run.stage, "status": run.status, "step": run.step, "losses": losses}
 
 
+def _dry_run(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """`ul train --dry-run`: the resolved config, printed as JSON in both modes (the --json one wraps it)."""
+    if not args.json:
+        print(json_output.dumps(config, indent=2))
+    return {"config": config}
+
+
 def _create_stage2(args: argparse.Namespace, overrides: list[str]) -> Any:
     from ul_engine.inference.loading import create_stage2_run, stage2_config  # lazy: torch
 
@@ -432,7 +439,7 @@ def _create_stage2(args: argparse.Namespace, overrides: list[str]) -> Any:
         store, args.from_run, args.preset, overrides, steps=args.steps, minutes=args.minutes, checkpoint=args.checkpoint
     )
     if args.dry_run:
-        return {"config": cfg.to_dict()}
+        return _dry_run(cfg.to_dict(), args)
     return create_stage2_run(store, args.name, args.preset, cfg, ckpt)
 
 
