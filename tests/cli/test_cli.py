@@ -106,6 +106,19 @@ def test_eval_guided_fd_reports_class_agreement(trained_home: Path):
         assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_eval_fd_of_reconstructions_is_the_same_for_a_stage1_run_and_its_stage2(trained_home: Path):
+    """The decoder's floor for samples: stage-1 round trips of other validation images, no base model needed."""
+    args = ["--n", "2", "--fd", "8", "--decoder-steps", "2", "--reconstructions", "--no-record", "--json"]
+    s1 = last_json(ul(trained_home, "eval", "--run", "s1", "--checkpoint", "60", *args))["fd_shapes"]  # s2's stage 1
+    s2 = last_json(ul(trained_home, "eval", "--run", "s2", *args))["fd_shapes"]
+    assert s1["samples"] == "stage1_reconstructions" and s1["value"] > 0 and s1["n_fake"] == 8
+    assert s2["value"] == pytest.approx(s1["value"], rel=1e-6), "stage 2 decodes through the same stage 1"
+    for extra, needle in ((["--reconstructions"], "--fd N"), (["--fd", "4", "--reconstructions", "--prior-samples"],
+                          "leave out --prior-samples")):  # fmt: skip
+        proc = ul(trained_home, "eval", "--run", "s1", "--n", "2", *extra, check=False)
+        assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_resume_continues_the_step_counter(trained_home: Path):
     result = last_json(ul(trained_home, "resume", "s1", "--steps", "5", "--json"))
     assert result["step"] == 65 and result["status"] == "completed"

@@ -216,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="FD-shapes (image runs) or FVD-bouncing (video runs) of N stage-2 samples against N validation items",
     )
     e.add_argument("--prior-samples", action="store_true", help="with --fd: sample the stage-1 prior instead")
+    e.add_argument(
+        "--reconstructions",
+        action="store_true",
+        help="with --fd: stage-1 reconstructions of N other validation images instead of samples (the floor "
+        "stage-2 samples can reach through this decoder; stage-1 runs too)",
+    )
     e.add_argument("--steps", dest="base_steps", type=STEPS, help="with --fd: base-model (or prior) sampling steps")
     e.add_argument(
         "--inception-weights",
@@ -829,10 +835,10 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     store = _store(args)
     if args.slack:
-        if args.fd or args.prior_samples or args.inception_weights or args.guidance is not None:
+        if args.fd or args.prior_samples or args.reconstructions or args.inception_weights or args.guidance is not None:
             raise ULError(
-                "--slack measures the rate bounds only; leave out --fd, --prior-samples, --inception-weights, "
-                "--guidance"
+                "--slack measures the rate bounds only; leave out --fd, --prior-samples, --reconstructions, "
+                "--inception-weights, --guidance"
             )
         return _eval_slack(store, args)
     if args.inception_weights and not args.fd:
@@ -852,6 +858,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         record=args.record,
         guidance=args.guidance,
+        reconstructions=args.reconstructions,
     )
     if not args.json:
         for k, v in result.items():

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ul_engine.core.config import validate
 from ul_engine.core.errors import ULError
@@ -20,6 +21,7 @@ from ul_engine.inference.reconstruct import reconstruct_batch
 from ul_engine.inference.sample import check_guidance, generated_samples
 
 FD_REFERENCE_SEED = 8765  # the FD reference images: a validation stream apart from the reconstruction set's
+FD_RECONSTRUCTED_SEED = 8766  # --reconstructions: the images reconstructed for FD, apart from the reference ones
 VALIDATION_SEED = 4321  # the reconstruction set: the same images every time
 EVAL_BATCH = 16
 
@@ -38,6 +40,7 @@ def evaluate_run(
     seed: int = 0,
     record: bool = True,
     guidance: float | None = None,
+    reconstructions: bool = False,
 ) -> dict[str, Any]:
     """PSNR, SSIM and the prior's bits on a fixed validation set (the same images every time).
 
@@ -51,7 +54,9 @@ def evaluate_run(
     The samples come from the stage-2 base model, or, with `prior_samples`, from the stage-1 prior (the
     unweighted-ELBO model stage 2 exists to beat). With `guidance` (a class-conditional stage-2 image run),
     each sample is drawn for its reference image's class with that classifier-free guidance scale, and
-    `class_agreement` says how often the shapes classifier reads the requested class back.
+    `class_agreement` says how often the shapes classifier reads the requested class back. With
+    `reconstructions` (image runs, stage 1 or 2) the "samples" are stage-1 reconstructions of other validation
+    images: stage 2 samples through the same decoder, so this FD is the floor its samples can reach.
     """
     if n < 1:
         raise ULError("--n must be at least 1")
@@ -60,9 +65,11 @@ def evaluate_run(
     if inception_weights:
         check_file(Path(inception_weights).expanduser())  # before hashing it: a FIFO or a device never ends
     loaded = load_run(store, run_ref, step=step)
+    if reconstructions:
+        _check_reconstructions(loaded, fd=fd, prior_samples=prior_samples, guidance=guidance)
     if guidance is not None:
         _check_guided(loaded, guidance, fd=fd, prior_samples=prior_samples)
-    if fd and loaded.base is None and not prior_samples:
+    if fd and loaded.base is None and not (prior_samples or reconstructions):
         raise ULError(
             f"run {loaded.run.name} is a stage-1 run: --fd needs a stage-2 run's samples, or --prior-samples "
             "to sample the stage-1 prior"
@@ -106,9 +113,19 @@ def evaluate_run(
                 inception_weights=inception_weights,
                 seed=seed,
                 guidance=guidance,
+                reconstructions=reconstructions,
             )
         )
     return result
+
+
+def _check_reconstructions(loaded: LoadedRun, *, fd: int, prior_samples: bool, guidance: float | None) -> None:
+    if not fd:
+        raise ULError("--reconstructions needs --fd N (how many images to reconstruct and compare)")
+    if prior_samples or guidance is not None:
+        raise ULError("--reconstructions replaces the samples: leave out --prior-samples and --guidance")
+    if loaded.cfg.model.time_axis:
+        raise ULError("--reconstructions is for image runs (FD-shapes); a video run's clips are not supported")
 
 
 def _check_guided(loaded: LoadedRun, guidance: float, *, fd: int, prior_samples: bool) -> None:
@@ -134,6 +151,7 @@ def generation_metrics(
     inception_weights: str | Path | None = None,
     seed: int = 0,
     guidance: float | None = None,
+    reconstructions: bool = False,
 ) -> dict[str, Any]:
     """{"fd_shapes": {...}, "fid_inception_v3": {...}} for n samples against n validation images;
     for a video run {"fvd_bouncing": {...}} of n clips (there is no I3D loader for real FVD). Unconditional
@@ -141,11 +159,16 @@ def generation_metrics(
     cfg = validate({**loaded.cfg.to_dict(), "stage": 1})
     real, real_labels = fixed_validation_batch(make_source(cfg.data), n, seed=FD_REFERENCE_SEED)
     labels = None if guidance is None else [int(c) for c in real_labels]
-    fake = generated_samples(loaded, n, prior_samples=prior_samples, base_steps=base_steps,
-                             decoder_steps=decoder_steps, seed=seed, labels=labels,
-                             guidance=1.0 if guidance is None else guidance)  # fmt: skip
+    if reconstructions:
+        others, _ = fixed_validation_batch(make_source(cfg.data), n, seed=FD_RECONSTRUCTED_SEED)
+        fake = reconstructed_images(loaded, others, decoder_steps or cfg.sampling.decoder_steps, seed)
+    else:
+        fake = generated_samples(loaded, n, prior_samples=prior_samples, base_steps=base_steps,
+                                 decoder_steps=decoder_steps, seed=seed, labels=labels,
+                                 guidance=1.0 if guidance is None else guidance)  # fmt: skip
+    kind = "stage1_reconstructions" if reconstructions else "stage1_prior" if prior_samples else "stage2"
     samples = {
-        "samples": "stage1_prior" if prior_samples else "stage2",
+        "samples": kind,
         "base_steps": base_steps or loaded.cfg.sampling.base_steps,
         "decoder_steps": decoder_steps or loaded.cfg.sampling.decoder_steps,
         "conditional": labels is not None,
@@ -170,3 +193,14 @@ def generation_metrics(
     if fid.get("available"):
         fid.update(samples)
     return {"fd_shapes": fd, "fid_inception_v3": fid}
+
+
+def reconstructed_images(loaded: LoadedRun, x: torch.Tensor, decoder_steps: int, seed: int) -> torch.Tensor:
+    """Stage-1 round trips of `x` ((N, 3, H, W) in [−1, 1]) in the same layout, image i with seed `seed` + i."""
+    out = []
+    for start in range(0, x.shape[0], EVAL_BATCH):
+        chunk = x[start : start + EVAL_BATCH]
+        seeds = list(range(seed + start, seed + start + chunk.shape[0]))
+        recs = reconstruct_batch(loaded.stage1, chunk, decoder_steps=decoder_steps, seeds=seeds, rate_draws=1)
+        out.extend(torch.from_numpy(r.reconstruction).permute(2, 0, 1).float() / 127.5 - 1.0 for r in recs)
+    return torch.stack(out)
