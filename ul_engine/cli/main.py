@@ -219,8 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--reconstructions",
         action="store_true",
-        help="with --fd: stage-1 reconstructions of N other validation images instead of samples (the floor "
-        "stage-2 samples can reach through this decoder; stage-1 runs too)",
+        help="with --fd: stage-1 reconstructions of N other validation images instead of samples (what a "
+        "perfect base model would score through this decoder; stage-1 runs too)",
     )
     e.add_argument("--steps", dest="base_steps", type=STEPS, help="with --fd: base-model (or prior) sampling steps")
     e.add_argument(
