@@ -152,6 +152,13 @@ def _fd_spread(base: StudyRun) -> float | None:
     return abs(float(a) - float(b)) if a is not None and b is not None else None
 
 
+def _fd_verdict(verdict: str, a: float, b: float, spread: float | None) -> str:
+    """An FD comparison's verdict, or "not shown" when the gap is within twice the measured spread of FD itself."""
+    if spread is not None and abs(a - b) <= 2 * spread:
+        return f"not shown: {abs(a - b):.3g} apart, within twice the spread of two sample sets ({spread:.3g})"
+    return verdict
+
+
 def _fd_pair(base: StudyRun) -> str:
     return f"{base.results['stage2_fd']['value']:.3g} and {base.results['stage2_fd_reseeded']['value']:.3g}"
 
@@ -192,8 +199,8 @@ def _checks(plan: StudyPlan, by_key: dict[str, StudyRun], base: StudyRun, floor:
         if v is None or ref is None:
             return
         verdict = _yes(v > ref if higher else v < ref)
-        if unit == "FD-shapes" and spread is not None and abs(v - ref) <= 2 * spread:
-            verdict = f"not shown: {abs(v - ref):.3g} apart, within twice the spread of two sample sets ({spread:.3g})"
+        if unit == "FD-shapes":
+            verdict = _fd_verdict(verdict, v, ref, spread)
         rows.append((claim, f"{v:.3g} vs {ref:.3g} {unit}", verdict))
 
     knob_runs = sorted(
@@ -245,11 +252,7 @@ def _checks(plan: StudyPlan, by_key: dict[str, StudyRun], base: StudyRun, floor:
     compare("an MSE decoder gives worse samples (Table 5: gFID 2.4 vs 1.4)", "mse", True, fd, "FD-shapes")
     s2, prior = fd(base.key), fd(base.key, "prior_fd")
     if s2 is not None and prior is not None:
-        verdict = _yes(s2 < prior)
-        if spread is not None and abs(s2 - prior) <= 2 * spread:
-            verdict = (
-                f"not shown: {abs(s2 - prior):.3g} apart, within twice the spread of two sample sets ({spread:.3g})"
-            )
+        verdict = _fd_verdict(_yes(s2 < prior), s2, prior, spread)
         rows.append(("stage-2 samples beat the stage-1 prior's (§4)", f"FD-shapes {s2:.3g} vs {prior:.3g}", verdict))
     lines = [
         "## The paper's claims, checked on these numbers",
