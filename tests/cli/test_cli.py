@@ -107,7 +107,7 @@ def test_eval_guided_fd_reports_class_agreement(trained_home: Path):
 
 
 def test_eval_fd_of_reconstructions_is_the_same_for_a_stage1_run_and_its_stage2(trained_home: Path):
-    """The decoder's floor for samples: stage-1 round trips of other validation images, no base model needed."""
+    """What a perfect base model would score: stage-1 round trips of other validation images, no base model needed."""
     args = ["--n", "2", "--fd", "8", "--decoder-steps", "2", "--reconstructions", "--no-record", "--json"]
     s1 = last_json(ul(trained_home, "eval", "--run", "s1", "--checkpoint", "60", *args))["fd_shapes"]  # s2's stage 1
     s2 = last_json(ul(trained_home, "eval", "--run", "s2", *args))["fd_shapes"]
