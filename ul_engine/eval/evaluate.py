@@ -64,9 +64,13 @@ def evaluate_run(
         raise ULError("--fd needs at least 2 samples (a covariance)")
     if inception_weights:
         check_file(Path(inception_weights).expanduser())  # before hashing it: a FIFO or a device never ends
+    if reconstructions and not fd:
+        raise ULError("--reconstructions needs --fd N (how many images to reconstruct and compare)")
+    if reconstructions and (prior_samples or guidance is not None):
+        raise ULError("--reconstructions replaces the samples: leave out --prior-samples and --guidance")
     loaded = load_run(store, run_ref, step=step)
-    if reconstructions:
-        _check_reconstructions(loaded, fd=fd, prior_samples=prior_samples, guidance=guidance)
+    if reconstructions and loaded.cfg.model.time_axis:
+        raise ULError("--reconstructions is for image runs (FD-shapes); a video run's clips are not supported")
     if guidance is not None:
         _check_guided(loaded, guidance, fd=fd, prior_samples=prior_samples)
     if fd and loaded.base is None and not (prior_samples or reconstructions):
@@ -117,15 +121,6 @@ def evaluate_run(
             )
         )
     return result
-
-
-def _check_reconstructions(loaded: LoadedRun, *, fd: int, prior_samples: bool, guidance: float | None) -> None:
-    if not fd:
-        raise ULError("--reconstructions needs --fd N (how many images to reconstruct and compare)")
-    if prior_samples or guidance is not None:
-        raise ULError("--reconstructions replaces the samples: leave out --prior-samples and --guidance")
-    if loaded.cfg.model.time_axis:
-        raise ULError("--reconstructions is for image runs (FD-shapes); a video run's clips are not supported")
 
 
 def _check_guided(loaded: LoadedRun, guidance: float, *, fd: int, prior_samples: bool) -> None:
