@@ -113,6 +113,8 @@ def test_eval_fd_of_reconstructions_is_the_same_for_a_stage1_run_and_its_stage2(
     s2 = last_json(ul(trained_home, "eval", "--run", "s2", *args))["fd_shapes"]
     assert s1["samples"] == "stage1_reconstructions" and s1["value"] > 0 and s1["n_fake"] == 8
     assert s2["value"] == pytest.approx(s1["value"], rel=1e-6), "stage 2 decodes through the same stage 1"
+    assert s1["conditional"] is False and s2["class_agreement"] == s1["class_agreement"]  # each image's own class
+    assert 0.0 <= s1["class_agreement"] <= 1.0 and s1["class_agreement_real"] >= 0.75
     for extra, needle in ((["--reconstructions"], "--fd N"), (["--fd", "4", "--reconstructions", "--prior-samples"],
                           "leave out --prior-samples")):  # fmt: skip
         proc = ul(trained_home, "eval", "--run", "s1", "--n", "2", *extra, check=False)

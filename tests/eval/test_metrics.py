@@ -151,6 +151,16 @@ def test_fd_shapes_separates_real_from_broken_images():
     assert len(floor["kind_histogram_real"]) == 4 and sum(floor["kind_histogram_real"]) == pytest.approx(1, abs=1e-3)
 
 
+def test_class_agreement_reads_each_set_against_its_own_labels():
+    """Round trips of other images than the reference set: the fakes' classes are not the real images'."""
+    a, b = render_labelled(seed=11, start=0, count=128), render_labelled(seed=12, start=0, count=128)
+    real, fake = torch.from_numpy(a["x"]), torch.from_numpy(b["x"])
+    own = fd_shapes(real, fake, labels=b["kind"].tolist(), real_labels=a["kind"].tolist())
+    assert own["class_agreement"] > 0.9 and own["class_agreement_real"] > 0.9
+    shared = fd_shapes(real, fake, labels=b["kind"].tolist())  # guided samples: the reference image's class
+    assert shared["class_agreement"] == own["class_agreement"] and shared["class_agreement_real"] < 0.6
+
+
 def test_missing_classifier_says_how_to_train_it(tmp_path):
     with pytest.raises(ULError, match="train_shapes_classifier"):
         load_shapes_classifier(tmp_path / "nope.safetensors")

@@ -868,8 +868,10 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
                 else:
                     print(f"{k:>16}: {v['value']:.4g}  ({v.get('note', '')})")
                 if "class_agreement" in v:
+                    round_trips = v["samples"] == "stage1_reconstructions"
+                    of = "of the round trips" if round_trips else f"at guidance {v['guidance']:g}"
                     print(
-                        f"{'class agreement':>16}: {v['class_agreement']:.3f} at guidance {v['guidance']:g} "
+                        f"{'class agreement':>16}: {v['class_agreement']:.3f} {of} "
                         f"(the classifier on the real images: {v['class_agreement_real']:.3f})"
                     )
             else:

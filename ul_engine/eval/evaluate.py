@@ -155,8 +155,10 @@ def generation_metrics(
     real, real_labels = fixed_validation_batch(make_source(cfg.data), n, seed=FD_REFERENCE_SEED)
     labels = None if guidance is None else [int(c) for c in real_labels]
     if reconstructions:
-        others, _ = fixed_validation_batch(make_source(cfg.data), n, seed=FD_RECONSTRUCTED_SEED)
+        others, other_labels = fixed_validation_batch(make_source(cfg.data), n, seed=FD_RECONSTRUCTED_SEED)
         fake = reconstructed_images(loaded, others, decoder_steps or cfg.sampling.decoder_steps, seed)
+        if cfg.data.num_classes:  # a round trip's class is its image's: the ceiling of a guided agreement
+            labels = [int(c) for c in other_labels]
     else:
         fake = generated_samples(loaded, n, prior_samples=prior_samples, base_steps=base_steps,
                                  decoder_steps=decoder_steps, seed=seed, labels=labels,
@@ -166,7 +168,7 @@ def generation_metrics(
         "samples": kind,
         "base_steps": base_steps or loaded.cfg.sampling.base_steps,
         "decoder_steps": decoder_steps or loaded.cfg.sampling.decoder_steps,
-        "conditional": labels is not None,
+        "conditional": guidance is not None,
         "guidance": 1.0 if guidance is None else float(guidance),
         "seed": seed,
     }
@@ -178,7 +180,7 @@ def generation_metrics(
                 "about these clips, and there is no I3D loader for real FVD"
             )
         return {"fvd_bouncing": fvd}
-    fd = {**fd_shapes(real, fake, labels=labels), **samples}
+    fd = {**fd_shapes(real, fake, labels=labels, real_labels=[int(c) for c in real_labels]), **samples}
     if cfg.data.kind != "shapes":
         fd["note"] = (
             "this run is not trained on the shapes data: the shapes classifier's embedding says little about "

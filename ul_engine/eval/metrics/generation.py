@@ -26,12 +26,18 @@ def _hist(values: np.ndarray, bins: int) -> list[float]:
 
 
 def fd_shapes(
-    real: Tensor, fake: Tensor, *, classifier: Path | None = None, labels: Sequence[int] | None = None
+    real: Tensor,
+    fake: Tensor,
+    *,
+    classifier: Path | None = None,
+    labels: Sequence[int] | None = None,
+    real_labels: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Fréchet distance between the shapes-classifier embeddings of `real` and `fake` ((N, 3, H, W) in
-    [−1, 1]), with KID and the predicted kind/count histograms of both sets. With `labels` (the class each
-    fake was drawn for, which is also the real image's), `class_agreement` is the share of fakes the
-    classifier reads as their class, and `class_agreement_real` the same on the real images: the ceiling."""
+    [−1, 1]), with KID and the predicted kind/count histograms of both sets. With `labels` (the class of each
+    fake: the one it was drawn for, or the image it reconstructs), `class_agreement` is the share of fakes the
+    classifier reads as their class, and `class_agreement_real` the same on the real images (`real_labels`,
+    by default `labels`: guided samples are drawn for their reference image's class): the ceiling."""
     model, info = load_shapes_classifier(classifier)
     fr, ff = shapes_features(model, real), shapes_features(model, fake)
     kid_mean, kid_std = kernel_distance(fr, ff, subset_size=min(100, len(fr), len(ff)))
@@ -47,7 +53,7 @@ def fd_shapes(
         "kind_histogram_fake": _hist(pf["kind"], len(SHAPE_KINDS)),
         "count_histogram_real": _hist(pr["count"], 3),
         "count_histogram_fake": _hist(pf["count"], 3),
-        **({} if labels is None else _agreement(pr["kind"], pf["kind"], np.asarray(labels))),
+        **({} if labels is None else _agreement(pr["kind"], pf["kind"], np.asarray(labels), real_labels)),
         "feature_net": {
             "path": info["path"],
             "sha256": info["sha256"],
@@ -59,7 +65,10 @@ def fd_shapes(
     }
 
 
-def _agreement(real_kind: np.ndarray, fake_kind: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def _agreement(
+    real_kind: np.ndarray, fake_kind: np.ndarray, labels: np.ndarray, real_labels: Sequence[int] | None
+) -> dict[str, Any]:
+    real_labels_ = labels if real_labels is None else np.asarray(real_labels)
     per_class = {
         SHAPE_KINDS[c]: round(float(np.mean(fake_kind[labels == c] == c)), 4)
         for c in range(len(SHAPE_KINDS))
@@ -67,7 +76,7 @@ def _agreement(real_kind: np.ndarray, fake_kind: np.ndarray, labels: np.ndarray)
     }
     return {
         "class_agreement": float(np.mean(fake_kind == labels)),
-        "class_agreement_real": float(np.mean(real_kind == labels)),
+        "class_agreement_real": float(np.mean(real_kind == real_labels_)),
         "class_agreement_per_class": per_class,
     }
 
