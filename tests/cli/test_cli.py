@@ -185,3 +185,21 @@ def test_presets_and_doctor(trained_home: Path):
     assert {"smoke", "shapes-32", "imagenet-512", "folder-64"} <= names
     doctor = ul(trained_home, "doctor")
     assert "torch" in doctor.stdout and str(trained_home) in doctor.stdout
+
+
+def test_probe_base_reads_label_use_and_resampled_agreement(trained_home: Path, capsys: pytest.CaptureFixture[str]):
+    """tools/probe_base.py on the smoke stage-2 run: the label's gain per log-SNR, the agreement after re-sampling."""
+    from tools.probe_base import PROBE_LOGSNRS, main
+
+    base_args = ["--home", str(trained_home), "--n", "4", "--threads", "1"]
+    assert main([*base_args, "--run", "s2", "--from", "0,2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [row["logsnr"] for row in result["label_gain"]] == list(PROBE_LOGSNRS)
+    for row in result["label_gain"]:
+        assert row["gain"] == pytest.approx(row["null"] - row["true"]) and row["true"] >= 0
+    assert [row["from_logsnr"] for row in result["resampling"]] == [0.0, 2.0]
+    assert all(0.0 <= row["agreement"] <= 1.0 for row in result["resampling"])
+    assert result["resampling"][0]["base_steps"] > result["resampling"][1]["base_steps"]  # from noisier: more steps
+    for extra, needle in ((["--run", "s1"], "class-conditional stage-2"), (["--run", "s2", "--from", "9"], "must lie")):
+        assert main([*base_args, *extra]) == 2
+        assert needle in capsys.readouterr().err
