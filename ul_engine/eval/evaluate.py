@@ -56,7 +56,9 @@ def evaluate_run(
     each sample is drawn for its reference image's class with that classifier-free guidance scale, and
     `class_agreement` says how often the shapes classifier reads the requested class back. With
     `reconstructions` (image runs, stage 1 or 2) the "samples" are stage-1 reconstructions of other validation
-    images: stage 2 samples through the same decoder, so this FD is what a perfect base model would score.
+    images: stage 2 samples through the same decoder, so this FD is what a perfect base model would score, and
+    on a class-conditional run `class_agreement` (each round trip read against its image's class) is the ceiling
+    of a guided one.
     """
     if n < 1:
         raise ULError("--n must be at least 1")
