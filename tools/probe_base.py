@@ -29,7 +29,8 @@ from ul_engine.core.errors import ULError
 from ul_engine.data import fixed_validation_batch, make_source
 from ul_engine.diffusion import gaussian, samplers
 from ul_engine.eval.evaluate import EVAL_BATCH, FD_RECONSTRUCTED_SEED
-from ul_engine.eval.metrics.features import SHAPE_KINDS, classify, load_shapes_classifier
+from ul_engine.eval.metrics.features import classify, load_shapes_classifier
+from ul_engine.eval.metrics.generation import agreement_per_class
 from ul_engine.inference.loading import LoadedRun, load_run
 from ul_engine.store import Store
 
@@ -88,9 +89,8 @@ def resampling_agreement(
     ]).clamp(-1, 1)  # fmt: skip
     kind = classify(load_shapes_classifier(None)[0], images)["kind"]
     y = labels.numpy()
-    per_class = {SHAPE_KINDS[c]: round(float(np.mean(kind[y == c] == c)), 4) for c in range(4) if np.any(y == c)}
     return {"from_logsnr": start, "base_steps": len(grid) - 1, "agreement": float(np.mean(kind == y)),
-            "per_class": per_class}  # fmt: skip
+            "per_class": agreement_per_class(kind, y)}  # fmt: skip
 
 
 def probe(store: Any, run: str, *, step: int | None, n: int, starts: list[float], guidance: float) -> dict[str, Any]:

@@ -69,15 +69,19 @@ def _agreement(
     real_kind: np.ndarray, fake_kind: np.ndarray, labels: np.ndarray, real_labels: Sequence[int] | None
 ) -> dict[str, Any]:
     real_labels_ = labels if real_labels is None else np.asarray(real_labels)
-    per_class = {
-        SHAPE_KINDS[c]: round(float(np.mean(fake_kind[labels == c] == c)), 4)
-        for c in range(len(SHAPE_KINDS))
-        if np.any(labels == c)
-    }
     return {
         "class_agreement": float(np.mean(fake_kind == labels)),
         "class_agreement_real": float(np.mean(real_kind == real_labels_)),
-        "class_agreement_per_class": per_class,
+        "class_agreement_per_class": agreement_per_class(fake_kind, labels),
+    }
+
+
+def agreement_per_class(kind: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """{kind name: share of the images of that class the classifier reads as it}, for the classes present."""
+    return {
+        SHAPE_KINDS[c]: round(float(np.mean(kind[labels == c] == c)), 4)
+        for c in range(len(SHAPE_KINDS))
+        if np.any(labels == c)
     }
 
 
