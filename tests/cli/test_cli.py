@@ -76,6 +76,21 @@ def test_sample_writes_pngs_with_metadata(trained_home: Path, tmp_path: Path):
     assert np.array_equal(np.asarray(Image.open(again[0])), np.asarray(img)), "same seed, same sample"
 
 
+def test_sample_a_chosen_checkpoint(trained_home: Path, tmp_path: Path):
+    """--checkpoint samples an earlier step (smoke: checkpoints at 30 and 60); a missing step names those on disk."""
+    args = ["sample", "--run", "s2", "--n", "1", "--seed", "5", "--steps", "2", "--decoder-steps", "2", "--json"]
+
+    def sample(*extra: str) -> Image.Image:
+        return Image.open(last_json(ul(trained_home, *args, *extra))["outputs"][0])
+
+    early = sample("--checkpoint", "30", "--out", str(tmp_path / "a"))
+    latest = sample("--out", str(tmp_path / "b"))
+    assert early.text["ul-checkpoint-step"] == "30" and latest.text["ul-checkpoint-step"] == "60"
+    assert early.text["ul-checkpoint-sha256"] != latest.text["ul-checkpoint-sha256"]
+    proc = ul(trained_home, *args, "--checkpoint", "45", "--out", str(tmp_path / "c"), check=False)
+    assert proc.returncode == 2 and "no checkpoint at step 45; on disk: 30, 60" in proc.stderr
+
+
 def test_eval_reports_psnr_ssim_and_bits(trained_home: Path):
     result = last_json(ul(trained_home, "eval", "--run", "s1", "--n", "8", "--json"))
     assert set(result) >= {"n", "psnr", "ssim", "bits_per_pixel", "bits_per_dim"}

@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="generate images with a stage-2 run")
     s.add_argument("--run", required=True)
+    s.add_argument("--checkpoint", type=STEP, metavar="STEP", help="the run's checkpoint at STEP (default: latest)")
     s.add_argument("--n", type=_whole(1, 100_000), default=8)
     s.add_argument("--out", type=_out_folder, default="samples")
     s.add_argument("--steps", type=STEPS, help="base-model steps")
@@ -778,8 +779,9 @@ def _sample_video(store: Store, args: argparse.Namespace) -> dict[str, Any]:
 
     progress, close = terminal_progress(not args.json)
     try:
+        loaded = load_run(store, args.run, need_base=True, step=args.checkpoint)
         result = sample_clips(
-            store, load_run(store, args.run, need_base=True), args.out, n=args.n, frames=args.frames,
+            store, loaded, args.out, n=args.n, frames=args.frames,
             seed=args.seed, base_steps=args.steps, decoder_steps=args.decoder_steps, sampler=args.sampler,
             context=args.context, context_frames=args.context_frames, fmt=args.video_format, progress=progress,
         )  # fmt: skip
@@ -802,6 +804,7 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
         args.run,
         args.out,
         n=args.n,
+        step=args.checkpoint,
         seed=args.seed,
         base_steps=args.steps,
         decoder_steps=args.decoder_steps,

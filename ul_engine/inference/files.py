@@ -225,11 +225,12 @@ def load_clip(path: str | Path, resolution: int, max_frames: int | None = None) 
 
 
 def sample_png_meta(loaded: Any, seed: int, params: dict[str, Any]) -> dict[str, str]:
-    """The text chunks every generated PNG carries: run, checkpoint sha256, seed and the sampling parameters."""
+    """The text chunks every generated PNG carries: run, checkpoint (sha256, step), seed and the sampling parameters."""
     return {
         "ul-run": str(loaded.run.id),
         "ul-run-name": loaded.run.name,
         "ul-checkpoint-sha256": loaded.checkpoint_sha256 or "",
+        "ul-checkpoint-step": "" if loaded.checkpoint_step is None else str(loaded.checkpoint_step),
         "ul-seed": str(seed),
         "ul-params": json.dumps(params),
     }

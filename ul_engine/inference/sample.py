@@ -298,6 +298,7 @@ def sample_files(
     out_dir: Path,
     *,
     n: int,
+    step: int | None = None,
     seed: int = 0,
     base_steps: int | None = None,
     decoder_steps: int | None = None,
@@ -310,7 +311,7 @@ def sample_files(
     if n < 1:
         raise ULError("--n must be at least 1")
     check_output_folder(out_dir)  # before sampling: a file where the folder goes fails now, not after the work
-    loaded = load_run(store, run_ref, need_base=True)
+    loaded = load_run(store, run_ref, need_base=True, step=step)
     assert loaded.base is not None
     cfg = loaded.cfg
     params: dict[str, Any] = {
