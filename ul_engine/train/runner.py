@@ -147,6 +147,9 @@ class StoreHooks:
         if action != "stop":  # take it; a stop that replaced it meanwhile comes back from take_request
             action = store.take_request(run_id, session=session) or action
         if action == "pause":
+            # The held step is committed before the status says "paused": a reader that sees "paused"
+            # then reads the step the run stays at (else the next heartbeat moves it by one).
+            self.flush(step)
             self.ctx.move("paused", expect="running")
             self.ctx.emit({"event": "status", "status": "paused", "step": step})
         if action == "stop":
