@@ -293,7 +293,7 @@ class GeneratePage(QWidget):
             self._finish(f"Could not generate: {result}")
             return
         for item in result.outputs:
-            self.gallery.add_sample(item["path"], item["seed"])
+            self.gallery.add_sample(item["path"], item["seed"], item.get("class"))
             job.done += 1
             self.sample_added.emit(item["path"])
         self._show_progress(0.0)

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from app import glossary
 from app.models.generate import RunForm, sampler_choices
 from app.widgets.gallery import Gallery
+from ul_engine.core.sample_settings import RANDOM_CLASS
 
 IMAGE_HINT = (
     "Samples are kept in the data folder under samples/<run name>/, each PNG with its run, checkpoint, seed and "
@@ -90,7 +91,10 @@ class GenerateForm(QWidget):
         self.guidance.setValue(1.0)
         self.guidance.setToolTip("Classifier-free guidance scale (1: none; class-conditional runs only).")
         self.class_combo = QComboBox()
-        self.class_combo.setToolTip("The class to sample (class-conditional runs only).")
+        self.class_combo.setToolTip(
+            "The class to sample (class-conditional runs only): one class, a class drawn per sample from its seed, "
+            "or none (the null label)."
+        )
 
     def _buttons(self) -> QHBoxLayout:
         buttons = QHBoxLayout()
@@ -118,7 +122,12 @@ class GenerateForm(QWidget):
         self.sampler.setCurrentIndex(max(0, self.sampler.findData(form.sampler)))
         self.guidance.setValue(form.guidance)
         self.class_combo.clear()
-        self.class_combo.addItem("any (unconditional)", None)
+        self.class_combo.addItem("none (unconditional)", None)
+        if form.classes > 0:
+            # The default for a class-conditional run: its null label alone draws blurrier, rounder samples
+            # (docs/benchmarks.md "Longer still"); each sample's PNG records the class it got.
+            self.class_combo.addItem("random (one per sample)", RANDOM_CLASS)
+            self.class_combo.setCurrentIndex(1)
         for k in range(form.classes):
             self.class_combo.addItem(f"class {k}", k)
         self.class_combo.setEnabled(form.classes > 0)

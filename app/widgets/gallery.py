@@ -42,7 +42,7 @@ class Gallery(QListWidget):
         self.setIconSize(QSize(side, side))
         self.setGridSize(QSize(side + 16, side + 30))
 
-    def add_sample(self, path: str, seed: int | None = None) -> QListWidgetItem:
+    def add_sample(self, path: str, seed: int | None = None, cls: int | None = None) -> QListWidgetItem:
         image = load_qimage(path)
         if not image.isNull():
             factor = max(1, self.thumb // max(image.width(), image.height()))
@@ -52,7 +52,10 @@ class Gallery(QListWidget):
                 Qt.AspectRatioMode.KeepAspectRatio,
                 Qt.TransformationMode.FastTransformation,
             )
-        item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), f"seed {seed}" if seed is not None else "")
+        caption = f"seed {seed}" if seed is not None else ""
+        if cls is not None:  # a class-conditional sample: which class it was drawn for
+            caption = f"{caption} · class {cls}" if caption else f"class {cls}"
+        item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), caption)
         item.setData(PATH_ROLE, path)
         item.setData(SEED_ROLE, seed)
         item.setToolTip(f"{path}\nClick to open in Latents; right-click to save.")

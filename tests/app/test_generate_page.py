@@ -51,7 +51,8 @@ def _configure(page, *, n: int, seed: int, steps: int) -> None:
 def test_the_gallery_fills_and_pngs_carry_their_settings(qtbot, env) -> None:
     page = env["page"]
     assert page.runs.count() == 1 and page.runs.info().name == "s2"  # stage-2 runs only
-    assert page.class_combo.isEnabled() and page.class_combo.count() == 5  # smoke is class-conditional (4)
+    assert page.class_combo.isEnabled() and page.class_combo.count() == 6  # smoke is class-conditional (4)
+    assert page.class_combo.currentData() == "random"  # the default there: a class drawn per sample
     _configure(page, n=6, seed=3, steps=4)
     added: list[str] = []
     page.sample_added.connect(added.append)
@@ -66,8 +67,10 @@ def test_the_gallery_fills_and_pngs_carry_their_settings(qtbot, env) -> None:
     text = Image.open(first).text
     assert text["ul-run"] == "2" and text["ul-run-name"] == "s2" and text["ul-seed"] == "3"
     assert len(text["ul-checkpoint-sha256"]) == 64
-    assert json.loads(text["ul-params"]) == {"base_steps": 4, "decoder_steps": 4, "sampler": "ancestral",
-                                             "guidance": 1.0, "class": None}  # fmt: skip
+    params = json.loads(text["ul-params"])
+    assert params == {"base_steps": 4, "decoder_steps": 4, "sampler": "ancestral", "guidance": 1.0,
+                      "class": params["class"]} and params["class"] in range(4)  # the class seed 3 got  # fmt: skip
+    assert page.gallery.item(0).text() == f"seed 3 · class {params['class']}"
     save_artifact(env["window"], "generate-gallery")
 
 
@@ -95,8 +98,10 @@ def test_a_saved_png_restores_the_exact_settings(qtbot, env) -> None:
     event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                        Qt.KeyboardModifier.NoModifier)  # fmt: skip
     page.dropEvent(event)
+    recorded = json.loads(Image.open(sample).text["ul-params"])["class"]
     assert page.settings() == {"run": 2, "checkpoint": None, "n": 1, "seed": 4, "base_steps": 4, "decoder_steps": 4,
-                               "sampler": "ancestral", "guidance": 1.0, "class": None}  # fmt: skip
+                               "sampler": "ancestral", "guidance": 1.0, "class": recorded}  # fmt: skip
+    assert page.class_combo.currentText() == f"class {recorded}"
     assert "restored" in page.status.text() and "step 20" in page.checkpoint_label.text()
     sample.unlink()
     with qtbot.waitSignal(page.finished, timeout=WAIT_MS):

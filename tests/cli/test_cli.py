@@ -91,6 +91,19 @@ def test_sample_a_chosen_checkpoint(trained_home: Path, tmp_path: Path):
     assert proc.returncode == 2 and "no checkpoint at step 45; on disk: 30, 60" in proc.stderr
 
 
+def test_sample_a_random_class_per_sample(trained_home: Path, tmp_path: Path):
+    """--class random: each PNG names the class it was drawn for, and --class K with that class redraws it."""
+    args = ["sample", "--run", "s2", "--steps", "2", "--decoder-steps", "2", "--guidance", "2", "--json"]
+    mixed = last_json(ul(trained_home, *args, "--n", "4", "--class", "random", "--out", str(tmp_path / "r")))
+    recorded = [json.loads(Image.open(p).text["ul-params"])["class"] for p in mixed["outputs"]]
+    assert all(isinstance(c, int) and 0 <= c < 4 for c in recorded)
+    again = last_json(ul(trained_home, *args, "--n", "1", "--seed", "2", "--class", str(recorded[2]),
+                         "--out", str(tmp_path / "k")))  # fmt: skip
+    assert np.array_equal(np.asarray(Image.open(again["outputs"][0])), np.asarray(Image.open(mixed["outputs"][2])))
+    bad = ul(trained_home, *args, "--class", "some", check=False)
+    assert bad.returncode == 2 and "class must be a class index (0, 1, …) or 'random'" in bad.stderr
+
+
 def test_eval_reports_psnr_ssim_and_bits(trained_home: Path):
     result = last_json(ul(trained_home, "eval", "--run", "s1", "--n", "8", "--json"))
     assert set(result) >= {"n", "psnr", "ssim", "bits_per_pixel", "bits_per_dim"}

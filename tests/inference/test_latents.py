@@ -150,6 +150,30 @@ def test_generate_and_trajectory_agree_whatever_the_batch(models) -> None:
         sampling.generate(base, model, [1], base_steps=1, decoder_steps=1, class_label=9)
 
 
+def test_random_classes_come_from_each_seed_and_redraw_as_the_recorded_class(models) -> None:
+    """'random' gives a seed its class whatever else is drawn with it, reaches every class, and the class a
+    sample records redraws that very sample (its PNG is then a plain class-K sample)."""
+    from types import SimpleNamespace
+
+    model, base = models
+    seeds = list(range(40))
+    classes = sampling.seed_classes(base, "random", seeds)
+    assert classes == sampling.seed_classes(base, "random", seeds[::-1])[::-1]
+    assert set(classes) == set(range(base.num_classes))
+    images, _ = sampling.generate(base, model, [3, 4, 5], base_steps=2, decoder_steps=2, guidance=2.0,
+                                  class_label="random")  # fmt: skip
+    for seed, image in zip((3, 4, 5), images, strict=True):
+        alone, _ = sampling.generate(base, model, [seed], base_steps=2, decoder_steps=2, guidance=2.0,
+                                     class_label=classes[seed])  # fmt: skip
+        assert np.abs(alone[0].astype(int) - image).max() <= 1
+    assert sampling.seed_classes(base, None, [1, 2]) == [None, None]
+    assert sampling.seed_classes(base, "2", [1, 2]) == [2, 2]
+    with pytest.raises(ULError, match="class must be a class index"):
+        sampling.seed_classes(base, "any", [1])
+    with pytest.raises(ULError, match="not class-conditional"):
+        sampling.seed_classes(SimpleNamespace(num_classes=0), "random", [1])
+
+
 # ---- video ---------------------------------------------------------------------------------------
 
 
@@ -242,6 +266,12 @@ def test_session_ops(trained: Path, tmp_path: Path) -> None:
             session.handle({"op": "image.sample", "run": "s1", "out": str(out)})
         with pytest.raises(ULError, match="out of range"):
             session.handle({"op": "image.sample", "run": "s2", "class_label": 7, "out": str(out)})
+        mixed = session.handle({"op": "image.sample", "run": "s2", "seed": 8, "n": 3, "base_steps": 2,
+                                "decoder_steps": 2, "class_label": "random", "out": str(tmp_path / "R")})  # fmt: skip
+        assert mixed["params"]["class"] == "random"
+        for o in mixed["outputs"]:  # each PNG records the class it got, so dropping it redraws it exactly
+            recorded = json.loads(Image.open(o["path"]).text["ul-params"])["class"]
+            assert isinstance(o["class"], int) and recorded == o["class"]
 
         traj = session.handle({"op": "latents.trajectory", "run": "s2", "seed": 5, "base_steps": 3,
                                "decoder_steps": 3, "preview_steps": 2, "out": str(tmp_path / "T")})  # fmt: skip

@@ -23,6 +23,7 @@ from ul_engine.cli.ecosystem import add_parsers as add_ecosystem_parsers
 from ul_engine.cli.ecosystem import cmd_export_diffusers
 from ul_engine.core import __version__, json_output
 from ul_engine.core.errors import RunStateError, ULError
+from ul_engine.core.sample_settings import class_choice
 from ul_engine.core.samplers import SAMPLERS
 from ul_engine.core.user_paths import check_file, check_output_file, check_output_folder
 
@@ -97,6 +98,16 @@ _out_folder = _checked(check_output_folder)
 _out_file = _checked(check_output_file)
 _in_file = _checked(check_file)
 _home = _checked(lambda p: check_output_folder(p, writable=False))  # a read-only data folder is fine for reading
+
+
+def _class_arg(text: str) -> int | str:
+    try:
+        choice = class_choice(text)
+    except ULError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    assert choice is not None
+    return choice
+
 
 STEPS = _whole(1)
 DECODER_STEPS = _whole(1, 4096)
@@ -178,7 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", choices=SAMPLERS)
     s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--guidance", type=_number(0.0, 50.0), default=None, help="classifier-free guidance (1: none)")
-    s.add_argument("--class", dest="class_label", type=STEP)
+    s.add_argument(
+        "--class", dest="class_label", type=_class_arg, metavar="K|random",
+        help="class-conditional runs: sample class K, or 'random' (each sample's class drawn from its seed); "
+        "default: unconditional",
+    )  # fmt: skip
     s.add_argument("--frames", type=COUNT, metavar="N", help="video runs: frames per clip (default: the clip length)")
     s.add_argument(
         "--context", type=_in_file, metavar="VIDEO", help="video runs: continue this clip from its first frames"

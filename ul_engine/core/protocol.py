@@ -329,7 +329,7 @@ class DecodeFrames(Request[LatentFrames]):
     mode: str = "slerp"
     denoiser: str = "prior"
     guidance: float | None = None
-    class_label: int | None = None
+    class_label: int | str | None = None  # a class, "random" (one per seed) or None
     prior_steps: int | None = None
     edit: str = "offset"
     channel: int = 0
@@ -364,7 +364,7 @@ class SampleImages(Request[ImageSamples]):
     decoder_steps: int | None = None
     sampler: str | None = None
     guidance: float | None = None
-    class_label: int | None = None
+    class_label: int | str | None = None  # a class, "random" (one per seed) or None
     cancel_file: str | None = None
 
 
@@ -394,7 +394,7 @@ class TraceSample(Request[Trajectory]):
     decoder_steps: int | None = None
     sampler: str | None = None
     guidance: float | None = None
-    class_label: int | None = None
+    class_label: int | str | None = None  # a class, "random" (one per seed) or None
     cancel_file: str | None = None
 
 

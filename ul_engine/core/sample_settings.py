@@ -35,6 +35,25 @@ MAX_CHUNKS = 10_000
 SEED_MAX = 2**63 - 1
 KEYS = ("ul-run", "ul-run-name", "ul-checkpoint-sha256", "ul-seed", "ul-params")
 
+RANDOM_CLASS = "random"
+"""The class choice "a class per sample, drawn from its seed": every class of a class-conditional run, each
+sample still reproducible from its seed alone (its PNG records the class it got)."""
+
+ClassChoice = int | str | None
+"""None (unconditional: the null label), a class index, or RANDOM_CLASS."""
+
+
+def class_choice(value: object) -> ClassChoice:
+    """A requested class as the samplers take it; one clear error for anything else (a CLI word, a JSON value)."""
+    if value is None or value == RANDOM_CLASS:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**31 - 1:
+        return value
+    raise DataError(f"class must be a class index (0, 1, …) or '{RANDOM_CLASS}', not {value!r}")
+
+
 _SAMPLING = SamplingConfig.model_fields
 Steps = Annotated[int, *_SAMPLING["base_steps"].metadata]
 Guidance = Annotated[float, *_SAMPLING["guidance"].metadata]

@@ -24,6 +24,7 @@ from ul_engine.core import io
 from ul_engine.core.errors import ULError
 from ul_engine.core.imaging import save_png
 from ul_engine.core.media import from_model_range
+from ul_engine.core.sample_settings import RANDOM_CLASS, ClassChoice, class_choice
 from ul_engine.core.user_paths import check_output_folder
 from ul_engine.core.video_io import write_video
 from ul_engine.data.loader import to_model_tensor
@@ -35,6 +36,7 @@ from ul_engine.inference.loading import LoadedRun, load_run
 from ul_engine.model import LatentBase, UnifiedLatents
 
 SAMPLE_DECODER_SEED_OFFSET = 10_000_019  # decoder seeds = base seed + this (images and clips)
+CLASS_SEED_OFFSET = 20_000_003  # RANDOM_CLASS draws a seed's class from seed + this (apart from its noise)
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -62,6 +64,29 @@ def class_labels(base: LatentBase, class_label: int | None, n: int) -> Tensor | 
     return torch.full((n,), int(class_label), dtype=torch.long, device=_device(base))
 
 
+def seed_class(seed: int, num_classes: int) -> int:
+    """The class RANDOM_CLASS gives `seed`: uniform over the classes, from the seed alone (not its batch)."""
+    draw = torch.Generator().manual_seed(int(seed) + CLASS_SEED_OFFSET)
+    return int(torch.randint(num_classes, (1,), generator=draw))
+
+
+def seed_classes(base: LatentBase, choice: ClassChoice, seeds: Sequence[int]) -> list[int | None]:
+    """The class of each seed's sample: None (unconditional), the one class asked for, or each seed's own draw."""
+    choice = class_choice(choice)
+    if choice == RANDOM_CLASS:
+        if not base.num_classes:
+            raise ULError(f"this run is not class-conditional; '{RANDOM_CLASS}' needs a run trained with classes")
+        return [seed_class(s, base.num_classes) for s in seeds]
+    class_labels(base, choice, 1)  # type: ignore[arg-type]  # the range check, with its message
+    return [choice for _ in seeds]  # type: ignore[misc]
+
+
+def _seed_labels(base: LatentBase, classes: Sequence[int | None]) -> Tensor | None:
+    if not classes or classes[0] is None:
+        return None
+    return torch.tensor([int(c) for c in classes], dtype=torch.long, device=_device(base))  # type: ignore[arg-type]
+
+
 def _cancel_callback(cancel: Callable[[], bool] | None, tick: Callable[[], None] | None) -> samplers.Callback:
     def callback(info: samplers.StepInfo) -> bool:
         if tick is not None:
@@ -81,7 +106,7 @@ def generate(
     decoder_steps: int,
     sampler: str = "ancestral",
     guidance: float = 1.0,
-    class_label: int | None = None,
+    class_label: ClassChoice = None,
     batch_size: int = 16,
     cancel: Callable[[], bool] | None = None,
     tick: Callable[[], None] | None = None,
@@ -89,16 +114,18 @@ def generate(
 ) -> tuple[np.ndarray, Tensor]:
     """Images (N, H, W, 3) uint8 for `seeds`, and the base model's last clean prediction of each (its z_clean).
 
+    `class_label`: None, a class, or RANDOM_CLASS (`seed_classes` says which class each seed gets).
     `batch_size` seeds go through the nets at once; `tick()` runs after every sampler step and `cancel()` is
     asked there (SamplingCancelled when true); `progress(done, total)` after every batch.
     """
     seeds = [int(s) for s in seeds]
+    classes = seed_classes(base, class_label, seeds)
     stop = _cancel_callback(cancel, tick)
     images: list[np.ndarray] = []
     latents: list[Tensor] = []
     for start in range(0, len(seeds), max(1, int(batch_size))):
         chunk = seeds[start : start + max(1, int(batch_size))]
-        labels = class_labels(base, class_label, len(chunk))
+        labels = _seed_labels(base, classes[start : start + len(chunk)])
         last: dict[str, Tensor] = {}
 
         def on_base(info: samplers.StepInfo, last: dict[str, Tensor] = last) -> bool:
@@ -138,14 +165,14 @@ def sample_trajectory(
     decoder_steps: int,
     sampler: str = "ancestral",
     guidance: float = 1.0,
-    class_label: int | None = None,
+    class_label: ClassChoice = None,
     preview_steps: int = 4,
     cancel: Callable[[], bool] | None = None,
 ) -> tuple[list[TrajectoryFrame], np.ndarray]:
     """Every step of one sample: the base model's clean-latent predictions (each decoded with
     `preview_steps` decoder steps through fixed noise), then the decoder's image predictions. The last
     frame is the sample (the seeds of `generate`). Returns (frames, the final image)."""
-    labels = class_labels(base, class_label, 1)
+    labels = _seed_labels(base, seed_classes(base, class_label, [seed]))
     stop = _cancel_callback(cancel, None)
     base_preds: list[tuple[int, int, float, Tensor]] = []
 
@@ -304,7 +331,7 @@ def sample_files(
     decoder_steps: int | None = None,
     sampler: str | None = None,
     guidance: float | None = None,
-    class_label: int | None = None,
+    class_label: ClassChoice = None,
     progress: bool = False,
 ) -> list[str]:
     """Generate n images; each PNG carries run, checkpoint sha256, seed and parameters in its metadata."""
@@ -340,11 +367,12 @@ def sample_files(
         bar.close()
     out_dir = Path(out_dir)
     outputs = []
-    for s, image in zip(seeds, images, strict=True):
+    for s, image, cls in zip(seeds, images, seed_classes(loaded.base, class_label, seeds), strict=True):
         path = out_dir / f"{loaded.run.name}-seed{s:06d}.png"
-        save_png(path, image, sample_png_meta(loaded, s, params))
+        own = {**params, "class": cls}  # the class this sample got: its PNG redraws it exactly
+        save_png(path, image, sample_png_meta(loaded, s, own))
         store.add_artifact(loaded.run.id, kind="sample", path=path.resolve(), step=loaded.checkpoint_step, seed=s,
-                           params=params)  # fmt: skip
+                           params=own)  # fmt: skip
         outputs.append(str(path))
     return outputs
 

@@ -20,7 +20,7 @@ from PIL import Image
 from ul_engine.core import protocol, video_io
 from ul_engine.core.errors import ULError
 from ul_engine.core.imaging import save_png
-from ul_engine.core.sample_settings import read_png_text_chunks
+from ul_engine.core.sample_settings import class_choice, read_png_text_chunks
 from ul_engine.core.samplers import SAMPLERS
 from ul_engine.worker.session import Session, op
 
@@ -244,8 +244,8 @@ def _decode_frames(
             if loaded.base is None:
                 raise ULError(f"run {loaded.run.name} is a stage-1 run: it has no base model; use the prior")
             base = loaded.base
-            cls = request.class_label
-            labels = sampling.class_labels(base, None if cls is None else int(cls), 1)
+            (cls,) = sampling.seed_classes(base, request.class_label, [seed])
+            labels = sampling.class_labels(base, cls, 1)
         sched = base.schedule if base is not None else model.latent_schedule
         full = _steps(request.prior_steps, cfg.sampling.base_steps, "prior_steps")
         used = []
@@ -285,13 +285,12 @@ def _sample_params(cfg: Any, request: protocol.SampleImages | protocol.TraceSamp
     from ul_engine.inference.sample import check_guidance  # why: torch
 
     guidance = check_guidance(float(cfg.sampling.guidance if request.guidance is None else request.guidance))
-    cls = request.class_label
     return {  # the keys and order of `ul sample`'s ul-params
         "base_steps": _steps(request.base_steps, cfg.sampling.base_steps, "base_steps"),
         "decoder_steps": _steps(request.decoder_steps, cfg.sampling.decoder_steps, "decoder_steps"),
         "sampler": _sampler(request.sampler, cfg.sampling.sampler),
         "guidance": guidance,
-        "class": None if cls is None else int(cls),
+        "class": class_choice(request.class_label),
     }
 
 
@@ -368,14 +367,16 @@ def generate_samples(session: Session, request: protocol.SampleImages) -> protoc
         return protocol.ImageSamples([], cancelled=True, seconds=time.perf_counter() - start, params=params)
     seconds = time.perf_counter() - start
     outputs = []
-    for seed, image, z in zip(seeds, images, latents.numpy(), strict=True):
+    classes = sampling.seed_classes(loaded.base, params["class"], seeds)
+    for seed, image, z, cls in zip(seeds, images, latents.numpy(), classes, strict=True):
         path = out / f"{loaded.run.name}-seed{seed:06d}.png"
-        _png(path, image, sample_png_meta(loaded, seed, params))
+        own = {**params, "class": cls}  # the class this sample got: its PNG redraws it exactly
+        _png(path, image, sample_png_meta(loaded, seed, own))
         latent = save_latent(path.with_suffix(".latent.npy"), z)
         session.store.add_artifact(
-            loaded.run.id, kind="sample", path=path.resolve(), step=loaded.checkpoint_step, seed=seed, params=params
+            loaded.run.id, kind="sample", path=path.resolve(), step=loaded.checkpoint_step, seed=seed, params=own
         )
-        outputs.append({"path": str(path), "seed": seed, "latent": str(latent)})
+        outputs.append({"path": str(path), "seed": seed, "latent": str(latent), "class": cls})
     return protocol.ImageSamples(
         outputs=outputs, cancelled=False, seconds=seconds, params=params,
         samples_per_s=len(seeds) / seconds if seconds > 0 else None,
@@ -397,6 +398,7 @@ def latents_trajectory(session: Session, request: protocol.TraceSample) -> proto
         raise ULError(f"run {loaded.run.name} is a stage-1 run; a trajectory needs a stage-2 run")
     params = _sample_params(loaded.cfg, request)
     seed = _seeds(None, request.seed, 1)[0]
+    (params["class"],) = sampling.seed_classes(loaded.base, params["class"], [seed])  # the class it gets
     out = _out_dir(request.out)
     preview = _steps(request.preview_steps, 4, "preview_steps")
     start = time.perf_counter()
