@@ -81,6 +81,11 @@ def seed_classes(base: LatentBase, choice: ClassChoice, seeds: Sequence[int]) ->
     return [choice for _ in seeds]  # type: ignore[misc]
 
 
+def sample_params(base: LatentBase, params: dict[str, Any], seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """Each sample's own `ul-params`: `params` with the class that seed got, so its PNG redraws it exactly."""
+    return [{**params, "class": c} for c in seed_classes(base, params["class"], seeds)]
+
+
 def _seed_labels(base: LatentBase, classes: Sequence[int | None]) -> Tensor | None:
     if not classes or classes[0] is None:
         return None
@@ -367,9 +372,8 @@ def sample_files(
         bar.close()
     out_dir = Path(out_dir)
     outputs = []
-    for s, image, cls in zip(seeds, images, seed_classes(loaded.base, class_label, seeds), strict=True):
+    for s, image, own in zip(seeds, images, sample_params(loaded.base, params, seeds), strict=True):
         path = out_dir / f"{loaded.run.name}-seed{s:06d}.png"
-        own = {**params, "class": cls}  # the class this sample got: its PNG redraws it exactly
         save_png(path, image, sample_png_meta(loaded, s, own))
         store.add_artifact(loaded.run.id, kind="sample", path=path.resolve(), step=loaded.checkpoint_step, seed=s,
                            params=own)  # fmt: skip

@@ -367,16 +367,15 @@ def generate_samples(session: Session, request: protocol.SampleImages) -> protoc
         return protocol.ImageSamples([], cancelled=True, seconds=time.perf_counter() - start, params=params)
     seconds = time.perf_counter() - start
     outputs = []
-    classes = sampling.seed_classes(loaded.base, params["class"], seeds)
-    for seed, image, z, cls in zip(seeds, images, latents.numpy(), classes, strict=True):
+    owns = sampling.sample_params(loaded.base, params, seeds)
+    for seed, image, z, own in zip(seeds, images, latents.numpy(), owns, strict=True):
         path = out / f"{loaded.run.name}-seed{seed:06d}.png"
-        own = {**params, "class": cls}  # the class this sample got: its PNG redraws it exactly
         _png(path, image, sample_png_meta(loaded, seed, own))
         latent = save_latent(path.with_suffix(".latent.npy"), z)
         session.store.add_artifact(
             loaded.run.id, kind="sample", path=path.resolve(), step=loaded.checkpoint_step, seed=seed, params=own
         )
-        outputs.append({"path": str(path), "seed": seed, "latent": str(latent), "class": cls})
+        outputs.append({"path": str(path), "seed": seed, "latent": str(latent), "class": own["class"]})
     return protocol.ImageSamples(
         outputs=outputs, cancelled=False, seconds=seconds, params=params,
         samples_per_s=len(seeds) / seconds if seconds > 0 else None,
@@ -398,7 +397,7 @@ def latents_trajectory(session: Session, request: protocol.TraceSample) -> proto
         raise ULError(f"run {loaded.run.name} is a stage-1 run; a trajectory needs a stage-2 run")
     params = _sample_params(loaded.cfg, request)
     seed = _seeds(None, request.seed, 1)[0]
-    (params["class"],) = sampling.seed_classes(loaded.base, params["class"], [seed])  # the class it gets
+    (params,) = sampling.sample_params(loaded.base, params, [seed])  # with the class this seed gets
     out = _out_dir(request.out)
     preview = _steps(request.preview_steps, 4, "preview_steps")
     start = time.perf_counter()
